@@ -2,7 +2,7 @@
 //!
 //! One module so that the engine, the planner and the fetcher can never disagree on a name.
 
-use crate::model::{Aggregation, Dialect, GroupBy, Join, JoinPart, Source, Window};
+use crate::model::{Aggregation, Dialect, ExternalPart, GroupBy, Join, JoinPart, Source, Window};
 
 /// Replaces every character outside `[A-Za-z0-9_]` with `_`.
 pub fn sanitize(s: &str) -> String {
@@ -179,8 +179,8 @@ pub fn apply_derivations(
     out
 }
 
-/// The column prefix of a join part (without the trailing `_`): AB `[prefix_]<sanitized GroupBy name>`;
-/// ZL with long names the GroupBy name without its `__<version>`, with short names its keys joined by `_`.
+/// The column prefix of a join part (without the trailing `_`): `[prefix_]<sanitized GroupBy name>`,
+/// except for ZL parts with `useLongNames = 0`, where the GroupBy's keys joined by `_` replace the name.
 pub fn join_part_prefix(join: &Join, part: &JoinPart, dialect: Dialect) -> String {
     let name = &part.group_by.metadata.name;
     let base = match dialect {
@@ -188,7 +188,7 @@ pub fn join_part_prefix(join: &Join, part: &JoinPart, dialect: Dialect) -> Strin
         Dialect::Zipline => {
             let long = part.use_long_names.or(join.use_long_names).unwrap_or(true);
             if long {
-                sanitize(strip_version(name))
+                sanitize(name)
             } else {
                 part.group_by.key_columns.join("_")
             }
@@ -225,6 +225,22 @@ pub fn join_part_columns(join: &Join, part: &JoinPart, dialect: Dialect) -> Vec<
                 format!("{prefix}_{f}")
             }
         })
+        .collect()
+}
+
+/// The columns an online external part contributes: `ext_[prefix_]<source name>_<value field>`.
+pub fn external_part_columns(part: &ExternalPart) -> Vec<String> {
+    let mut full = String::from("ext_");
+    if let Some(prefix) = part.prefix.as_deref().filter(|p| !p.is_empty()) {
+        full.push_str(prefix);
+        full.push('_');
+    }
+    full.push_str(&sanitize(&part.source.name));
+    part.source
+        .value_schema
+        .iter()
+        .flat_map(|schema| schema.params.iter())
+        .map(|(field, _)| format!("{full}_{field}"))
         .collect()
 }
 
