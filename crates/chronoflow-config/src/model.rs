@@ -635,6 +635,8 @@ impl fmt::Display for ConfigKind {
     }
 }
 
+// Configs are few and long-lived; boxing the variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Config {

@@ -736,7 +736,7 @@ fn aggregation(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Opt
     };
     let arg_map = f.string_map(cx, "argMap");
     let windows = f
-        .list(cx, "windows", |cx, v, p| window(cx, v, p))
+        .list(cx, "windows", window)
         .unwrap_or_default();
     let buckets = f.string_list(cx, "buckets");
     let arg_path = f.field_path("argMap");

@@ -74,6 +74,8 @@ impl LoadedConfig {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Repo {
     pub layouts: Vec<Layout>,
+    /// How many files were read.
+    pub file_count: usize,
     pub configs: Vec<LoadedConfig>,
     pub teams: Teams,
     pub diagnostics: Vec<Diagnostic>,
@@ -308,6 +310,7 @@ pub fn content_hash(bytes: &[u8]) -> String {
 pub fn load(files: RepoFiles) -> Repo {
     let RepoFiles { layouts, mut files } = files;
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    let file_count = files.len();
     let decoded: Vec<Decoded> = files.par_iter().map(|f| decode_file(&layouts, f)).collect();
 
     let mut diagnostics = Vec::new();
@@ -405,6 +408,7 @@ pub fn load(files: RepoFiles) -> Repo {
     diagnostics.sort_by(|a, b| (&a.file, a.severity, &a.path).cmp(&(&b.file, b.severity, &b.path)));
     Repo {
         layouts,
+        file_count,
         configs,
         teams,
         diagnostics,

@@ -1,1 +1,22 @@
-fn main() {}
+//! `chronoflow`: one binary that runs Chronon feature pipelines end to end.
+//!
+//! The binary is thin: it parses the command line, calls the library crates, and prints.
+//! Exit codes: 0 success, 1 the repo has errors (`check`), 2 the command could not run.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,22 @@
+mod check;
+mod plan;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chronoflow_config::Repo;
+
+use crate::cli::{Cli, Command};
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Plan(args) => plan::run(&args),
+    }
+}
+
+fn load_repo(path: &Path) -> anyhow::Result<Repo> {
+    chronoflow_config::fs::load_repo(path)
+        .with_context(|| format!("loading repo {}", path.display()))
+}

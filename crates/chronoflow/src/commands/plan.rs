@@ -1,0 +1,80 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chronoflow_config::DiagnosticCounts;
+use chronoflow_plan::{Dag, Plan, render};
+
+use crate::cli::{PlanArgs, PlanFormat};
+
+pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let repo = super::load_repo(&args.repo.repo)?;
+    let mut plan = chronoflow_plan::plan(&repo);
+    let counts = DiagnosticCounts::of(&plan.diagnostics);
+    if counts.errors > 0 {
+        eprintln!(
+            "warning: {} configs were left out of the plan for {} errors; run `chronoflow check` for details",
+            configs_with_errors(&plan),
+            counts.errors
+        );
+    }
+    if let Some(id) = &args.dag {
+        select_dag(&mut plan, id)?;
+    }
+    let dags: Vec<&Dag> = plan.dags.iter().collect();
+    let rendered = match args.format {
+        PlanFormat::Text => render::text(&dags),
+        PlanFormat::Json => serde_json::to_string_pretty(&plan)? + "\n",
+        PlanFormat::Dot => render::dot(&dags),
+        PlanFormat::Mermaid => render::mermaid(&dags),
+    };
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, rendered).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth a message.
+            if let Err(e) = stdout
+                .write_all(rendered.as_bytes())
+                .and_then(|()| stdout.flush())
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(e).context("writing the plan to standard output");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn configs_with_errors(plan: &Plan) -> usize {
+    let files: std::collections::BTreeSet<&str> = plan
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.file.as_str())
+        .collect();
+    files.len()
+}
+
+/// Keeps only DAG `id` (and, for JSON, the jobs it runs), or says which DAGs exist.
+fn select_dag(plan: &mut Plan, id: &str) -> anyhow::Result<()> {
+    let Some(dag) = plan.dag(id).cloned() else {
+        let known: Vec<&str> = plan.dags.iter().map(|d| d.dag_id.as_str()).collect();
+        bail!("unknown DAG {id:?}; the plan has: {}", known.join(", "));
+    };
+    let jobs: std::collections::BTreeSet<&str> = dag
+        .tasks
+        .iter()
+        .flat_map(|t| match &t.kind {
+            chronoflow_plan::TaskKind::Job { job, .. } => vec![job.as_str()],
+            chronoflow_plan::TaskKind::MetadataUpload { jobs } => {
+                jobs.iter().map(String::as_str).collect()
+            }
+            _ => vec![],
+        })
+        .collect();
+    plan.jobs.retain(|j| jobs.contains(j.id.as_str()));
+    plan.dags = vec![dag];
+    Ok(())
+}
