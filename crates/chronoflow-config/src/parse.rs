@@ -735,9 +735,7 @@ fn aggregation(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Opt
         None
     };
     let arg_map = f.string_map(cx, "argMap");
-    let windows = f
-        .list(cx, "windows", window)
-        .unwrap_or_default();
+    let windows = f.list(cx, "windows", window).unwrap_or_default();
     let buckets = f.string_list(cx, "buckets");
     let arg_path = f.field_path("argMap");
     f.finish(cx);

@@ -17,9 +17,24 @@ fn samples() -> &'static Vec<(String, Layout, Value)> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/chronon");
         let mut out = Vec::new();
         for (rel, layout) in [
-            ("samples/airbnb", Layout::Airbnb { prefix: String::new() }),
-            ("samples/zipline", Layout::Zipline { prefix: "compiled/".to_owned() }),
-            ("quickstart", Layout::Airbnb { prefix: "compiled/".to_owned() }),
+            (
+                "samples/airbnb",
+                Layout::Airbnb {
+                    prefix: String::new(),
+                },
+            ),
+            (
+                "samples/zipline",
+                Layout::Zipline {
+                    prefix: "compiled/".to_owned(),
+                },
+            ),
+            (
+                "quickstart",
+                Layout::Airbnb {
+                    prefix: "compiled/".to_owned(),
+                },
+            ),
         ] {
             let files = chronoflow_config::fs::read_repo_files(&root.join(rel)).unwrap();
             for f in files.files {
@@ -88,10 +103,14 @@ fn replacement() -> impl Strategy<Value = Value> {
         Just(Value::from(u64::MAX)),
         Just(serde_json::from_str::<Value>("1e308").unwrap()),
         Just(serde_json::from_str::<Value>("-1e308").unwrap()),
-        any::<f64>().prop_filter("finite", |x| x.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |x| x.is_finite())
+            .prop_map(Value::from),
         ".{0,12}".prop_map(Value::String),
         Just(Value::String("{\"not\": json".to_owned())),
-        Just(Value::String("data.t/ds={{ macros.ds_add(ds, 99999999999999999999) }}".to_owned())),
+        Just(Value::String(
+            "data.t/ds={{ macros.ds_add(ds, 99999999999999999999) }}".to_owned()
+        )),
         Just(Value::Array(vec![Value::from(1), Value::Null])),
         Just(serde_json::json!({"unexpected": [1, {"deep": null}]})),
     ]
@@ -180,7 +199,13 @@ fn a_truncated_file_reports_its_line_and_column() {
     let (path, layout, value) = &samples()[0];
     let mut bytes = serde_json::to_vec_pretty(value).unwrap();
     bytes.truncate(bytes.len() / 2);
-    let repo = repo::load(RepoFiles { layouts: vec![layout.clone()], files: vec![RepoFile { path: path.clone(), contents: bytes }] });
+    let repo = repo::load(RepoFiles {
+        layouts: vec![layout.clone()],
+        files: vec![RepoFile {
+            path: path.clone(),
+            contents: bytes,
+        }],
+    });
     let d = &repo.diagnostics[0];
     assert_eq!(d.code, chronoflow_config::DiagnosticCode::InvalidJson);
     assert!(d.message.contains("line"), "{d}");

@@ -1,0 +1,209 @@
+//! The `chronoflow` binary, run as a real process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/chronon")
+        .join(rel)
+}
+
+fn chronoflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chronoflow"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_passes_on_every_sample_repo() {
+    for rel in ["samples/airbnb", "samples/zipline", "quickstart"] {
+        let out = chronoflow(&["check", "--repo", fixture(rel).to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{rel}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("0 errors, 0 warnings"),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn check_reports_every_broken_file_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |rel: &str| {
+        let src = fixture("quickstart/compiled").join(rel);
+        let dst = dir.path().join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(src, dst).unwrap();
+    };
+    copy("teams.json");
+    copy("production/group_bys/quickstart/purchases.v1");
+    copy("production/joins/quickstart/training_set.v2");
+    let gb = dir
+        .path()
+        .join("production/group_bys/quickstart/returns.v1");
+    std::fs::write(&gb, r#"{"metaData": {"name": "quickstart.returns.v1", "online": "yes"}, "sources": [], "keyColumns": ["user_id"]}"#).unwrap();
+    std::fs::write(
+        dir.path().join("production/group_bys/quickstart/users.v1"),
+        "{\"metaData\": {",
+    )
+    .unwrap();
+
+    let out = chronoflow(&["check", "--repo", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("error[wrong-type]: production/group_bys/quickstart/returns.v1: $.metaData.online: wrong type (expected boolean (true/false or 1/0), found string \"yes\")"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "error[invalid-value]: production/group_bys/quickstart/returns.v1: $.sources"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("error[invalid-json]: production/group_bys/quickstart/users.v1: $: invalid JSON at line 1"), "{text}");
+    assert!(text.contains("2 configs loaded; 3 errors"), "{text}");
+
+    // The JSON report carries the same diagnostics, structured.
+    let out = chronoflow(&[
+        "check",
+        "--repo",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["counts"]["errors"], 3);
+    assert_eq!(
+        report["diagnostics"][0]["file"],
+        "production/group_bys/quickstart/returns.v1"
+    );
+
+    // plan still plans the configs that load, and says what was left out.
+    let out = chronoflow(&["plan", "--repo", dir.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("2 configs were left out of the plan"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("quickstart_purchases_v1__upload"));
+}
+
+#[test]
+fn a_directory_that_is_not_a_repo_exits_2_and_says_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chronoflow(&["check", "--repo", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("holds no compiled Chronon configs"),
+        "{}",
+        stderr(&out)
+    );
+    let out = chronoflow(&["plan", "--repo", "/definitely/not/here"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("/definitely/not/here"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn plan_formats() {
+    let repo = fixture("quickstart");
+    let repo = repo.to_str().unwrap();
+    let json = chronoflow(&["plan", "--repo", repo, "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(plan["format_version"], 1);
+    assert!(
+        plan["dags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["dag_id"] == "chronon_join_quickstart")
+    );
+
+    let dot = stdout(&chronoflow(&["plan", "--repo", repo, "--format", "dot"]));
+    assert!(dot.starts_with("digraph chronoflow {"));
+    assert!(
+        dot.contains("\"chronon_gb_batch_quickstart.wait_for__data_purchases__ds\" -> \"chronon_gb_batch_quickstart.quickstart_purchases_v1__upload\";"),
+        "{dot}"
+    );
+
+    let mermaid = stdout(&chronoflow(&[
+        "plan", "--repo", repo, "--format", "mermaid",
+    ]));
+    assert!(mermaid.starts_with("flowchart LR\n"));
+    assert!(mermaid.contains("quickstart_returns_v1__streaming"));
+}
+
+#[test]
+fn plan_of_one_dag_and_an_unknown_dag() {
+    let repo = fixture("quickstart");
+    let repo = repo.to_str().unwrap();
+    let out = chronoflow(&[
+        "plan",
+        "--repo",
+        repo,
+        "--dag",
+        "chronon_gb_streaming_quickstart",
+        "--format",
+        "json",
+    ]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["dags"].as_array().unwrap().len(), 1);
+    let jobs: Vec<&str> = plan["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["quickstart.returns.v1/streaming"]);
+
+    let out = chronoflow(&["plan", "--repo", repo, "--dag", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown DAG \"nope\"; the plan has: chronon_gb_batch_quickstart"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn repo_defaults_to_the_current_directory_and_out_writes_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("plan.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_chronoflow"))
+        .args([
+            "plan",
+            "--format",
+            "json",
+            "--out",
+            out_file.to_str().unwrap(),
+        ])
+        .current_dir(fixture("quickstart"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_file).unwrap()).unwrap();
+    assert_eq!(plan["layouts"][0]["prefix"], "compiled/");
+}
