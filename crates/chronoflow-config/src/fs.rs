@@ -2,6 +2,8 @@
 //! This is the crate's only IO; everything else works on [`RepoFiles`].
 
 use std::fs;
+
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 use crate::error::ConfigError;
@@ -57,26 +59,31 @@ pub fn read_repo_files(root: &Path) -> Result<RepoFiles, ConfigError> {
             path: root.to_owned(),
         });
     }
-    let mut files = Vec::new();
+    let mut paths = Vec::new();
     for layout in &layouts {
         match layout {
             Layout::Airbnb { prefix } => {
                 let teams = root.join(prefix).join("teams.json");
                 if teams.is_file() {
-                    files.push(read_file(root, &teams)?);
+                    paths.push(teams);
                 }
-                walk(root, &root.join(prefix).join("production"), &mut files)?;
+                walk(&root.join(prefix).join("production"), &mut paths)?;
             }
             Layout::Zipline { prefix } => {
                 for dir in ZIPLINE_DIRS {
                     let d = root.join(prefix).join(dir);
                     if d.is_dir() {
-                        walk(root, &d, &mut files)?;
+                        walk(&d, &mut paths)?;
                     }
                 }
             }
         }
     }
+    // Reading is most of the IO; files are independent, so read them in parallel.
+    let files = paths
+        .par_iter()
+        .map(|p| read_file(root, p))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(RepoFiles { layouts, files })
 }
 
@@ -85,14 +92,15 @@ pub fn load_repo(root: &Path) -> Result<Repo, ConfigError> {
     Ok(crate::repo::load(read_repo_files(root)?))
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<RepoFile>) -> Result<(), ConfigError> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+/// Collects the files under `dir`, sorted, skipping hidden entries.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ConfigError> {
+    let mut entries: Vec<(PathBuf, fs::FileType)> = fs::read_dir(dir)
         .map_err(|source| io_error(dir, source))?
-        .map(|e| e.map(|e| e.path()))
+        .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?))))
         .collect::<Result<_, _>>()
         .map_err(|source| io_error(dir, source))?;
-    entries.sort();
-    for path in entries {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, file_type) in entries {
         let hidden = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -100,11 +108,18 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<RepoFile>) -> Result<(), ConfigEr
         if hidden {
             continue;
         }
-        let meta = fs::metadata(&path).map_err(|source| io_error(&path, source))?;
-        if meta.is_dir() {
-            walk(root, &path, out)?;
-        } else if meta.is_file() {
-            out.push(read_file(root, &path)?);
+        // Symlinks are followed: the type of what they point to decides.
+        let file_type = if file_type.is_symlink() {
+            fs::metadata(&path)
+                .map_err(|source| io_error(&path, source))?
+                .file_type()
+        } else {
+            file_type
+        };
+        if file_type.is_dir() {
+            walk(&path, out)?;
+        } else if file_type.is_file() {
+            out.push(path);
         }
     }
     Ok(())

@@ -77,9 +77,10 @@ pub fn plan(repo: &Repo) -> Plan {
         .into_iter()
         .filter(|j| !excluded.contains(&j.config))
         .collect();
+    let job_ids: BTreeSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     let producers: BTreeMap<String, String> = producers
         .into_iter()
-        .filter(|(_, job_id)| jobs.iter().any(|j| &j.id == job_id))
+        .filter(|(_, job_id)| job_ids.contains(job_id.as_str()))
         .collect();
 
     let slugs = config_slugs(repo, &mut diagnostics);
