@@ -107,11 +107,11 @@ impl DecodeContext<'_> {
     }
 
     /// Views `value` as an object, or reports that it is not one.
-    pub fn object<'v>(&mut self, value: &'v Value, path: &JsonPath) -> Option<Fields<'v>> {
+    pub fn object(&mut self, value: Value, path: &JsonPath) -> Option<Fields> {
         match value {
             Value::Object(map) => Some(Fields::new(map, path.clone())),
             other => {
-                self.wrong_type(path, "object", other);
+                self.wrong_type(path, "object", &other);
                 None
             }
         }
@@ -141,28 +141,23 @@ pub fn describe(value: &Value) -> String {
     format!("{kind} {text}")
 }
 
-/// The fields of one JSON object, with the ones read so far remembered so that the rest can be
+/// The fields of one JSON object. Decoders take fields out by name (moving their values, so
+/// nothing is copied); whatever is left at [`Fields::finish`] was never asked for and is
 /// reported as unknown.
-pub struct Fields<'v> {
-    map: &'v Map<String, Value>,
+pub struct Fields {
+    map: Map<String, Value>,
     pub path: JsonPath,
-    read: Vec<&'static str>,
 }
 
-impl<'v> Fields<'v> {
-    pub fn new(map: &'v Map<String, Value>, path: JsonPath) -> Self {
-        Fields {
-            map,
-            path,
-            read: Vec::new(),
-        }
+impl Fields {
+    pub fn new(map: Map<String, Value>, path: JsonPath) -> Self {
+        Fields { map, path }
     }
 
-    /// The raw value of a field (null counts as absent: Chronon's compilers omit unset fields,
+    /// Takes a field's value out (null counts as absent: Chronon's compilers omit unset fields,
     /// but hand-written JSON often spells them `null`).
-    pub fn get(&mut self, name: &'static str) -> Option<&'v Value> {
-        self.read.push(name);
-        match self.map.get(name) {
+    pub fn take(&mut self, name: &str) -> Option<Value> {
+        match self.map.remove(name) {
             None | Some(Value::Null) => None,
             Some(v) => Some(v),
         }
@@ -176,44 +171,39 @@ impl<'v> Fields<'v> {
         self.path.field(name)
     }
 
-    /// Reports every field that no decoder asked for as a notice: unknown fields are ignored,
-    /// which keeps configs from newer Chronon versions loading.
+    /// Reports every field that no decoder took as a notice: unknown fields are ignored, which
+    /// keeps configs from newer Chronon versions loading.
     pub fn finish(self, cx: &mut DecodeContext<'_>) {
         for key in self.map.keys() {
-            if !self.read.iter().any(|r| r == key) {
-                cx.push(
-                    Severity::Notice,
-                    DiagnosticCode::UnknownField,
-                    &self.path.field(key),
-                    "unknown field is ignored",
-                );
-            }
+            cx.push(
+                Severity::Notice,
+                DiagnosticCode::UnknownField,
+                &self.path.field(key),
+                "unknown field is ignored",
+            );
         }
     }
 
     /// Marks fields as known without decoding them.
-    pub fn ignore(&mut self, names: &[&'static str]) {
-        self.read.extend_from_slice(names);
+    pub fn ignore(&mut self, names: &[&str]) {
+        for name in names {
+            self.map.remove(*name);
+        }
     }
 
-    pub fn string(&mut self, cx: &mut DecodeContext<'_>, name: &'static str) -> Option<String> {
-        let v = self.get(name)?;
-        match v {
-            Value::String(s) => Some(s.clone()),
+    pub fn string(&mut self, cx: &mut DecodeContext<'_>, name: &str) -> Option<String> {
+        match self.take(name)? {
+            Value::String(s) => Some(s),
             other => {
-                cx.wrong_type(&self.path.field(name), "string", other);
+                cx.wrong_type(&self.path.field(name), "string", &other);
                 None
             }
         }
     }
 
-    pub fn required_string(
-        &mut self,
-        cx: &mut DecodeContext<'_>,
-        name: &'static str,
-    ) -> Option<String> {
+    pub fn required_string(&mut self, cx: &mut DecodeContext<'_>, name: &str) -> Option<String> {
         if !self.has(name) {
-            self.read.push(name);
+            self.map.remove(name);
             cx.missing(&self.path.field(name), "string");
             return None;
         }
@@ -221,32 +211,28 @@ impl<'v> Fields<'v> {
     }
 
     /// A boolean in either encoding: `true`/`false` or `1`/`0`.
-    pub fn boolean(&mut self, cx: &mut DecodeContext<'_>, name: &'static str) -> Option<bool> {
-        let v = self.get(name)?;
-        decode_bool(cx, &self.path.field(name), v)
+    pub fn boolean(&mut self, cx: &mut DecodeContext<'_>, name: &str) -> Option<bool> {
+        let v = self.take(name)?;
+        decode_bool(cx, &self.path.field(name), &v)
     }
 
-    pub fn integer(&mut self, cx: &mut DecodeContext<'_>, name: &'static str) -> Option<i64> {
-        let v = self.get(name)?;
-        decode_i64(cx, &self.path.field(name), v)
+    pub fn integer(&mut self, cx: &mut DecodeContext<'_>, name: &str) -> Option<i64> {
+        let v = self.take(name)?;
+        decode_i64(cx, &self.path.field(name), &v)
     }
 
-    pub fn number(&mut self, cx: &mut DecodeContext<'_>, name: &'static str) -> Option<f64> {
-        let v = self.get(name)?;
+    pub fn number(&mut self, cx: &mut DecodeContext<'_>, name: &str) -> Option<f64> {
+        let v = self.take(name)?;
         match v.as_f64() {
             Some(x) if x.is_finite() => Some(x),
             _ => {
-                cx.wrong_type(&self.path.field(name), "number", v);
+                cx.wrong_type(&self.path.field(name), "number", &v);
                 None
             }
         }
     }
 
-    pub fn date(
-        &mut self,
-        cx: &mut DecodeContext<'_>,
-        name: &'static str,
-    ) -> Option<PartitionDate> {
+    pub fn date(&mut self, cx: &mut DecodeContext<'_>, name: &str) -> Option<PartitionDate> {
         let s = self.string(cx, name)?;
         match PartitionDate::parse(&s) {
             Ok(d) => Some(d),
@@ -262,8 +248,8 @@ impl<'v> Fields<'v> {
         }
     }
 
-    pub fn string_list(&mut self, cx: &mut DecodeContext<'_>, name: &'static str) -> Vec<String> {
-        let Some(v) = self.get(name) else {
+    pub fn string_list(&mut self, cx: &mut DecodeContext<'_>, name: &str) -> Vec<String> {
+        let Some(v) = self.take(name) else {
             return Vec::new();
         };
         decode_string_list(cx, &self.path.field(name), v)
@@ -273,9 +259,9 @@ impl<'v> Fields<'v> {
     pub fn string_map(
         &mut self,
         cx: &mut DecodeContext<'_>,
-        name: &'static str,
+        name: &str,
     ) -> BTreeMap<String, String> {
-        let Some(v) = self.get(name) else {
+        let Some(v) = self.take(name) else {
             return BTreeMap::new();
         };
         decode_string_map(cx, &self.path.field(name), v)
@@ -287,9 +273,9 @@ impl<'v> Fields<'v> {
     pub fn ordered_string_map(
         &mut self,
         cx: &mut DecodeContext<'_>,
-        name: &'static str,
+        name: &str,
     ) -> Option<IndexMap<String, String>> {
-        let v = self.get(name)?;
+        let v = self.take(name)?;
         Some(decode_string_map(cx, &self.path.field(name), v))
     }
 
@@ -297,10 +283,10 @@ impl<'v> Fields<'v> {
     pub fn object<T>(
         &mut self,
         cx: &mut DecodeContext<'_>,
-        name: &'static str,
-        decode: impl FnOnce(&mut DecodeContext<'_>, Fields<'v>) -> Option<T>,
+        name: &str,
+        decode: impl FnOnce(&mut DecodeContext<'_>, Fields) -> Option<T>,
     ) -> Option<T> {
-        let v = self.get(name)?;
+        let v = self.take(name)?;
         let fields = cx.object(v, &self.path.field(name))?;
         decode(cx, fields)
     }
@@ -310,32 +296,28 @@ impl<'v> Fields<'v> {
     pub fn list<T>(
         &mut self,
         cx: &mut DecodeContext<'_>,
-        name: &'static str,
-        mut decode: impl FnMut(&mut DecodeContext<'_>, &'v Value, JsonPath) -> Option<T>,
+        name: &str,
+        mut decode: impl FnMut(&mut DecodeContext<'_>, Value, JsonPath) -> Option<T>,
     ) -> Option<Vec<T>> {
-        let v = self.get(name)?;
+        let v = self.take(name)?;
         let path = self.path.field(name);
         match v {
             Value::Array(items) => Some(
                 items
-                    .iter()
+                    .into_iter()
                     .enumerate()
                     .filter_map(|(i, item)| decode(cx, item, path.index(i)))
                     .collect(),
             ),
             other => {
-                cx.wrong_type(&path, "array", other);
+                cx.wrong_type(&path, "array", &other);
                 None
             }
         }
     }
 
     /// A string that holds JSON (Chronon's `customJson`): parsed, or reported.
-    pub fn embedded_json(
-        &mut self,
-        cx: &mut DecodeContext<'_>,
-        name: &'static str,
-    ) -> Option<Value> {
+    pub fn embedded_json(&mut self, cx: &mut DecodeContext<'_>, name: &str) -> Option<Value> {
         let s = self.string(cx, name)?;
         match serde_json::from_str::<Value>(&s) {
             Ok(v) => Some(v),
@@ -374,21 +356,21 @@ pub fn decode_i64(cx: &mut DecodeContext<'_>, path: &JsonPath, v: &Value) -> Opt
     }
 }
 
-pub fn decode_string_list(cx: &mut DecodeContext<'_>, path: &JsonPath, v: &Value) -> Vec<String> {
+pub fn decode_string_list(cx: &mut DecodeContext<'_>, path: &JsonPath, v: Value) -> Vec<String> {
     match v {
         Value::Array(items) => items
-            .iter()
+            .into_iter()
             .enumerate()
             .filter_map(|(i, item)| match item {
-                Value::String(s) => Some(s.clone()),
+                Value::String(s) => Some(s),
                 other => {
-                    cx.wrong_type(&path.index(i), "string", other);
+                    cx.wrong_type(&path.index(i), "string", &other);
                     None
                 }
             })
             .collect(),
         other => {
-            cx.wrong_type(path, "array of strings", other);
+            cx.wrong_type(path, "array of strings", &other);
             Vec::new()
         }
     }
@@ -397,21 +379,21 @@ pub fn decode_string_list(cx: &mut DecodeContext<'_>, path: &JsonPath, v: &Value
 pub fn decode_string_map(
     cx: &mut DecodeContext<'_>,
     path: &JsonPath,
-    v: &Value,
+    v: Value,
 ) -> IndexMap<String, String> {
     match v {
         Value::Object(map) => map
-            .iter()
+            .into_iter()
             .filter_map(|(k, item)| match item {
-                Value::String(s) => Some((k.clone(), s.clone())),
+                Value::String(s) => Some((k, s)),
                 other => {
-                    cx.wrong_type(&path.field(k), "string", other);
+                    cx.wrong_type(&path.field(&k), "string", &other);
                     None
                 }
             })
             .collect(),
         other => {
-            cx.wrong_type(path, "object of strings", other);
+            cx.wrong_type(path, "object of strings", &other);
             IndexMap::new()
         }
     }

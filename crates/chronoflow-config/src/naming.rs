@@ -312,12 +312,21 @@ mod tests {
     use super::*;
     use crate::model::{Operation, TimeUnit};
 
-    fn agg(input: &str, operation: Operation, k: Option<u32>, windows: &[(u32, TimeUnit)], buckets: &[&str]) -> Aggregation {
+    fn agg(
+        input: &str,
+        operation: Operation,
+        k: Option<u32>,
+        windows: &[(u32, TimeUnit)],
+        buckets: &[&str],
+    ) -> Aggregation {
         Aggregation {
             input_column: input.to_owned(),
             operation,
             arg_map: Default::default(),
-            windows: windows.iter().map(|&(length, unit)| Window { length, unit }).collect(),
+            windows: windows
+                .iter()
+                .map(|&(length, unit)| Window { length, unit })
+                .collect(),
             buckets: buckets.iter().map(|b| (*b).to_owned()).collect(),
             k,
             percentiles: Vec::new(),
@@ -327,10 +336,34 @@ mod tests {
     #[test]
     fn feature_columns_of_the_spec() {
         let days = TimeUnit::Days;
-        assert_eq!(aggregation_columns(&agg("purchase_price", Operation::Sum, None, &[(3, days)], &[])), ["purchase_price_sum_3d"]);
-        assert_eq!(aggregation_columns(&agg("refund_amt", Operation::Count, None, &[(14, days)], &[])), ["refund_amt_count_14d"]);
-        assert_eq!(aggregation_columns(&agg("event", Operation::Sum, None, &[], &[])), ["event_sum"]);
-        assert_eq!(aggregation_columns(&agg("purchase_price", Operation::LastK, Some(10), &[], &[])), ["purchase_price_last10"]);
+        assert_eq!(
+            aggregation_columns(&agg(
+                "purchase_price",
+                Operation::Sum,
+                None,
+                &[(3, days)],
+                &[]
+            )),
+            ["purchase_price_sum_3d"]
+        );
+        assert_eq!(
+            aggregation_columns(&agg(
+                "refund_amt",
+                Operation::Count,
+                None,
+                &[(14, days)],
+                &[]
+            )),
+            ["refund_amt_count_14d"]
+        );
+        assert_eq!(
+            aggregation_columns(&agg("event", Operation::Sum, None, &[], &[])),
+            ["event_sum"]
+        );
+        assert_eq!(
+            aggregation_columns(&agg("purchase_price", Operation::LastK, Some(10), &[], &[])),
+            ["purchase_price_last10"]
+        );
     }
 
     #[test]
@@ -340,9 +373,15 @@ mod tests {
         assert_eq!(a(Operation::TopK, Some(5)), "x_top5");
         assert_eq!(a(Operation::BottomK, Some(2)), "x_bottom2");
         assert_eq!(a(Operation::UniqueTopK, Some(4)), "x_unique_top4");
-        assert_eq!(a(Operation::ApproxPercentile, Some(128)), "x_approx_percentile");
+        assert_eq!(
+            a(Operation::ApproxPercentile, Some(128)),
+            "x_approx_percentile"
+        );
         assert_eq!(a(Operation::ApproxHistogramK, None), "x_approx_histogram_k");
-        assert_eq!(a(Operation::BoundedUniqueCount, None), "x_bounded_unique_count");
+        assert_eq!(
+            a(Operation::BoundedUniqueCount, None),
+            "x_bounded_unique_count"
+        );
         let cols = aggregation_columns(&agg(
             "amt",
             Operation::Average,
@@ -353,16 +392,30 @@ mod tests {
         // Buckets outer, windows inner.
         assert_eq!(
             cols,
-            ["amt_average_1h_by_merchant", "amt_average_30m_by_merchant", "amt_average_1h_by_country", "amt_average_30m_by_country"]
+            [
+                "amt_average_1h_by_merchant",
+                "amt_average_30m_by_merchant",
+                "amt_average_1h_by_country",
+                "amt_average_30m_by_country"
+            ]
         );
     }
 
     #[test]
     fn derivations_star_keeps_base_features_not_renamed() {
         let base = vec!["a_sum".to_owned(), "b_sum".to_owned()];
-        let d = |name: &str, expression: &str| crate::model::Derivation { name: name.to_owned(), expression: expression.to_owned() };
+        let d = |name: &str, expression: &str| crate::model::Derivation {
+            name: name.to_owned(),
+            expression: expression.to_owned(),
+        };
         assert_eq!(apply_derivations(base.clone(), &[], &[]), base);
-        assert_eq!(apply_derivations(base.clone(), &[d("*", "*"), d("a", "a_sum")], &[]), ["b_sum", "a"]);
-        assert_eq!(apply_derivations(base.clone(), &[d("ratio", "a_sum / b_sum")], &[]), ["ratio"]);
+        assert_eq!(
+            apply_derivations(base.clone(), &[d("*", "*"), d("a", "a_sum")], &[]),
+            ["b_sum", "a"]
+        );
+        assert_eq!(
+            apply_derivations(base.clone(), &[d("ratio", "a_sum / b_sum")], &[]),
+            ["ratio"]
+        );
     }
 }

@@ -54,11 +54,7 @@ pub fn has_version_suffix(name: &str) -> bool {
 }
 
 /// Decodes one config of the given kind from its top-level JSON value.
-pub fn decode_config(
-    cx: &mut DecodeContext<'_>,
-    kind: ConfigKind,
-    value: &Value,
-) -> Option<Config> {
+pub fn decode_config(cx: &mut DecodeContext<'_>, kind: ConfigKind, value: Value) -> Option<Config> {
     let root = JsonPath::root();
     match kind {
         ConfigKind::GroupBy => group_by(cx, value, root).map(Config::GroupBy),
@@ -67,10 +63,12 @@ pub fn decode_config(
     }
 }
 
-pub fn group_by(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Option<GroupBy> {
+pub fn group_by(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<GroupBy> {
     let mut f = cx.object(value, &path)?;
     let metadata = required_metadata(cx, &mut f);
+    let has_sources = f.has("sources");
     let sources = f.list(cx, "sources", source);
+    let has_keys = f.has("keyColumns");
     let key_columns = f.string_list(cx, "keyColumns");
     let aggregations = f.list(cx, "aggregations", aggregation);
     let explicit_accuracy = f.integer(cx, "accuracy").and_then(|code| {
@@ -98,13 +96,13 @@ pub fn group_by(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Op
             );
             Vec::new()
         }
-        None if !f.has("sources") => {
+        None if !has_sources => {
             cx.missing(&f.field_path("sources"), "array of sources");
             Vec::new()
         }
         None => Vec::new(),
     };
-    if key_columns.is_empty() && !f.has("keyColumns") {
+    if key_columns.is_empty() && !has_keys {
         cx.missing(&f.field_path("keyColumns"), "array of key column names");
     }
     f.finish(cx);
@@ -119,10 +117,10 @@ pub fn group_by(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Op
     })
 }
 
-pub fn join(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Option<Join> {
+pub fn join(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<Join> {
     let mut f = cx.object(value, &path)?;
     let metadata = required_metadata(cx, &mut f);
-    let left = match f.get("left") {
+    let left = match f.take("left") {
         Some(v) => {
             let left_path = f.field_path("left");
             let s = source(cx, v, left_path.clone());
@@ -163,18 +161,16 @@ pub fn join(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Option
     let online_external_parts = f
         .list(cx, "onlineExternalParts", external_part)
         .unwrap_or_default();
-    let skew_keys = match f.get("skewKeys") {
+    let skew_keys = match f.take("skewKeys") {
         Some(Value::Object(map)) => map
-            .iter()
+            .into_iter()
             .map(|(k, v)| {
-                (
-                    k.clone(),
-                    decode_string_list(cx, &f.field_path("skewKeys").field(k), v),
-                )
+                let list = decode_string_list(cx, &f.field_path("skewKeys").field(&k), v);
+                (k, list)
             })
             .collect(),
         Some(other) => {
-            cx.wrong_type(&f.field_path("skewKeys"), "object of string arrays", other);
+            cx.wrong_type(&f.field_path("skewKeys"), "object of string arrays", &other);
             BTreeMap::new()
         }
         None => BTreeMap::new(),
@@ -198,7 +194,7 @@ pub fn join(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Option
 
 pub fn staging_query(
     cx: &mut DecodeContext<'_>,
-    value: &Value,
+    value: Value,
     path: JsonPath,
 ) -> Option<StagingQuery> {
     let mut f = cx.object(value, &path)?;
@@ -222,7 +218,7 @@ pub fn staging_query(
     })
 }
 
-fn required_metadata(cx: &mut DecodeContext<'_>, f: &mut Fields<'_>) -> Option<MetaData> {
+fn required_metadata(cx: &mut DecodeContext<'_>, f: &mut Fields) -> Option<MetaData> {
     if !f.has("metaData") {
         f.ignore(&["metaData"]);
         cx.missing(&f.field_path("metaData"), "object with at least `name`");
@@ -233,11 +229,7 @@ fn required_metadata(cx: &mut DecodeContext<'_>, f: &mut Fields<'_>) -> Option<M
 
 /// `MetaData`; `require_name` is false only for label parts, whose metadata carries just
 /// dependencies and a schedule.
-pub fn metadata(
-    cx: &mut DecodeContext<'_>,
-    mut f: Fields<'_>,
-    require_name: bool,
-) -> Option<MetaData> {
+pub fn metadata(cx: &mut DecodeContext<'_>, mut f: Fields, require_name: bool) -> Option<MetaData> {
     let name = if require_name {
         f.required_string(cx, "name")
     } else {
@@ -260,10 +252,10 @@ pub fn metadata(
     let output_namespace = f.string(cx, "outputNamespace");
     let table_properties = f.string_map(cx, "tableProperties");
     let custom_json = match f.embedded_json(cx, "customJson") {
-        Some(v) => custom_json(cx, &v, f.field_path("customJson")),
+        Some(v) => custom_json(cx, v, f.field_path("customJson")),
         None => CustomJson::default(),
     };
-    let dependencies = match f.get("dependencies") {
+    let dependencies = match f.take("dependencies") {
         Some(v) => ab_dependencies(cx, v, f.field_path("dependencies")),
         None => Vec::new(),
     };
@@ -273,7 +265,7 @@ pub fn metadata(
     let consistency_check = f.boolean(cx, "consistencyCheck");
     let historical_backfill = f.boolean(cx, "historicalBackfill");
     let deprecation_date = f.date(cx, "deprecationDate");
-    let mode_to_env = match f.get("modeToEnvMap") {
+    let mode_to_env = match f.take("modeToEnvMap") {
         Some(v) => nested_string_maps(cx, v, f.field_path("modeToEnvMap")),
         None => BTreeMap::new(),
     };
@@ -316,7 +308,7 @@ pub fn metadata(
     })
 }
 
-fn percent(cx: &mut DecodeContext<'_>, f: &mut Fields<'_>, name: &'static str) -> Option<f64> {
+fn percent(cx: &mut DecodeContext<'_>, f: &mut Fields, name: &'static str) -> Option<f64> {
     let p = f.number(cx, name)?;
     if !(0.0..=100.0).contains(&p) {
         cx.invalid_value(
@@ -330,22 +322,22 @@ fn percent(cx: &mut DecodeContext<'_>, f: &mut Fields<'_>, name: &'static str) -
     Some(p)
 }
 
-fn custom_json(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> CustomJson {
+fn custom_json(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> CustomJson {
     let map = match value {
         Value::Object(m) => m,
         Value::Null => return CustomJson::default(),
         other => {
-            cx.wrong_type(&path, "a JSON object inside the string", other);
+            cx.wrong_type(&path, "a JSON object inside the string", &other);
             return CustomJson::default();
         }
     };
     let mut out = CustomJson::default();
     for (key, v) in map {
-        let p = path.field(key);
+        let p = path.field(&key);
         match key.as_str() {
-            "lag" if !v.is_null() => out.lag = decode_i64(cx, &p, v),
+            "lag" if !v.is_null() => out.lag = decode_i64(cx, &p, &v),
             "check_consistency" if !v.is_null() => {
-                out.check_consistency = crate::decode::decode_bool(cx, &p, v)
+                out.check_consistency = crate::decode::decode_bool(cx, &p, &v)
             }
             "additional_args" if !v.is_null() => {
                 out.additional_args = match v {
@@ -357,7 +349,7 @@ fn custom_json(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Cus
                 out.airflow_dependencies = Some(zl_airflow_dependencies(cx, v, p))
             }
             _ => {
-                out.other.insert(key.clone(), v.clone());
+                out.other.insert(key, v);
             }
         }
     }
@@ -367,24 +359,24 @@ fn custom_json(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Cus
 /// An object whose values are scalars, rendered as strings (`additional_args` values may be numbers).
 fn scalar_map(
     cx: &mut DecodeContext<'_>,
-    value: &Value,
+    value: Value,
     path: &JsonPath,
 ) -> BTreeMap<String, String> {
     let Value::Object(map) = value else {
         cx.wrong_type(
             path,
             "object of arguments or array of argument strings",
-            value,
+            &value,
         );
         return BTreeMap::new();
     };
-    map.iter()
+    map.into_iter()
         .filter_map(|(k, v)| match v {
-            Value::String(s) => Some((k.clone(), s.clone())),
-            Value::Number(n) => Some((k.clone(), n.to_string())),
-            Value::Bool(b) => Some((k.clone(), b.to_string())),
+            Value::String(s) => Some((k, s)),
+            Value::Number(n) => Some((k, n.to_string())),
+            Value::Bool(b) => Some((k, b.to_string())),
             other => {
-                cx.wrong_type(&path.field(k), "string, number or boolean", other);
+                cx.wrong_type(&path.field(&k), "string, number or boolean", &other);
                 None
             }
         })
@@ -395,34 +387,34 @@ fn scalar_map(
 /// (staging queries write bare specs).
 fn ab_dependencies(
     cx: &mut DecodeContext<'_>,
-    value: &Value,
+    value: Value,
     path: JsonPath,
 ) -> Vec<PartitionDependency> {
     let Value::Array(items) = value else {
-        cx.wrong_type(&path, "array of dependency strings", value);
+        cx.wrong_type(&path, "array of dependency strings", &value);
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
         let p = path.index(i);
         let Value::String(text) = item else {
-            cx.wrong_type(&p, "string (a JSON object or a partition spec)", item);
+            cx.wrong_type(&p, "string (a JSON object or a partition spec)", &item);
             continue;
         };
         if text.trim_start().starts_with('{') {
-            match serde_json::from_str::<Value>(text) {
-                Ok(v) => out.extend(dependency_object(cx, &v, &p)),
+            match serde_json::from_str::<Value>(&text) {
+                Ok(v) => out.extend(dependency_object(cx, v, &p)),
                 Err(e) => {
                     let d = cx.error(
                         DiagnosticCode::InvalidJson,
                         &p,
                         format!("dependency string does not hold valid JSON: {e}"),
                     );
-                    d.found = Some(describe(item));
+                    d.found = Some(describe(&Value::String(text)));
                 }
             }
         } else {
-            out.extend(spec(cx, text, &p));
+            out.extend(spec(cx, &text, &p));
         }
     }
     out
@@ -431,15 +423,15 @@ fn ab_dependencies(
 /// ZL `customJson.airflowDependencies`: `[{name, spec}]`.
 fn zl_airflow_dependencies(
     cx: &mut DecodeContext<'_>,
-    value: &Value,
+    value: Value,
     path: JsonPath,
 ) -> Vec<PartitionDependency> {
     let Value::Array(items) = value else {
-        cx.wrong_type(&path, "array of {name, spec} objects", value);
+        cx.wrong_type(&path, "array of {name, spec} objects", &value);
         return Vec::new();
     };
     items
-        .iter()
+        .into_iter()
         .enumerate()
         .filter_map(|(i, item)| dependency_object(cx, item, &path.index(i)))
         .collect()
@@ -448,7 +440,7 @@ fn zl_airflow_dependencies(
 /// `{name, spec, start, end}`; `path` points at the dependency (inside a string, for AB).
 fn dependency_object(
     cx: &mut DecodeContext<'_>,
-    value: &Value,
+    value: Value,
     path: &JsonPath,
 ) -> Option<PartitionDependency> {
     let mut f = cx.object(value, path)?;
@@ -478,10 +470,7 @@ fn spec(cx: &mut DecodeContext<'_>, text: &str, path: &JsonPath) -> Option<Parti
     }
 }
 
-pub(crate) fn execution_info(
-    cx: &mut DecodeContext<'_>,
-    mut f: Fields<'_>,
-) -> Option<ExecutionInfo> {
+pub(crate) fn execution_info(cx: &mut DecodeContext<'_>, mut f: Fields) -> Option<ExecutionInfo> {
     let env = f.object(cx, "env", mode_env).unwrap_or_default();
     let conf = f.object(cx, "conf", mode_env).unwrap_or_default();
     let offline_schedule = f.string(cx, "offlineSchedule");
@@ -506,11 +495,11 @@ pub(crate) fn execution_info(
 
 /// ZL `EnvironmentVariables` / `ConfigProperties`: `common` plus per-mode maps
 /// (`modeEnvironments` or `modeConfigs`).
-fn mode_env(cx: &mut DecodeContext<'_>, mut f: Fields<'_>) -> Option<ModeEnv> {
+fn mode_env(cx: &mut DecodeContext<'_>, mut f: Fields) -> Option<ModeEnv> {
     let common = f.string_map(cx, "common");
     let mut modes = BTreeMap::new();
     for name in ["modeEnvironments", "modeConfigs"] {
-        if let Some(v) = f.get(name) {
+        if let Some(v) = f.take(name) {
             modes.extend(nested_string_maps(cx, v, f.field_path(name)));
         }
     }
@@ -520,28 +509,26 @@ fn mode_env(cx: &mut DecodeContext<'_>, mut f: Fields<'_>) -> Option<ModeEnv> {
 
 fn nested_string_maps(
     cx: &mut DecodeContext<'_>,
-    value: &Value,
+    value: Value,
     path: JsonPath,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
     let Value::Object(map) = value else {
-        cx.wrong_type(&path, "object of objects of strings", value);
+        cx.wrong_type(&path, "object of objects of strings", &value);
         return BTreeMap::new();
     };
-    map.iter()
+    map.into_iter()
         .map(|(k, v)| {
-            (
-                k.clone(),
-                decode_string_map(cx, &path.field(k), v)
-                    .into_iter()
-                    .collect(),
-            )
+            let vars = decode_string_map(cx, &path.field(&k), v)
+                .into_iter()
+                .collect();
+            (k, vars)
         })
         .collect()
 }
 
 fn table_dependency(
     cx: &mut DecodeContext<'_>,
-    value: &Value,
+    value: Value,
     path: JsonPath,
 ) -> Option<TableDependency> {
     let mut f = cx.object(value, &path)?;
@@ -587,7 +574,7 @@ fn table_ref(cx: &mut DecodeContext<'_>, text: &str, path: &JsonPath) -> Option<
     }
 }
 
-pub fn source(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Option<Source> {
+pub fn source(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<Source> {
     let mut f = cx.object(value, &path)?;
     let present: Vec<&'static str> = ["events", "entities", "joinSource"]
         .into_iter()
@@ -645,7 +632,7 @@ pub fn source(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Opti
             }))
         }),
         _ => f.object(cx, "joinSource", |cx, mut jf| {
-            let parent = match jf.get("join") {
+            let parent = match jf.take("join") {
                 Some(v) => join(cx, v, jf.field_path("join")),
                 None => {
                     cx.missing(&jf.field_path("join"), "the parent Join");
@@ -665,12 +652,12 @@ pub fn source(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Opti
 }
 
 /// The `query` of a source; absent means "all columns, no filter".
-fn query_field(cx: &mut DecodeContext<'_>, f: &mut Fields<'_>) -> Query {
+fn query_field(cx: &mut DecodeContext<'_>, f: &mut Fields) -> Query {
     f.object(cx, "query", |cx, qf| Some(query(cx, qf)))
         .unwrap_or_default()
 }
 
-pub fn query(cx: &mut DecodeContext<'_>, mut f: Fields<'_>) -> Query {
+pub fn query(cx: &mut DecodeContext<'_>, mut f: Fields) -> Query {
     let selects = f.ordered_string_map(cx, "selects");
     let wheres = f.string_list(cx, "wheres");
     let start_partition = f.date(cx, "startPartition");
@@ -709,7 +696,7 @@ pub fn query(cx: &mut DecodeContext<'_>, mut f: Fields<'_>) -> Query {
     }
 }
 
-fn aggregation(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Option<Aggregation> {
+fn aggregation(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<Aggregation> {
     let mut f = cx.object(value, &path)?;
     let input_column = f.required_string(cx, "inputColumn");
     let operation = if f.has("operation") {
@@ -814,12 +801,12 @@ fn percentiles(
     parsed
 }
 
-fn window(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Option<Window> {
+fn window(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<Window> {
     let f = cx.object(value, &path)?;
     window_fields(cx, f)
 }
 
-fn window_fields(cx: &mut DecodeContext<'_>, mut f: Fields<'_>) -> Option<Window> {
+fn window_fields(cx: &mut DecodeContext<'_>, mut f: Fields) -> Option<Window> {
     let length = if f.has("length") {
         f.integer(cx, "length")
     } else {
@@ -872,7 +859,7 @@ fn window_fields(cx: &mut DecodeContext<'_>, mut f: Fields<'_>) -> Option<Window
     })
 }
 
-fn derivation(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Option<Derivation> {
+fn derivation(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<Derivation> {
     let mut f = cx.object(value, &path)?;
     let name = f.required_string(cx, "name");
     let expression = f.required_string(cx, "expression");
@@ -883,9 +870,9 @@ fn derivation(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Opti
     })
 }
 
-fn join_part(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Option<JoinPart> {
+fn join_part(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<JoinPart> {
     let mut f = cx.object(value, &path)?;
-    let group_by = match f.get("groupBy") {
+    let group_by = match f.take("groupBy") {
         Some(v) => group_by(cx, v, f.field_path("groupBy")),
         None => {
             cx.missing(&f.field_path("groupBy"), "the GroupBy of this part");
@@ -904,8 +891,8 @@ fn join_part(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Optio
     })
 }
 
-fn key_mapping(cx: &mut DecodeContext<'_>, f: &mut Fields<'_>) -> IndexMap<String, String> {
-    match f.get("keyMapping") {
+fn key_mapping(cx: &mut DecodeContext<'_>, f: &mut Fields) -> IndexMap<String, String> {
+    match f.take("keyMapping") {
         Some(v) => decode_string_map(cx, &f.field_path("keyMapping"), v),
         None => IndexMap::new(),
     }
@@ -913,7 +900,7 @@ fn key_mapping(cx: &mut DecodeContext<'_>, f: &mut Fields<'_>) -> IndexMap<Strin
 
 fn bootstrap_part(
     cx: &mut DecodeContext<'_>,
-    value: &Value,
+    value: Value,
     path: JsonPath,
 ) -> Option<BootstrapPart> {
     let mut f = cx.object(value, &path)?;
@@ -930,31 +917,28 @@ fn bootstrap_part(
     })
 }
 
-fn external_part(
-    cx: &mut DecodeContext<'_>,
-    value: &Value,
-    path: JsonPath,
-) -> Option<ExternalPart> {
+fn external_part(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<ExternalPart> {
     let mut f = cx.object(value, &path)?;
     let source = if f.has("source") {
         f.object(cx, "source", |cx, mut sf| {
+            let has_metadata = sf.has("metadata");
             let meta = sf.object(cx, "metadata", |cx, mut mf| {
                 let name = mf.required_string(cx, "name");
                 let team = mf.string(cx, "team");
                 mf.finish(cx);
                 Some((name?, team))
             });
-            if !sf.has("metadata") {
+            if !has_metadata {
                 cx.missing(&sf.field_path("metadata"), "object with `name`");
             }
             let key_schema = sf
-                .get("keySchema")
+                .take("keySchema")
                 .and_then(|v| data_type(cx, v, sf.field_path("keySchema")));
             let value_schema = sf
-                .get("valueSchema")
+                .take("valueSchema")
                 .and_then(|v| data_type(cx, v, sf.field_path("valueSchema")));
             let offline_group_by = sf
-                .get("offlineGroupBy")
+                .take("offlineGroupBy")
                 .and_then(|v| group_by(cx, v, sf.field_path("offlineGroupBy")));
             sf.finish(cx);
             let (name, team) = meta?;
@@ -981,8 +965,9 @@ fn external_part(
     })
 }
 
-fn data_type(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Option<DataType> {
+fn data_type(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<DataType> {
     let mut f = cx.object(value, &path)?;
+    let has_kind = f.has("kind");
     let kind = f.integer(cx, "kind").and_then(|code| {
         let k = DataKind::from_code(code, cx.dialect);
         if k.is_none() {
@@ -995,7 +980,7 @@ fn data_type(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Optio
         }
         k
     });
-    if !f.has("kind") {
+    if !has_kind {
         cx.missing(&f.field_path("kind"), "DataKind code");
     }
     let name = f.string(cx, "name");
@@ -1003,7 +988,7 @@ fn data_type(cx: &mut DecodeContext<'_>, value: &Value, path: JsonPath) -> Optio
         .list(cx, "params", |cx, v, p| {
             let mut pf = cx.object(v, &p)?;
             let name = pf.required_string(cx, "name");
-            let dt = match pf.get("dataType") {
+            let dt = match pf.take("dataType") {
                 Some(d) => data_type(cx, d, pf.field_path("dataType")),
                 None => {
                     cx.missing(&pf.field_path("dataType"), "DataType");

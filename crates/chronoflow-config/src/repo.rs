@@ -253,7 +253,7 @@ fn decode_file(layouts: &[Layout], file: &RepoFile) -> Decoded {
                     dialect: Dialect::Airbnb,
                     diagnostics: &mut out.diagnostics,
                 };
-                out.teams_json = Some(teams::decode_teams_json(&mut cx, &v));
+                out.teams_json = Some(teams::decode_teams_json(&mut cx, v));
             }
         }
         FileRole::TeamMetadata { team } => {
@@ -263,7 +263,7 @@ fn decode_file(layouts: &[Layout], file: &RepoFile) -> Decoded {
                     dialect: Dialect::Zipline,
                     diagnostics: &mut out.diagnostics,
                 };
-                out.team_metadata = teams::decode_team_metadata(&mut cx, &v).map(|t| (team, t));
+                out.team_metadata = teams::decode_team_metadata(&mut cx, v).map(|t| (team, t));
             }
         }
         FileRole::Config {
@@ -281,7 +281,7 @@ fn decode_file(layouts: &[Layout], file: &RepoFile) -> Decoded {
                 dialect,
                 diagnostics: &mut out.diagnostics,
             };
-            let config = parse::decode_config(&mut cx, kind, &v);
+            let config = parse::decode_config(&mut cx, kind, v);
             let draft = LoadedConfigDraft {
                 path: file.path.clone(),
                 dialect,

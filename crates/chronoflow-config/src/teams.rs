@@ -117,33 +117,33 @@ impl Teams {
 
 /// Decodes AB `teams.json`: an object keyed by team. Known keys are read; every other key whose
 /// value is an object is an environment (`production`, `dev`) of per-mode env maps.
-pub fn decode_teams_json(cx: &mut DecodeContext<'_>, value: &Value) -> Teams {
+pub fn decode_teams_json(cx: &mut DecodeContext<'_>, value: Value) -> Teams {
     let root = JsonPath::root();
     let Value::Object(map) = value else {
-        cx.wrong_type(&root, "object keyed by team name", value);
+        cx.wrong_type(&root, "object keyed by team name", &value);
         return Teams::default();
     };
     let mut teams = BTreeMap::new();
     for (team, entry) in map {
-        let path = root.field(team);
+        let path = root.field(&team);
         let Value::Object(fields) = entry else {
-            cx.wrong_type(&path, "object", entry);
+            cx.wrong_type(&path, "object", &entry);
             continue;
         };
         let mut info = TeamInfo::default();
         for (key, v) in fields {
-            let p = path.field(key);
-            let text = |cx: &mut DecodeContext<'_>| match v {
-                Value::String(s) => Some(s.clone()),
+            let p = path.field(&key);
+            let text = |cx: &mut DecodeContext<'_>, v: Value| match v {
+                Value::String(s) => Some(s),
                 other => {
-                    cx.wrong_type(&p, "string", other);
+                    cx.wrong_type(&p, "string", &other);
                     None
                 }
             };
             match key.as_str() {
-                "description" => info.description = text(cx),
-                "namespace" => info.namespace = text(cx),
-                "user" => info.user = text(cx),
+                "description" => info.description = text(cx, v),
+                "namespace" => info.namespace = text(cx, v),
+                "user" => info.user = text(cx, v),
                 "table_properties" => {
                     info.table_properties = decode_string_map(cx, &p, v).into_iter().collect()
                 }
@@ -153,29 +153,27 @@ pub fn decode_teams_json(cx: &mut DecodeContext<'_>, value: &Value) -> Teams {
                 _ => match v {
                     Value::Object(modes) => {
                         let env = modes
-                            .iter()
+                            .into_iter()
                             .map(|(mode, vars)| {
-                                (
-                                    mode.clone(),
-                                    decode_string_map(cx, &p.field(mode), vars)
-                                        .into_iter()
-                                        .collect(),
-                                )
+                                let vars = decode_string_map(cx, &p.field(&mode), vars)
+                                    .into_iter()
+                                    .collect();
+                                (mode, vars)
                             })
                             .collect();
-                        info.environments.insert(key.clone(), env);
+                        info.environments.insert(key, env);
                     }
-                    other => cx.wrong_type(&p, "object of per-mode environment maps", other),
+                    other => cx.wrong_type(&p, "object of per-mode environment maps", &other),
                 },
             }
         }
-        teams.insert(team.clone(), info);
+        teams.insert(team, info);
     }
     Teams { teams }
 }
 
 /// Decodes one ZL team metadata file (`{executionInfo, ...}`).
-pub fn decode_team_metadata(cx: &mut DecodeContext<'_>, value: &Value) -> Option<TeamInfo> {
+pub fn decode_team_metadata(cx: &mut DecodeContext<'_>, value: Value) -> Option<TeamInfo> {
     let mut f = cx.object(value, &JsonPath::root())?;
     let execution_info = f.object(cx, "executionInfo", parse::execution_info);
     let namespace = f.string(cx, "outputNamespace");

@@ -207,3 +207,21 @@ fn repo_defaults_to_the_current_directory_and_out_writes_a_file() {
         serde_json::from_slice(&std::fs::read(out_file).unwrap()).unwrap();
     assert_eq!(plan["layouts"][0]["prefix"], "compiled/");
 }
+
+#[test]
+fn regression_a_closed_stdout_pipe_ends_output_without_a_panic() {
+    for args in [["check", "--repo"], ["plan", "--repo"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chronoflow"))
+            .args(args)
+            .arg(fixture("samples/airbnb"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the reading end before the command writes, as `| head -0` would.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{:?}: {}", args, stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+}

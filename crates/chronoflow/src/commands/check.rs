@@ -9,19 +9,21 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     // Planning finds what loading cannot (cycles, invalid schedules, tables written twice).
     let plan = chronoflow_plan::plan(&repo);
     let counts = DiagnosticCounts::of(&plan.diagnostics);
-    match args.format {
+    let text = match args.format {
         CheckFormat::Text => {
+            let mut text = String::new();
             for d in &plan.diagnostics {
-                println!("{d}");
+                text.push_str(&format!("{d}\n"));
             }
-            println!(
-                "checked {} files: {} configs loaded; {} errors, {} warnings, {} notices",
+            text.push_str(&format!(
+                "checked {} files: {} configs loaded; {} errors, {} warnings, {} notices\n",
                 repo.file_count,
                 repo.configs.len(),
                 counts.errors,
                 counts.warnings,
                 counts.notices
-            );
+            ));
+            text
         }
         CheckFormat::Json => {
             let report = serde_json::json!({
@@ -30,9 +32,10 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 "counts": counts,
                 "diagnostics": plan.diagnostics,
             });
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            serde_json::to_string_pretty(&report)? + "\n"
         }
-    }
+    };
+    super::output::emit(&text, None)?;
     Ok(if counts.errors > 0 {
         ExitCode::from(1)
     } else {

@@ -1,4 +1,5 @@
 mod check;
+mod output;
 mod plan;
 
 use std::path::Path;

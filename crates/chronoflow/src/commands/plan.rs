@@ -1,7 +1,6 @@
-use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use chronoflow_config::DiagnosticCounts;
 use chronoflow_plan::{Dag, Plan, render};
 
@@ -28,22 +27,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         PlanFormat::Dot => render::dot(&dags),
         PlanFormat::Mermaid => render::mermaid(&dags),
     };
-    match &args.out {
-        Some(path) => {
-            std::fs::write(path, rendered).with_context(|| format!("writing {}", path.display()))?
-        }
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (`| head`) is not an error worth a message.
-            if let Err(e) = stdout
-                .write_all(rendered.as_bytes())
-                .and_then(|()| stdout.flush())
-                && e.kind() != std::io::ErrorKind::BrokenPipe
-            {
-                return Err(e).context("writing the plan to standard output");
-            }
-        }
-    }
+    super::output::emit(&rendered, args.out.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 
