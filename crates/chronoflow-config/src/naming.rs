@@ -2,7 +2,9 @@
 //!
 //! One module so that the engine, the planner and the fetcher can never disagree on a name.
 
-use crate::model::{Aggregation, Dialect, ExternalPart, GroupBy, Join, JoinPart, Source, Window};
+use crate::model::{
+    Aggregation, Dialect, ExternalPart, GroupBy, Join, JoinPart, Query, Source, Window,
+};
 
 /// Replaces every character outside `[A-Za-z0-9_]` with `_`.
 pub fn sanitize(s: &str) -> String {
@@ -247,13 +249,7 @@ pub fn external_part_columns(part: &ExternalPart) -> Vec<String> {
 /// The left columns of a Join's output, before the features: the left selects in order, then
 /// `ts` (event left, if not selected), then the partition column.
 pub fn join_left_columns(join: &Join, partition_column: &str) -> Vec<String> {
-    let mut cols: Vec<String> = join
-        .left
-        .query()
-        .selects
-        .as_ref()
-        .map(|s| s.keys().cloned().collect())
-        .unwrap_or_default();
+    let mut cols = selected_columns(join.left.query());
     if matches!(join.left, Source::Events(_)) && !cols.iter().any(|c| c == "ts") {
         cols.push("ts".to_owned());
     }
@@ -270,14 +266,20 @@ pub fn join_features(join: &Join, dialect: Dialect) -> Vec<String> {
         .iter()
         .flat_map(|p| join_part_columns(join, p, dialect))
         .collect();
-    let left: Vec<String> = join
-        .left
-        .query()
+    apply_derivations(
+        base,
+        &join.derivations,
+        &selected_columns(join.left.query()),
+    )
+}
+
+/// The output columns a query names, in order (none when it selects everything).
+pub fn selected_columns(query: &Query) -> Vec<String> {
+    query
         .selects
         .as_ref()
         .map(|s| s.keys().cloned().collect())
-        .unwrap_or_default();
-    apply_derivations(base, &join.derivations, &left)
+        .unwrap_or_default()
 }
 
 /// The KV dataset of a GroupBy's batch upload: `<SANITIZED_NAME_UPPER>_BATCH`.

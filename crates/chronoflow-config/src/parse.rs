@@ -532,8 +532,8 @@ fn table_dependency(
     path: JsonPath,
 ) -> Option<TableDependency> {
     let mut f = cx.object(value, &path)?;
-    let start_offset = f.object(cx, "startOffset", |cx, wf| window_fields(cx, wf));
-    let end_offset = f.object(cx, "endOffset", |cx, wf| window_fields(cx, wf));
+    let start_offset = f.object(cx, "startOffset", window_fields);
+    let end_offset = f.object(cx, "endOffset", window_fields);
     let info = if f.has("tableInfo") {
         f.object(cx, "tableInfo", |cx, mut tf| {
             let table = tf.required_string(cx, "table");

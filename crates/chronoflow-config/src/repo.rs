@@ -185,35 +185,31 @@ struct LoadedConfigDraft {
 }
 
 fn parse_json(file: &RepoFile, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
-    let text = match std::str::from_utf8(&file.contents) {
-        Ok(t) => t,
-        Err(e) => {
-            diagnostics.push(Diagnostic::new(
-                Severity::Error,
-                DiagnosticCode::InvalidJson,
-                &file.path,
-                "$",
-                format!(
-                    "file is not UTF-8 (invalid byte at offset {})",
-                    e.valid_up_to()
-                ),
-            ));
-            return None;
-        }
-    };
-    match serde_json::from_str::<Value>(text) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            diagnostics.push(Diagnostic::new(
-                Severity::Error,
-                DiagnosticCode::InvalidJson,
-                &file.path,
-                "$",
+    let parsed = std::str::from_utf8(&file.contents)
+        .map_err(|e| {
+            format!(
+                "file is not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            )
+        })
+        .and_then(|text| {
+            serde_json::from_str::<Value>(text).map_err(|e| {
                 format!(
                     "invalid JSON at line {} column {}: {e}",
                     e.line(),
                     e.column()
-                ),
+                )
+            })
+        });
+    match parsed {
+        Ok(v) => Some(v),
+        Err(message) => {
+            diagnostics.push(Diagnostic::new(
+                Severity::Error,
+                DiagnosticCode::InvalidJson,
+                &file.path,
+                "$",
+                message,
             ));
             None
         }

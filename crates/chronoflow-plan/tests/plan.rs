@@ -67,7 +67,7 @@ fn golden_quickstart() {
     assert_golden("quickstart.plan.json", &json_of(&plan_of("quickstart")));
 }
 
-fn job_tasks<'d>(dag: &'d Dag) -> Vec<(&'d str, Mode)> {
+fn job_tasks(dag: &Dag) -> Vec<(&str, Mode)> {
     dag.tasks
         .iter()
         .filter_map(|t| match &t.kind {
