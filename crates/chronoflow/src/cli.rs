@@ -23,6 +23,71 @@ pub enum Command {
     Check(CheckArgs),
     /// Derive the jobs and DAGs of a repo and print them.
     Plan(PlanArgs),
+    /// Work with the tables of the warehouse: import, list, partitions, export.
+    #[command(subcommand)]
+    Table(TableCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WarehouseArg {
+    /// Where tables live: a directory, `file://…`, or `s3://bucket/prefix` / `gs://bucket/prefix`
+    /// (credentials from the usual environment variables).
+    #[arg(long, value_name = "URI", env = "CHRONOFLOW_WAREHOUSE", default_value = chronoflow_engine::warehouse::DEFAULT_WAREHOUSE)]
+    pub warehouse: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TableCommand {
+    /// Import a CSV (with a header row) or Parquet file as a table, one partition per value of the
+    /// partition column; partitions that exist are replaced atomically.
+    Import {
+        /// The table, `namespace.table`.
+        table: String,
+        /// The file: `.csv` or `.parquet`.
+        file: PathBuf,
+        /// The column whose `yyyy-MM-dd` values name the partitions.
+        #[arg(long, default_value = "ds")]
+        partition_column: String,
+        #[command(flatten)]
+        warehouse: WarehouseArg,
+    },
+    /// List the tables with their partition counts and date ranges.
+    List {
+        #[command(flatten)]
+        warehouse: WarehouseArg,
+    },
+    /// List a table's partitions with their row counts.
+    Partitions {
+        /// The table, `namespace.table`.
+        table: String,
+        #[command(flatten)]
+        warehouse: WarehouseArg,
+    },
+    /// Write a table (or one partition) as CSV, JSON lines or Parquet, the partition column last.
+    Export {
+        /// The table, `namespace.table`.
+        table: String,
+        /// Only this partition.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        ds: Option<String>,
+        #[arg(long, value_enum)]
+        format: ExportFormatArg,
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        warehouse: WarehouseArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormatArg {
+    /// Header row; lists as JSON arrays, maps as JSON objects with sorted keys, nulls as empty fields.
+    Csv,
+    /// One JSON object per line.
+    Json,
+    /// One Parquet file.
+    Parquet,
 }
 
 #[derive(Debug, clap::Args)]

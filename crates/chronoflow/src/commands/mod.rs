@@ -1,6 +1,7 @@
 mod check;
 mod output;
 mod plan;
+mod table;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Table(command) => table::run(command),
     }
 }
 

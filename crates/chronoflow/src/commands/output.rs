@@ -10,11 +10,12 @@ pub fn emit(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
     if let Some(path) = out {
         return std::fs::write(path, text).with_context(|| format!("writing {}", path.display()));
     }
+    emit_bytes(text.as_bytes())
+}
+
+pub fn emit_bytes(bytes: &[u8]) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(e).context("writing to standard output")
         }

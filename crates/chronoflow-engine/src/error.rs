@@ -1,0 +1,47 @@
+/// Everything that can go wrong in the engine, each naming the table, partition, file or value.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid table name {name:?}: expected namespace.table (letters, digits and _)")]
+    InvalidTableName { name: String },
+    #[error("invalid warehouse location {uri:?}: {reason}")]
+    InvalidWarehouse { uri: String, reason: String },
+    #[error("table {table} does not exist in warehouse {warehouse}")]
+    TableNotFound { table: String, warehouse: String },
+    #[error("partition {column}={ds} of table {table} does not exist")]
+    PartitionNotFound {
+        table: String,
+        column: String,
+        ds: String,
+    },
+    #[error("table {table}: {reason}")]
+    Corrupt { table: String, reason: String },
+    #[error("{path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{context}: {source}")]
+    Arrow {
+        context: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bad input data (a file to import, a column, a value), with what was wrong.
+    #[error("{file}: {message}")]
+    Input { file: String, message: String },
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

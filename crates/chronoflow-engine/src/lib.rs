@@ -1,0 +1,13 @@
+//! The local compute engine. Today: the warehouse (Parquet tables with atomic partitions on any
+//! `object_store`), importing and exporting tables.
+
+pub mod error;
+pub mod export;
+pub mod import;
+pub mod table_name;
+pub mod values;
+pub mod warehouse;
+
+pub use error::{EngineError, Result};
+pub use table_name::TableName;
+pub use warehouse::{PartitionInfo, Warehouse};

@@ -1,0 +1,163 @@
+//! Arrow values as JSON and as CSV text, the way chronoflow exports them: lists as JSON arrays,
+//! maps as JSON objects with sorted keys, nulls as JSON `null` (empty CSV fields), NaN and
+//! infinities as null.
+
+use arrow::array::*;
+use arrow::datatypes::{DataType, TimeUnit};
+use serde_json::{Map, Number, Value};
+
+/// The JSON value of row `row` of `array`.
+pub fn to_json(array: &dyn Array, row: usize) -> Value {
+    if array.is_null(row) {
+        return Value::Null;
+    }
+    macro_rules! num {
+        ($t:ty) => {
+            Value::from(
+                array
+                    .as_any()
+                    .downcast_ref::<$t>()
+                    .expect("type checked")
+                    .value(row),
+            )
+        };
+    }
+    match array.data_type() {
+        DataType::Boolean => Value::Bool(array.as_boolean().value(row)),
+        DataType::Int8 => num!(Int8Array),
+        DataType::Int16 => num!(Int16Array),
+        DataType::Int32 => num!(Int32Array),
+        DataType::Int64 => num!(Int64Array),
+        DataType::UInt8 => num!(UInt8Array),
+        DataType::UInt16 => num!(UInt16Array),
+        DataType::UInt32 => num!(UInt32Array),
+        DataType::UInt64 => num!(UInt64Array),
+        DataType::Float32 => float(f64::from(
+            array
+                .as_primitive::<arrow::datatypes::Float32Type>()
+                .value(row),
+        )),
+        DataType::Float64 => float(
+            array
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .value(row),
+        ),
+        DataType::Utf8 => Value::String(array.as_string::<i32>().value(row).to_owned()),
+        DataType::LargeUtf8 => Value::String(array.as_string::<i64>().value(row).to_owned()),
+        DataType::Utf8View => Value::String(array.as_string_view().value(row).to_owned()),
+        DataType::Date32 => {
+            let days = array
+                .as_primitive::<arrow::datatypes::Date32Type>()
+                .value(row);
+            match chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0) {
+                Some(d) => Value::String(d.format("%Y-%m-%d").to_string()),
+                None => Value::from(days),
+            }
+        }
+        DataType::Timestamp(unit, _) => {
+            let v = array
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(row);
+            let millis = match unit {
+                TimeUnit::Second => v.saturating_mul(1000),
+                TimeUnit::Millisecond => v,
+                TimeUnit::Microsecond => v / 1000,
+                TimeUnit::Nanosecond => v / 1_000_000,
+            };
+            Value::from(millis)
+        }
+        DataType::List(_) => list(array.as_list::<i32>().value(row).as_ref()),
+        DataType::LargeList(_) => list(array.as_list::<i64>().value(row).as_ref()),
+        DataType::FixedSizeList(_, _) => list(array.as_fixed_size_list().value(row).as_ref()),
+        DataType::Map(_, _) => {
+            let entries = array.as_map().value(row);
+            let (keys, values) = (entries.column(0), entries.column(1));
+            let mut pairs: Vec<(String, Value)> = (0..entries.len())
+                .map(|i| {
+                    let key = match to_json(keys.as_ref(), i) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (key, to_json(values.as_ref(), i))
+                })
+                .collect();
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(pairs.into_iter().collect::<Map<_, _>>())
+        }
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            Value::Object(
+                fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (f.name().clone(), to_json(s.column(i).as_ref(), row)))
+                    .collect(),
+            )
+        }
+        _ => match arrow::util::display::ArrayFormatter::try_new(array, &Default::default()) {
+            Ok(f) => Value::String(f.value(row).to_string()),
+            Err(_) => Value::Null,
+        },
+    }
+}
+
+fn float(x: f64) -> Value {
+    Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+fn list(values: &dyn Array) -> Value {
+    Value::Array((0..values.len()).map(|i| to_json(values, i)).collect())
+}
+
+/// The CSV field for row `row`: scalars as text, nested values as JSON, null as empty; quoted
+/// when it holds a comma, quote or line break.
+pub fn to_csv_field(array: &dyn Array, row: usize) -> String {
+    let text = match to_json(array, row) {
+        Value::Null => return String::new(),
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn scalars_nulls_and_non_finite_floats() {
+        let a = Float64Array::from(vec![Some(1.5), None, Some(f64::NAN)]);
+        assert_eq!(to_json(&a, 0), Value::from(1.5));
+        assert_eq!(to_json(&a, 1), Value::Null);
+        assert_eq!(to_json(&a, 2), Value::Null);
+        assert_eq!(to_csv_field(&a, 1), "");
+        let s = StringArray::from(vec!["a,b \"c\""]);
+        assert_eq!(to_csv_field(&s, 0), "\"a,b \"\"c\"\"\"");
+    }
+
+    #[test]
+    fn lists_are_json_arrays_and_maps_have_sorted_keys() {
+        let mut lists = ListBuilder::new(Int64Builder::new());
+        lists.values().append_value(3);
+        lists.values().append_null();
+        lists.append(true);
+        let lists = lists.finish();
+        assert_eq!(to_csv_field(&lists, 0), "\"[3,null]\"");
+
+        let mut maps = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
+        maps.keys().append_value("z");
+        maps.values().append_value(1);
+        maps.keys().append_value("a");
+        maps.values().append_value(2);
+        maps.append(true).unwrap();
+        let maps: ArrayRef = Arc::new(maps.finish());
+        assert_eq!(to_json(maps.as_ref(), 0).to_string(), r#"{"a":2,"z":1}"#);
+    }
+}

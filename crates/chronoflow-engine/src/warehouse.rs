@@ -1,0 +1,562 @@
+//! The warehouse: tables as Hive-style Parquet under a root on any `object_store`
+//! (`<root>/<namespace>/<table>/<column>=<yyyy-MM-dd>/part-*.parquet`).
+//!
+//! **Atomic partitions.** Object stores cannot rename directories, so a partition is defined by its
+//! manifest (`_manifest.json`, one object, written last with a single atomic put) listing its part
+//! files. A writer uploads new part files under fresh names, then puts the manifest, then deletes
+//! the files of the previous manifest. A crash before the manifest leaves the old partition (or no
+//! partition) visible and some orphan files that no reader looks at; a rerun replaces everything.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use chronoflow_config::PartitionDate;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::table_name::TableName;
+
+const MANIFEST: &str = "_manifest.json";
+const TABLE_META: &str = "_table.json";
+/// Rows per part file: bounds the memory a single part needs while writing and reading.
+const ROWS_PER_FILE: usize = 1 << 20;
+/// Files not in any manifest and older than this are leftovers of a crashed writer.
+const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+
+/// The default warehouse root, relative to the working directory.
+pub const DEFAULT_WAREHOUSE: &str = "./.chronoflow/warehouse";
+
+/// What `_table.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableMeta {
+    pub partition_column: String,
+}
+
+/// What `_manifest.json` holds: the files that make up the partition.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub files: Vec<String>,
+    pub rows: u64,
+}
+
+/// One committed partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub ds: PartitionDate,
+    pub rows: u64,
+    pub files: usize,
+}
+
+pub struct Warehouse {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    uri: String,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warehouse").field("uri", &self.uri).finish()
+    }
+}
+
+impl Warehouse {
+    /// Opens a warehouse: a local directory (created if missing), `file://`, `memory://`, or, with
+    /// the `cloud` feature, `s3://bucket/prefix` and `gs://bucket/prefix` (credentials from the
+    /// usual environment variables).
+    pub fn open(uri: &str) -> Result<Self> {
+        let invalid = |reason: String| EngineError::InvalidWarehouse {
+            uri: uri.to_owned(),
+            reason,
+        };
+        if !uri.contains("://") {
+            std::fs::create_dir_all(uri)
+                .map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
+            let dir = std::fs::canonicalize(uri).map_err(|e| invalid(e.to_string()))?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|e| invalid(e.to_string()))?;
+            return Ok(Warehouse {
+                store: Arc::new(store),
+                root: Path::default(),
+                uri: dir.display().to_string(),
+            });
+        }
+        let url = url::Url::parse(uri).map_err(|e| invalid(e.to_string()))?;
+        if url.scheme() == "file" {
+            let path = url
+                .to_file_path()
+                .map_err(|()| invalid("not a local path".to_owned()))?;
+            return Warehouse::open(&path.display().to_string());
+        }
+        let options = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
+        let (store, root) =
+            object_store::parse_url_opts(&url, options).map_err(|e| invalid(e.to_string()))?;
+        Ok(Warehouse {
+            store: Arc::from(store),
+            root,
+            uri: uri.to_owned(),
+        })
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn table_dir(&self, table: &TableName) -> Path {
+        self.root
+            .clone()
+            .join(table.namespace.as_str())
+            .join(table.table.as_str())
+    }
+
+    fn partition_dir(&self, table: &TableName, column: &str, ds: PartitionDate) -> Path {
+        self.table_dir(table).join(format!("{column}={ds}"))
+    }
+
+    fn store_error(path: &Path) -> impl FnOnce(object_store::Error) -> EngineError + '_ {
+        move |source| EngineError::Store {
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &Path,
+        table: &TableName,
+    ) -> Result<Option<T>> {
+        match self.store.get(path).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(Self::store_error(path))?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| EngineError::Corrupt {
+                        table: table.to_string(),
+                        reason: format!("{path} is not valid: {e}"),
+                    })
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Self::store_error(path)(e)),
+        }
+    }
+
+    /// The table's metadata, or `None` if the table does not exist.
+    pub async fn table_meta(&self, table: &TableName) -> Result<Option<TableMeta>> {
+        self.get_json(&self.table_dir(table).join(TABLE_META), table)
+            .await
+    }
+
+    /// The table's metadata, or an error naming the table.
+    pub async fn require_table(&self, table: &TableName) -> Result<TableMeta> {
+        self.table_meta(table)
+            .await?
+            .ok_or_else(|| EngineError::TableNotFound {
+                table: table.to_string(),
+                warehouse: self.uri.clone(),
+            })
+    }
+
+    /// Every table, sorted.
+    pub async fn tables(&self) -> Result<Vec<TableName>> {
+        let mut out = Vec::new();
+        let namespaces = self
+            .store
+            .list_with_delimiter(Some(&self.root))
+            .await
+            .map_err(Self::store_error(&self.root))?;
+        for ns in namespaces.common_prefixes {
+            let tables = self
+                .store
+                .list_with_delimiter(Some(&ns))
+                .await
+                .map_err(Self::store_error(&ns))?;
+            for t in tables.common_prefixes {
+                let (Some(n), Some(name)) = (ns.filename(), t.filename()) else {
+                    continue;
+                };
+                let Ok(table) = TableName::parse(&format!("{n}.{name}")) else {
+                    continue;
+                };
+                if self.table_meta(&table).await?.is_some() {
+                    out.push(table);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The committed partitions of a table, sorted (one listing of the table's objects).
+    pub async fn partitions(&self, table: &TableName) -> Result<Vec<PartitionDate>> {
+        let meta = self.require_table(table).await?;
+        let dir = self.table_dir(table);
+        let prefix = format!("{}=", meta.partition_column);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(Self::store_error(&dir))?;
+        let mut out: Vec<PartitionDate> = objects
+            .iter()
+            .filter(|o| o.location.filename() == Some(MANIFEST))
+            .filter_map(|o| {
+                let parts: Vec<_> = o.location.parts().collect();
+                let dir = parts.get(parts.len().checked_sub(2)?)?;
+                PartitionDate::parse(dir.as_ref().strip_prefix(&prefix)?).ok()
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Row and file counts of one partition.
+    pub async fn partition_info(
+        &self,
+        table: &TableName,
+        ds: PartitionDate,
+    ) -> Result<PartitionInfo> {
+        let meta = self.require_table(table).await?;
+        let manifest = self.manifest(table, &meta, ds).await?;
+        Ok(PartitionInfo {
+            ds,
+            rows: manifest.rows,
+            files: manifest.files.len(),
+        })
+    }
+
+    async fn manifest(
+        &self,
+        table: &TableName,
+        meta: &TableMeta,
+        ds: PartitionDate,
+    ) -> Result<Manifest> {
+        let path = self
+            .partition_dir(table, &meta.partition_column, ds)
+            .join(MANIFEST);
+        self.get_json(&path, table)
+            .await?
+            .ok_or_else(|| EngineError::PartitionNotFound {
+                table: table.to_string(),
+                column: meta.partition_column.clone(),
+                ds: ds.to_string(),
+            })
+    }
+
+    /// Reads one partition (without the partition column, which lives in the directory name).
+    pub async fn read_partition(
+        &self,
+        table: &TableName,
+        ds: PartitionDate,
+    ) -> Result<Vec<RecordBatch>> {
+        let meta = self.require_table(table).await?;
+        let dir = self.partition_dir(table, &meta.partition_column, ds);
+        // A concurrent rewrite may delete the files of the manifest just read: read it again.
+        let mut attempts = 0;
+        loop {
+            let manifest = self.manifest(table, &meta, ds).await?;
+            match self.read_files(&dir, &manifest.files).await {
+                Err(EngineError::Store {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) if attempts < 3 => {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn read_files(&self, dir: &Path, files: &[String]) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for name in files {
+            let path = dir.clone().join(name.as_str());
+            let bytes = self
+                .store
+                .get(&path)
+                .await
+                .map_err(Self::store_error(&path))?
+                .bytes()
+                .await
+                .map_err(Self::store_error(&path))?;
+            out.extend(read_parquet_bytes(bytes, &path.to_string())?);
+        }
+        Ok(out)
+    }
+
+    /// The schema of a table's files (from its latest partition), or `None` when it has none.
+    pub async fn schema(&self, table: &TableName) -> Result<Option<SchemaRef>> {
+        let Some(last) = self.partitions(table).await?.last().copied() else {
+            return Ok(None);
+        };
+        let batches = self.read_partition(table, last).await?;
+        Ok(batches.first().map(RecordBatch::schema))
+    }
+
+    /// Creates the table if needed (recording its partition column), or checks the column matches.
+    pub async fn ensure_table(&self, table: &TableName, partition_column: &str) -> Result<()> {
+        match self.table_meta(table).await? {
+            Some(meta) if meta.partition_column == partition_column => Ok(()),
+            Some(meta) => Err(EngineError::Input {
+                file: table.to_string(),
+                message: format!(
+                    "table is partitioned by {:?}, not {partition_column:?}",
+                    meta.partition_column
+                ),
+            }),
+            None => {
+                let path = self.table_dir(table).join(TABLE_META);
+                let body = serde_json::to_vec_pretty(&TableMeta {
+                    partition_column: partition_column.to_owned(),
+                })
+                .expect("serializable");
+                self.store
+                    .put(&path, PutPayload::from(body))
+                    .await
+                    .map_err(Self::store_error(&path))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes (or replaces) partition `ds` atomically. `batches` must not contain the partition column.
+    pub async fn write_partition(
+        &self,
+        table: &TableName,
+        partition_column: &str,
+        ds: PartitionDate,
+        batches: &[RecordBatch],
+    ) -> Result<PartitionInfo> {
+        self.ensure_table(table, partition_column).await?;
+        let dir = self.partition_dir(table, partition_column, ds);
+        let meta = TableMeta {
+            partition_column: partition_column.to_owned(),
+        };
+        let previous = match self.manifest(table, &meta, ds).await {
+            Ok(m) => Some(m),
+            Err(EngineError::PartitionNotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+
+        let writer_id = unique_id();
+        let mut files = Vec::new();
+        let mut rows = 0u64;
+        for (n, chunk) in chunk_rows(batches, ROWS_PER_FILE).into_iter().enumerate() {
+            let name = format!("part-{writer_id}-{n:05}.parquet");
+            let path = dir.clone().join(name.as_str());
+            let bytes = write_parquet_bytes(&chunk, &path.to_string())?;
+            rows += chunk.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            self.store
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .map_err(Self::store_error(&path))?;
+            files.push(name);
+        }
+        let manifest = Manifest { files, rows };
+        let manifest_path = dir.clone().join(MANIFEST);
+        let body = serde_json::to_vec_pretty(&manifest).expect("serializable");
+        // The commit point: before this put the old partition is what readers see, after it the new one.
+        self.store
+            .put(&manifest_path, PutPayload::from(body))
+            .await
+            .map_err(Self::store_error(&manifest_path))?;
+
+        self.clean_partition(&dir, &manifest, previous.as_ref())
+            .await?;
+        Ok(PartitionInfo {
+            ds,
+            rows: manifest.rows,
+            files: manifest.files.len(),
+        })
+    }
+
+    /// Deletes the previous version's files and old orphans (files in no manifest, from crashed writers).
+    async fn clean_partition(
+        &self,
+        dir: &Path,
+        current: &Manifest,
+        previous: Option<&Manifest>,
+    ) -> Result<()> {
+        let objects: Vec<_> = self
+            .store
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(Self::store_error(dir))?;
+        let now = SystemTime::now();
+        for o in objects {
+            let Some(name) = o.location.filename() else {
+                continue;
+            };
+            if name == MANIFEST || current.files.iter().any(|f| f == name) {
+                continue;
+            }
+            let superseded = previous.is_some_and(|p| p.files.iter().any(|f| f == name));
+            let age = now
+                .duration_since(SystemTime::from(o.last_modified))
+                .unwrap_or_default();
+            if superseded || age > ORPHAN_GRACE {
+                match self.store.delete(&o.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(Self::store_error(&o.location)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a partition (its manifest first, so it disappears at once).
+    pub async fn drop_partition(&self, table: &TableName, ds: PartitionDate) -> Result<()> {
+        let meta = self.require_table(table).await?;
+        let dir = self.partition_dir(table, &meta.partition_column, ds);
+        let manifest = dir.clone().join(MANIFEST);
+        match self.store.delete(&manifest).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Self::store_error(&manifest)(e)),
+        }
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(Self::store_error(&dir))?;
+        for o in objects {
+            let _ = self.store.delete(&o.location).await;
+        }
+        Ok(())
+    }
+
+    /// The raw store and the path of a partition, for tests that simulate crashes.
+    #[doc(hidden)]
+    pub fn raw_partition_path(
+        &self,
+        table: &TableName,
+        column: &str,
+        ds: PartitionDate,
+    ) -> (Arc<dyn ObjectStore>, Path) {
+        (self.store.clone(), self.partition_dir(table, column, ds))
+    }
+}
+
+/// A process-unique, time-ordered id for part file names.
+fn unique_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{nanos:x}-{:x}-{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Splits batches into groups of at most `max_rows` rows (at least one group, possibly empty, so
+/// an empty partition still has a file carrying its schema).
+fn chunk_rows(batches: &[RecordBatch], max_rows: usize) -> Vec<Vec<RecordBatch>> {
+    let mut groups: Vec<Vec<RecordBatch>> = vec![Vec::new()];
+    let mut in_group = 0;
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() || (batch.num_rows() == 0 && offset == 0) {
+            if in_group >= max_rows {
+                groups.push(Vec::new());
+                in_group = 0;
+            }
+            let take = (max_rows - in_group).min(batch.num_rows() - offset);
+            groups
+                .last_mut()
+                .expect("non-empty")
+                .push(batch.slice(offset, take));
+            in_group += take;
+            offset += take;
+            if batch.num_rows() == 0 {
+                break;
+            }
+        }
+    }
+    groups
+}
+
+pub(crate) fn write_parquet_bytes(batches: &[RecordBatch], path: &str) -> Result<Bytes> {
+    let perr = |source| EngineError::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let schema = batches
+        .first()
+        .map(RecordBatch::schema)
+        .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("valid level"),
+        ))
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props)).map_err(perr)?;
+    for b in batches {
+        writer.write(b).map_err(perr)?;
+    }
+    writer.close().map_err(perr)?;
+    Ok(Bytes::from(buf))
+}
+
+pub(crate) fn read_parquet_bytes(bytes: Bytes, path: &str) -> Result<Vec<RecordBatch>> {
+    let perr = |source| EngineError::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(perr)?
+        .with_batch_size(8192)
+        .build()
+        .map_err(perr)?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| EngineError::Arrow {
+            context: format!("reading {path}"),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn batch(n: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let ids = Int64Array::from_iter_values(0..n);
+        let names = StringArray::from_iter((0..n).map(|i| Some(format!("n{i}"))));
+        RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(names)]).unwrap()
+    }
+
+    #[test]
+    fn chunking_bounds_rows_per_file_and_keeps_empty_schemas() {
+        let groups = chunk_rows(&[batch(5), batch(4)], 3);
+        let sizes: Vec<usize> = groups
+            .iter()
+            .map(|g| g.iter().map(|b| b.num_rows()).sum())
+            .collect();
+        assert_eq!(sizes, [3, 3, 3]);
+        let empty = chunk_rows(&[batch(0)], 3);
+        assert_eq!(empty.len(), 1);
+        assert_eq!(empty[0][0].num_columns(), 2);
+    }
+}

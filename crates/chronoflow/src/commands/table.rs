@@ -1,0 +1,110 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chronoflow_config::PartitionDate;
+use chronoflow_engine::export::{ExportFormat, export_table};
+use chronoflow_engine::import::import_file;
+use chronoflow_engine::{TableName, Warehouse};
+
+use crate::cli::{ExportFormatArg, TableCommand};
+
+pub fn run(command: TableCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(command))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_async(command: TableCommand) -> anyhow::Result<()> {
+    match command {
+        TableCommand::Import {
+            table,
+            file,
+            partition_column,
+            warehouse,
+        } => {
+            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let table = TableName::parse(&table)?;
+            let report = import_file(&warehouse, &table, &file, &partition_column).await?;
+            let (first, last) = (report.partitions.first(), report.partitions.last());
+            let range = match (first, last) {
+                (Some(f), Some(l)) if f.ds != l.ds => format!("{}..={}", f.ds, l.ds),
+                (Some(f), _) => f.ds.to_string(),
+                _ => "-".to_owned(),
+            };
+            eprintln!(
+                "imported {} rows into {} ({} partition{}, {range}) in {}",
+                report.rows,
+                report.table,
+                report.partitions.len(),
+                if report.partitions.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                warehouse.uri()
+            );
+        }
+        TableCommand::List { warehouse } => {
+            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let mut text = String::new();
+            for table in warehouse.tables().await? {
+                let parts = warehouse.partitions(&table).await?;
+                let range = match (parts.first(), parts.last()) {
+                    (Some(f), Some(l)) => format!("{f}..={l}"),
+                    _ => "-".to_owned(),
+                };
+                text.push_str(&format!("{table}\t{} partitions\t{range}\n", parts.len()));
+            }
+            super::output::emit(&text, None)?;
+        }
+        TableCommand::Partitions { table, warehouse } => {
+            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let table = TableName::parse(&table)?;
+            let mut text = String::new();
+            for ds in warehouse.partitions(&table).await? {
+                let info = warehouse.partition_info(&table, ds).await?;
+                text.push_str(&format!("{ds}\t{} rows\t{} files\n", info.rows, info.files));
+            }
+            super::output::emit(&text, None)?;
+        }
+        TableCommand::Export {
+            table,
+            ds,
+            format,
+            out,
+            warehouse,
+        } => {
+            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let table = TableName::parse(&table)?;
+            let ds = ds.map(|d| PartitionDate::parse(&d)).transpose()?;
+            let format = match format {
+                ExportFormatArg::Csv => ExportFormat::Csv,
+                ExportFormatArg::Json => ExportFormat::Json,
+                ExportFormatArg::Parquet => ExportFormat::Parquet,
+            };
+            match out {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    export_table(
+                        &warehouse,
+                        &table,
+                        ds,
+                        format,
+                        std::io::BufWriter::new(file),
+                    )
+                    .await?;
+                }
+                None => {
+                    let mut buf = Vec::new();
+                    export_table(&warehouse, &table, ds, format, &mut buf).await?;
+                    super::output::emit_bytes(&buf)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
