@@ -225,3 +225,92 @@ fn regression_a_closed_stdout_pipe_ends_output_without_a_panic() {
         assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     }
 }
+
+/// `kill -9` during an import: every partition a reader can see is complete, and rerunning the
+/// import completes the table.
+#[test]
+fn an_import_killed_mid_write_leaves_only_complete_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("big.csv");
+    let (days, rows_per_day) = (120, 2000);
+    let mut text = String::from("ds,id,payload\n");
+    for day in 0..days {
+        let ds = chronoflow_config::PartitionDate::parse("2024-01-01")
+            .unwrap()
+            .add_days(day);
+        for i in 0..rows_per_day {
+            text.push_str(&format!("{ds},{i},payload-{day}-{i}\n"));
+        }
+    }
+    std::fs::write(&csv, text).unwrap();
+    let warehouse = dir.path().join("wh");
+    let args = |w: &Path| {
+        vec![
+            "table".to_owned(),
+            "import".to_owned(),
+            "data.big".to_owned(),
+            csv.display().to_string(),
+            "--warehouse".to_owned(),
+            w.display().to_string(),
+        ]
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chronoflow"))
+        .args(args(&warehouse))
+        .spawn()
+        .unwrap();
+    // Kill it once some partitions are committed but (very likely) not all.
+    let table_dir = warehouse.join("data/big");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let committed = std::fs::read_dir(&table_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.path().join("_manifest.json").exists())
+                    .count()
+            })
+            .unwrap_or(0);
+        if committed >= 3 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let check = |expect_all: bool| {
+        let out = chronoflow(&[
+            "table",
+            "partitions",
+            "data.big",
+            "--warehouse",
+            warehouse.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let listing = stdout(&out);
+        let lines: Vec<&str> = listing.lines().collect();
+        for line in &lines {
+            assert!(
+                line.contains(&format!("\t{rows_per_day} rows\t")),
+                "incomplete partition visible: {line}"
+            );
+        }
+        if expect_all {
+            assert_eq!(lines.len(), days as usize);
+        }
+        lines.len()
+    };
+    let visible = check(false);
+    eprintln!("visible after kill: {visible} of {days}");
+    assert!(
+        visible >= 1,
+        "the import was killed before committing anything"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_chronoflow"))
+        .args(args(&warehouse))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    check(true);
+}
