@@ -1,12 +1,18 @@
 //! The local compute engine. Today: the warehouse (Parquet tables with atomic partitions on any
 //! `object_store`), importing and exporting tables.
 
+pub mod aggregate;
 pub mod error;
 pub mod export;
+pub mod features;
 pub mod import;
+pub mod source;
 pub mod table_name;
+pub mod udf;
+pub mod value;
 pub mod values;
 pub mod warehouse;
+pub mod window;
 
 pub use error::{EngineError, Result};
 pub use table_name::TableName;

@@ -1,0 +1,339 @@
+//! Computing a GroupBy's features for one key as of a point in time (SPEC §4.2–4.3), and
+//! turning them into Arrow columns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema};
+use chronoflow_config::naming::feature_column;
+use chronoflow_config::{Aggregation, PartitionDate, Window};
+use serde_json::Value;
+
+use crate::aggregate::{Out, OutKind, compute};
+use crate::error::{EngineError, Result};
+use crate::value::{ScalarKind, Val};
+use crate::window::{end_of_day, oldest_partition, window_start};
+
+/// One output column of a GroupBy: an aggregation over a window (or none), for a bucket column (or none).
+#[derive(Debug, Clone)]
+pub struct Feature {
+    pub name: String,
+    pub aggregation: usize,
+    pub window: Option<Window>,
+    pub bucket: Option<usize>,
+    pub kind: OutKind,
+}
+
+/// The rows of one GroupBy's sources, columnar, with an index by key.
+#[derive(Debug, Default)]
+pub struct KeyedRows {
+    pub ts: Vec<Option<i64>>,
+    pub ds: Vec<PartitionDate>,
+    pub is_entity: Vec<bool>,
+    /// Per aggregation: its input column's values.
+    pub inputs: Vec<Vec<Option<Val>>>,
+    /// Per bucket column: the bucket of each row.
+    pub buckets: Vec<Vec<Option<String>>>,
+    /// Per key: row indices sorted by time (rows without time first).
+    pub by_key: HashMap<Vec<Option<Val>>, Vec<u32>>,
+}
+
+impl KeyedRows {
+    /// Sorts each key's rows by time; call once after the last row is added.
+    pub fn finish(&mut self) {
+        let ts = &self.ts;
+        for rows in self.by_key.values_mut() {
+            rows.sort_by_key(|r| ts[*r as usize]);
+        }
+    }
+}
+
+/// The point in time a computation is "as of".
+#[derive(Debug, Clone, Copy)]
+pub enum AsOf {
+    /// Event rows with `ts` before `end` (or at `end` when `inclusive`), from partitions landed by
+    /// `a`; entity rows are the snapshot of partition `a` (windows measured back from the end of `a`).
+    Time {
+        end: i64,
+        inclusive: bool,
+        a: PartitionDate,
+    },
+}
+
+impl AsOf {
+    /// A daily snapshot of day `d`: everything before the end of `d`, as landed by `d`.
+    pub fn end_of(d: PartitionDate) -> AsOf {
+        AsOf::Time {
+            end: end_of_day(d),
+            inclusive: false,
+            a: d,
+        }
+    }
+}
+
+/// The features of one key (`rows`: its row indices) as of `as_of`, in `features` order.
+pub fn compute_features(
+    aggregations: &[Aggregation],
+    features: &[Feature],
+    data: &KeyedRows,
+    rows: &[u32],
+    as_of: AsOf,
+) -> Vec<Option<Out>> {
+    let AsOf::Time { end, inclusive, a } = as_of;
+    let entity_end = end_of_day(a);
+    let mut counted: Vec<(i64, &Val)> = Vec::new();
+    let mut by_bucket: BTreeMap<&str, Vec<(i64, &Val)>> = BTreeMap::new();
+    features
+        .iter()
+        .map(|f| {
+            let agg = &aggregations[f.aggregation];
+            let values = &data.inputs[f.aggregation];
+            let (start, oldest) = match f.window {
+                Some(w) => (Some(window_start(end, w)), Some(oldest_partition(a, w))),
+                None => (None, None),
+            };
+            counted.clear();
+            by_bucket.clear();
+            for &r in rows {
+                let r = r as usize;
+                let Some(v) = &values[r] else { continue };
+                let p = data.ds[r];
+                let ts = if data.is_entity[r] {
+                    // Entity rows: only the snapshot partition, exact window back from its end.
+                    if p != a {
+                        continue;
+                    }
+                    let t = data.ts[r].unwrap_or(entity_end - 1);
+                    if let Some(w) = f.window
+                        && !(entity_end - w.millis() <= t && t < entity_end)
+                    {
+                        continue;
+                    }
+                    t
+                } else {
+                    let Some(t) = data.ts[r] else { continue };
+                    let before_end = if inclusive { t <= end } else { t < end };
+                    if p > a
+                        || !before_end
+                        || start.is_some_and(|s| t < s)
+                        || oldest.is_some_and(|o| p < o)
+                    {
+                        continue;
+                    }
+                    t
+                };
+                match f.bucket {
+                    None => counted.push((ts, v)),
+                    Some(b) => {
+                        if let Some(bucket) = &data.buckets[b][r] {
+                            by_bucket.entry(bucket.as_str()).or_default().push((ts, v));
+                        }
+                    }
+                }
+            }
+            let sort = |rows: &mut Vec<(i64, &Val)>| {
+                rows.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.cmp(y.1)))
+            };
+            match f.bucket {
+                None => {
+                    sort(&mut counted);
+                    compute(agg, &counted)
+                }
+                Some(_) => {
+                    let map: Vec<(String, Out)> = by_bucket
+                        .iter_mut()
+                        .filter_map(|(b, rows)| {
+                            sort(rows);
+                            compute(agg, rows).map(|o| ((*b).to_owned(), o))
+                        })
+                        .collect();
+                    (!map.is_empty()).then_some(Out::Buckets(map))
+                }
+            }
+        })
+        .collect()
+}
+
+/// The feature columns of a GroupBy's aggregations, buckets outer and windows inner.
+pub fn plan_features(
+    aggregations: &[Aggregation],
+    kinds: &[OutKind],
+    bucket_names: &[String],
+) -> Vec<Feature> {
+    let mut out = Vec::new();
+    for (i, agg) in aggregations.iter().enumerate() {
+        let buckets: Vec<Option<usize>> = if agg.buckets.is_empty() {
+            vec![None]
+        } else {
+            agg.buckets
+                .iter()
+                .map(|b| bucket_names.iter().position(|n| n == b))
+                .collect()
+        };
+        let windows: Vec<Option<Window>> = if agg.windows.is_empty() {
+            vec![None]
+        } else {
+            agg.windows.iter().copied().map(Some).collect()
+        };
+        for b in &buckets {
+            for w in &windows {
+                out.push(Feature {
+                    name: feature_column(agg, *w, b.map(|i| bucket_names[i].as_str())),
+                    aggregation: i,
+                    window: *w,
+                    bucket: *b,
+                    kind: kinds[i],
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The Arrow type of a feature.
+pub fn feature_type(kind: OutKind, bucketed: bool) -> DataType {
+    let base = match kind {
+        OutKind::Int => DataType::Int64,
+        OutKind::Float => DataType::Float64,
+        OutKind::Scalar(s) => s.data_type(),
+        OutKind::List(s) => DataType::List(Arc::new(Field::new("item", s.data_type(), true))),
+        OutKind::FloatList => DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
+        OutKind::Counts => map_type(DataType::Int64),
+    };
+    if bucketed { map_type(base) } else { base }
+}
+
+fn map_type(values: DataType) -> DataType {
+    let entries = Field::new(
+        "entries",
+        DataType::Struct(
+            vec![
+                Field::new("keys", DataType::Utf8, false),
+                Field::new("values", values, true),
+            ]
+            .into(),
+        ),
+        false,
+    );
+    DataType::Map(Arc::new(entries), false)
+}
+
+/// Builds one Arrow column from computed values. Scalars are built directly; nested values go
+/// through Arrow's JSON decoder, which handles every nesting the same way.
+pub fn build_column(name: &str, data_type: &DataType, values: &[Option<Out>]) -> Result<ArrayRef> {
+    let arrow_err = |source| EngineError::Arrow {
+        context: format!("building column {name}"),
+        source,
+    };
+    Ok(match data_type {
+        DataType::Int64 => {
+            let mut b = Int64Builder::with_capacity(values.len());
+            for v in values {
+                b.append_option(match v {
+                    Some(Out::Int(i)) | Some(Out::Scalar(Val::Int(i))) => Some(*i),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Float64 => {
+            let mut b = Float64Builder::with_capacity(values.len());
+            for v in values {
+                b.append_option(match v {
+                    Some(Out::Float(f)) | Some(Out::Scalar(Val::Float(f))) => Some(*f),
+                    Some(Out::Scalar(Val::Int(i))) => Some(*i as f64),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Utf8 => {
+            let mut b = StringBuilder::with_capacity(values.len(), values.len() * 8);
+            for v in values {
+                match v {
+                    Some(Out::Scalar(Val::Str(s))) => b.append_value(s),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Boolean => {
+            let mut b = BooleanBuilder::with_capacity(values.len());
+            for v in values {
+                b.append_option(match v {
+                    Some(Out::Scalar(Val::Bool(x))) => Some(*x),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        nested => {
+            let schema = Arc::new(Schema::new(vec![Field::new("v", nested.clone(), true)]));
+            let mut decoder = arrow::json::ReaderBuilder::new(schema)
+                .build_decoder()
+                .map_err(arrow_err)?;
+            let rows: Vec<Value> = values
+                .iter()
+                .map(
+                    |v| serde_json::json!({ "v": v.as_ref().map(out_json).unwrap_or(Value::Null) }),
+                )
+                .collect();
+            decoder.serialize(&rows).map_err(arrow_err)?;
+            let batch: RecordBatch = decoder.flush().map_err(arrow_err)?.unwrap_or_else(|| {
+                RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new(
+                    "v",
+                    nested.clone(),
+                    true,
+                )])))
+            });
+            batch.column(0).clone()
+        }
+    })
+}
+
+fn val_json(v: &Val) -> Value {
+    match v {
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Int(i) => Value::from(*i),
+        Val::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Val::Str(s) => Value::String(s.to_string()),
+    }
+}
+
+fn out_json(o: &Out) -> Value {
+    match o {
+        Out::Int(i) => Value::from(*i),
+        Out::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Out::Scalar(v) => val_json(v),
+        Out::List(vs) => Value::Array(vs.iter().map(val_json).collect()),
+        Out::FloatList(fs) => Value::Array(
+            fs.iter()
+                .map(|f| {
+                    serde_json::Number::from_f64(*f)
+                        .map(Value::Number)
+                        .unwrap_or(Value::Null)
+                })
+                .collect(),
+        ),
+        Out::Counts(cs) => Value::Object(
+            cs.iter()
+                .map(|(k, c)| (k.clone(), Value::from(*c)))
+                .collect(),
+        ),
+        Out::Buckets(bs) => {
+            Value::Object(bs.iter().map(|(k, o)| (k.clone(), out_json(o))).collect())
+        }
+    }
+}
+
+/// The kind of values a scalar output holds, for callers that only know the Arrow type.
+pub fn scalar_kind_of(t: &DataType) -> Option<ScalarKind> {
+    ScalarKind::of(t)
+}

@@ -1,0 +1,243 @@
+//! Loading a Chronon source's rows: the partitions a computation needs, its `selects`,
+//! `wheres` and `timeColumn` evaluated as SQL by DataFusion.
+//!
+//! The result has the selected columns, then `__ts` (epoch millis, for event sources with a time
+//! column or the end of the row's day without one) and `__ds` (the row's partition).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use chronoflow_config::{PartitionDate, Query};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::{EngineError, Result};
+use crate::table_name::TableName;
+use crate::warehouse::Warehouse;
+
+pub const TS: &str = "__ts";
+pub const DS: &str = "__ds";
+
+/// A DataFusion session configured for Chronon's Spark SQL: identifiers keep their case.
+pub fn session() -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(2)
+        .set_bool("datafusion.sql_parser.enable_ident_normalization", false);
+    let ctx = SessionContext::new_with_config(config);
+    crate::udf::register(&ctx);
+    ctx
+}
+
+/// Which partitions to read: `start: None` reads from the first one.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionBounds {
+    pub start: Option<PartitionDate>,
+    pub end: PartitionDate,
+}
+
+/// How the time column is produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeMode {
+    /// `timeColumn` as written, or the last millisecond of the row's day if there is none.
+    EventTime,
+    /// `timeColumn` if there is one, else null.
+    Optional,
+}
+
+/// Loads the rows of `table` in `bounds` (clamped to the query's start and end partitions),
+/// evaluating `query`. `config` names the config in errors.
+pub async fn load(
+    warehouse: &Warehouse,
+    table: &TableName,
+    query: &Query,
+    bounds: PartitionBounds,
+    time: TimeMode,
+    config: &str,
+) -> Result<RecordBatch> {
+    let meta = warehouse.require_table(table).await?;
+    let start = match (bounds.start, query.start_partition) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let end = query
+        .end_partition
+        .map_or(bounds.end, |e| e.min(bounds.end));
+    let dates: Vec<PartitionDate> = warehouse
+        .partitions(table)
+        .await?
+        .into_iter()
+        .filter(|d| start.is_none_or(|s| *d >= s) && *d <= end)
+        .collect();
+    let partition_column = query
+        .partition_column
+        .clone()
+        .unwrap_or(meta.partition_column.clone());
+
+    let mut batches = Vec::new();
+    for d in &dates {
+        for b in warehouse.read_partition(table, *d).await? {
+            batches.push(with_partition(&b, &partition_column, *d, table)?);
+        }
+    }
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => {
+            let base = warehouse
+                .schema(table)
+                .await?
+                .ok_or_else(|| EngineError::Corrupt {
+                    table: table.to_string(),
+                    reason: "the table has no partitions, so its schema is unknown".to_owned(),
+                })?;
+            let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(&partition_column, DataType::Utf8, false));
+            Arc::new(Schema::new(fields))
+        }
+    };
+    let ctx = session();
+    let mem = MemTable::try_new(schema, vec![batches])
+        .map_err(|e| df_error(config, table, "registering", e))?;
+    ctx.register_table("__src", Arc::new(mem))
+        .map_err(|e| df_error(config, table, "registering", e))?;
+
+    let mut columns: Vec<String> = match &query.selects {
+        Some(selects) => selects
+            .iter()
+            .map(|(name, expr)| format!("{expr} AS {}", quote(name)))
+            .collect(),
+        None => vec!["*".to_owned()],
+    };
+    let ts_expr = match (&query.time_column, time) {
+        (Some(t), _) => format!("CAST({t} AS BIGINT)"),
+        (None, TimeMode::EventTime) => format!(
+            "CAST((EXTRACT(EPOCH FROM CAST({} AS DATE)) + 86400) * 1000 - 1 AS BIGINT)",
+            quote(&partition_column)
+        ),
+        (None, TimeMode::Optional) => "CAST(NULL AS BIGINT)".to_owned(),
+    };
+    columns.push(format!("{ts_expr} AS {TS}"));
+    columns.push(format!("{} AS {DS}", quote(&partition_column)));
+    let wheres = if query.wheres.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " WHERE {}",
+            query
+                .wheres
+                .iter()
+                .map(|w| format!("({w})"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        )
+    };
+    let sql = format!("SELECT {} FROM __src{wheres}", columns.join(", "));
+    match run(&ctx, &sql).await {
+        Ok(b) => Ok(b),
+        Err(e) => Err(explain_failure(&ctx, query, config, table, e).await),
+    }
+}
+
+async fn run(
+    ctx: &SessionContext,
+    sql: &str,
+) -> std::result::Result<RecordBatch, datafusion::error::DataFusionError> {
+    let df = ctx.sql(sql).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    arrow::compute::concat_batches(&schema, &batches).map_err(Into::into)
+}
+
+/// Finds which expression failed, so the error names it.
+async fn explain_failure(
+    ctx: &SessionContext,
+    query: &Query,
+    config: &str,
+    table: &TableName,
+    err: datafusion::error::DataFusionError,
+) -> EngineError {
+    let candidates = query
+        .selects
+        .iter()
+        .flat_map(|s| {
+            s.iter().map(|(n, e)| {
+                (
+                    format!("select {n:?}"),
+                    format!("SELECT {e} FROM __src LIMIT 0"),
+                    e.clone(),
+                )
+            })
+        })
+        .chain(query.wheres.iter().map(|w| {
+            (
+                "where".to_owned(),
+                format!("SELECT 1 FROM __src WHERE {w} LIMIT 0"),
+                w.clone(),
+            )
+        }))
+        .chain(query.time_column.iter().map(|t| {
+            (
+                "timeColumn".to_owned(),
+                format!("SELECT {t} FROM __src LIMIT 0"),
+                t.clone(),
+            )
+        }));
+    for (what, sql, expr) in candidates {
+        if let Err(e) = run(ctx, &sql).await {
+            return EngineError::Input {
+                file: config.to_owned(),
+                message: format!(
+                    "{what} expression {expr:?} on {table} cannot be evaluated: {}",
+                    first_line(&e.to_string())
+                ),
+            };
+        }
+    }
+    df_error(config, table, "evaluating the query", err)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+fn df_error(
+    config: &str,
+    table: &TableName,
+    what: &str,
+    e: datafusion::error::DataFusionError,
+) -> EngineError {
+    EngineError::Input {
+        file: config.to_owned(),
+        message: format!("{what} {table}: {}", first_line(&e.to_string())),
+    }
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn with_partition(
+    batch: &RecordBatch,
+    column: &str,
+    ds: PartitionDate,
+    table: &TableName,
+) -> Result<RecordBatch> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(column, DataType::Utf8, false));
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec![
+        ds.to_string();
+        batch.num_rows()
+    ])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|source| {
+        EngineError::Arrow {
+            context: format!("reading {table}"),
+            source,
+        }
+    })
+}
