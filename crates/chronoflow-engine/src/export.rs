@@ -88,6 +88,8 @@ fn with_partition_column(
     })
 }
 
+// One sink per export; its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Sink<W: Write + Send> {
     Text {
         out: W,

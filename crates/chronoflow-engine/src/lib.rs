@@ -6,6 +6,7 @@ pub mod error;
 pub mod export;
 pub mod features;
 pub mod import;
+pub mod jobs;
 pub mod source;
 pub mod table_name;
 pub mod udf;

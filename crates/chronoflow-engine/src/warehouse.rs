@@ -290,7 +290,7 @@ impl Warehouse {
                 .bytes()
                 .await
                 .map_err(Self::store_error(&path))?;
-            out.extend(read_parquet_bytes(bytes, &path.to_string())?);
+            out.extend(read_parquet_bytes(bytes, path.as_ref())?);
         }
         Ok(out)
     }
@@ -355,7 +355,7 @@ impl Warehouse {
         for (n, chunk) in chunk_rows(batches, ROWS_PER_FILE).into_iter().enumerate() {
             let name = format!("part-{writer_id}-{n:05}.parquet");
             let path = dir.clone().join(name.as_str());
-            let bytes = write_parquet_bytes(&chunk, &path.to_string())?;
+            let bytes = write_parquet_bytes(&chunk, path.as_ref())?;
             rows += chunk.iter().map(|b| b.num_rows() as u64).sum::<u64>();
             self.store
                 .put(&path, PutPayload::from(bytes))

@@ -26,6 +26,46 @@ pub enum Command {
     /// Work with the tables of the warehouse: import, list, partitions, export.
     #[command(subcommand)]
     Table(TableCommand),
+    /// Run one Chronon job on the local engine, as Chronon's `run.py --mode ... --conf ...` does.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The job: `backfill` computes the config's output partitions.
+    #[arg(long, value_enum, default_value_t = RunMode::Backfill)]
+    pub mode: RunMode,
+    /// The compiled config (a file of the repo), e.g. `production/joins/team/name.v1`.
+    #[arg(long, value_name = "PATH")]
+    pub conf: PathBuf,
+    #[command(flatten)]
+    pub repo: RepoArg,
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+    /// Run for this one partition.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["start_ds", "end_ds"])]
+    pub ds: Option<String>,
+    /// First partition of a range (with --end-ds).
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "end_ds")]
+    pub start_ds: Option<String>,
+    /// Last partition of a range, inclusive.
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "start_ds")]
+    pub end_ds: Option<String>,
+    /// Partitions computed per step; results do not depend on it, memory does.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub step_days: u32,
+    /// Steps run at once.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub parallelism: usize,
+    /// Recompute partitions that already exist (by default only missing ones are computed).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunMode {
+    /// Compute output partitions (GroupBy daily snapshots, Join training rows).
+    Backfill,
 }
 
 #[derive(Debug, clap::Args)]

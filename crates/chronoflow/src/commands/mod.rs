@@ -1,6 +1,7 @@
 mod check;
 mod output;
 mod plan;
+mod run;
 mod table;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Table(command) => table::run(command),
+        Command::Run(args) => run::run(&args),
     }
 }
 

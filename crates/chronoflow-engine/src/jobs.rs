@@ -1,0 +1,707 @@
+//! Chronon jobs on the local engine: GroupBy backfill (daily snapshots) and Join backfill
+//! (point-in-time features for every left row), per SPEC §4.3.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use chronoflow_config::naming::join_part_prefix;
+use chronoflow_config::{
+    Accuracy, Aggregation, Dialect, GroupBy, Join, LoadedConfig, PartitionDate, Source,
+};
+use datafusion::datasource::MemTable;
+
+use crate::aggregate::{Out, out_kind};
+use crate::error::{EngineError, Result};
+use crate::features::{
+    AsOf, Feature, KeyedRows, build_column, compute_features, feature_type, plan_features,
+};
+use crate::source::{self, DS, PartitionBounds, TS, TimeMode};
+use crate::table_name::TableName;
+use crate::value::{ScalarKind, Val, val_at};
+use crate::warehouse::{PartitionInfo, Warehouse};
+use crate::window::date_of;
+
+type Key = Vec<Option<Val>>;
+
+/// A GroupBy's rows, loaded and indexed, ready to answer "features of key K as of T".
+struct LoadedGroupBy {
+    name: String,
+    keys: Vec<String>,
+    key_types: Vec<DataType>,
+    shape: Shape,
+    rows: KeyedRows,
+}
+
+enum Shape {
+    Aggregated {
+        aggregations: Vec<Aggregation>,
+        features: Vec<Feature>,
+        types: Vec<DataType>,
+    },
+    /// No aggregations: the selected columns other than the keys are the features.
+    Selected {
+        columns: Vec<String>,
+        types: Vec<DataType>,
+        values: Vec<Vec<Option<Val>>>,
+    },
+}
+
+impl LoadedGroupBy {
+    fn feature_names(&self) -> Vec<String> {
+        match &self.shape {
+            Shape::Aggregated { features, .. } => features.iter().map(|f| f.name.clone()).collect(),
+            Shape::Selected { columns, .. } => columns.clone(),
+        }
+    }
+
+    fn feature_types(&self) -> Vec<DataType> {
+        match &self.shape {
+            Shape::Aggregated { types, .. } => types.clone(),
+            Shape::Selected { types, .. } => types.clone(),
+        }
+    }
+
+    /// The features of `key` as of `as_of`: `None` per feature when nothing counted.
+    fn features(&self, key: &Key, as_of: AsOf) -> Result<Vec<Option<Out>>> {
+        let rows = self.rows.by_key.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        match &self.shape {
+            Shape::Aggregated {
+                aggregations,
+                features,
+                ..
+            } => Ok(compute_features(
+                aggregations,
+                features,
+                &self.rows,
+                rows,
+                as_of,
+            )),
+            Shape::Selected {
+                columns, values, ..
+            } => {
+                let AsOf::Time { a, .. } = as_of;
+                let mut found: Option<usize> = None;
+                for &r in rows {
+                    if self.rows.ds[r as usize] == a {
+                        if found.is_some() {
+                            return Err(EngineError::Input {
+                                file: self.name.clone(),
+                                message: format!(
+                                    "two rows for key {} in partition {a}",
+                                    describe_key(key)
+                                ),
+                            });
+                        }
+                        found = Some(r as usize);
+                    }
+                }
+                Ok((0..columns.len())
+                    .map(|c| found.and_then(|r| values[c][r].clone()).map(Out::Scalar))
+                    .collect())
+            }
+        }
+    }
+}
+
+fn describe_key(key: &Key) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|k| k.as_ref().map_or("null".to_owned(), Val::key_text))
+        .collect();
+    format!("({})", parts.join(", "))
+}
+
+/// How many days before `a` a GroupBy reads, or `None` when it reads everything up to `a`.
+fn lookback_days(gb: &GroupBy) -> Option<i64> {
+    let aggs = gb.aggregations.as_ref()?;
+    let mut max = 0;
+    for a in aggs {
+        if a.windows.is_empty() {
+            return None;
+        }
+        for w in &a.windows {
+            max = max.max(1 + w.days_ceil());
+        }
+    }
+    Some(max)
+}
+
+fn source_table(source: &Source, config: &str) -> Result<TableName> {
+    let table = match source {
+        Source::Events(e) => &e.table.table,
+        Source::Entities(e) => &e.snapshot_table.table,
+        Source::JoinSource(_) => {
+            return Err(EngineError::Input {
+                file: config.to_owned(),
+                message: "joinSource (chaining) GroupBys are not supported by the local engine yet"
+                    .to_owned(),
+            });
+        }
+    };
+    TableName::parse(table)
+}
+
+/// Loads what a GroupBy needs to answer queries as of any date in `first..=last`.
+async fn load_group_by(
+    warehouse: &Warehouse,
+    gb: &GroupBy,
+    first: PartitionDate,
+    last: PartitionDate,
+) -> Result<LoadedGroupBy> {
+    let name = gb.metadata.name.clone();
+    let lookback = lookback_days(gb);
+    let mut loaded: Vec<(RecordBatch, bool)> = Vec::new();
+    for source in &gb.sources {
+        let table = source_table(source, &name)?;
+        let entity = matches!(source, Source::Entities(_));
+        if let Source::Entities(e) = source
+            && e.mutation_table.is_some()
+            && gb.accuracy() == Accuracy::Temporal
+        {
+            return Err(EngineError::Input {
+                file: name.clone(),
+                message: "TEMPORAL entity sources with mutations are not supported by the local engine yet".to_owned(),
+            });
+        }
+        let bounds = PartitionBounds {
+            start: if entity {
+                Some(first)
+            } else {
+                lookback.map(|d| first.add_days(-d))
+            },
+            end: last,
+        };
+        let time = if entity {
+            TimeMode::Optional
+        } else {
+            TimeMode::EventTime
+        };
+        loaded.push((
+            source::load(warehouse, &table, source.query(), bounds, time, &name).await?,
+            entity,
+        ));
+    }
+
+    let schema = loaded[0].0.schema();
+    let column = |batch: &RecordBatch, col: &str| -> Result<ArrayRef> {
+        batch
+            .column_by_name(col)
+            .cloned()
+            .ok_or_else(|| EngineError::Input {
+                file: name.clone(),
+                message: format!(
+                    "column {col:?} is not among the source's columns ({})",
+                    batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .filter(|n| !n.starts_with("__"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    };
+    let mut key_types = Vec::new();
+    for k in &gb.key_columns {
+        let array = column(&loaded[0].0, k)?;
+        let kind = ScalarKind::of(array.data_type()).ok_or_else(|| EngineError::Input {
+            file: name.clone(),
+            message: format!(
+                "key column {k:?} has type {}; keys must be strings, numbers or booleans",
+                array.data_type()
+            ),
+        })?;
+        key_types.push(kind.data_type());
+    }
+
+    let mut shape = match &gb.aggregations {
+        Some(aggs) => {
+            let mut kinds = Vec::new();
+            for agg in aggs {
+                let array = column(&loaded[0].0, &agg.input_column)?;
+                let input = ScalarKind::of(array.data_type());
+                let kind = input
+                    .ok_or_else(|| "a string, number or boolean column".to_owned())
+                    .and_then(|k| out_kind(agg.operation, k));
+                match kind {
+                    Ok(k) => kinds.push(k),
+                    Err(expected) => {
+                        return Err(EngineError::Input {
+                            file: name.clone(),
+                            message: format!(
+                                "aggregation {} over column {:?} of type {}: it needs {expected}",
+                                agg.operation.lower_name(),
+                                agg.input_column,
+                                array.data_type()
+                            ),
+                        });
+                    }
+                }
+            }
+            let bucket_names: Vec<String> = {
+                let mut b: Vec<String> = aggs
+                    .iter()
+                    .flat_map(|a| a.buckets.iter().cloned())
+                    .collect();
+                b.sort();
+                b.dedup();
+                b
+            };
+            let features = plan_features(aggs, &kinds, &bucket_names);
+            let types = features
+                .iter()
+                .map(|f| feature_type(f.kind, f.bucket.is_some()))
+                .collect();
+            Shape::Aggregated {
+                aggregations: aggs.clone(),
+                features,
+                types,
+            }
+        }
+        None => {
+            let columns: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .filter(|n| !gb.key_columns.contains(n) && n != TS && n != DS && n != "ts")
+                .collect();
+            let mut types = Vec::new();
+            for c in &columns {
+                let t = schema
+                    .field_with_name(c)
+                    .map(|f| f.data_type().clone())
+                    .unwrap_or(DataType::Utf8);
+                let kind = ScalarKind::of(&t).ok_or_else(|| EngineError::Input {
+                    file: name.clone(),
+                    message: format!("column {c:?} has type {t}; only scalar columns are supported as features yet"),
+                })?;
+                types.push(kind.data_type());
+            }
+            Shape::Selected {
+                values: vec![Vec::new(); columns.len()],
+                columns,
+                types,
+            }
+        }
+    };
+
+    let mut rows = KeyedRows::default();
+    let bucket_names: Vec<String> = match &shape {
+        Shape::Aggregated { aggregations, .. } => {
+            let mut b: Vec<String> = aggregations
+                .iter()
+                .flat_map(|a| a.buckets.iter().cloned())
+                .collect();
+            b.sort();
+            b.dedup();
+            b
+        }
+        Shape::Selected { .. } => Vec::new(),
+    };
+    if let Shape::Aggregated { aggregations, .. } = &shape {
+        rows.inputs = vec![Vec::new(); aggregations.len()];
+    }
+    rows.buckets = vec![Vec::new(); bucket_names.len()];
+    for (batch, entity) in &loaded {
+        let keys: Vec<ArrayRef> = gb
+            .key_columns
+            .iter()
+            .map(|k| column(batch, k))
+            .collect::<Result<_>>()?;
+        let ts = batch
+            .column_by_name(TS)
+            .expect("loaded sources have __ts")
+            .as_primitive::<Int64Type>()
+            .clone();
+        let ds = batch
+            .column_by_name(DS)
+            .expect("loaded sources have __ds")
+            .as_string::<i32>()
+            .clone();
+        let inputs: Vec<ArrayRef> = match &shape {
+            Shape::Aggregated { aggregations, .. } => aggregations
+                .iter()
+                .map(|a| column(batch, &a.input_column))
+                .collect::<Result<_>>()?,
+            Shape::Selected { columns, .. } => columns
+                .iter()
+                .map(|c| column(batch, c))
+                .collect::<Result<_>>()?,
+        };
+        let buckets: Vec<ArrayRef> = bucket_names
+            .iter()
+            .map(|b| column(batch, b))
+            .collect::<Result<_>>()?;
+        for r in 0..batch.num_rows() {
+            let key: Key = keys.iter().map(|k| val_at(k.as_ref(), r)).collect();
+            if key.iter().all(Option::is_none) {
+                continue;
+            }
+            let index = rows.ts.len() as u32;
+            rows.ts.push(if ts.is_null(r) {
+                None
+            } else {
+                Some(ts.value(r))
+            });
+            rows.ds.push(
+                PartitionDate::parse(ds.value(r)).map_err(|e| EngineError::Input {
+                    file: name.clone(),
+                    message: e.to_string(),
+                })?,
+            );
+            rows.is_entity.push(*entity);
+            match &mut shape {
+                Shape::Aggregated { .. } => {
+                    for (i, input) in inputs.iter().enumerate() {
+                        rows.inputs[i].push(val_at(input.as_ref(), r));
+                    }
+                }
+                Shape::Selected { values, .. } => {
+                    for (i, input) in inputs.iter().enumerate() {
+                        values[i].push(val_at(input.as_ref(), r));
+                    }
+                }
+            }
+            for (i, b) in buckets.iter().enumerate() {
+                rows.buckets[i].push(val_at(b.as_ref(), r).map(|v| v.key_text()));
+            }
+            rows.by_key.entry(key).or_default().push(index);
+        }
+    }
+    rows.finish();
+    Ok(LoadedGroupBy {
+        name,
+        keys: gb.key_columns.clone(),
+        key_types,
+        shape,
+        rows,
+    })
+}
+
+fn arrow_err(context: String) -> impl FnOnce(arrow::error::ArrowError) -> EngineError {
+    move |source| EngineError::Arrow { context, source }
+}
+
+/// Backfills GroupBy `loaded` for the given days: one snapshot partition per day.
+pub async fn backfill_group_by(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    gb: &GroupBy,
+    days: &[PartitionDate],
+) -> Result<Vec<PartitionInfo>> {
+    let (Some(first), Some(last)) = (days.iter().min().copied(), days.iter().max().copied()) else {
+        return Ok(Vec::new());
+    };
+    let data = load_group_by(warehouse, gb, first, last).await?;
+    let output = TableName::parse(&loaded.output_table())?;
+    let names = data.feature_names();
+    let types = data.feature_types();
+    let mut keys: Vec<&Key> = data.rows.by_key.keys().collect();
+    keys.sort();
+    let mut written = Vec::new();
+    for &d in days {
+        let mut out_keys: Vec<&Key> = Vec::new();
+        let mut out_values: Vec<Vec<Option<Out>>> = vec![Vec::new(); names.len()];
+        for key in &keys {
+            let features = data.features(key, AsOf::end_of(d))?;
+            if features.iter().all(Option::is_none) {
+                continue;
+            }
+            out_keys.push(key);
+            for (i, f) in features.into_iter().enumerate() {
+                out_values[i].push(f);
+            }
+        }
+        let mut fields = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (i, k) in data.keys.iter().enumerate() {
+            let values: Vec<Option<Out>> = out_keys
+                .iter()
+                .map(|key| key[i].clone().map(Out::Scalar))
+                .collect();
+            columns.push(build_column(k, &data.key_types[i], &values)?);
+            fields.push(Field::new(k, data.key_types[i].clone(), true));
+        }
+        for (i, n) in names.iter().enumerate() {
+            columns.push(build_column(n, &types[i], &out_values[i])?);
+            fields.push(Field::new(n, types[i].clone(), true));
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(arrow_err(format!("building {output}")))?;
+        let batch = derive(&batch, &gb.derivations, &data.keys, loaded.config.name()).await?;
+        written.push(
+            warehouse
+                .write_partition(&output, "ds", d, &[batch])
+                .await?,
+        );
+    }
+    Ok(written)
+}
+
+/// Applies derivations (SPEC §4.3) with DataFusion: `keep` columns always stay; `*` keeps every
+/// other column not used verbatim as another derivation's expression.
+async fn derive(
+    batch: &RecordBatch,
+    derivations: &[chronoflow_config::Derivation],
+    keep: &[String],
+    config: &str,
+) -> Result<RecordBatch> {
+    if derivations.is_empty() {
+        return Ok(batch.clone());
+    }
+    let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
+    let renamed: Vec<&str> = derivations
+        .iter()
+        .filter(|d| d.name != "*")
+        .map(|d| d.expression.trim())
+        .collect();
+    let mut select: Vec<String> = keep.iter().map(|k| quote(k)).collect();
+    for d in derivations {
+        if d.name == "*" {
+            for f in batch.schema().fields() {
+                if !keep.contains(f.name()) && !renamed.contains(&f.name().as_str()) {
+                    select.push(quote(f.name()));
+                }
+            }
+        } else if !keep.contains(&d.name) {
+            select.push(format!("{} AS {}", d.expression, quote(&d.name)));
+        }
+    }
+    let ctx = source::session();
+    let mem = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]]).map_err(|e| {
+        EngineError::Input {
+            file: config.to_owned(),
+            message: e.to_string(),
+        }
+    })?;
+    ctx.register_table("__out", Arc::new(mem))
+        .map_err(|e| EngineError::Input {
+            file: config.to_owned(),
+            message: e.to_string(),
+        })?;
+    let sql = format!("SELECT {} FROM __out", select.join(", "));
+    let df_err = |e: datafusion::error::DataFusionError| EngineError::Input {
+        file: config.to_owned(),
+        message: format!(
+            "derivations cannot be evaluated: {}",
+            e.to_string().lines().next().unwrap_or_default()
+        ),
+    };
+    let df = ctx.sql(&sql).await.map_err(df_err)?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(df_err)?;
+    arrow::compute::concat_batches(&schema, &batches)
+        .map_err(arrow_err(format!("derivations of {config}")))
+}
+
+/// Backfills Join `loaded` for the given left partitions: every left row once, in its own
+/// partition, with its selected columns, `ts`, then each part's features.
+pub async fn backfill_join(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    join: &Join,
+    days: &[PartitionDate],
+) -> Result<Vec<PartitionInfo>> {
+    let (Some(first), Some(last)) = (days.iter().min().copied(), days.iter().max().copied()) else {
+        return Ok(Vec::new());
+    };
+    let name = loaded.name().to_owned();
+    let event_left = matches!(join.left, Source::Events(_));
+    let left_table = source_table(&join.left, &name)?;
+    let time = if event_left {
+        TimeMode::EventTime
+    } else {
+        TimeMode::Optional
+    };
+    let left = source::load(
+        warehouse,
+        &left_table,
+        join.left.query(),
+        PartitionBounds {
+            start: Some(first),
+            end: last,
+        },
+        time,
+        &name,
+    )
+    .await?;
+    let left_ts = left
+        .column_by_name(TS)
+        .expect("loaded")
+        .as_primitive::<Int64Type>()
+        .clone();
+    let left_ds = left
+        .column_by_name(DS)
+        .expect("loaded")
+        .as_string::<i32>()
+        .clone();
+    let n = left.num_rows();
+    let mut row_ds = Vec::with_capacity(n);
+    let mut row_a = Vec::with_capacity(n);
+    for r in 0..n {
+        let ds = PartitionDate::parse(left_ds.value(r)).map_err(|e| EngineError::Input {
+            file: name.clone(),
+            message: e.to_string(),
+        })?;
+        if !days.contains(&ds) {
+            row_ds.push(None);
+            row_a.push(ds);
+            continue;
+        }
+        row_ds.push(Some(ds));
+        if event_left {
+            if left_ts.is_null(r) {
+                return Err(EngineError::Input {
+                    file: name.clone(),
+                    message: format!("a left row of {left_table} in partition {ds} has a null ts"),
+                });
+            }
+            row_a.push(date_of(left_ts.value(r)));
+        } else {
+            row_a.push(ds);
+        }
+    }
+    let live: Vec<usize> = (0..n).filter(|r| row_ds[*r].is_some()).collect();
+    let a_min = live
+        .iter()
+        .map(|r| row_a[*r])
+        .min()
+        .unwrap_or(first)
+        .add_days(-1);
+    let a_max = live.iter().map(|r| row_a[*r]).max().unwrap_or(last);
+
+    // Left columns: the selects in order, then ts (event left), then the features.
+    let mut fields: Vec<Field> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let indices = arrow::array::UInt32Array::from_iter_values(live.iter().map(|r| *r as u32));
+    for f in left.schema().fields() {
+        if f.name() == TS || f.name() == DS {
+            continue;
+        }
+        fields.push(f.as_ref().clone());
+        columns.push(
+            arrow::compute::take(
+                left.column_by_name(f.name()).expect("own field").as_ref(),
+                &indices,
+                None,
+            )
+            .map_err(arrow_err(format!("{name}: left rows")))?,
+        );
+    }
+    if event_left && left.schema().field_with_name("ts").is_err() {
+        fields.push(Field::new("ts", DataType::Int64, true));
+        columns.push(
+            arrow::compute::take(&left_ts, &indices, None)
+                .map_err(arrow_err(format!("{name}: left rows")))?,
+        );
+    }
+    let left_columns: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
+
+    for part in &join.join_parts {
+        let data = load_group_by(warehouse, &part.group_by, a_min, a_max).await?;
+        let temporal = part.group_by.accuracy() == Accuracy::Temporal;
+        // keyMapping maps a LEFT column to a RIGHT key; unmapped keys match by name.
+        let left_keys: Vec<ArrayRef> = data
+            .keys
+            .iter()
+            .map(|rk| {
+                let lk = part.key_mapping.iter().find(|(_, r)| *r == rk).map(|(l, _)| l.as_str()).unwrap_or(rk);
+                left.column_by_name(lk).cloned().ok_or_else(|| EngineError::Input {
+                    file: name.clone(),
+                    message: format!("part {}: left column {lk:?} (for key {rk:?}) is not selected on the left", part.group_by.metadata.name),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let prefix = join_part_prefix(join, part, loaded.dialect);
+        let feature_names = data.feature_names();
+        let feature_types = data.feature_types();
+        let mut values: Vec<Vec<Option<Out>>> =
+            vec![Vec::with_capacity(live.len()); feature_names.len()];
+        let mut memo: HashMap<(Key, PartitionDate), Vec<Option<Out>>> = HashMap::new();
+        let inclusive = loaded.dialect == Dialect::Zipline;
+        for &r in &live {
+            let key: Key = left_keys.iter().map(|k| val_at(k.as_ref(), r)).collect();
+            let features = if key.iter().any(Option::is_none) {
+                vec![None; feature_names.len()]
+            } else if !event_left {
+                data.features(&key, AsOf::end_of(row_a[r]))?
+            } else {
+                let ts_ds = row_a[r];
+                let entity_only = part
+                    .group_by
+                    .sources
+                    .iter()
+                    .all(|s| matches!(s, Source::Entities(_)));
+                if temporal && !entity_only {
+                    let q = left_ts.value(r);
+                    data.features(
+                        &key,
+                        AsOf::Time {
+                            end: q,
+                            inclusive,
+                            a: ts_ds,
+                        },
+                    )?
+                } else {
+                    // SNAPSHOT: exactly the GroupBy backfill of the day before.
+                    let d = ts_ds.add_days(-1);
+                    match memo.get(&(key.clone(), d)) {
+                        Some(f) => f.clone(),
+                        None => {
+                            let f = data.features(&key, AsOf::end_of(d))?;
+                            memo.insert((key, d), f.clone());
+                            f
+                        }
+                    }
+                }
+            };
+            for (i, f) in features.into_iter().enumerate() {
+                values[i].push(f);
+            }
+        }
+        for (i, fname) in feature_names.iter().enumerate() {
+            let full = if prefix.is_empty() {
+                fname.clone()
+            } else {
+                format!("{prefix}_{fname}")
+            };
+            columns.push(build_column(&full, &feature_types[i], &values[i])?);
+            fields.push(Field::new(full, feature_types[i].clone(), true));
+        }
+    }
+
+    let output = TableName::parse(&loaded.output_table())?;
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(arrow_err(format!("building {output}")))?;
+    let batch = derive(&batch, &join.derivations, &left_columns, &name).await?;
+    // One partition per left partition, in order.
+    let mut by_ds: BTreeMap<PartitionDate, Vec<u32>> = BTreeMap::new();
+    for (i, r) in live.iter().enumerate() {
+        by_ds
+            .entry(row_ds[*r].expect("live rows have a ds"))
+            .or_default()
+            .push(i as u32);
+    }
+    let mut written = Vec::new();
+    for d in days {
+        let Some(rows) = by_ds.get(d) else { continue };
+        let idx = arrow::array::UInt32Array::from(rows.clone());
+        let cols: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
+            .collect::<Result<_, _>>()
+            .map_err(arrow_err(format!("splitting {output}")))?;
+        let part = RecordBatch::try_new(batch.schema(), cols)
+            .map_err(arrow_err(format!("splitting {output}")))?;
+        written.push(
+            warehouse
+                .write_partition(&output, "ds", *d, &[part])
+                .await?,
+        );
+    }
+    Ok(written)
+}

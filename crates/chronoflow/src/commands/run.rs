@@ -1,0 +1,129 @@
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chronoflow_config::{Config, LoadedConfig, PartitionDate};
+use chronoflow_engine::jobs::{backfill_group_by, backfill_join};
+use chronoflow_engine::{TableName, Warehouse};
+use chronoflow_plan::partitions::{PartitionRange, backfill_steps};
+
+use crate::cli::{RunArgs, RunMode};
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let repo = super::load_repo(&args.repo.repo)?;
+    let loaded = find_config(&repo, args)?;
+    let range = date_range(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+        match args.mode {
+            RunMode::Backfill => backfill(&warehouse, loaded, range, args).await,
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The loaded config `--conf` names (a path relative to the repo, or any path to the same file).
+fn find_config<'r>(
+    repo: &'r chronoflow_config::Repo,
+    args: &RunArgs,
+) -> anyhow::Result<&'r LoadedConfig> {
+    let root = std::fs::canonicalize(&args.repo.repo)
+        .with_context(|| format!("repo {}", args.repo.repo.display()))?;
+    let wanted = [args.conf.clone(), root.join(&args.conf)]
+        .iter()
+        .find_map(|p| std::fs::canonicalize(p).ok())
+        .with_context(|| {
+            format!(
+                "config {} not found (relative to the repo {})",
+                args.conf.display(),
+                root.display()
+            )
+        })?;
+    if let Some(c) = repo
+        .configs
+        .iter()
+        .find(|c| std::fs::canonicalize(root.join(&c.path)).ok().as_ref() == Some(&wanted))
+    {
+        return Ok(c);
+    }
+    let problems: Vec<String> = repo
+        .diagnostics
+        .iter()
+        .filter(|d| {
+            d.is_error() && std::fs::canonicalize(root.join(&d.file)).ok().as_ref() == Some(&wanted)
+        })
+        .map(|d| d.to_string())
+        .collect();
+    if problems.is_empty() {
+        bail!(
+            "{} is not a compiled config of the repo {}",
+            args.conf.display(),
+            root.display()
+        );
+    }
+    bail!(
+        "{} has errors:\n{}",
+        args.conf.display(),
+        problems.join("\n")
+    );
+}
+
+fn date_range(args: &RunArgs) -> anyhow::Result<PartitionRange> {
+    let parse = |s: &str| PartitionDate::parse(s).map_err(anyhow::Error::from);
+    let range = match (&args.ds, &args.start_ds, &args.end_ds) {
+        (Some(ds), _, _) => PartitionRange::single(parse(ds)?),
+        (None, Some(a), Some(b)) => PartitionRange::new(parse(a)?, parse(b)?)?,
+        _ => bail!("give --ds, or --start-ds and --end-ds"),
+    };
+    Ok(range)
+}
+
+async fn backfill(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    range: PartitionRange,
+    args: &RunArgs,
+) -> anyhow::Result<()> {
+    let output = TableName::parse(&loaded.output_table())?;
+    let existing: BTreeSet<PartitionDate> =
+        if args.force || warehouse.table_meta(&output).await?.is_none() {
+            BTreeSet::new()
+        } else {
+            warehouse.partitions(&output).await?.into_iter().collect()
+        };
+    let steps = backfill_steps(range, &existing, args.step_days);
+    if steps.is_empty() {
+        eprintln!("{output}: every partition of {range} exists (use --force to recompute)");
+        return Ok(());
+    }
+    let total = steps.len();
+    let mut done = 0usize;
+    for chunk in steps.chunks(args.parallelism.max(1)) {
+        let runs = chunk.iter().map(|step| async move {
+            let days: Vec<PartitionDate> = step.dates().collect();
+            let written = match &loaded.config {
+                Config::GroupBy(gb) => backfill_group_by(warehouse, loaded, gb, &days).await?,
+                Config::Join(join) => backfill_join(warehouse, loaded, join, &days).await?,
+                Config::StagingQuery(_) => {
+                    bail!("staging query backfills are not supported by the local engine yet")
+                }
+            };
+            anyhow::Ok((*step, written))
+        });
+        for result in futures::future::join_all(runs).await {
+            let (step, written) =
+                result.with_context(|| format!("backfilling {}", loaded.name()))?;
+            done += 1;
+            let rows: u64 = written.iter().map(|p| p.rows).sum();
+            eprintln!(
+                "[{done}/{total}] {output} {step}: {} partitions, {rows} rows",
+                written.len()
+            );
+        }
+    }
+    Ok(())
+}
