@@ -28,7 +28,14 @@ async fn setup() -> (tempfile::TempDir, Warehouse, Repo) {
     let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
     for t in ["purchases", "returns", "users", "checkouts"] {
         let file = fixtures().join(format!("data/{t}.csv"));
-        import_file(&warehouse, &TableName::parse(&format!("data.{t}")).unwrap(), &file, "ds").await.unwrap();
+        import_file(
+            &warehouse,
+            &TableName::parse(&format!("data.{t}")).unwrap(),
+            &file,
+            "ds",
+        )
+        .await
+        .unwrap();
     }
     let repo = chronoflow_config::fs::load_repo(&fixtures()).unwrap();
     (dir, warehouse, repo)
@@ -37,7 +44,9 @@ async fn setup() -> (tempfile::TempDir, Warehouse, Repo) {
 async fn backfill(warehouse: &Warehouse, repo: &Repo, name: &str, days: &[PartitionDate]) {
     let loaded = repo.config(name).unwrap();
     match &loaded.config {
-        Config::GroupBy(gb) => backfill_group_by(warehouse, loaded, gb, days).await.unwrap(),
+        Config::GroupBy(gb) => backfill_group_by(warehouse, loaded, gb, days)
+            .await
+            .unwrap(),
         Config::Join(j) => backfill_join(warehouse, loaded, j, days).await.unwrap(),
         Config::StagingQuery(_) => unreachable!(),
     };
@@ -45,7 +54,15 @@ async fn backfill(warehouse: &Warehouse, repo: &Repo, name: &str, days: &[Partit
 
 async fn rows(warehouse: &Warehouse, table: &str) -> Vec<serde_json::Map<String, Value>> {
     let mut out = Vec::new();
-    export_table(warehouse, &TableName::parse(table).unwrap(), None, ExportFormat::Json, &mut out).await.unwrap();
+    export_table(
+        warehouse,
+        &TableName::parse(table).unwrap(),
+        None,
+        ExportFormat::Json,
+        &mut out,
+    )
+    .await
+    .unwrap();
     String::from_utf8(out)
         .unwrap()
         .lines()
@@ -56,14 +73,26 @@ async fn rows(warehouse: &Warehouse, table: &str) -> Vec<serde_json::Map<String,
         .collect()
 }
 
-fn find<'a>(rows: &'a [serde_json::Map<String, Value>], user: i64, ds: &str) -> &'a serde_json::Map<String, Value> {
-    rows.iter().find(|r| r["user_id"] == user && r["ds"] == ds).unwrap_or_else(|| panic!("no row for user {user} on {ds}"))
+fn find<'a>(
+    rows: &'a [serde_json::Map<String, Value>],
+    user: i64,
+    ds: &str,
+) -> &'a serde_json::Map<String, Value> {
+    rows.iter()
+        .find(|r| r["user_id"] == user && r["ds"] == ds)
+        .unwrap_or_else(|| panic!("no row for user {user} on {ds}"))
 }
 
 #[tokio::test]
 async fn training_set_v2_row_of_user_26() {
     let (_dir, warehouse, repo) = setup().await;
-    backfill(&warehouse, &repo, "quickstart.training_set.v2", &[d("2023-11-30")]).await;
+    backfill(
+        &warehouse,
+        &repo,
+        "quickstart.training_set.v2",
+        &[d("2023-11-30")],
+    )
+    .await;
     let out = rows(&warehouse, "default.quickstart_training_set_v2").await;
     // Every left row exactly once (checkouts has 200 rows, all in partition 2023-11-30).
     assert_eq!(out.len(), 200);
@@ -76,19 +105,34 @@ async fn training_set_v2_row_of_user_26() {
     // 11-13/11-04/379, 11-14/11-24/479, 11-23/11-09/130, 11-24/11-18/298.
     let p = |f: &str| row[&format!("quickstart_purchases_v1_purchase_price_{f}")].clone();
     // 3d: [11-27, 11-30): nothing, so SUM and COUNT are null, not 0.
-    assert_eq!((p("sum_3d"), p("count_3d"), p("average_3d")), (Value::Null, Value::Null, Value::Null));
+    assert_eq!(
+        (p("sum_3d"), p("count_3d"), p("average_3d")),
+        (Value::Null, Value::Null, Value::Null)
+    );
     // 14d: [11-16, 11-30) holds 130 and 298, but 130 sits in partition 11-09, before the oldest
     // partition the window reads (11-29 - 1 - 14 = 11-14): only 298 counts.
-    assert_eq!((p("sum_14d"), p("count_14d")), (Value::from(298), Value::from(1)));
+    assert_eq!(
+        (p("sum_14d"), p("count_14d")),
+        (Value::from(298), Value::from(1))
+    );
     // 30d: all six.
-    assert_eq!((p("sum_30d"), p("count_30d")), (Value::from(1556), Value::from(6)));
+    assert_eq!(
+        (p("sum_30d"), p("count_30d")),
+        (Value::from(1556), Value::from(6))
+    );
     assert!((p("average_30d").as_f64().unwrap() - 1556.0 / 6.0).abs() < 1e-12);
-    assert_eq!(p("last10"), serde_json::json!([298, 130, 479, 379, 87, 183]));
+    assert_eq!(
+        p("last10"),
+        serde_json::json!([298, 130, 479, 379, 87, 183])
+    );
 
     // returns.v1 has a topic: TEMPORAL, windows end at the left ts (exclusive), as of 2023-11-30.
     // User 26's returns: 11-04/11-25/217, 11-05/11-13/113, 11-08/11-27/272, 11-21/11-04/263, 11-30 04:12/11-05/192.
     let r = |f: &str| row[&format!("quickstart_returns_v1_refund_amt_{f}")].clone();
-    assert_eq!((r("sum_30d"), r("count_30d")), (Value::from(1057), Value::from(5)));
+    assert_eq!(
+        (r("sum_30d"), r("count_30d")),
+        (Value::from(1057), Value::from(5))
+    );
     // 14d: 263 and 192 fall in the window but in partitions 11-04 and 11-05, older than 11-15.
     assert_eq!((r("sum_14d"), r("count_3d")), (Value::Null, Value::Null));
     assert_eq!(r("last2"), serde_json::json!([192, 263]));
@@ -97,7 +141,13 @@ async fn training_set_v2_row_of_user_26() {
 #[tokio::test]
 async fn training_set_v1_reads_the_users_snapshot_of_the_day_before() {
     let (_dir, warehouse, repo) = setup().await;
-    backfill(&warehouse, &repo, "quickstart.training_set.v1", &[d("2023-11-30")]).await;
+    backfill(
+        &warehouse,
+        &repo,
+        "quickstart.training_set.v1",
+        &[d("2023-11-30")],
+    )
+    .await;
     let out = rows(&warehouse, "default.quickstart_training_set_v1").await;
     assert_eq!(out.len(), 200);
     // users.csv: 2023-11-29,26,2022-03-28,1 (the snapshot ts_ds - 1 = 2023-11-29).
@@ -106,7 +156,14 @@ async fn training_set_v1_reads_the_users_snapshot_of_the_day_before() {
     assert_eq!(row["quickstart_users_v1_email_verified"], 1);
     // Columns: left selects, then the parts' features in order, then ds.
     let columns: Vec<&String> = row.keys().collect();
-    assert_eq!(columns[..3], ["user_id", "ts", "quickstart_purchases_v1_purchase_price_sum_3d"]);
+    assert_eq!(
+        columns[..3],
+        [
+            "user_id",
+            "ts",
+            "quickstart_purchases_v1_purchase_price_sum_3d"
+        ]
+    );
     assert_eq!(columns.last().unwrap().as_str(), "ds");
 }
 
@@ -122,7 +179,13 @@ async fn purchases_backfill_respects_both_partition_bounds_and_does_not_depend_o
     assert_eq!(row["purchase_price_sum_3d"], Value::Null);
     assert_eq!(row["purchase_price_count_3d"], Value::Null);
     // 14d (oldest partition 11-05) counts the 11; 30d adds a 210.
-    assert_eq!((row["purchase_price_sum_14d"].clone(), row["purchase_price_sum_30d"].clone()), (Value::from(11), Value::from(221)));
+    assert_eq!(
+        (
+            row["purchase_price_sum_14d"].clone(),
+            row["purchase_price_sum_30d"].clone()
+        ),
+        (Value::from(11), Value::from(221))
+    );
     assert_eq!(row["purchase_price_last10"], serde_json::json!([11, 210]));
     // Output columns: keys, features, ds.
     let columns: Vec<&String> = row.keys().collect();
