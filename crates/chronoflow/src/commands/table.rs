@@ -56,7 +56,8 @@ async fn run_async(command: TableCommand) -> anyhow::Result<()> {
                     (Some(f), Some(l)) => format!("{f}..={l}"),
                     _ => "-".to_owned(),
                 };
-                text.push_str(&format!("{table}\t{} partitions\t{range}\n", parts.len()));
+                let plural = if parts.len() == 1 { "" } else { "s" };
+                text.push_str(&format!("{table}\t{} partition{plural}\t{range}\n", parts.len()));
             }
             super::output::emit(&text, None)?;
         }
