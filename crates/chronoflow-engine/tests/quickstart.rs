@@ -97,7 +97,7 @@ async fn training_set_v2_row_of_user_26() {
     // Every left row exactly once (checkouts has 200 rows, all in partition 2023-11-30).
     assert_eq!(out.len(), 200);
     let row = out.iter().find(|r| r["user_id"] == 26).unwrap();
-    // The left row: ts 1701374234059 = 2023-11-30T20:17:14Z, so ts_ds = 2023-11-30.
+    // The left row: ts 1701374234059 = 2023-11-30T19:57:14Z, so ts_ds = 2023-11-30.
     assert_eq!(row["ts"], 1701374234059i64);
 
     // purchases.v1 is SNAPSHOT: the GroupBy's snapshot of 2023-11-29 (windows end 2023-11-30T00:00).

@@ -57,7 +57,10 @@ async fn run_async(command: TableCommand) -> anyhow::Result<()> {
                     _ => "-".to_owned(),
                 };
                 let plural = if parts.len() == 1 { "" } else { "s" };
-                text.push_str(&format!("{table}\t{} partition{plural}\t{range}\n", parts.len()));
+                text.push_str(&format!(
+                    "{table}\t{} partition{plural}\t{range}\n",
+                    parts.len()
+                ));
             }
             super::output::emit(&text, None)?;
         }
