@@ -8,6 +8,7 @@ pub mod features;
 pub mod import;
 pub mod jobs;
 pub mod source;
+pub mod staging;
 pub mod table_name;
 pub mod udf;
 pub mod value;

@@ -245,8 +245,6 @@ impl ScalarUDFImpl for UnixTimestamp {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     async fn eval(sql: &str) -> String {
         let ctx = crate::source::session();
         let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();

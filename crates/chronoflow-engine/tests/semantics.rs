@@ -7,6 +7,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use chronoflow_config::{Config, Layout, PartitionDate, RepoFile, RepoFiles, repo};
 use chronoflow_engine::export::{ExportFormat, export_table};
 use chronoflow_engine::jobs::{backfill_group_by, backfill_join};
+use chronoflow_engine::staging::backfill_staging_query;
 use chronoflow_engine::{TableName, Warehouse};
 use serde_json::{Value, json};
 
@@ -17,8 +18,10 @@ fn d(s: &str) -> PartitionDate {
     PartitionDate::parse(s).unwrap()
 }
 
-/// Events: (partition, user, ts, value, category).
-async fn events(w: &Warehouse, rows: &[(&str, Option<&str>, i64, Option<i64>, Option<&str>)]) {
+/// An event: (partition, user, ts, value, category).
+type Event<'a> = (&'a str, Option<&'a str>, i64, Option<i64>, Option<&'a str>);
+
+async fn events(w: &Warehouse, rows: &[Event<'_>]) {
     let schema = Arc::new(Schema::new(vec![
         Field::new("user", DataType::Utf8, true),
         Field::new("ts", DataType::Int64, false),
@@ -310,5 +313,98 @@ async fn a_missing_source_table_is_named() {
     assert!(
         err.starts_with("table t.events does not exist in warehouse"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn staging_query_renders_macros_and_partitions_by_ds() {
+    let w = Warehouse::open("memory://").unwrap();
+    events(
+        &w,
+        &[
+            ("2024-03-09", Some("a"), 1, Some(1), Some("x")),
+            ("2024-03-10", Some("a"), 2, Some(2), Some("x")),
+            ("2024-03-10", Some("b"), 3, Some(3), Some("y")),
+            ("2024-03-11", Some("b"), 4, Some(4), Some("y")),
+        ],
+    )
+    .await;
+    let sq = json!({
+        "metaData": {"name": "t.sq.v1", "team": "t", "outputNamespace": "out"},
+        "query": "SELECT user, SUM(value) AS total, '{{ latest_date }}' AS latest, ds FROM t.events WHERE ds BETWEEN '{{ start_date }}' AND '{{ end_date }}' AND ds <= '{{ max_date(table=t.events) }}' GROUP BY user, ds",
+        "startPartition": "2024-03-01",
+    });
+    let repo = load(&[("staging_queries/t/sq.v1", sq)]);
+    let loaded = repo.config("t.sq.v1").unwrap();
+    let Config::StagingQuery(s) = &loaded.config else {
+        panic!()
+    };
+    let days = [d("2024-03-09"), d("2024-03-10")];
+    backfill_staging_query(&w, loaded, s, &days, d("2024-03-12"))
+        .await
+        .unwrap();
+    let mut rows = output(&w, "out.t_sq_v1").await;
+    rows.sort_by_key(|r| {
+        (
+            r["ds"].as_str().unwrap().to_owned(),
+            r["user"].as_str().unwrap().to_owned(),
+        )
+    });
+    assert_eq!(
+        rows,
+        [
+            json!({"user": "a", "total": 1, "latest": "2024-03-12", "ds": "2024-03-09"}),
+            json!({"user": "a", "total": 2, "latest": "2024-03-12", "ds": "2024-03-10"}),
+            json!({"user": "b", "total": 3, "latest": "2024-03-12", "ds": "2024-03-10"}),
+        ]
+    );
+
+    let mut bad = s.clone();
+    bad.query = "SELECT 1 AS x, '{{ yesterday }}' AS ds".to_owned();
+    let err = backfill_staging_query(&w, loaded, &bad, &days, d("2024-03-12"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "t.sq.v1: unknown macro {{ yesterday }}: expected start_date, end_date, latest_date or max_date(table=ns.t)"
+    );
+}
+
+#[tokio::test]
+async fn derivations_keep_keys_and_star_keeps_the_features_not_renamed() {
+    let w = Warehouse::open("memory://").unwrap();
+    let day = d("2024-03-10");
+    events(
+        &w,
+        &[(
+            "2024-03-10",
+            Some("a"),
+            day.epoch_millis() + HOUR,
+            Some(4),
+            None,
+        )],
+    )
+    .await;
+    let mut gb = group_by(
+        "t.gb.v1",
+        json!([{"inputColumn": "value", "operation": 7}, {"inputColumn": "value", "operation": 6}]),
+        false,
+    );
+    gb["derivations"] = json!([
+        {"name": "*", "expression": "*"},
+        {"name": "n", "expression": "value_count"},
+        {"name": "double_sum", "expression": "value_sum * 2"},
+    ]);
+    let repo = load(&[("group_bys/t/gb.v1", gb)]);
+    let loaded = repo.config("t.gb.v1").unwrap();
+    let Config::GroupBy(g) = &loaded.config else {
+        panic!()
+    };
+    backfill_group_by(&w, loaded, g, &[day]).await.unwrap();
+    // value_count is used verbatim by `n`, so `*` leaves it out; value_sum stays.
+    assert_eq!(
+        output(&w, "out.t_gb_v1").await,
+        [json!({"user": "a", "value_sum": 4, "n": 1, "double_sum": 8, "ds": "2024-03-10"})]
     );
 }

@@ -48,7 +48,7 @@ async fn round_trip(warehouse: Warehouse) {
         .write_partition(&t, "ds", d("2024-01-01"), &[batch(0..5), batch(5..7)])
         .await
         .unwrap();
-    assert_eq!(warehouse.tables().await.unwrap(), [t.clone()]);
+    assert_eq!(warehouse.tables().await.unwrap(), std::slice::from_ref(&t));
     assert_eq!(
         warehouse.partitions(&t).await.unwrap(),
         [d("2024-01-01"), d("2024-01-02")]

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use chronoflow_config::{Config, LoadedConfig, PartitionDate};
 use chronoflow_engine::jobs::{backfill_group_by, backfill_join};
+use chronoflow_engine::staging::backfill_staging_query;
 use chronoflow_engine::{TableName, Warehouse};
 use chronoflow_plan::partitions::{PartitionRange, backfill_steps};
 
@@ -108,8 +109,8 @@ async fn backfill(
             let written = match &loaded.config {
                 Config::GroupBy(gb) => backfill_group_by(warehouse, loaded, gb, &days).await?,
                 Config::Join(join) => backfill_join(warehouse, loaded, join, &days).await?,
-                Config::StagingQuery(_) => {
-                    bail!("staging query backfills are not supported by the local engine yet")
+                Config::StagingQuery(sq) => {
+                    backfill_staging_query(warehouse, loaded, sq, &days, range.end).await?
                 }
             };
             anyhow::Ok((*step, written))
