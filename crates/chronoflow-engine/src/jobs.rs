@@ -222,7 +222,7 @@ async fn load_group_by(
             let mut kinds = Vec::new();
             for agg in aggs {
                 let array = column(&loaded[0].0, &agg.input_column)?;
-                let input = ScalarKind::of(array.data_type());
+                let input = ScalarKind::of(element_type(array.data_type()));
                 let kind = input
                     .ok_or_else(|| "a string, number or boolean column".to_owned())
                     .and_then(|k| out_kind(agg.operation, k));
@@ -340,35 +340,57 @@ async fn load_group_by(
             if key.iter().all(Option::is_none) {
                 continue;
             }
-            let index = rows.ts.len() as u32;
-            rows.ts.push(if ts.is_null(r) {
+            let row_ts = if ts.is_null(r) {
                 None
             } else {
                 Some(ts.value(r))
-            });
-            rows.ds.push(
-                PartitionDate::parse(ds.value(r)).map_err(|e| EngineError::Input {
-                    file: name.clone(),
-                    message: e.to_string(),
-                })?,
-            );
-            rows.is_entity.push(*entity);
-            match &mut shape {
-                Shape::Aggregated { .. } => {
-                    for (i, input) in inputs.iter().enumerate() {
-                        rows.inputs[i].push(val_at(input.as_ref(), r));
+            };
+            let row_ds = PartitionDate::parse(ds.value(r)).map_err(|e| EngineError::Input {
+                file: name.clone(),
+                message: e.to_string(),
+            })?;
+            let row_buckets: Vec<Option<String>> = buckets
+                .iter()
+                .map(|b| val_at(b.as_ref(), r).map(|v| v.key_text()))
+                .collect();
+            // One index row per source row; a list input adds one more row per extra element,
+            // carrying only that aggregation's value (SPEC §4.4: list elements are aggregated).
+            let mut values_per_row: Vec<Vec<Option<Val>>> = vec![Vec::with_capacity(inputs.len())];
+            for (i, input) in inputs.iter().enumerate() {
+                let elements = elements_at(input.as_ref(), r);
+                for (e, v) in elements.into_iter().enumerate() {
+                    if values_per_row.len() <= e {
+                        values_per_row.push(vec![None; inputs.len()]);
                     }
-                }
-                Shape::Selected { values, .. } => {
-                    for (i, input) in inputs.iter().enumerate() {
-                        values[i].push(val_at(input.as_ref(), r));
+                    if e == 0 {
+                        values_per_row[0].push(v);
+                    } else {
+                        values_per_row[e][i] = v;
                     }
                 }
             }
-            for (i, b) in buckets.iter().enumerate() {
-                rows.buckets[i].push(val_at(b.as_ref(), r).map(|v| v.key_text()));
+            for values_of_row in values_per_row {
+                let index = rows.ts.len() as u32;
+                rows.ts.push(row_ts);
+                rows.ds.push(row_ds);
+                rows.is_entity.push(*entity);
+                match &mut shape {
+                    Shape::Aggregated { .. } => {
+                        for (i, v) in values_of_row.into_iter().enumerate() {
+                            rows.inputs[i].push(v);
+                        }
+                    }
+                    Shape::Selected { values, .. } => {
+                        for (i, v) in values_of_row.into_iter().enumerate() {
+                            values[i].push(v);
+                        }
+                    }
+                }
+                for (i, b) in row_buckets.iter().enumerate() {
+                    rows.buckets[i].push(b.clone());
+                }
+                rows.by_key.entry(key.clone()).or_default().push(index);
             }
-            rows.by_key.entry(key).or_default().push(index);
         }
     }
     rows.finish();
@@ -379,6 +401,34 @@ async fn load_group_by(
         shape,
         rows,
     })
+}
+
+/// The element type of a list column, or the type itself.
+fn element_type(t: &DataType) -> &DataType {
+    match t {
+        DataType::List(f) | DataType::LargeList(f) => f.data_type(),
+        other => other,
+    }
+}
+
+/// The values of row `r`: one for a scalar column, each element (nulls dropped) for a list; at
+/// least one entry so every source row keeps its place.
+fn elements_at(array: &dyn Array, r: usize) -> Vec<Option<Val>> {
+    let list = match array.data_type() {
+        DataType::List(_) if !array.is_null(r) => array.as_list::<i32>().value(r),
+        DataType::LargeList(_) if !array.is_null(r) => array.as_list::<i64>().value(r),
+        DataType::List(_) | DataType::LargeList(_) => return vec![None],
+        _ => return vec![val_at(array, r)],
+    };
+    let values: Vec<Option<Val>> = (0..list.len())
+        .filter_map(|i| val_at(list.as_ref(), i))
+        .map(Some)
+        .collect();
+    if values.is_empty() {
+        vec![None]
+    } else {
+        values
+    }
 }
 
 fn arrow_err(context: String) -> impl FnOnce(arrow::error::ArrowError) -> EngineError {

@@ -408,3 +408,75 @@ async fn derivations_keep_keys_and_star_keeps_the_features_not_renamed() {
         [json!({"user": "a", "value_sum": 4, "n": 1, "double_sum": 8, "ds": "2024-03-10"})]
     );
 }
+
+#[tokio::test]
+async fn list_inputs_aggregate_their_elements() {
+    use arrow::array::{ListBuilder, StringBuilder};
+    let w = Warehouse::open("memory://").unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user", DataType::Utf8, true),
+        Field::new("ts", DataType::Int64, false),
+        Field::new("value", DataType::Int64, true),
+        Field::new(
+            "tags",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+    ]));
+    let mut tags = ListBuilder::new(StringBuilder::new());
+    for row in [
+        vec![Some("a"), Some("b")],
+        vec![Some("b"), None, Some("c")],
+        vec![],
+    ] {
+        for t in row {
+            tags.values().append_option(t);
+        }
+        tags.append(true);
+    }
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["u", "u", "u"])),
+            Arc::new(Int64Array::from(vec![1, 2, 3])),
+            Arc::new(Int64Array::from(vec![10, 20, 30])),
+            Arc::new(tags.finish()),
+        ],
+    )
+    .unwrap();
+    w.write_partition(
+        &TableName::parse("t.events").unwrap(),
+        "ds",
+        d("2024-03-10"),
+        &[batch],
+    )
+    .await
+    .unwrap();
+    let gb = json!({
+        "metaData": {"name": "t.gb.v1", "team": "t", "outputNamespace": "out"},
+        "sources": [{"events": {"table": "t.events", "query": {"selects": {"user": "user", "value": "value", "tags": "tags"}, "timeColumn": "ts"}}}],
+        "keyColumns": ["user"],
+        "aggregations": [
+            {"inputColumn": "tags", "operation": 6},
+            {"inputColumn": "tags", "operation": 4},
+            {"inputColumn": "value", "operation": 7},
+            {"inputColumn": "value", "operation": 6},
+        ],
+    });
+    let repo = load(&[("group_bys/t/gb.v1", gb)]);
+    let loaded = repo.config("t.gb.v1").unwrap();
+    let Config::GroupBy(g) = &loaded.config else {
+        panic!()
+    };
+    backfill_group_by(&w, loaded, g, &[d("2024-03-10")])
+        .await
+        .unwrap();
+    // Four non-null tags (a, b, b, c: a null element never counts), three distinct;
+    // the scalar column still counts each source row once.
+    assert_eq!(
+        output(&w, "out.t_gb_v1").await,
+        [
+            json!({"user": "u", "tags_count": 4, "tags_unique_count": 3, "value_sum": 60, "value_count": 3, "ds": "2024-03-10"})
+        ]
+    );
+}
