@@ -103,6 +103,20 @@ async fn backfill(
     }
     let total = steps.len();
     let mut done = 0usize;
+    // A progress bar on a terminal; one structured line per step otherwise (logs, CI).
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {pos}/{len} steps, {elapsed}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(format!("backfilling {output}"));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    });
     for chunk in steps.chunks(args.parallelism.max(1)) {
         let runs = chunk.iter().map(|step| async move {
             let days: Vec<PartitionDate> = step.dates().collect();
@@ -120,11 +134,21 @@ async fn backfill(
                 result.with_context(|| format!("backfilling {}", loaded.name()))?;
             done += 1;
             let rows: u64 = written.iter().map(|p| p.rows).sum();
-            eprintln!(
-                "[{done}/{total}] {output} {step}: {} partitions, {rows} rows",
+            let line = format!(
+                "step={done}/{total} table={output} range={step} partitions={} rows={rows}",
                 written.len()
             );
+            match &bar {
+                Some(bar) => {
+                    bar.println(line);
+                    bar.inc(1);
+                }
+                None => eprintln!("{line}"),
+            }
         }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     Ok(())
 }
