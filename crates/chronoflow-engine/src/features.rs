@@ -9,7 +9,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use chronoflow_config::naming::feature_column;
-use chronoflow_config::{Aggregation, PartitionDate, Window};
+use chronoflow_config::{Aggregation, Operation, PartitionDate, Window};
 use serde_json::Value;
 
 use crate::aggregate::{Out, OutKind, compute};
@@ -22,6 +22,8 @@ use crate::window::{end_of_day, oldest_partition, window_start};
 pub struct Feature {
     pub name: String,
     pub aggregation: usize,
+    /// Which of [`KeyedRows::inputs`] the aggregation reads.
+    pub input: usize,
     pub window: Option<Window>,
     pub bucket: Option<usize>,
     pub kind: OutKind,
@@ -33,8 +35,10 @@ pub struct KeyedRows {
     pub ts: Vec<Option<i64>>,
     pub ds: Vec<PartitionDate>,
     pub is_entity: Vec<bool>,
-    /// Per aggregation: its input column's values.
+    /// Per distinct input column: its values (aggregations over one column share them).
     pub inputs: Vec<Vec<Option<Val>>>,
+    /// Whether every row comes from an event source (then a window is found by binary search).
+    pub all_events: bool,
     /// Per bucket column: the bucket of each row.
     pub buckets: Vec<Vec<Option<String>>>,
     /// Per key: row indices sorted by time (rows without time first).
@@ -90,14 +94,25 @@ pub fn compute_features(
         .iter()
         .map(|f| {
             let agg = &aggregations[f.aggregation];
-            let values = &data.inputs[f.aggregation];
+            let values = &data.inputs[f.input];
             let (start, oldest) = match f.window {
                 Some(w) => (Some(window_start(end, w)), Some(oldest_partition(a, w))),
                 None => (None, None),
             };
             counted.clear();
             by_bucket.clear();
-            for &r in rows {
+            // Rows are sorted by time: with only event rows, the window is a contiguous slice.
+            let candidates = if data.all_events {
+                let ts = |r: &u32| data.ts[*r as usize];
+                let lo = start.map_or(0, |s| rows.partition_point(|r| ts(r).is_none_or(|t| t < s)));
+                let hi = rows.partition_point(|r| {
+                    ts(r).is_none_or(|t| if inclusive { t <= end } else { t < end })
+                });
+                &rows[lo..hi.max(lo)]
+            } else {
+                rows
+            };
+            for &r in candidates {
                 let r = r as usize;
                 let Some(v) = &values[r] else { continue };
                 let p = data.ds[r];
@@ -134,8 +149,15 @@ pub fn compute_features(
                     }
                 }
             }
+            // Only the order-sensitive operations need ties broken by value; rows already come in time order.
+            let ordered = matches!(
+                agg.operation,
+                Operation::First | Operation::Last | Operation::FirstK | Operation::LastK
+            );
             let sort = |rows: &mut Vec<(i64, &Val)>| {
-                rows.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.cmp(y.1)))
+                if ordered {
+                    rows.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.cmp(y.1)))
+                }
             };
             match f.bucket {
                 None => {
@@ -161,6 +183,7 @@ pub fn compute_features(
 pub fn plan_features(
     aggregations: &[Aggregation],
     kinds: &[OutKind],
+    inputs: &[usize],
     bucket_names: &[String],
 ) -> Vec<Feature> {
     let mut out = Vec::new();
@@ -183,6 +206,7 @@ pub fn plan_features(
                 out.push(Feature {
                     name: feature_column(agg, *w, b.map(|i| bucket_names[i].as_str())),
                     aggregation: i,
+                    input: inputs[i],
                     window: *w,
                     bucket: *b,
                     kind: kinds[i],

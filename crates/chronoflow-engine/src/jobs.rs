@@ -250,7 +250,16 @@ async fn load_group_by(
                 b.dedup();
                 b
             };
-            let features = plan_features(aggs, &kinds, &bucket_names);
+            let input_index: Vec<usize> = aggs
+                .iter()
+                .map(|a| {
+                    input_columns(aggs)
+                        .iter()
+                        .position(|c| *c == a.input_column)
+                        .expect("listed")
+                })
+                .collect();
+            let features = plan_features(aggs, &kinds, &input_index, &bucket_names);
             let types = features
                 .iter()
                 .map(|f| feature_type(f.kind, f.bucket.is_some()))
@@ -302,7 +311,7 @@ async fn load_group_by(
         Shape::Selected { .. } => Vec::new(),
     };
     if let Shape::Aggregated { aggregations, .. } = &shape {
-        rows.inputs = vec![Vec::new(); aggregations.len()];
+        rows.inputs = vec![Vec::new(); input_columns(aggregations).len()];
     }
     rows.buckets = vec![Vec::new(); bucket_names.len()];
     for (batch, entity) in &loaded {
@@ -322,9 +331,9 @@ async fn load_group_by(
             .as_string::<i32>()
             .clone();
         let inputs: Vec<ArrayRef> = match &shape {
-            Shape::Aggregated { aggregations, .. } => aggregations
+            Shape::Aggregated { aggregations, .. } => input_columns(aggregations)
                 .iter()
-                .map(|a| column(batch, &a.input_column))
+                .map(|c| column(batch, c))
                 .collect::<Result<_>>()?,
             Shape::Selected { columns, .. } => columns
                 .iter()
@@ -393,6 +402,7 @@ async fn load_group_by(
             }
         }
     }
+    rows.all_events = loaded.iter().all(|(_, entity)| !entity);
     rows.finish();
     Ok(LoadedGroupBy {
         name,
@@ -401,6 +411,17 @@ async fn load_group_by(
         shape,
         rows,
     })
+}
+
+/// The distinct input columns of some aggregations, in first-use order.
+fn input_columns(aggregations: &[Aggregation]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in aggregations {
+        if !out.contains(&a.input_column) {
+            out.push(a.input_column.clone());
+        }
+    }
+    out
 }
 
 /// The element type of a list column, or the type itself.
