@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{Schema, SchemaRef};
 use chronoflow_config::PartitionDate;
 use parquet::arrow::ArrowWriter;
 
@@ -68,19 +68,7 @@ fn with_partition_column(
     ds: PartitionDate,
     table: &TableName,
 ) -> Result<RecordBatch> {
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new(column, DataType::Utf8, false));
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    columns.push(Arc::new(StringArray::from(vec![
-        ds.to_string();
-        batch.num_rows()
-    ])));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|source| {
+    crate::values::with_constant_column(batch, column, &ds.to_string()).map_err(|source| {
         EngineError::Arrow {
             context: format!("exporting {table}"),
             source,

@@ -42,7 +42,7 @@ pub struct KeyedRows {
     /// Per bucket column: the bucket of each row.
     pub buckets: Vec<Vec<Option<String>>>,
     /// Per key: row indices sorted by time (rows without time first).
-    pub by_key: HashMap<Vec<Option<Val>>, Vec<u32>>,
+    pub by_key: HashMap<Vec<Option<Val>>, Vec<u32>, foldhash::fast::RandomState>,
 }
 
 impl KeyedRows {
@@ -293,6 +293,60 @@ pub fn build_column(name: &str, data_type: &DataType, values: &[Option<Out>]) ->
                 });
             }
             Arc::new(b.finish())
+        }
+        DataType::List(item) if ScalarKind::of(item.data_type()).is_some() => {
+            // Lists of scalars (LAST_K and friends, percentiles) are built directly: they are the
+            // common nested features, and the JSON route below costs a parse per row.
+            use arrow::array::ListBuilder;
+            macro_rules! list {
+                ($builder:expr, $push:expr) => {{
+                    let mut b = ListBuilder::new($builder).with_field(item.clone());
+                    for v in values {
+                        match v {
+                            Some(Out::List(items)) => {
+                                for x in items {
+                                    $push(b.values(), Some(x.clone()));
+                                }
+                                b.append(true);
+                            }
+                            Some(Out::FloatList(items)) => {
+                                for x in items {
+                                    $push(b.values(), Some(Val::Float(*x)));
+                                }
+                                b.append(true);
+                            }
+                            _ => b.append(false),
+                        }
+                    }
+                    Arc::new(b.finish()) as ArrayRef
+                }};
+            }
+            match item.data_type() {
+                DataType::Int64 => list!(
+                    Int64Builder::new(),
+                    |b: &mut Int64Builder, v: Option<Val>| b.append_option(match v {
+                        Some(Val::Int(i)) => Some(i),
+                        _ => None,
+                    })
+                ),
+                DataType::Float64 => list!(
+                    Float64Builder::new(),
+                    |b: &mut Float64Builder, v: Option<Val>| b
+                        .append_option(v.and_then(|v| v.as_f64()))
+                ),
+                DataType::Boolean => list!(
+                    BooleanBuilder::new(),
+                    |b: &mut BooleanBuilder, v: Option<Val>| b.append_option(match v {
+                        Some(Val::Bool(x)) => Some(x),
+                        _ => None,
+                    })
+                ),
+                _ => list!(
+                    StringBuilder::new(),
+                    |b: &mut StringBuilder, v: Option<Val>| b
+                        .append_option(v.map(|v| v.key_text()))
+                ),
+            }
         }
         nested => {
             let schema = Arc::new(Schema::new(vec![Field::new("v", nested.clone(), true)]));

@@ -691,7 +691,8 @@ pub async fn backfill_join(
         let feature_types = data.feature_types();
         let mut values: Vec<Vec<Option<Out>>> =
             vec![Vec::with_capacity(live.len()); feature_names.len()];
-        let mut memo: HashMap<(Key, PartitionDate), Vec<Option<Out>>> = HashMap::new();
+        let mut memo: HashMap<(Key, PartitionDate), Vec<Option<Out>>, foldhash::fast::RandomState> =
+            HashMap::default();
         let inclusive = loaded.dialect == Dialect::Zipline;
         for &r in &live {
             let key: Key = left_keys.iter().map(|k| val_at(k.as_ref(), r)).collect();

@@ -218,19 +218,6 @@ pub async fn backfill_staging_query(
 }
 
 fn with_column(batch: &RecordBatch, column: &str, value: &str) -> RecordBatch {
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new(column, DataType::Utf8, false));
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(arrow::array::StringArray::from(vec![
-        value;
-        batch
-            .num_rows(
-            )
-    ])));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("same length columns")
+    crate::values::with_constant_column(batch, column, value)
+        .expect("a column as long as the batch")
 }

@@ -6,6 +6,30 @@ use arrow::array::*;
 use arrow::datatypes::{DataType, TimeUnit};
 use serde_json::{Map, Number, Value};
 
+/// `batch` with one more column, `name`, holding `value` in every row (a partition column).
+pub fn with_constant_column(
+    batch: &arrow::array::RecordBatch,
+    name: &str,
+    value: &str,
+) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
+    let mut fields: Vec<arrow::datatypes::Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(arrow::datatypes::Field::new(name, DataType::Utf8, false));
+    let mut columns = batch.columns().to_vec();
+    // One copy of the value per row, without a String per row.
+    columns.push(std::sync::Arc::new(StringArray::from_iter_values(
+        std::iter::repeat_n(value, batch.num_rows()),
+    )));
+    arrow::array::RecordBatch::try_new(
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )
+}
+
 /// The JSON value of row `row` of `array`.
 pub fn to_json(array: &dyn Array, row: usize) -> Value {
     if array.is_null(row) {
