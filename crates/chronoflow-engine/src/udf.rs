@@ -4,7 +4,8 @@
 //! `round`, `CASE`, `CAST`, ...):
 //! - `if(cond, a, b)`: `a` where `cond` is true, else `b` (a null `cond` gives `b`);
 //! - `from_unixtime(seconds[, format])`: UTC time as text, format `yyyy-MM-dd HH:mm:ss` by default;
-//! - `unix_timestamp(text[, format])`: seconds since the epoch of a UTC time written in `format`.
+//! - `unix_timestamp(text[, format])`: seconds since the epoch of a UTC time written in `format`;
+//! - `date_format(time, format)`: a date, timestamp or `yyyy-MM-dd[ HH:mm:ss]` text, formatted.
 //!
 //! Formats take Spark's letters `yyyy MM dd HH mm ss SSS`; anything else is literal text.
 
@@ -22,6 +23,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(If::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(FromUnixtime::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(UnixTimestamp::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(DateFormat::new()));
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -237,6 +239,72 @@ impl ScalarUDFImpl for UnixTimestamp {
                             .and_then(|d| d.and_hms_opt(0, 0, 0))
                     })
                     .map(|t| t.and_utc().timestamp())
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DateFormat {
+    signature: Signature,
+}
+
+impl DateFormat {
+    fn new() -> Self {
+        DateFormat {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for DateFormat {
+    fn name(&self) -> &str {
+        "date_format"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.len() != 2 {
+            return plan_err!(
+                "date_format(time, format) takes 2 arguments, not {}",
+                arg_types.len()
+            );
+        }
+        // Dates and timestamps become text first; text is parsed as a date or a date-time.
+        Ok(vec![DataType::Utf8, DataType::Utf8])
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let text = arrays[0].as_string::<i32>();
+        let formats = formats(&arrays, text.len())?;
+        let out: StringArray = (0..text.len())
+            .map(|i| {
+                if text.is_null(i) {
+                    return None;
+                }
+                let raw = text.value(i).trim();
+                let t = [
+                    "%Y-%m-%d %H:%M:%S%.f",
+                    "%Y-%m-%dT%H:%M:%S%.f",
+                    "%Y-%m-%d %H:%M:%S",
+                ]
+                .iter()
+                .find_map(|f| chrono::NaiveDateTime::parse_from_str(raw, f).ok())
+                .or_else(|| {
+                    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                        .ok()
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                })?;
+                formats[i].as_ref().map(|f| t.format(f).to_string())
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
