@@ -512,6 +512,23 @@ impl GroupBy {
         })
     }
 
+    /// How many days before the as-of date `a` the oldest partition this GroupBy reads lies
+    /// (SPEC §4.2 rule 1: `1 + W` days for the widest window), or `None` when it reads every
+    /// partition up to `a` (an unwindowed aggregation, or no aggregations at all).
+    pub fn lookback_days(&self) -> Option<i64> {
+        let aggs = self.aggregations.as_ref().filter(|a| !a.is_empty())?;
+        let mut max = 0;
+        for a in aggs {
+            if a.windows.is_empty() {
+                return None;
+            }
+            for w in &a.windows {
+                max = max.max(1 + w.days_ceil());
+            }
+        }
+        Some(max)
+    }
+
     /// Whether a streaming job keeps this GroupBy fresh online: online, TEMPORAL, and a topic to read.
     pub fn is_streaming(&self) -> bool {
         self.metadata.online

@@ -113,21 +113,6 @@ fn describe_key(key: &Key) -> String {
     format!("({})", parts.join(", "))
 }
 
-/// How many days before `a` a GroupBy reads, or `None` when it reads everything up to `a`.
-fn lookback_days(gb: &GroupBy) -> Option<i64> {
-    let aggs = gb.aggregations.as_ref()?;
-    let mut max = 0;
-    for a in aggs {
-        if a.windows.is_empty() {
-            return None;
-        }
-        for w in &a.windows {
-            max = max.max(1 + w.days_ceil());
-        }
-    }
-    Some(max)
-}
-
 fn source_table(source: &Source, config: &str) -> Result<TableName> {
     let table = match source {
         Source::Events(e) => &e.table.table,
@@ -151,7 +136,7 @@ async fn load_group_by(
     last: PartitionDate,
 ) -> Result<LoadedGroupBy> {
     let name = gb.metadata.name.clone();
-    let lookback = lookback_days(gb);
+    let lookback = gb.lookback_days();
     let mut loaded: Vec<(RecordBatch, bool)> = Vec::new();
     for source in &gb.sources {
         let table = source_table(source, &name)?;

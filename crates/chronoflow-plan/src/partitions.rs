@@ -134,26 +134,6 @@ pub fn backfill_reads(loaded: &LoadedConfig, range: PartitionRange) -> Vec<Table
     merge(reads)
 }
 
-/// How many days before `a` the oldest partition a GroupBy needs lies, or `None` if unbounded.
-fn lookback_days(gb: &GroupBy) -> Option<i64> {
-    match &gb.aggregations {
-        Some(aggs) if !aggs.is_empty() => {
-            let mut max = 0;
-            for a in aggs {
-                if a.windows.is_empty() {
-                    return None;
-                }
-                for w in &a.windows {
-                    max = max.max(1 + w.days_ceil());
-                }
-            }
-            Some(max)
-        }
-        // No aggregation: the features are the latest values, which may be anywhere back.
-        _ => None,
-    }
-}
-
 /// Reads of one source of a GroupBy computed as of `a` for every `a` in `range` shifted by
 /// `shift` days (a SNAPSHOT part of an event-left Join reads the day before).
 fn group_by_source_reads(
@@ -169,11 +149,11 @@ fn group_by_source_reads(
             out.push(clamp(&e.snapshot_table.table, Some(first), last, &e.query));
         }
         Source::Events(e) => {
-            let start = lookback_days(gb).map(|days| first.add_days(-days));
+            let start = gb.lookback_days().map(|days| first.add_days(-days));
             out.push(clamp(&e.table.table, start, last, &e.query));
         }
         Source::JoinSource(js) => {
-            let start = lookback_days(gb).map(|days| first.add_days(-days));
+            let start = gb.lookback_days().map(|days| first.add_days(-days));
             let table = js
                 .join
                 .metadata
