@@ -199,3 +199,33 @@ async fn purchases_backfill_respects_both_partition_bounds_and_does_not_depend_o
     }
     assert_eq!(rows(&other, "default.quickstart_purchases_v1").await, all);
 }
+
+#[tokio::test]
+async fn the_exported_csv_row_of_user_26_is_the_hand_derived_one() {
+    let (_dir, warehouse, repo) = setup().await;
+    backfill(
+        &warehouse,
+        &repo,
+        "quickstart.training_set.v2",
+        &[d("2023-11-30")],
+    )
+    .await;
+    let mut csv = Vec::new();
+    let table = TableName::parse("default.quickstart_training_set_v2").unwrap();
+    export_table(
+        &warehouse,
+        &table,
+        Some(d("2023-11-30")),
+        ExportFormat::Csv,
+        &mut csv,
+    )
+    .await
+    .unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    // The values derived in `training_set_v2_row_of_user_26`, as CSV: nulls empty, lists as JSON.
+    let line = csv.lines().find(|l| l.starts_with("26,")).unwrap();
+    assert_eq!(
+        line,
+        "26,1701374234059,,298,1556,,1,6,,298.0,259.3333333333333,\"[298,130,479,379,87,183]\",,,1057,,,5,,,211.4,\"[192,263]\",2023-11-30"
+    );
+}
