@@ -201,12 +201,7 @@ impl Warehouse {
         let meta = self.require_table(table).await?;
         let dir = self.table_dir(table);
         let prefix = format!("{}=", meta.partition_column);
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(Self::store_error(&dir))?;
+        let objects = self.list_all(&dir).await?;
         let mut out: Vec<PartitionDate> = objects
             .iter()
             .filter(|o| o.location.filename() == Some(MANIFEST))
@@ -388,12 +383,7 @@ impl Warehouse {
         current: &Manifest,
         previous: Option<&Manifest>,
     ) -> Result<()> {
-        let objects: Vec<_> = self
-            .store
-            .list(Some(dir))
-            .try_collect()
-            .await
-            .map_err(Self::store_error(dir))?;
+        let objects = self.list_all(dir).await?;
         let now = SystemTime::now();
         for o in objects {
             let Some(name) = o.location.filename() else {
@@ -425,16 +415,23 @@ impl Warehouse {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Self::store_error(&manifest)(e)),
         }
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(Self::store_error(&dir))?;
+        let objects = self.list_all(&dir).await?;
         for o in objects {
-            let _ = self.store.delete(&o.location).await;
+            match self.store.delete(&o.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Self::store_error(&o.location)(e)),
+            }
         }
         Ok(())
+    }
+
+    /// Every object under `dir` (recursively).
+    async fn list_all(&self, dir: &Path) -> Result<Vec<object_store::ObjectMeta>> {
+        self.store
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(Self::store_error(dir))
     }
 
     /// The raw store and the path of a partition, for tests that simulate crashes.
