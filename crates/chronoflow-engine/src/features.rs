@@ -410,8 +410,3 @@ fn out_json(o: &Out) -> Value {
         }
     }
 }
-
-/// The kind of values a scalar output holds, for callers that only know the Arrow type.
-pub fn scalar_kind_of(t: &DataType) -> Option<ScalarKind> {
-    ScalarKind::of(t)
-}

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, take};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chronoflow_config::PartitionDate;
 
@@ -72,18 +72,9 @@ pub async fn import_file(
 
     let mut partitions = Vec::new();
     for (ds, rows) in by_day {
-        let indices = UInt32Array::from(rows);
-        let columns: Vec<ArrayRef> = (0..all.num_columns())
-            .filter(|i| *i != column)
-            .map(|i| take(all.column(i).as_ref(), &indices, None))
-            .collect::<Result<_, _>>()
-            .map_err(|source| EngineError::Arrow {
-                context: format!("splitting {name} by {partition_column}"),
-                source,
-            })?;
-        let batch = RecordBatch::try_new(data_schema.clone(), columns).map_err(|source| {
+        let batch = crate::values::take_rows(&all, &rows, Some(column)).map_err(|source| {
             EngineError::Arrow {
-                context: format!("splitting {name}"),
+                context: format!("splitting {name} by {partition_column}"),
                 source,
             }
         })?;

@@ -137,6 +137,11 @@ async fn load_group_by(
 ) -> Result<LoadedGroupBy> {
     let name = gb.metadata.name.clone();
     let lookback = gb.lookback_days();
+    let no_aggregations: &[Aggregation] = &[];
+    let aggregations = gb.aggregations.as_deref().unwrap_or(no_aggregations);
+    // Aggregations over one column share its values; bucket columns are read once each.
+    let input_names = input_columns(aggregations);
+    let bucket_names = bucket_columns(aggregations);
     let mut loaded: Vec<(RecordBatch, bool)> = Vec::new();
     for source in &gb.sources {
         let table = source_table(source, &name)?;
@@ -226,19 +231,10 @@ async fn load_group_by(
                     }
                 }
             }
-            let bucket_names: Vec<String> = {
-                let mut b: Vec<String> = aggs
-                    .iter()
-                    .flat_map(|a| a.buckets.iter().cloned())
-                    .collect();
-                b.sort();
-                b.dedup();
-                b
-            };
             let input_index: Vec<usize> = aggs
                 .iter()
                 .map(|a| {
-                    input_columns(aggs)
+                    input_names
                         .iter()
                         .position(|c| *c == a.input_column)
                         .expect("listed")
@@ -283,20 +279,8 @@ async fn load_group_by(
     };
 
     let mut rows = KeyedRows::default();
-    let bucket_names: Vec<String> = match &shape {
-        Shape::Aggregated { aggregations, .. } => {
-            let mut b: Vec<String> = aggregations
-                .iter()
-                .flat_map(|a| a.buckets.iter().cloned())
-                .collect();
-            b.sort();
-            b.dedup();
-            b
-        }
-        Shape::Selected { .. } => Vec::new(),
-    };
-    if let Shape::Aggregated { aggregations, .. } = &shape {
-        rows.inputs = vec![Vec::new(); input_columns(aggregations).len()];
+    if let Shape::Aggregated { .. } = &shape {
+        rows.inputs = vec![Vec::new(); input_names.len()];
     }
     rows.buckets = vec![Vec::new(); bucket_names.len()];
     for (batch, entity) in &loaded {
@@ -316,7 +300,7 @@ async fn load_group_by(
             .as_string::<i32>()
             .clone();
         let inputs: Vec<ArrayRef> = match &shape {
-            Shape::Aggregated { aggregations, .. } => input_columns(aggregations)
+            Shape::Aggregated { .. } => input_names
                 .iter()
                 .map(|c| column(batch, c))
                 .collect::<Result<_>>()?,
@@ -406,6 +390,17 @@ fn input_columns(aggregations: &[Aggregation]) -> Vec<String> {
             out.push(a.input_column.clone());
         }
     }
+    out
+}
+
+/// The distinct bucket columns of some aggregations, sorted.
+fn bucket_columns(aggregations: &[Aggregation]) -> Vec<String> {
+    let mut out: Vec<String> = aggregations
+        .iter()
+        .flat_map(|a| a.buckets.iter().cloned())
+        .collect();
+    out.sort();
+    out.dedup();
     out
 }
 
@@ -745,14 +740,7 @@ pub async fn backfill_join(
     let mut written = Vec::new();
     for d in days {
         let Some(rows) = by_ds.get(d) else { continue };
-        let idx = arrow::array::UInt32Array::from(rows.clone());
-        let cols: Vec<ArrayRef> = batch
-            .columns()
-            .iter()
-            .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
-            .collect::<Result<_, _>>()
-            .map_err(arrow_err(format!("splitting {output}")))?;
-        let part = RecordBatch::try_new(batch.schema(), cols)
+        let part = crate::values::take_rows(&batch, rows, None)
             .map_err(arrow_err(format!("splitting {output}")))?;
         written.push(
             warehouse

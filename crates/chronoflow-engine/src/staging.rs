@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
 use chronoflow_config::{LoadedConfig, PartitionDate, StagingQuery};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
@@ -181,28 +181,10 @@ pub async fn backfill_staging_query(
             }
         }
     }
-    let data_schema = Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != ds_index)
-            .map(|(_, f)| f.as_ref().clone())
-            .collect::<Vec<Field>>(),
-    ));
     let output = TableName::parse(&loaded.output_table())?;
     let mut written = Vec::new();
     for (day, rows) in by_day {
-        let idx = UInt32Array::from(rows);
-        let columns = (0..result.num_columns())
-            .filter(|i| *i != ds_index)
-            .map(|i| arrow::compute::take(result.column(i).as_ref(), &idx, None))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|source| EngineError::Arrow {
-                context: format!("{name}: splitting by ds"),
-                source,
-            })?;
-        let batch = RecordBatch::try_new(data_schema.clone(), columns).map_err(|source| {
+        let batch = crate::values::take_rows(&result, &rows, Some(ds_index)).map_err(|source| {
             EngineError::Arrow {
                 context: format!("{name}: splitting by ds"),
                 source,

@@ -30,6 +30,25 @@ pub fn with_constant_column(
     )
 }
 
+/// Rows `rows` of `batch`, leaving out column `drop` (a partition column, which lives in the
+/// directory name rather than in the files).
+pub fn take_rows(
+    batch: &arrow::array::RecordBatch,
+    rows: &[u32],
+    drop: Option<usize>,
+) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
+    let indices = UInt32Array::from(rows.to_vec());
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|i| Some(*i) != drop)
+        .collect();
+    let columns = keep
+        .iter()
+        .map(|i| arrow::compute::take(batch.column(*i).as_ref(), &indices, None))
+        .collect::<Result<Vec<_>, _>>()?;
+    let schema = batch.schema().project(&keep)?;
+    arrow::array::RecordBatch::try_new(std::sync::Arc::new(schema), columns)
+}
+
 /// The JSON value of row `row` of `array`.
 pub fn to_json(array: &dyn Array, row: usize) -> Value {
     if array.is_null(row) {

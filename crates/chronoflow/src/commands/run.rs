@@ -34,29 +34,42 @@ fn find_config<'r>(
 ) -> anyhow::Result<&'r LoadedConfig> {
     let root = std::fs::canonicalize(&args.repo.repo)
         .with_context(|| format!("repo {}", args.repo.repo.display()))?;
-    let wanted = [args.conf.clone(), root.join(&args.conf)]
-        .iter()
-        .find_map(|p| std::fs::canonicalize(p).ok())
-        .with_context(|| {
+    // The config's path relative to the repo, as the loader records it: `--conf` as given when it
+    // is relative to the repo, else the canonical path with the repo prefix removed.
+    let relative = if args.conf.is_relative() && root.join(&args.conf).is_file() {
+        args.conf.clone()
+    } else {
+        let wanted = std::fs::canonicalize(&args.conf).with_context(|| {
             format!(
                 "config {} not found (relative to the repo {})",
                 args.conf.display(),
                 root.display()
             )
         })?;
-    if let Some(c) = repo
-        .configs
-        .iter()
-        .find(|c| std::fs::canonicalize(root.join(&c.path)).ok().as_ref() == Some(&wanted))
-    {
+        wanted
+            .strip_prefix(&root)
+            .with_context(|| {
+                format!(
+                    "config {} is not inside the repo {}",
+                    args.conf.display(),
+                    root.display()
+                )
+            })?
+            .to_owned()
+    };
+    let relative: String = relative
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
+    if let Some(c) = repo.configs.iter().find(|c| c.path == relative) {
         return Ok(c);
     }
     let problems: Vec<String> = repo
         .diagnostics
         .iter()
-        .filter(|d| {
-            d.is_error() && std::fs::canonicalize(root.join(&d.file)).ok().as_ref() == Some(&wanted)
-        })
+        .filter(|d| d.is_error() && d.file == relative)
         .map(|d| d.to_string())
         .collect();
     if problems.is_empty() {
