@@ -2,6 +2,7 @@
 //! `object_store`), importing and exporting tables.
 
 pub mod aggregate;
+pub mod backfill;
 pub mod error;
 pub mod export;
 pub mod features;

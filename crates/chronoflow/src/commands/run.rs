@@ -1,12 +1,10 @@
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use chronoflow_config::{Config, LoadedConfig, PartitionDate};
-use chronoflow_engine::jobs::{backfill_group_by, backfill_join};
-use chronoflow_engine::staging::backfill_staging_query;
-use chronoflow_engine::{TableName, Warehouse};
-use chronoflow_plan::partitions::{PartitionRange, backfill_steps};
+use chronoflow_config::{LoadedConfig, PartitionDate};
+use chronoflow_engine::Warehouse;
+use chronoflow_engine::backfill::{BackfillOptions, backfill_range};
+use chronoflow_plan::partitions::PartitionRange;
 
 use crate::cli::{RunArgs, RunMode};
 
@@ -102,23 +100,10 @@ async fn backfill(
     range: PartitionRange,
     args: &RunArgs,
 ) -> anyhow::Result<()> {
-    let output = TableName::parse(&loaded.output_table())?;
-    let existing: BTreeSet<PartitionDate> =
-        if args.force || warehouse.table_meta(&output).await?.is_none() {
-            BTreeSet::new()
-        } else {
-            warehouse.partitions(&output).await?.into_iter().collect()
-        };
-    let steps = backfill_steps(range, &existing, args.step_days);
-    if steps.is_empty() {
-        eprintln!("{output}: every partition of {range} exists (use --force to recompute)");
-        return Ok(());
-    }
-    let total = steps.len();
-    let mut done = 0usize;
+    let output = loaded.output_table();
     // A progress bar on a terminal; one structured line per step otherwise (logs, CI).
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-        let bar = indicatif::ProgressBar::new(total as u64);
+        let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{spinner} {msg} [{bar:30}] {pos}/{len} steps, {elapsed}",
@@ -130,38 +115,32 @@ async fn backfill(
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         bar
     });
-    for chunk in steps.chunks(args.parallelism.max(1)) {
-        let runs = chunk.iter().map(|step| async move {
-            let days: Vec<PartitionDate> = step.dates().collect();
-            let written = match &loaded.config {
-                Config::GroupBy(gb) => backfill_group_by(warehouse, loaded, gb, &days).await?,
-                Config::Join(join) => backfill_join(warehouse, loaded, join, &days).await?,
-                Config::StagingQuery(sq) => {
-                    backfill_staging_query(warehouse, loaded, sq, &days, range.end).await?
-                }
-            };
-            anyhow::Ok((*step, written))
-        });
-        for result in futures::future::join_all(runs).await {
-            let (step, written) =
-                result.with_context(|| format!("backfilling {}", loaded.name()))?;
-            done += 1;
-            let rows: u64 = written.iter().map(|p| p.rows).sum();
-            let line = format!(
-                "step={done}/{total} table={output} range={step} partitions={} rows={rows}",
-                written.len()
-            );
-            match &bar {
-                Some(bar) => {
-                    bar.println(line);
-                    bar.inc(1);
-                }
-                None => eprintln!("{line}"),
+    let options = BackfillOptions {
+        step_days: args.step_days,
+        parallelism: args.parallelism,
+        force: args.force,
+    };
+    let steps = backfill_range(warehouse, loaded, range, options, &mut |step| {
+        let line = format!(
+            "step={}/{} table={} range={} partitions={} rows={}",
+            step.index, step.total, step.output, step.range, step.partitions, step.rows
+        );
+        match &bar {
+            Some(bar) => {
+                bar.set_length(step.total as u64);
+                bar.println(line);
+                bar.inc(1);
             }
+            None => eprintln!("{line}"),
         }
-    }
+    })
+    .await
+    .with_context(|| format!("backfilling {}", loaded.name()))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if steps.is_empty() {
+        eprintln!("{output}: every partition of {range} exists (use --force to recompute)");
     }
     Ok(())
 }

@@ -1,0 +1,219 @@
+//! Scheduler configuration (`chronoflow.toml`): executors, per-team and per-DAG settings, alerts.
+//!
+//! Everything has a default, so a repo without the file runs on the in-process executor.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Result, SchedulerError};
+
+/// The executor every team uses unless configured otherwise: the engine, in the worker process.
+pub const IN_PROCESS: &str = "in_process";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// How often a worker reports that its running tasks are alive.
+    pub heartbeat_interval_seconds: u64,
+    /// A running task whose worker has not reported for this long is failed (and retried).
+    pub heartbeat_timeout_seconds: u64,
+    /// The cap of the exponential retry backoff.
+    pub retry_max_delay_seconds: u64,
+    /// The environment whose per-mode variables jobs get (`production`, `dev`, ...), as in
+    /// Chronon's teams.json.
+    pub environment: String,
+    /// The executor of teams not listed in `teams`.
+    pub default_executor: String,
+    /// Named executors besides the built-in `in_process`.
+    pub executors: BTreeMap<String, ExecutorConfig>,
+    /// Where final failures and sensor timeouts are posted, unless a team sets its own.
+    pub alert_webhook: Option<String>,
+    pub teams: BTreeMap<String, TeamConfig>,
+    pub dags: BTreeMap<String, DagOverride>,
+    /// Keyed by `<dag_id>.<task_id>`.
+    pub tasks: BTreeMap<String, TaskOverride>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            heartbeat_interval_seconds: 5,
+            heartbeat_timeout_seconds: 60,
+            retry_max_delay_seconds: 3600,
+            environment: "production".to_owned(),
+            default_executor: IN_PROCESS.to_owned(),
+            executors: BTreeMap::new(),
+            alert_webhook: None,
+            teams: BTreeMap::new(),
+            dags: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExecutorConfig {
+    /// Runs the engine's jobs in the worker process.
+    InProcess,
+    /// Runs a program per task. Each element of `argv` is one argument; `{mode}`, `{conf}`,
+    /// `{ds}`, `{start_ds}`, `{end_ds}`, `{config}`, `{team}`, `{dag_id}`, `{task_id}`,
+    /// `{run_id}` and `{try_number}` are replaced inside elements (never through a shell).
+    Command {
+        argv: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+    },
+    /// Does nothing (benchmarks and tests of the scheduler itself).
+    Noop {
+        #[serde(default)]
+        sleep_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamConfig {
+    pub executor: Option<String>,
+    /// Task instances of this team running (or queued) at once, over all DAGs.
+    pub concurrency: Option<u32>,
+    pub alert_webhook: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DagOverride {
+    pub retries: Option<u32>,
+    pub retry_delay_seconds: Option<u64>,
+    pub execution_timeout_seconds: Option<u64>,
+    pub concurrency: Option<u32>,
+    pub max_active_runs: Option<u32>,
+    pub catchup: Option<bool>,
+    /// The first logical date catch-up creates runs from (`yyyy-MM-dd`).
+    pub start_date: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskOverride {
+    pub retries: Option<u32>,
+    pub retry_delay_seconds: Option<u64>,
+    pub execution_timeout_seconds: Option<u64>,
+}
+
+impl SchedulerConfig {
+    /// Reads `path`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<SchedulerConfig> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(SchedulerConfig::default());
+            }
+            Err(e) => {
+                return Err(SchedulerError::Config {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        SchedulerConfig::parse(&text).map_err(|message| SchedulerError::Config {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<SchedulerConfig, String> {
+        let config: SchedulerConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let known = |name: &str| name == IN_PROCESS || self.executors.contains_key(name);
+        if !known(&self.default_executor) {
+            return Err(format!(
+                "default_executor {:?} is not a configured executor",
+                self.default_executor
+            ));
+        }
+        for (team, t) in &self.teams {
+            if let Some(e) = &t.executor
+                && !known(e)
+            {
+                return Err(format!(
+                    "teams.{team}.executor {e:?} is not a configured executor"
+                ));
+            }
+        }
+        for (name, e) in &self.executors {
+            if let ExecutorConfig::Command { argv, .. } = e
+                && argv.is_empty()
+            {
+                return Err(format!("executors.{name}.argv is empty"));
+            }
+        }
+        if self.heartbeat_timeout_seconds <= self.heartbeat_interval_seconds {
+            return Err("heartbeat_timeout_seconds must exceed heartbeat_interval_seconds".into());
+        }
+        for (dag, o) in &self.dags {
+            if let Some(d) = &o.start_date {
+                chronoflow_config::PartitionDate::parse(d)
+                    .map_err(|e| format!("dags.{dag}.start_date: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The executor name of `team`.
+    pub fn executor_of(&self, team: &str) -> &str {
+        self.teams
+            .get(team)
+            .and_then(|t| t.executor.as_deref())
+            .unwrap_or(&self.default_executor)
+    }
+
+    pub fn alert_webhook_of(&self, team: &str) -> Option<&str> {
+        self.teams
+            .get(team)
+            .and_then(|t| t.alert_webhook.as_deref())
+            .or(self.alert_webhook.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_executors_teams_and_overrides() {
+        let c = SchedulerConfig::parse(
+            r#"
+            default_executor = "cluster"
+            [executors.cluster]
+            kind = "command"
+            argv = ["zipline", "run", "--mode", "{mode}", "--conf", "{conf}", "--ds", "{ds}"]
+            [teams.quickstart]
+            executor = "in_process"
+            concurrency = 4
+            [dags.chronon_join_quickstart]
+            retries = 3
+            [tasks."chronon_join_quickstart.x__backfill"]
+            execution_timeout_seconds = 60
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.executor_of("quickstart"), IN_PROCESS);
+        assert_eq!(c.executor_of("other"), "cluster");
+        assert_eq!(c.dags["chronon_join_quickstart"].retries, Some(3));
+    }
+
+    #[test]
+    fn unknown_executor_is_named() {
+        let err = SchedulerConfig::parse("[teams.a]\nexecutor = \"spark\"").unwrap_err();
+        assert!(err.contains("teams.a.executor \"spark\""), "{err}");
+        let err = SchedulerConfig::parse("retries = 2").unwrap_err();
+        assert!(err.contains("retries"), "{err}");
+    }
+}

@@ -1,0 +1,195 @@
+//! The command executor: one program per try, for clusters (`zipline run ...`, Chronon's
+//! `run.py`). Arguments are an argv list with placeholders replaced inside each element; no
+//! shell ever sees a config value.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use chronoflow_config::Repo;
+use futures::future::BoxFuture;
+
+use super::{Executor, TaskRun};
+
+pub struct CommandExecutor {
+    argv: Vec<String>,
+    env: BTreeMap<String, String>,
+    repo_dir: Option<PathBuf>,
+    environment: String,
+    repo: Mutex<Option<Arc<Repo>>>,
+}
+
+impl CommandExecutor {
+    pub fn new(
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+        repo_dir: Option<PathBuf>,
+        environment: String,
+    ) -> Self {
+        CommandExecutor {
+            argv,
+            env,
+            repo_dir,
+            environment,
+            repo: Mutex::new(None),
+        }
+    }
+
+    /// The argv of `task`: placeholders replaced element by element.
+    pub fn argv_for(&self, task: &TaskRun) -> Vec<String> {
+        let values = [
+            ("{mode}", task.job.mode.as_str()),
+            ("{conf}", task.job.conf_path.as_str()),
+            ("{config}", task.job.config.as_str()),
+            ("{team}", task.job.team.as_str()),
+            ("{ds}", task.ds.as_str()),
+            ("{start_ds}", task.start_ds.as_str()),
+            ("{end_ds}", task.end_ds.as_str()),
+            ("{dag_id}", task.dag_id.as_str()),
+            ("{task_id}", task.task_id.as_str()),
+            ("{run_id}", task.run_id.as_str()),
+        ];
+        let try_number = task.try_number.to_string();
+        self.argv
+            .iter()
+            .map(|arg| {
+                let mut out = arg.replace("{try_number}", &try_number);
+                for (k, v) in values {
+                    out = out.replace(k, v);
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// The environment Chronon's `run.py` would give the job: teams.json `common_env`, then the
+    /// team's per-mode variables (see `Teams::layered_env`), then the executor's own.
+    fn env_for(&self, task: &TaskRun) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        if let Some(repo) = self.repo_for(task)
+            && let Some(loaded) = repo.configs.iter().find(|c| c.path == task.job.conf_path)
+        {
+            env =
+                repo.teams
+                    .layered_env(loaded.config.metadata(), &task.job.mode, &self.environment);
+        }
+        env.extend(self.env.clone());
+        env
+    }
+
+    /// The loaded repo, reloaded when the job's config changed since it was read.
+    fn repo_for(&self, task: &TaskRun) -> Option<Arc<Repo>> {
+        let dir = self.repo_dir.as_ref()?;
+        let mut cached = self.repo.lock().unwrap();
+        let fresh = cached.as_ref().is_some_and(|r| {
+            r.configs
+                .iter()
+                .any(|c| c.path == task.job.conf_path && c.content_hash == task.job.content_hash)
+        });
+        if !fresh {
+            *cached = chronoflow_config::fs::load_repo(dir).ok().map(Arc::new);
+        }
+        cached.clone()
+    }
+}
+
+impl Executor for CommandExecutor {
+    fn run<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let argv = self.argv_for(task);
+            let env = self.env_for(task);
+            let log = open_log(&task.log_path)?;
+            let mut header = log.try_clone().map_err(|e| e.to_string())?;
+            let _ = writeln!(header, "$ {}", shell_words(&argv));
+            let mut command = tokio::process::Command::new(&argv[0]);
+            command
+                .args(&argv[1..])
+                .envs(&env)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+                .stderr(Stdio::from(log))
+                .kill_on_drop(true);
+            if let Some(dir) = &self.repo_dir {
+                command.current_dir(dir);
+            }
+            die_with_parent(&mut command);
+            let mut child = command.spawn().map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "the executor's program {:?} was not found (is it installed and on PATH?)",
+                    argv[0]
+                ),
+                _ => format!("starting {:?}: {e}", argv[0]),
+            })?;
+            let status = child.wait().await.map_err(|e| e.to_string())?;
+            if status.success() {
+                return Ok(());
+            }
+            let how = match status.code() {
+                Some(code) => format!("exited with status {code}"),
+                None => "was killed by a signal".to_owned(),
+            };
+            Err(format!(
+                "{:?} {how}; last lines of its output:\n{}",
+                argv[0],
+                tail(&task.log_path, 20)
+            ))
+        })
+    }
+}
+
+pub(crate) fn open_log(path: &std::path::Path) -> Result<std::fs::File, String> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("log {}: {e}", parent.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("log {}: {e}", path.display()))
+}
+
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let Ok(file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let all: Vec<String> = std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:{}".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The job dies with its worker: a worker killed with `kill -9` must not leave a job running
+/// beside its retry on another worker.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut tokio::process::Command) {
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut tokio::process::Command) {}

@@ -1,0 +1,100 @@
+//! Executors: what runs a job task. Which one a team uses is configuration.
+
+mod command;
+mod engine;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+pub use command::CommandExecutor;
+pub use engine::EngineExecutor;
+
+use crate::config::{ExecutorConfig, IN_PROCESS, SchedulerConfig};
+use crate::spec::JobRef;
+
+/// One try of one job task.
+#[derive(Debug, Clone)]
+pub struct TaskRun {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub try_number: i64,
+    /// The run's logical date, and the range a manual or catch-up run covers.
+    pub ds: String,
+    pub start_ds: String,
+    pub end_ds: String,
+    pub job: JobRef,
+    /// Where the try's output goes (the executor appends to it).
+    pub log_path: PathBuf,
+}
+
+/// Runs jobs. `Err` carries the failure as a user reads it (it ends up in alerts).
+pub trait Executor: Send + Sync {
+    fn run<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Does nothing, after an optional sleep: benchmarks and tests of the scheduler itself.
+#[derive(Debug, Default)]
+pub struct NoopExecutor {
+    pub sleep: Duration,
+}
+
+impl Executor for NoopExecutor {
+    fn run<'a>(&'a self, _task: &'a TaskRun) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if !self.sleep.is_zero() {
+                tokio::time::sleep(self.sleep).await;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The executors of a worker, by name, and which team uses which.
+#[derive(Clone)]
+pub struct Executors {
+    by_name: BTreeMap<String, Arc<dyn Executor>>,
+    config: Arc<SchedulerConfig>,
+}
+
+impl Executors {
+    /// Builds the configured executors. `engine` is the in-process one (it needs the repo and
+    /// the warehouse, which the caller has).
+    pub fn new(
+        config: Arc<SchedulerConfig>,
+        engine: Arc<dyn Executor>,
+        repo: Option<PathBuf>,
+    ) -> Self {
+        let mut by_name: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
+        by_name.insert(IN_PROCESS.to_owned(), engine);
+        for (name, e) in &config.executors {
+            let executor: Arc<dyn Executor> = match e {
+                ExecutorConfig::InProcess => by_name[IN_PROCESS].clone(),
+                ExecutorConfig::Command { argv, env } => Arc::new(CommandExecutor::new(
+                    argv.clone(),
+                    env.clone(),
+                    repo.clone(),
+                    config.environment.clone(),
+                )),
+                ExecutorConfig::Noop { sleep_ms } => Arc::new(NoopExecutor {
+                    sleep: Duration::from_millis(*sleep_ms),
+                }),
+            };
+            by_name.insert(name.clone(), executor);
+        }
+        Executors { by_name, config }
+    }
+
+    /// The executor of `team` (configuration is validated, so the name exists).
+    pub fn for_team(&self, team: &str) -> Arc<dyn Executor> {
+        let name = self.config.executor_of(team);
+        self.by_name
+            .get(name)
+            .unwrap_or(&self.by_name[IN_PROCESS])
+            .clone()
+    }
+}

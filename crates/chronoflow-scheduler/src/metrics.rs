@@ -1,0 +1,116 @@
+//! Prometheus metrics, rendered by hand in the text exposition format.
+
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::state::TaskState;
+
+/// Upper bounds, in seconds, of the latency histograms.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+];
+
+#[derive(Debug, Default)]
+pub struct Histogram {
+    inner: Mutex<(Vec<u64>, u64, f64)>,
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        let mut h = self.inner.lock().unwrap();
+        if h.0.is_empty() {
+            h.0 = vec![0; BUCKETS.len()];
+        }
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                h.0[i] += 1;
+            }
+        }
+        h.1 += 1;
+        h.2 += seconds;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let h = self.inner.lock().unwrap();
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let n = h.0.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.1);
+        let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.2, h.1);
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub scheduler_loop_seconds: Histogram,
+    pub task_duration_seconds: Histogram,
+    /// From the moment a task's upstream was done to the moment a worker started it.
+    pub dispatch_latency_seconds: Histogram,
+    pub sensor_pokes: AtomicU64,
+    pub runs_created: AtomicU64,
+    finished: [AtomicU64; 9],
+}
+
+impl Metrics {
+    pub fn task_finished(&self, state: TaskState) {
+        let i = TaskState::ALL.iter().position(|s| *s == state).unwrap_or(0);
+        self.finished[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text; `states` are the current task instance counts per state.
+    pub fn render(&self, states: &std::collections::BTreeMap<String, i64>) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP chronoflow_task_instances Task instances per state.\n# TYPE chronoflow_task_instances gauge"
+        );
+        for s in TaskState::ALL {
+            let n = states.get(s.as_str()).copied().unwrap_or(0);
+            let _ = writeln!(out, "chronoflow_task_instances{{state=\"{s}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP chronoflow_queue_depth Task instances queued for a worker.\n# TYPE chronoflow_queue_depth gauge\nchronoflow_queue_depth {}",
+            states.get("queued").copied().unwrap_or(0)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chronoflow_task_finished_total Tries finished by this process, per resulting state.\n# TYPE chronoflow_task_finished_total counter"
+        );
+        for (i, s) in TaskState::ALL.iter().enumerate() {
+            let n = self.finished[i].load(Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(out, "chronoflow_task_finished_total{{state=\"{s}\"}} {n}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP chronoflow_sensor_pokes_total Sensor checks made by this process.\n# TYPE chronoflow_sensor_pokes_total counter\nchronoflow_sensor_pokes_total {}",
+            self.sensor_pokes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chronoflow_runs_created_total DAG runs created by this process.\n# TYPE chronoflow_runs_created_total counter\nchronoflow_runs_created_total {}",
+            self.runs_created.load(Ordering::Relaxed)
+        );
+        self.scheduler_loop_seconds.render(
+            &mut out,
+            "chronoflow_scheduler_loop_seconds",
+            "Time of one scheduler loop.",
+        );
+        self.task_duration_seconds.render(
+            &mut out,
+            "chronoflow_task_duration_seconds",
+            "Time of one try, start to finish.",
+        );
+        self.dispatch_latency_seconds.render(
+            &mut out,
+            "chronoflow_dispatch_latency_seconds",
+            "From a task's upstream done to its start on a worker.",
+        );
+        out
+    }
+}

@@ -1,0 +1,487 @@
+//! The durable state store: SQLite (embedded, the default) or PostgreSQL, through `sqlx`.
+//!
+//! Every state change is one transaction. Task instances are claimed with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serializes writers (`BEGIN IMMEDIATE`), so the
+//! same statements are safe there. Within a transaction locks are taken in one order, run then
+//! task instances then DAG, so concurrent schedulers and workers cannot deadlock each other.
+
+mod dags;
+mod runs;
+mod tasks;
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Row};
+use tokio::sync::Notify;
+
+pub use dags::{DagRow, SyncReport};
+pub use runs::{RunRow, RunTrigger};
+pub use tasks::{Claimed, FinishOutcome, TaskInstanceRow, TaskTryRow};
+
+use crate::error::{Result, SchedulerError};
+use crate::spec::DagSpec;
+
+/// Runs `$body` (a block using `$c: &mut AnyConnection`) in one transaction, retrying it on
+/// lock conflicts (SQLite busy, PostgreSQL deadlock or serialization failure). A macro rather
+/// than a closure so the body borrows freely from the caller.
+macro_rules! transact {
+    ($store:expr, $context:expr, $c:ident, $body:block) => {{
+        let store: &$crate::store::Store = $store;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut conn = store.begin_tx($context).await?;
+            let result: $crate::error::Result<_> = {
+                let $c: &mut sqlx::AnyConnection = &mut *conn;
+                async { $body }.await
+            };
+            match store.end_tx(conn, result, $context).await {
+                Err(e) if attempt < 20 && $crate::store::is_conflict(&e) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(2 * u64::from(attempt)))
+                        .await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use transact;
+
+/// Which database the store talks to; the few statements that differ ask this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+const SCHEMA: &str = include_str!("schema.sql");
+
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+    url: String,
+    specs: Mutex<HashMap<(String, i64), Arc<DagSpec>>>,
+    /// Task instances of a team queued or running at once (from the configuration).
+    team_limits: RwLock<BTreeMap<String, u32>>,
+    /// Woken after a commit that queued tasks, so idle workers in this process claim them at
+    /// once instead of at their next poll.
+    pub work_available: Notify,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).finish()
+    }
+}
+
+impl Store {
+    /// Opens (and creates or migrates) the store at `url`: `sqlite://<path>` or
+    /// `postgres://...`.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else {
+            return Err(SchedulerError::Schema(format!(
+                "unsupported database URL {url:?}: use sqlite://<path> or postgres://..."
+            )));
+        };
+        let connect_err = |source| SchedulerError::Connect {
+            url: redact(url),
+            source,
+        };
+        let mut full_url = url.to_owned();
+        if dialect == Dialect::Sqlite && !url.contains("mode=") {
+            full_url.push_str(if url.contains('?') { "&" } else { "?" });
+            full_url.push_str("mode=rwc");
+        }
+        let options = AnyConnectOptions::from_str(&full_url).map_err(connect_err)?;
+        let max = match dialect {
+            Dialect::Sqlite => 4,
+            Dialect::Postgres => 10,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL lets readers run beside the one writer; NORMAL syncs at checkpoints
+                        // (a process crash loses nothing, a power cut at most the last commits).
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(connect_err)?;
+        let store = Store {
+            pool,
+            dialect,
+            url: redact(url),
+            specs: Mutex::new(HashMap::new()),
+            team_limits: RwLock::new(BTreeMap::new()),
+            work_available: Notify::new(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The embedded default: a SQLite file.
+    pub async fn open_sqlite(path: &std::path::Path) -> Result<Store> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        Store::open(&format!("sqlite://{}", path.display())).await
+    }
+
+    pub fn set_team_limits(&self, limits: BTreeMap<String, u32>) {
+        *self.team_limits.write().unwrap() = limits;
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(SchedulerError::db("connecting"))?;
+        // Two processes starting at once must not both create the schema.
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_lock(7235001)")
+                .execute(&mut *conn)
+                .await
+                .map_err(SchedulerError::db("locking for migration"))?;
+        }
+        let result = self.migrate_locked(&mut conn).await;
+        if self.dialect == Dialect::Postgres {
+            let _ = sqlx::query("SELECT pg_advisory_unlock(7235001)")
+                .execute(&mut *conn)
+                .await;
+        }
+        result
+    }
+
+    async fn migrate_locked(&self, conn: &mut AnyConnection) -> Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS chronoflow_schema (version BIGINT NOT NULL, applied_ms BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(SchedulerError::db("creating the schema table"))?;
+        let current: Option<i64> = sqlx::query("SELECT max(version) AS v FROM chronoflow_schema")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(SchedulerError::db("reading the schema version"))?
+            .try_get("v")
+            .map_err(SchedulerError::db("reading the schema version"))?;
+        match current {
+            Some(v) if v == SCHEMA_VERSION => return Ok(()),
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(SchedulerError::Schema(format!(
+                    "the store has schema version {v}, newer than this chronoflow's {SCHEMA_VERSION}; upgrade chronoflow"
+                )));
+            }
+            _ => {}
+        }
+        let begin = match self.dialect {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        };
+        sqlx::query(begin)
+            .execute(&mut *conn)
+            .await
+            .map_err(SchedulerError::db("migrating"))?;
+        let applied = async {
+            for statement in SCHEMA.split(';') {
+                let sql: String = statement
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if sql.trim().is_empty() {
+                    continue;
+                }
+                sqlx::query(AssertSqlSafe(sql.clone()))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            sqlx::query("INSERT INTO chronoflow_schema (version, applied_ms) VALUES ($1, $2)")
+                .bind(SCHEMA_VERSION)
+                .bind(crate::clock::Clock::now_ms(&crate::clock::SystemClock))
+                .execute(&mut *conn)
+                .await?;
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        match applied {
+            Ok(()) => sqlx::query("COMMIT")
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+                .map_err(SchedulerError::db("committing the migration")),
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(SchedulerError::Database {
+                    context: "migrating",
+                    source: e,
+                })
+            }
+        }
+    }
+
+    /// Starts a transaction (`BEGIN IMMEDIATE` on SQLite: take the write lock up front, so
+    /// two writers never deadlock upgrading a read lock).
+    pub(crate) async fn begin_tx(&self, context: &'static str) -> Result<PoolConnection<Any>> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(SchedulerError::db(context))?;
+        let begin = match self.dialect {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        };
+        sqlx::query(begin)
+            .execute(&mut *conn)
+            .await
+            .map_err(SchedulerError::db(context))?;
+        Ok(conn)
+    }
+
+    /// Commits when `result` is `Ok`, else rolls back; returns `result` (or the commit error).
+    pub(crate) async fn end_tx<T>(
+        &self,
+        mut conn: PoolConnection<Any>,
+        result: Result<T>,
+        context: &'static str,
+    ) -> Result<T> {
+        match result {
+            Ok(value) => {
+                sqlx::query("COMMIT")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(SchedulerError::db(context))?;
+                Ok(value)
+            }
+            Err(e) => {
+                // A failed rollback means a broken connection: drop it rather than reuse it.
+                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                    conn.close_on_drop();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The spec of `dag_id` at `version` (cached: versions never change).
+    pub async fn spec(&self, dag_id: &str, version: i64) -> Result<Arc<DagSpec>> {
+        let key = (dag_id.to_owned(), version);
+        if let Some(spec) = self.specs.lock().unwrap().get(&key) {
+            return Ok(spec.clone());
+        }
+        let row = sqlx::query("SELECT spec FROM dag_versions WHERE dag_id = $1 AND version = $2")
+            .bind(dag_id)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(SchedulerError::db("reading a DAG version"))?
+            .ok_or_else(|| SchedulerError::UnknownDag(dag_id.to_owned()))?;
+        let text: String = row
+            .try_get("spec")
+            .map_err(SchedulerError::db("reading a DAG version"))?;
+        let spec: DagSpec =
+            serde_json::from_str(&text).map_err(|e| SchedulerError::CorruptSpec {
+                dag_id: dag_id.to_owned(),
+                version,
+                message: e.to_string(),
+            })?;
+        let spec = Arc::new(spec);
+        self.specs.lock().unwrap().insert(key, spec.clone());
+        Ok(spec)
+    }
+
+    /// `SELECT ... FOR UPDATE` on PostgreSQL; SQLite's transaction already excludes writers.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// Every row of the main tables as sorted text, times relative to `epoch_ms`: the whole
+    /// state, for snapshot tests.
+    pub async fn dump(&self, epoch_ms: i64) -> Result<String> {
+        let rel = |v: Option<i64>| {
+            v.map(|v| format!("{:+}", v - epoch_ms))
+                .unwrap_or("-".into())
+        };
+        let mut out = String::new();
+        let rows = sqlx::query(
+            "SELECT dag_id, version, paused, removed, last_logical_ms FROM dags ORDER BY dag_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(SchedulerError::db("dumping"))?;
+        out.push_str("dags:\n");
+        for r in rows {
+            out.push_str(&format!(
+                "  {} v{} paused={} removed={} last={}\n",
+                r.get::<String, _>("dag_id"),
+                r.get::<i64, _>("version"),
+                r.get::<i64, _>("paused"),
+                r.get::<i64, _>("removed"),
+                rel(r.get::<Option<i64>, _>("last_logical_ms")),
+            ));
+        }
+        let rows = sqlx::query(
+            "SELECT dag_id, run_id, run_type, ds, start_ds, end_ds, state, unfinished, failed, started_ms, ended_ms FROM dag_runs ORDER BY dag_id, run_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(SchedulerError::db("dumping"))?;
+        out.push_str("runs:\n");
+        for r in rows {
+            out.push_str(&format!(
+                "  {}/{} {} ds={} range={}..{} {} unfinished={} failed={} started={} ended={}\n",
+                r.get::<String, _>("dag_id"),
+                r.get::<String, _>("run_id"),
+                r.get::<String, _>("run_type"),
+                r.get::<String, _>("ds"),
+                r.get::<String, _>("start_ds"),
+                r.get::<String, _>("end_ds"),
+                r.get::<String, _>("state"),
+                r.get::<i64, _>("unfinished"),
+                r.get::<i64, _>("failed"),
+                rel(r.get("started_ms")),
+                rel(r.get("ended_ms")),
+            ));
+        }
+        let rows = sqlx::query(
+            "SELECT dag_id, run_id, task_id, state, try_number, max_tries, next_ms, worker_id, error FROM task_instances ORDER BY dag_id, run_id, task_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(SchedulerError::db("dumping"))?;
+        out.push_str("task instances:\n");
+        for r in rows {
+            let error: Option<String> = r.get("error");
+            out.push_str(&format!(
+                "  {}/{}/{} {} try={}/{} next={} worker={}{}\n",
+                r.get::<String, _>("dag_id"),
+                r.get::<String, _>("run_id"),
+                r.get::<String, _>("task_id"),
+                r.get::<String, _>("state"),
+                r.get::<i64, _>("try_number"),
+                r.get::<i64, _>("max_tries"),
+                rel(r.get("next_ms")),
+                r.get::<Option<String>, _>("worker_id")
+                    .unwrap_or("-".into()),
+                error.map(|e| format!(" error={e:?}")).unwrap_or_default(),
+            ));
+        }
+        let rows = sqlx::query(
+            "SELECT dag_id, run_id, task_id, try_number, worker_id, state, error FROM task_tries ORDER BY dag_id, run_id, task_id, try_number",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(SchedulerError::db("dumping"))?;
+        out.push_str("tries:\n");
+        for r in rows {
+            let error: Option<String> = r.get("error");
+            out.push_str(&format!(
+                "  {}/{}/{}#{} {} {}{}\n",
+                r.get::<String, _>("dag_id"),
+                r.get::<String, _>("run_id"),
+                r.get::<String, _>("task_id"),
+                r.get::<i64, _>("try_number"),
+                r.get::<String, _>("worker_id"),
+                r.get::<String, _>("state"),
+                error.map(|e| format!(" error={e:?}")).unwrap_or_default(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn is_conflict(e: &SchedulerError) -> bool {
+    let SchedulerError::Database { source, .. } = e else {
+        return false;
+    };
+    match source {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let message = db.message();
+            // PostgreSQL: serialization failure, deadlock; SQLite: busy, locked.
+            code == "40001"
+                || code == "40P01"
+                || code == "5"
+                || code == "6"
+                || code == "517"
+                || message.contains("database is locked")
+        }
+        sqlx::Error::PoolTimedOut => true,
+        _ => false,
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Builds `$first, $first+1, ...` placeholders for an IN list.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,331 @@
+//! Workers: claim queued task instances, run them on an executor, record the outcome.
+//!
+//! A worker's tries stay its own only while it heartbeats; a worker killed with `kill -9`
+//! stops heartbeating, the scheduler fails its tries (retrying them elsewhere), and any
+//! result the dead worker might still report is discarded by the store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::alert::{Alert, Alerter};
+use crate::clock::Clock;
+use crate::config::SchedulerConfig;
+use crate::error::Result;
+use crate::executor::{Executors, TaskRun};
+use crate::failpoint::FailPoints;
+use crate::metrics::Metrics;
+use crate::spec::{Action, JobRef};
+use crate::state::TaskState;
+use crate::store::{Claimed, FinishOutcome, Store};
+
+pub struct Worker {
+    pub id: String,
+    pub store: Arc<Store>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<SchedulerConfig>,
+    pub executors: Executors,
+    /// Tasks run at once.
+    pub slots: usize,
+    pub logs_dir: PathBuf,
+    pub failpoints: Arc<FailPoints>,
+    pub metrics: Arc<Metrics>,
+    /// How often to look for work when not woken (other processes queue work too).
+    pub poll: Duration,
+    alerter: Alerter,
+}
+
+impl Worker {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        config: Arc<SchedulerConfig>,
+        executors: Executors,
+        slots: usize,
+        logs_dir: PathBuf,
+        metrics: Arc<Metrics>,
+        failpoints: Arc<FailPoints>,
+    ) -> Self {
+        Worker {
+            alerter: Alerter::new(config.clone()),
+            id,
+            store,
+            clock,
+            config,
+            executors,
+            slots: slots.max(1),
+            logs_dir,
+            failpoints,
+            metrics,
+            poll: Duration::from_millis(100),
+        }
+    }
+
+    /// Claims what it can and runs it to the end, one task after the other (deterministic
+    /// tests drive workers this way). Returns the tasks claimed.
+    pub async fn run_once(&self) -> Result<usize> {
+        let claimed = self
+            .store
+            .claim(&self.id, self.slots, self.clock.now_ms())
+            .await?;
+        let n = claimed.len();
+        for t in claimed {
+            self.execute(t).await?;
+        }
+        Ok(n)
+    }
+
+    /// Works until `shutdown` turns true, then drains: claims nothing more and waits for the
+    /// tasks it holds to finish.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let host = hostname();
+        self.store
+            .register_worker(&self.id, &host, std::process::id(), self.clock.now_ms())
+            .await?;
+        let heartbeat = {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let every = Duration::from_secs(me.config.heartbeat_interval_seconds.max(1));
+                loop {
+                    if let Err(e) = me.store.heartbeat(&me.id, me.clock.now_ms()).await {
+                        tracing::warn!(error = %e, "heartbeat failed");
+                    }
+                    // Keeps beating while the worker drains; aborted once it is done.
+                    tokio::time::sleep(every).await;
+                }
+            })
+        };
+        let slots = Arc::new(Semaphore::new(self.slots));
+        let slot_freed = Arc::new(tokio::sync::Notify::new());
+        let mut running = JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            // Register for wake-ups before looking, so a commit between the look and the wait
+            // is not missed.
+            let work = self.store.work_available.notified();
+            let freed = slot_freed.notified();
+            tokio::pin!(work, freed);
+            work.as_mut().enable();
+            freed.as_mut().enable();
+            let free = slots.available_permits();
+            let mut claimed = Vec::new();
+            if free > 0 {
+                match self.store.claim(&self.id, free, self.clock.now_ms()).await {
+                    Ok(c) => claimed = c,
+                    Err(e) => tracing::error!(error = %e, "claiming failed; retrying"),
+                }
+            }
+            let got = claimed.len();
+            for t in claimed {
+                let permit = slots.clone().acquire_owned().await.expect("open semaphore");
+                let me = self.clone();
+                let slot_freed = slot_freed.clone();
+                running.spawn(async move {
+                    if let Err(e) = me.execute(t).await {
+                        tracing::error!(error = %e, "task bookkeeping failed");
+                    }
+                    drop(permit);
+                    slot_freed.notify_one();
+                });
+            }
+            while running.try_join_next().is_some() {}
+            if got > 0 && got == free {
+                continue;
+            }
+            tokio::select! {
+                _ = &mut work => {}
+                _ = &mut freed => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(worker = %self.id, tasks = running.len(), "draining");
+        while running.join_next().await.is_some() {}
+        self.store
+            .stop_worker(&self.id, self.clock.now_ms())
+            .await?;
+        heartbeat.abort();
+        Ok(())
+    }
+
+    fn log_path(&self, t: &Claimed) -> PathBuf {
+        self.logs_dir
+            .join(&t.dag_id)
+            .join(t.run_id.replace([':', '/'], "_"))
+            .join(&t.task_id)
+            .join(format!("{}.log", t.try_number))
+    }
+
+    /// Runs one claimed try and records its outcome. An `Err` means the worker could not
+    /// record it (or an injected crash): the try stays `running` until reaped.
+    async fn execute(&self, t: Claimed) -> Result<()> {
+        let started = Instant::now();
+        if let Some(ready) = t.ready_ms {
+            self.metrics
+                .dispatch_latency_seconds
+                .observe((t.started_ms - ready).max(0) as f64 / 1000.0);
+        }
+        self.failpoints.check("worker.after_claim")?;
+        let spec = self.store.spec(&t.dag_id, t.version).await?;
+        let log_path = self.log_path(&t);
+        let outcome = match spec
+            .task(&t.task_id)
+            .map(|task| (&task.action, task.execution_timeout_seconds))
+        {
+            None => FinishOutcome::Failed(format!(
+                "task {} is not in version {} of DAG {}",
+                t.task_id, t.version, t.dag_id
+            )),
+            Some((action, timeout)) => {
+                let run = self.run_action(&t, action, &log_path);
+                let outcome = match timeout {
+                    Some(s) => match tokio::time::timeout(Duration::from_secs(s), run).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => FinishOutcome::Failed(format!("timed out after {s} s")),
+                    },
+                    None => run.await,
+                };
+                match self.failpoints.check("worker.in_job") {
+                    Err(e) => FinishOutcome::Failed(e.to_string()),
+                    Ok(()) => outcome,
+                }
+            }
+        };
+        self.failpoints.check("worker.before_commit")?;
+        let error = match &outcome {
+            FinishOutcome::Failed(e) => e.clone(),
+            _ => String::new(),
+        };
+        let log = log_path.exists().then(|| log_path.display().to_string());
+        let state = self
+            .store
+            .finish(
+                &t,
+                Some(&self.id),
+                outcome,
+                self.config.retry_max_delay_seconds,
+                log.as_deref(),
+                self.clock.now_ms(),
+            )
+            .await?;
+        self.metrics
+            .task_duration_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match state {
+            Some(state) => {
+                self.metrics.task_finished(state);
+                if state == TaskState::Failed {
+                    self.alerter.send(Alert {
+                        event: "task_failed",
+                        dag_id: t.dag_id.clone(),
+                        run_id: t.run_id.clone(),
+                        task_id: t.task_id.clone(),
+                        team: t.team.clone(),
+                        ds: t.ds.clone(),
+                        try_number: t.try_number,
+                        error,
+                        log_path: log,
+                    });
+                }
+            }
+            None => tracing::warn!(
+                dag_id = %t.dag_id, run_id = %t.run_id, task_id = %t.task_id, try_number = t.try_number,
+                "the try was taken over (this worker was presumed dead); its result is discarded"
+            ),
+        }
+        Ok(())
+    }
+
+    async fn run_action(
+        &self,
+        t: &Claimed,
+        action: &Action,
+        log_path: &std::path::Path,
+    ) -> FinishOutcome {
+        match action {
+            Action::Job(job) => match self.run_job(t, job, log_path).await {
+                Ok(()) => FinishOutcome::Success,
+                Err(e) => FinishOutcome::Failed(e),
+            },
+            Action::MetadataUpload { jobs } => self.upload_metadata(t, jobs, log_path).await,
+            // Sensors are the scheduler's; a worker never claims one.
+            Action::PartitionSensor { .. } | Action::UpstreamWait { .. } => {
+                FinishOutcome::Failed("a sensor reached a worker".to_owned())
+            }
+        }
+    }
+
+    async fn run_job(
+        &self,
+        t: &Claimed,
+        job: &JobRef,
+        log_path: &std::path::Path,
+    ) -> std::result::Result<(), String> {
+        let run = TaskRun {
+            dag_id: t.dag_id.clone(),
+            run_id: t.run_id.clone(),
+            task_id: t.task_id.clone(),
+            try_number: t.try_number,
+            ds: t.ds.clone(),
+            start_ds: t.start_ds.clone(),
+            end_ds: t.end_ds.clone(),
+            job: job.clone(),
+            log_path: log_path.to_owned(),
+        };
+        self.executors.for_team(&job.team).run(&run).await
+    }
+
+    /// Uploads the configs whose content hash changed since their last successful upload.
+    async fn upload_metadata(
+        &self,
+        t: &Claimed,
+        jobs: &[JobRef],
+        log_path: &std::path::Path,
+    ) -> FinishOutcome {
+        let ids: Vec<String> = jobs.iter().map(|j| j.job.clone()).collect();
+        let uploaded = match self.store.uploaded_hashes(&ids).await {
+            Ok(u) => u,
+            Err(e) => return FinishOutcome::Failed(e.to_string()),
+        };
+        let changed: Vec<&JobRef> = jobs
+            .iter()
+            .filter(|j| uploaded.get(&j.job) != Some(&j.content_hash))
+            .collect();
+        if changed.is_empty() {
+            return FinishOutcome::Skipped;
+        }
+        let mut failures = Vec::new();
+        for job in changed {
+            match self.run_job(t, job, log_path).await {
+                Ok(()) => {
+                    if let Err(e) = self
+                        .store
+                        .record_upload(&job.job, &job.content_hash, self.clock.now_ms())
+                        .await
+                    {
+                        failures.push(format!("{}: {e}", job.job));
+                    }
+                }
+                Err(e) => failures.push(format!("{}: {e}", job.job)),
+            }
+        }
+        if failures.is_empty() {
+            FinishOutcome::Success
+        } else {
+            FinishOutcome::Failed(failures.join("\n"))
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}

@@ -1,0 +1,351 @@
+//! The scheduler core, driven step by step with a fake clock and failures injected at named
+//! points; the whole state store is snapshotted after each step.
+
+use std::sync::Arc;
+
+use chronoflow_config::PartitionDate;
+use chronoflow_engine::{TableName, Warehouse};
+use chronoflow_scheduler::clock::{Clock, FakeClock};
+use chronoflow_scheduler::config::SchedulerConfig;
+use chronoflow_scheduler::executor::{Executors, NoopExecutor};
+use chronoflow_scheduler::failpoint::FailPoints;
+use chronoflow_scheduler::metrics::Metrics;
+use chronoflow_scheduler::scheduler::Scheduler;
+use chronoflow_scheduler::spec::{Action, DagSpec, JobRef, TaskSpec};
+use chronoflow_scheduler::store::{RunTrigger, Store};
+use chronoflow_scheduler::timetable::Timetable;
+use chronoflow_scheduler::worker::Worker;
+
+/// 2026-11-21T00:30:00Z: half an hour after the 20th ended.
+const START: i64 = 1_795_221_000_000;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    clock: FakeClock,
+    scheduler: Scheduler,
+    worker: Worker,
+    failpoints: Arc<FailPoints>,
+    warehouse: Arc<Warehouse>,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open_sqlite(&dir.path().join("state.db"))
+                .await
+                .unwrap(),
+        );
+        let clock = FakeClock::new(START);
+        let config = Arc::new(
+            SchedulerConfig::parse(
+                "heartbeat_interval_seconds = 5\nheartbeat_timeout_seconds = 30",
+            )
+            .unwrap(),
+        );
+        let warehouse =
+            Arc::new(Warehouse::open(dir.path().join("warehouse").to_str().unwrap()).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let failpoints = Arc::new(FailPoints::default());
+        let scheduler = Scheduler::new(
+            store.clone(),
+            Arc::new(clock.clone()),
+            config.clone(),
+            Some(warehouse.clone()),
+            metrics.clone(),
+            failpoints.clone(),
+        );
+        let executors = Executors::new(config.clone(), Arc::new(NoopExecutor::default()), None);
+        let worker = Worker::new(
+            "w1".into(),
+            store.clone(),
+            Arc::new(clock.clone()),
+            config,
+            executors,
+            4,
+            dir.path().join("logs"),
+            metrics,
+            failpoints.clone(),
+        );
+        Harness {
+            _dir: dir,
+            store,
+            clock,
+            scheduler,
+            worker,
+            failpoints,
+            warehouse,
+        }
+    }
+
+    async fn state(&self) -> String {
+        self.store.dump(START).await.unwrap()
+    }
+
+    fn advance_s(&self, s: i64) {
+        self.clock.advance_ms(s * 1000);
+    }
+}
+
+fn job(task_id: &str, upstream: &[&str]) -> TaskSpec {
+    TaskSpec {
+        task_id: task_id.into(),
+        upstream: upstream.iter().map(|s| s.to_string()).collect(),
+        retries: 1,
+        retry_delay_seconds: 60,
+        execution_timeout_seconds: None,
+        action: Action::Job(JobRef {
+            job: format!("team.{task_id}/backfill"),
+            config: format!("team.{task_id}"),
+            mode: "backfill".into(),
+            team: "team".into(),
+            conf_path: format!("compiled/joins/team/{task_id}"),
+            content_hash: "0".into(),
+        }),
+    }
+}
+
+fn sensor(task_id: &str, table: &str) -> TaskSpec {
+    TaskSpec {
+        task_id: task_id.into(),
+        upstream: vec![],
+        retries: 3,
+        retry_delay_seconds: 60,
+        execution_timeout_seconds: None,
+        action: Action::PartitionSensor {
+            table: table.into(),
+            partition_column: "ds".into(),
+            offset_days: 0,
+            sub_partitions: vec![],
+            end: None,
+            poke_interval_seconds: 60,
+            timeout_seconds: 600,
+        },
+    }
+}
+
+fn dag(dag_id: &str, timetable: Timetable, mut tasks: Vec<TaskSpec>) -> DagSpec {
+    tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    DagSpec {
+        dag_id: dag_id.into(),
+        kind: "join".into(),
+        team: Some("team".into()),
+        timetable,
+        catchup: false,
+        fills_missing: true,
+        start_date: None,
+        max_active_runs: 1,
+        concurrency: 100,
+        tasks,
+    }
+}
+
+fn daily() -> Timetable {
+    Timetable::Cron {
+        expr: "0 0 * * *".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_daily_run_through_sensor_crashes_retries_failure_and_clear() {
+    let h = Harness::new().await;
+    let spec = dag(
+        "chronon_join_team",
+        daily(),
+        vec![
+            sensor("wait_for__data_events__ds", "data.events"),
+            job("a", &["wait_for__data_events__ds"]),
+            job("b", &["a"]),
+            job("c", &[]),
+        ],
+    );
+    let report = h.store.sync_dags(&[spec], h.clock.now_ms()).await.unwrap();
+    assert_eq!(report.added, ["chronon_join_team"]);
+    insta::assert_snapshot!("01_synced", h.state().await);
+
+    // The run for the 20th is due (the day has ended); the sensor pokes at once, the
+    // independent task is queued.
+    let tick = h.scheduler.tick().await.unwrap();
+    assert_eq!(
+        (tick.runs_created, tick.runs_started, tick.sensors_poked),
+        (1, 1, 1)
+    );
+    insta::assert_snapshot!("02_run_started", h.state().await);
+
+    assert_eq!(h.worker.run_once().await.unwrap(), 1);
+    insta::assert_snapshot!("03_independent_task_done", h.state().await);
+
+    // The partition lands; the next poke sees it and `a` is queued.
+    h.warehouse
+        .write_partition(
+            &TableName::parse("data.events").unwrap(),
+            "ds",
+            PartitionDate::parse("2026-11-20").unwrap(),
+            &[],
+        )
+        .await
+        .unwrap();
+    h.advance_s(60);
+    h.scheduler.tick().await.unwrap();
+    insta::assert_snapshot!("04_sensor_met", h.state().await);
+
+    // Crash between claiming and starting: the try stays running until its heartbeat
+    // times out, then it is retried after the backoff.
+    h.failpoints.arm("worker.after_claim", 1);
+    assert!(h.worker.run_once().await.is_err());
+    h.advance_s(31);
+    let tick = h.scheduler.tick().await.unwrap();
+    assert_eq!(
+        tick.reaped, 0,
+        "a reaped try with retries left is not a final failure"
+    );
+    insta::assert_snapshot!("05_crashed_try_reaped", h.state().await);
+
+    h.advance_s(70);
+    h.scheduler.tick().await.unwrap();
+    // Crash while committing: the job ran, its success was never recorded.
+    h.failpoints.arm("worker.before_commit", 1);
+    assert!(h.worker.run_once().await.is_err());
+    h.advance_s(31);
+    let tick = h.scheduler.tick().await.unwrap();
+    assert_eq!(tick.reaped, 1, "the last try failed for good");
+    insta::assert_snapshot!("06_failed_for_good", h.state().await);
+
+    // Clearing `a` and its downstream runs them again with fresh retries.
+    let cleared = h
+        .store
+        .clear(
+            "chronon_join_team",
+            "scheduled__2026-11-20T00:00:00Z",
+            "a",
+            true,
+            h.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared, ["a", "b"]);
+    insta::assert_snapshot!("07_cleared", h.state().await);
+    h.worker.run_once().await.unwrap();
+    h.worker.run_once().await.unwrap();
+    insta::assert_snapshot!("08_run_succeeded", h.state().await);
+
+    // A late result of the try declared dead is discarded, not recorded twice.
+    let tries = h
+        .store
+        .tries("chronon_join_team", "scheduled__2026-11-20T00:00:00Z", "a")
+        .await
+        .unwrap();
+    assert_eq!(tries.iter().filter(|t| t.state == "success").count(), 1);
+}
+
+#[tokio::test]
+async fn job_failures_back_off_and_then_fail_downstream() {
+    let h = Harness::new().await;
+    let spec = dag("d", daily(), vec![job("a", &[]), job("b", &["a"])]);
+    h.store.sync_dags(&[spec], h.clock.now_ms()).await.unwrap();
+    h.scheduler.tick().await.unwrap();
+    h.failpoints.arm("worker.in_job", 2);
+    h.worker.run_once().await.unwrap();
+    // Not yet: the backoff is about a minute.
+    h.advance_s(30);
+    h.scheduler.tick().await.unwrap();
+    assert_eq!(h.worker.run_once().await.unwrap(), 0);
+    insta::assert_snapshot!("10_backing_off", h.state().await);
+    h.advance_s(40);
+    h.scheduler.tick().await.unwrap();
+    h.worker.run_once().await.unwrap();
+    insta::assert_snapshot!("11_upstream_failed", h.state().await);
+}
+
+#[tokio::test]
+async fn catchup_fills_missing_in_one_run_and_manual_runs_take_params() {
+    let h = Harness::new().await;
+    let mut gb = dag("chronon_gb_batch_team", daily(), vec![job("g", &[])]);
+    gb.catchup = true;
+    gb.start_date = Some("2026-11-15".into());
+    let mut per_day = dag("per_day", daily(), vec![job("p", &[])]);
+    per_day.catchup = true;
+    per_day.fills_missing = false;
+    per_day.max_active_runs = 2;
+    per_day.start_date = Some("2026-11-17".into());
+    let manual = dag(
+        "chronon_join_backfill",
+        Timetable::Manual,
+        vec![job("j", &[])],
+    );
+    h.store
+        .sync_dags(&[gb, per_day, manual], h.clock.now_ms())
+        .await
+        .unwrap();
+    h.scheduler.tick().await.unwrap();
+    let ids = h
+        .store
+        .trigger(
+            "chronon_join_backfill",
+            RunTrigger::Manual {
+                start_ds: "2026-01-01".into(),
+                end_ds: "2026-03-31".into(),
+            },
+            h.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    h.scheduler.tick().await.unwrap();
+    insta::assert_snapshot!("20_catchup_and_manual", h.state().await);
+    while h.worker.run_once().await.unwrap() > 0 {
+        h.scheduler.tick().await.unwrap();
+    }
+    insta::assert_snapshot!("21_all_done", h.state().await);
+}
+
+#[tokio::test]
+async fn bad_requests_are_clear_errors() {
+    let h = Harness::new().await;
+    let bad_cron = dag(
+        "bad",
+        Timetable::Cron {
+            expr: "61 * * * *".into(),
+        },
+        vec![job("a", &[])],
+    );
+    let good = dag("good", daily(), vec![job("a", &[])]);
+    let report = h
+        .store
+        .sync_dags(&[bad_cron, good], h.clock.now_ms())
+        .await
+        .unwrap();
+    assert_eq!(report.added, ["good"]);
+    assert!(
+        report.rejected[0].1.contains("61 * * * *"),
+        "{:?}",
+        report.rejected
+    );
+    let err = h.store.set_paused("nope", true, 0).await.unwrap_err();
+    assert_eq!(err.to_string(), "unknown DAG \"nope\"");
+    let err = h
+        .store
+        .trigger(
+            "good",
+            RunTrigger::Manual {
+                start_ds: "2026-13-01".into(),
+                end_ds: "2026-12-01".into(),
+            },
+            0,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("start_ds \"2026-13-01\""), "{err}");
+    h.scheduler.tick().await.unwrap();
+    let err = h
+        .store
+        .clear("good", "scheduled__2026-11-20T00:00:00Z", "zzz", false, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "DAG \"good\" has no task \"zzz\"");
+    // The good DAG kept running.
+    h.worker.run_once().await.unwrap();
+    let runs = h.store.runs(Some("good"), None, 10).await.unwrap();
+    assert_eq!(runs[0].state, "success");
+}
