@@ -29,14 +29,53 @@ struct Harness {
     warehouse: Arc<Warehouse>,
 }
 
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh PostgreSQL database for one test, on the server `DATABASE_URL` names.
+async fn fresh_postgres(base: &str) -> String {
+    use sqlx::Connection;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "chronoflow_core_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    format!("{prefix}/{name}")
+}
+
 impl Harness {
-    async fn new() -> Harness {
+    /// `None` when the backend is not available here (PostgreSQL without `DATABASE_URL`).
+    async fn new(backend: Backend) -> Option<Harness> {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            Store::open_sqlite(&dir.path().join("state.db"))
+        let store = match backend {
+            Backend::Sqlite => Store::open_sqlite(&dir.path().join("state.db"))
                 .await
                 .unwrap(),
-        );
+            Backend::Postgres => {
+                let Ok(base) = std::env::var("DATABASE_URL") else {
+                    eprintln!("DATABASE_URL is not set: skipping the PostgreSQL run");
+                    return None;
+                };
+                Store::open(&fresh_postgres(&base).await).await.unwrap()
+            }
+        };
+        let store = Arc::new(store);
         let clock = FakeClock::new(START);
         let config = Arc::new(
             SchedulerConfig::parse(
@@ -68,7 +107,7 @@ impl Harness {
             metrics,
             failpoints.clone(),
         );
-        Harness {
+        Some(Harness {
             _dir: dir,
             store,
             clock,
@@ -76,7 +115,7 @@ impl Harness {
             worker,
             failpoints,
             warehouse,
-        }
+        })
     }
 
     async fn state(&self) -> String {
@@ -147,9 +186,7 @@ fn daily() -> Timetable {
     }
 }
 
-#[tokio::test]
-async fn a_daily_run_through_sensor_crashes_retries_failure_and_clear() {
-    let h = Harness::new().await;
+async fn a_daily_run_through_sensor_crashes_retries_failure_and_clear(h: Harness) {
     let spec = dag(
         "chronon_join_team",
         daily(),
@@ -239,9 +276,7 @@ async fn a_daily_run_through_sensor_crashes_retries_failure_and_clear() {
     assert_eq!(tries.iter().filter(|t| t.state == "success").count(), 1);
 }
 
-#[tokio::test]
-async fn job_failures_back_off_and_then_fail_downstream() {
-    let h = Harness::new().await;
+async fn job_failures_back_off_and_then_fail_downstream(h: Harness) {
     let spec = dag("d", daily(), vec![job("a", &[]), job("b", &["a"])]);
     h.store.sync_dags(&[spec], h.clock.now_ms()).await.unwrap();
     h.scheduler.tick().await.unwrap();
@@ -258,9 +293,7 @@ async fn job_failures_back_off_and_then_fail_downstream() {
     insta::assert_snapshot!("11_upstream_failed", h.state().await);
 }
 
-#[tokio::test]
-async fn catchup_fills_missing_in_one_run_and_manual_runs_take_params() {
-    let h = Harness::new().await;
+async fn catchup_fills_missing_in_one_run_and_manual_runs_take_params(h: Harness) {
     let mut gb = dag("chronon_gb_batch_team", daily(), vec![job("g", &[])]);
     gb.catchup = true;
     gb.start_date = Some("2026-11-15".into());
@@ -300,9 +333,7 @@ async fn catchup_fills_missing_in_one_run_and_manual_runs_take_params() {
     insta::assert_snapshot!("21_all_done", h.state().await);
 }
 
-#[tokio::test]
-async fn bad_requests_are_clear_errors() {
-    let h = Harness::new().await;
+async fn bad_requests_are_clear_errors(h: Harness) {
     let bad_cron = dag(
         "bad",
         Timetable::Cron {
@@ -349,3 +380,34 @@ async fn bad_requests_are_clear_errors() {
     let runs = h.store.runs(Some("good"), None, 10).await.unwrap();
     assert_eq!(runs[0].state, "success");
 }
+
+/// Every case runs on both backends against the same snapshots: one schema, one behavior.
+macro_rules! on_both_backends {
+    ($($case:ident),*) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Harness::new(super::Backend::Sqlite).await.unwrap()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    if let Some(h) = super::Harness::new(super::Backend::Postgres).await {
+                        super::$case(h).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_daily_run_through_sensor_crashes_retries_failure_and_clear,
+    job_failures_back_off_and_then_fail_downstream,
+    catchup_fills_missing_in_one_run_and_manual_runs_take_params,
+    bad_requests_are_clear_errors
+);
