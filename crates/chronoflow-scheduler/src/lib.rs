@@ -9,6 +9,7 @@
 //!   do their work through the store, the [`executor`]s and the sensors' warehouse.
 
 pub mod alert;
+pub mod api;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -28,6 +28,219 @@ pub enum Command {
     Table(TableCommand),
     /// Run one Chronon job on the local engine, as Chronon's `run.py --mode ... --conf ...` does.
     Run(RunArgs),
+    /// Run the scheduler, a worker and the HTTP API in one process (embedded SQLite by default).
+    ///
+    /// Ctrl-C drains: no new task starts, running ones finish, then the process exits.
+    Standalone(StandaloneArgs),
+    /// Run the scheduler loop alone (several may share one PostgreSQL).
+    Scheduler(SchedulerArgs),
+    /// Run a worker alone: claims queued tasks and runs them.
+    Worker(WorkerArgs),
+    /// DAGs: list, sync, trigger, backfill, pause, unpause.
+    #[command(subcommand)]
+    Dags(DagsCommand),
+    /// DAG runs: list.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Task instances: list, clear, logs.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// The state store: `sqlite://<path>` (embedded, the default) or `postgres://...` (several
+    /// schedulers and workers sharing the load).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CHRONOFLOW_DATABASE_URL",
+        default_value = "sqlite://./.chronoflow/state.db"
+    )]
+    pub database_url: String,
+    /// Where task logs and uploaded metadata go.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "CHRONOFLOW_HOME",
+        default_value = "./.chronoflow"
+    )]
+    pub home: PathBuf,
+    /// Scheduler configuration (executors, teams, alerts, overrides); default
+    /// `<repo>/chronoflow.toml` if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Take the DAG specs from this JSON file instead of planning the repo (benchmarks and
+    /// tests of the scheduler itself).
+    #[arg(long, value_name = "FILE")]
+    pub specs: Option<PathBuf>,
+    /// Re-plan the repo this often (new, changed and removed configs take effect).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub replan_seconds: u64,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+    /// Time between two scheduler loops.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub tick_ms: u64,
+    /// Also serve the HTTP API on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+    /// Tasks run at once (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub slots: Option<usize>,
+    /// This worker's name (default: host and process id).
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StandaloneArgs {
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+    /// Tasks run at once (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub slots: Option<usize>,
+    /// Exit once no run is queued or running (after triggering backfills, say).
+    #[arg(long)]
+    pub until_idle: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DagsCommand {
+    /// List the DAGs with their state.
+    List {
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+    },
+    /// Plan the repo and register its DAGs (what the scheduler does every --replan-seconds).
+    Sync {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Trigger a run: a backfill DAG over --start-ds..--end-ds, or a scheduled DAG for --end-ds.
+    Trigger {
+        dag_id: String,
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        start_ds: String,
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        end_ds: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Create one run per logical date of a scheduled DAG in the range.
+    Backfill {
+        dag_id: String,
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        start_ds: String,
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        end_ds: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Pause DAGs: no new runs, no new tasks queued.
+    Pause {
+        dag_ids: Vec<String>,
+        /// Every DAG.
+        #[arg(long, conflicts_with = "dag_ids")]
+        all: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Unpause DAGs.
+    Unpause {
+        dag_ids: Vec<String>,
+        #[arg(long, conflicts_with = "dag_ids")]
+        all: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only this DAG's.
+        #[arg(long)]
+        dag: Option<String>,
+        /// Only runs in this state (queued, running, success, failed).
+        #[arg(long)]
+        state_filter: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// List the task instances of a run.
+    List {
+        dag_id: String,
+        run_id: String,
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+    },
+    /// Clear a task instance so it runs again (with fresh retries).
+    Clear {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        /// Also clear every task downstream of it.
+        #[arg(long)]
+        downstream: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Print the log of a try (the last one by default).
+    Logs {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        #[arg(long = "try", value_name = "N")]
+        try_number: Option<i64>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,7 +281,7 @@ pub enum RunMode {
     Backfill,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct WarehouseArg {
     /// Where tables live: a directory, `file://…`, or `s3://bucket/prefix` / `gs://bucket/prefix`
     /// (credentials from the usual environment variables).
@@ -130,7 +343,7 @@ pub enum ExportFormatArg {
     Parquet,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RepoArg {
     /// The repo of compiled configs: a directory with `production/` and `teams.json` (Airbnb
     /// layout), or with `compiled/` (Zipline layout).

@@ -17,6 +17,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Structured logs on stderr (`RUST_LOG=debug` for more).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {

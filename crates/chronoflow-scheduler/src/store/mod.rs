@@ -104,8 +104,11 @@ impl Store {
             full_url.push_str("mode=rwc");
         }
         let options = AnyConnectOptions::from_str(&full_url).map_err(connect_err)?;
+        // SQLite has one writer: a single connection queues this process's transactions fairly
+        // instead of having them spin on the file lock. (Other processes still wait on
+        // `busy_timeout`.)
         let max = match dialect {
-            Dialect::Sqlite => 4,
+            Dialect::Sqlite => 1,
             Dialect::Postgres => 10,
         };
         let pool = AnyPoolOptions::new()
@@ -303,14 +306,41 @@ impl Store {
 
     /// The spec of `dag_id` at `version` (cached: versions never change).
     pub async fn spec(&self, dag_id: &str, version: i64) -> Result<Arc<DagSpec>> {
-        let key = (dag_id.to_owned(), version);
-        if let Some(spec) = self.specs.lock().unwrap().get(&key) {
-            return Ok(spec.clone());
+        if let Some(spec) = self.cached_spec(dag_id, version) {
+            return Ok(spec);
         }
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(SchedulerError::db("reading a DAG version"))?;
+        self.spec_in(&mut conn, dag_id, version).await
+    }
+
+    fn cached_spec(&self, dag_id: &str, version: i64) -> Option<Arc<DagSpec>> {
+        self.specs
+            .lock()
+            .unwrap()
+            .get(&(dag_id.to_owned(), version))
+            .cloned()
+    }
+
+    /// [`Store::spec`] on a connection already held (inside a transaction: with SQLite's one
+    /// connection, asking the pool there would wait forever).
+    pub(crate) async fn spec_in(
+        &self,
+        c: &mut AnyConnection,
+        dag_id: &str,
+        version: i64,
+    ) -> Result<Arc<DagSpec>> {
+        if let Some(spec) = self.cached_spec(dag_id, version) {
+            return Ok(spec);
+        }
+        let key = (dag_id.to_owned(), version);
         let row = sqlx::query("SELECT spec FROM dag_versions WHERE dag_id = $1 AND version = $2")
             .bind(dag_id)
             .bind(version)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(SchedulerError::db("reading a DAG version"))?
             .ok_or_else(|| SchedulerError::UnknownDag(dag_id.to_owned()))?;

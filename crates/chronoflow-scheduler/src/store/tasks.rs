@@ -525,7 +525,7 @@ impl Store {
         if row.get::<i64, _>("paused") != 0 {
             return Ok(0);
         }
-        let spec = self.spec(dag_id, row.get("version")).await?;
+        let spec = self.spec_in(c, dag_id, row.get("version")).await?;
         let team: String = row.get("team");
         let active: i64 = sqlx::query(
             "SELECT count(*) AS n FROM task_instances WHERE dag_id = $1 AND state IN ('queued', 'running') AND is_sensor = 0",

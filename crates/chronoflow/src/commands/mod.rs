@@ -2,6 +2,8 @@ mod check;
 mod output;
 mod plan;
 mod run;
+mod service;
+mod state;
 mod table;
 
 use std::path::Path;
@@ -18,6 +20,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(&args),
         Command::Table(command) => table::run(command),
         Command::Run(args) => run::run(&args),
+        Command::Standalone(args) => service::standalone(&args),
+        Command::Scheduler(args) => service::scheduler(&args),
+        Command::Worker(args) => service::worker_command(&args),
+        Command::Dags(command) => state::dags(command),
+        Command::Runs(command) => state::runs(command),
+        Command::Tasks(command) => state::tasks(command),
     }
 }
 

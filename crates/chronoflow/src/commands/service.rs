@@ -1,0 +1,377 @@
+//! `standalone`, `scheduler` and `worker`: the long-running processes.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chronoflow_engine::Warehouse;
+use chronoflow_scheduler::api::{self, ApiState};
+use chronoflow_scheduler::clock::{Clock, SystemClock};
+use chronoflow_scheduler::config::SchedulerConfig;
+use chronoflow_scheduler::executor::{EngineExecutor, Executors};
+use chronoflow_scheduler::failpoint::FailPoints;
+use chronoflow_scheduler::metrics::Metrics;
+use chronoflow_scheduler::scheduler::{Scheduler, SpecSource};
+use chronoflow_scheduler::spec::{DagSpec, specs_from_plan};
+use chronoflow_scheduler::store::Store;
+use chronoflow_scheduler::worker::Worker;
+use tokio::sync::watch;
+
+use crate::cli::{SchedulerArgs, SourceArgs, StandaloneArgs, StateArgs, WorkerArgs};
+
+/// Plans the repo (or reads a specs file) whenever the scheduler asks.
+pub struct RepoSource {
+    repo: PathBuf,
+    specs_file: Option<PathBuf>,
+    config: Arc<SchedulerConfig>,
+}
+
+impl SpecSource for RepoSource {
+    fn specs(&self) -> Result<Vec<DagSpec>, String> {
+        if let Some(file) = &self.specs_file {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()));
+        }
+        let repo = chronoflow_config::fs::load_repo(&self.repo)
+            .map_err(|e| format!("loading repo {}: {e}", self.repo.display()))?;
+        let plan = chronoflow_plan::plan(&repo);
+        let errors: Vec<String> = plan
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
+            .collect();
+        if !errors.is_empty() {
+            let shown = errors
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n");
+            let more = errors.len().saturating_sub(10);
+            return Err(format!(
+                "the repo {} has {} error(s); fix them (chronoflow check) for the change to take effect:\n{shown}{}",
+                self.repo.display(),
+                errors.len(),
+                if more > 0 {
+                    format!("\n… and {more} more")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        Ok(specs_from_plan(&plan, &self.config))
+    }
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn load_config(state: &StateArgs, repo: &Path) -> anyhow::Result<Arc<SchedulerConfig>> {
+    let path = state
+        .config
+        .clone()
+        .unwrap_or_else(|| repo.join("chronoflow.toml"));
+    if state.config.is_some() && !path.exists() {
+        anyhow::bail!("scheduler config {} does not exist", path.display());
+    }
+    Ok(Arc::new(SchedulerConfig::load(&path)?))
+}
+
+pub async fn open_store(state: &StateArgs, config: &SchedulerConfig) -> anyhow::Result<Arc<Store>> {
+    let store = if let Some(path) = state.database_url.strip_prefix("sqlite://") {
+        Store::open_sqlite(Path::new(path)).await?
+    } else {
+        Store::open(&state.database_url).await?
+    };
+    store.set_team_limits(
+        config
+            .teams
+            .iter()
+            .filter_map(|(team, t)| t.concurrency.map(|c| (team.clone(), c)))
+            .collect(),
+    );
+    Ok(Arc::new(store))
+}
+
+struct Parts {
+    store: Arc<Store>,
+    config: Arc<SchedulerConfig>,
+    warehouse: Arc<Warehouse>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+async fn parts(state: &StateArgs, repo: &Path, warehouse: &str) -> anyhow::Result<Parts> {
+    let config = load_config(state, repo)?;
+    let store = open_store(state, &config).await?;
+    let warehouse = Arc::new(Warehouse::open(warehouse)?);
+    Ok(Parts {
+        store,
+        config,
+        warehouse,
+        metrics: Arc::new(Metrics::default()),
+        clock: Arc::new(SystemClock),
+    })
+}
+
+fn source(args: &SourceArgs, config: Arc<SchedulerConfig>) -> Arc<dyn SpecSource> {
+    Arc::new(RepoSource {
+        repo: args.repo.repo.clone(),
+        specs_file: args.specs.clone(),
+        config,
+    })
+}
+
+fn worker(
+    p: &Parts,
+    repo: &Path,
+    state: &StateArgs,
+    warehouse: &str,
+    slots: Option<usize>,
+    id: Option<String>,
+) -> anyhow::Result<Arc<Worker>> {
+    let engine = EngineExecutor::new(
+        repo.to_owned(),
+        Warehouse::open(warehouse)?,
+        state.home.join("metadata"),
+    );
+    let executors = Executors::new(p.config.clone(), Arc::new(engine), Some(repo.to_owned()));
+    let slots = slots.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let id = id.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    Ok(Arc::new(Worker::new(
+        id,
+        p.store.clone(),
+        p.clock.clone(),
+        p.config.clone(),
+        executors,
+        slots,
+        state.home.join("logs"),
+        p.metrics.clone(),
+        Arc::new(FailPoints::default()),
+    )))
+}
+
+/// Turns true on the first Ctrl-C (or SIGTERM); a second one exits at once.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down: draining running tasks (Ctrl-C again to exit now)");
+        let _ = tx.send(true);
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+    rx
+}
+
+async fn serve_api(
+    listen: &str,
+    p: &Parts,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+    let state = ApiState {
+        store: p.store.clone(),
+        clock: p.clock.clone(),
+        metrics: p.metrics.clone(),
+    };
+    Ok(tokio::spawn(async move {
+        if let Err(e) = api::serve(listener, state, shutdown).await {
+            tracing::error!(error = %e, "HTTP API stopped");
+        }
+    }))
+}
+
+fn new_scheduler(p: &Parts) -> Scheduler {
+    Scheduler::new(
+        p.store.clone(),
+        p.clock.clone(),
+        p.config.clone(),
+        Some(p.warehouse.clone()),
+        p.metrics.clone(),
+        Arc::new(FailPoints::default()),
+    )
+}
+
+pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
+    let s = &args.scheduler;
+    runtime()?.block_on(async {
+        let p = parts(&s.state, &s.source.repo.repo, &s.warehouse.warehouse).await?;
+        let shutdown = shutdown_signal();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Either a signal or `--until-idle` stops everything.
+        let mut sig = shutdown.clone();
+        let forward = stop_tx.clone();
+        tokio::spawn(async move {
+            let _ = sig.wait_for(|s| *s).await;
+            let _ = forward.send(true);
+        });
+        let scheduler = Arc::new(new_scheduler(&p));
+        let source = source(&s.source, p.config.clone());
+        // Plan before anything runs, so a broken repo is reported at once.
+        scheduler.replan(source.clone()).await?;
+        if let Some((false, message, _)) = p.store.plan_status().await? {
+            tracing::error!(error = %message, "the repo does not plan");
+        }
+        let api = match &s.listen {
+            Some(listen) => Some(serve_api(listen, &p, stop_rx.clone()).await?),
+            None => None,
+        };
+        let worker = worker(
+            &p,
+            &s.source.repo.repo,
+            &s.state,
+            &s.warehouse.warehouse,
+            args.slots,
+            None,
+        )?;
+        let worker_task = tokio::spawn(worker.clone().run(stop_rx.clone()));
+        let sched = scheduler.clone();
+        let every = Duration::from_secs(s.source.replan_seconds.max(1));
+        let tick = Duration::from_millis(s.tick_ms.max(1));
+        let sched_rx = stop_rx.clone();
+        let sched_task =
+            tokio::spawn(async move { sched.run(tick, Some((source, every)), sched_rx).await });
+        if args.until_idle {
+            let store = p.store.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let busy = async {
+                        let running = store.runs(None, Some("running"), 1).await?;
+                        let queued = store.runs(None, Some("queued"), 1).await?;
+                        anyhow::Ok(!running.is_empty() || !queued.is_empty())
+                    };
+                    if let Ok(false) = busy.await {
+                        let _ = stop_tx.send(true);
+                        return;
+                    }
+                }
+            });
+        }
+        sched_task.await?;
+        worker_task.await??;
+        if let Some(api) = api {
+            api.await?;
+        }
+        report_runs(&p.store).await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// What ran: one line per run of this session's store, newest first.
+async fn report_runs(store: &Store) -> anyhow::Result<()> {
+    let runs = store.runs(None, None, 20).await?;
+    for r in runs {
+        eprintln!(
+            "run {}/{} ds={} range={}..{} {}",
+            r.dag_id, r.run_id, r.ds, r.start_ds, r.end_ds, r.state
+        );
+    }
+    Ok(())
+}
+
+pub fn scheduler(args: &SchedulerArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let p = parts(
+            &args.state,
+            &args.source.repo.repo,
+            &args.warehouse.warehouse,
+        )
+        .await?;
+        let shutdown = shutdown_signal();
+        let scheduler = new_scheduler(&p);
+        let api = match &args.listen {
+            Some(listen) => Some(serve_api(listen, &p, shutdown.clone()).await?),
+            None => None,
+        };
+        let every = Duration::from_secs(args.source.replan_seconds.max(1));
+        scheduler
+            .run(
+                Duration::from_millis(args.tick_ms.max(1)),
+                Some((source(&args.source, p.config.clone()), every)),
+                shutdown,
+            )
+            .await;
+        if let Some(api) = api {
+            api.await?;
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn worker_command(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let p = parts(&args.state, &args.repo.repo, &args.warehouse.warehouse).await?;
+        let shutdown = shutdown_signal();
+        let w = worker(
+            &p,
+            &args.repo.repo,
+            &args.state,
+            &args.warehouse.warehouse,
+            args.slots,
+            args.id.clone(),
+        )?;
+        w.run(shutdown).await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `dags sync`: one re-planning.
+pub fn sync(source_args: &SourceArgs, state: &StateArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let config = load_config(state, &source_args.repo.repo)?;
+        let store = open_store(state, &config).await?;
+        let specs = source(source_args, config.clone())
+            .specs()
+            .map_err(anyhow::Error::msg)?;
+        let report = store.sync_dags(&specs, SystemClock.now_ms()).await?;
+        println!(
+            "{} DAGs: {} added, {} changed, {} removed, {} unchanged",
+            specs.len(),
+            report.added.len(),
+            report.changed.len(),
+            report.removed.len(),
+            report.unchanged
+        );
+        for (dag, why) in &report.rejected {
+            println!("rejected {dag}: {why}");
+        }
+        Ok(if report.rejected.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
