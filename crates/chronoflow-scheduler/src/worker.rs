@@ -87,6 +87,19 @@ impl Worker {
         self.store
             .register_worker(&self.id, &host, std::process::id(), self.clock.now_ms())
             .await?;
+        // Tries still marked as this worker's belong to an earlier process with the same id:
+        // it is gone, so they failed (heartbeating them now would keep them alive forever).
+        let orphans = self
+            .store
+            .release_worker(
+                &self.id,
+                self.config.retry_max_delay_seconds,
+                self.clock.now_ms(),
+            )
+            .await?;
+        if orphans > 0 {
+            tracing::warn!(worker = %self.id, tries = orphans, "failed the tries of an earlier worker with this id");
+        }
         let heartbeat = {
             let me = self.clone();
             tokio::spawn(async move {

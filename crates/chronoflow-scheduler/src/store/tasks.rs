@@ -608,6 +608,37 @@ impl Store {
         Ok(failed)
     }
 
+    /// Fails the running tries held by `worker_id` (an earlier process of that name). Returns
+    /// how many.
+    pub async fn release_worker(
+        &self,
+        worker_id: &str,
+        retry_cap_seconds: u64,
+        now: i64,
+    ) -> Result<usize> {
+        let rows = sqlx::query(
+            "SELECT dag_id, run_id, task_id, version, team, ds, start_ds, end_ds, try_number, max_tries, ready_ms, started_ms \
+             FROM task_instances WHERE state = 'running' AND is_sensor = 0 AND worker_id = $1",
+        )
+        .bind(worker_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(SchedulerError::db("finding a worker's tries"))?;
+        for r in &rows {
+            let error = format!("worker {worker_id} restarted while running this try");
+            self.finish(
+                &claimed(r),
+                Some(worker_id),
+                FinishOutcome::Failed(error),
+                retry_cap_seconds,
+                None,
+                now,
+            )
+            .await?;
+        }
+        Ok(rows.len())
+    }
+
     /// Moves `up_for_retry` instances whose backoff passed back to `scheduled` (sensors back to
     /// poking). Returns how many.
     pub async fn wake_retries(&self, now: i64) -> Result<usize> {
