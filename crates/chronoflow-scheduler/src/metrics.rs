@@ -43,8 +43,26 @@ impl Histogram {
     }
 }
 
+/// What a benchmark traces per task instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceEvent {
+    /// A worker's claim committed: the task starts.
+    Claimed,
+    /// The try's success committed: downstream tasks are ready.
+    Succeeded,
+}
+
+/// Precise per-task timestamps, kept only when a benchmark asks (the database keeps
+/// milliseconds; dispatch latency needs better).
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub events: Mutex<Vec<(String, TraceEvent, std::time::Instant)>>,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Per-task timestamps (benchmarks only).
+    pub trace: Option<Trace>,
     pub scheduler_loop_seconds: Histogram,
     pub task_duration_seconds: Histogram,
     /// From the moment a task's upstream was done to the moment a worker started it.
@@ -55,6 +73,20 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    pub fn with_trace() -> Metrics {
+        Metrics {
+            trace: Some(Trace::default()),
+            ..Metrics::default()
+        }
+    }
+
+    pub fn record(&self, task: impl FnOnce() -> String, event: TraceEvent) {
+        if let Some(trace) = &self.trace {
+            let now = std::time::Instant::now();
+            trace.events.lock().unwrap().push((task(), event, now));
+        }
+    }
+
     pub fn task_finished(&self, state: TaskState) {
         let i = TaskState::ALL.iter().position(|s| *s == state).unwrap_or(0);
         self.finished[i].fetch_add(1, Ordering::Relaxed);

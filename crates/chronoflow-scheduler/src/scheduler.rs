@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chronoflow_config::PartitionDate;
-use chronoflow_engine::{TableName, Warehouse};
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::alert::{Alert, Alerter};
@@ -28,6 +28,9 @@ const SENSOR_BATCH: usize = 256;
 const SENSOR_LEASE_MS: i64 = 60_000;
 /// Loops between two reconciliations (the safety net behind the fast paths).
 const RECONCILE_EVERY: u64 = 30;
+
+/// How often the store's housekeeping runs (see `Store::maintain`).
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 
 /// What one loop did (tests assert on it; logs print it).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -48,11 +51,12 @@ pub struct Scheduler {
     pub store: Arc<Store>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<SchedulerConfig>,
-    pub warehouse: Option<Arc<Warehouse>>,
+    pub catalog: Option<Arc<dyn PartitionCatalog>>,
     pub alerter: Alerter,
     pub metrics: Arc<Metrics>,
     pub failpoints: Arc<FailPoints>,
     ticks: AtomicU64,
+    last_maintenance: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Scheduler {
@@ -60,7 +64,7 @@ impl Scheduler {
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
         config: Arc<SchedulerConfig>,
-        warehouse: Option<Arc<Warehouse>>,
+        catalog: Option<Arc<dyn PartitionCatalog>>,
         metrics: Arc<Metrics>,
         failpoints: Arc<FailPoints>,
     ) -> Self {
@@ -69,10 +73,11 @@ impl Scheduler {
             store,
             clock,
             config,
-            warehouse,
+            catalog,
             metrics,
             failpoints,
             ticks: AtomicU64::new(0),
+            last_maintenance: std::sync::Mutex::new(None),
         }
     }
 
@@ -82,7 +87,7 @@ impl Scheduler {
         let tick = self.ticks.fetch_add(1, Ordering::Relaxed);
         let mut report = TickReport::default();
         let now = self.clock.now_ms();
-        if tick % RECONCILE_EVERY == 0 {
+        if tick.is_multiple_of(RECONCILE_EVERY) {
             self.store.reconcile(now).await?;
         }
         report.runs_created = self.store.create_due_runs(now).await?;
@@ -105,6 +110,17 @@ impl Scheduler {
             self.alert("task_failed", &t, error);
         }
         report.sensors_poked = self.poke_sensors(now).await?;
+        let due = {
+            let mut last = self.last_maintenance.lock().unwrap();
+            let due = last.is_none_or(|t| t.elapsed() >= MAINTENANCE_EVERY);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.store.maintain().await?;
+        }
         self.metrics
             .scheduler_loop_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -275,11 +291,11 @@ impl Scheduler {
                     if ends_before(end.as_deref(), ds) {
                         continue;
                     }
-                    let Some(warehouse) = &self.warehouse else {
+                    let Some(catalog) = &self.catalog else {
                         return Err("no warehouse is configured for partition sensors".to_owned());
                     };
                     let target = ds.add_days(*offset_days);
-                    if !cache.has(warehouse, table, target).await? {
+                    if !cache.has(catalog.as_ref(), table, target).await? {
                         return Ok(false);
                     }
                 }
@@ -356,6 +372,35 @@ fn describe(action: &Action, t: &Claimed) -> String {
     }
 }
 
+/// Where partition sensors look: the warehouse's catalog.
+pub trait PartitionCatalog: Send + Sync {
+    /// The partitions of `table` (`namespace.table`); an empty set when it does not exist.
+    fn partitions<'a>(
+        &'a self,
+        table: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<std::collections::BTreeSet<PartitionDate>, String>>;
+}
+
+#[cfg(feature = "engine")]
+impl PartitionCatalog for chronoflow_engine::Warehouse {
+    fn partitions<'a>(
+        &'a self,
+        table: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<std::collections::BTreeSet<PartitionDate>, String>> {
+        Box::pin(async move {
+            let name = chronoflow_engine::TableName::parse(table).map_err(|e| e.to_string())?;
+            match self.table_meta(&name).await.map_err(|e| e.to_string())? {
+                Some(_) => Ok(chronoflow_engine::Warehouse::partitions(self, &name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .collect()),
+                None => Ok(Default::default()),
+            }
+        })
+    }
+}
+
 /// Partitions listed once per loop and table, however many sensors ask.
 #[derive(Default)]
 struct PartitionCache {
@@ -365,25 +410,12 @@ struct PartitionCache {
 impl PartitionCache {
     async fn has(
         &mut self,
-        warehouse: &Warehouse,
+        catalog: &dyn PartitionCatalog,
         table: &str,
         ds: PartitionDate,
     ) -> std::result::Result<bool, String> {
         if !self.tables.contains_key(table) {
-            let name = TableName::parse(table).map_err(|e| e.to_string())?;
-            let parts = match warehouse
-                .table_meta(&name)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some(_) => warehouse
-                    .partitions(&name)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .collect(),
-                None => Default::default(),
-            };
+            let parts = catalog.partitions(table).await?;
             self.tables.insert(table.to_owned(), parts);
         }
         Ok(self.tables[table].contains(&ds))

@@ -30,6 +30,10 @@ pub struct DagSpec {
     pub concurrency: u32,
     /// Sorted by task id.
     pub tasks: Vec<TaskSpec>,
+    /// Task id -> the tasks that list it as upstream, built on first use: finishing a task
+    /// must not walk every task of a 10,000-task DAG.
+    #[serde(skip)]
+    pub downstream_index: std::sync::OnceLock<std::collections::HashMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +116,20 @@ impl DagSpec {
             .binary_search_by(|t| t.task_id.as_str().cmp(task_id))
             .ok()
             .map(|i| &self.tasks[i])
+    }
+
+    /// The tasks that list `task_id` as upstream (sorted).
+    pub fn downstream_of(&self, task_id: &str) -> &[String] {
+        self.downstream_index
+            .get_or_init(|| {
+                self.downstream()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
+                    .collect()
+            })
+            .get(task_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Task id -> the tasks that list it as upstream (sorted).
@@ -256,6 +274,7 @@ pub fn specs_from_plan(plan: &Plan, config: &SchedulerConfig) -> Vec<DagSpec> {
                 max_active_runs: o.max_active_runs.unwrap_or(dag.max_active_runs).max(1),
                 concurrency: o.concurrency.unwrap_or(dag.concurrency).max(1),
                 tasks,
+                downstream_index: Default::default(),
             }
         })
         .collect()

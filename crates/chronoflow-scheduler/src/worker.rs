@@ -17,7 +17,7 @@ use crate::config::SchedulerConfig;
 use crate::error::Result;
 use crate::executor::{Executors, TaskRun};
 use crate::failpoint::FailPoints;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TraceEvent};
 use crate::spec::{Action, JobRef};
 use crate::state::TaskState;
 use crate::store::{Claimed, FinishOutcome, Store};
@@ -74,6 +74,9 @@ impl Worker {
             .claim(&self.id, self.slots, self.clock.now_ms())
             .await?;
         let n = claimed.len();
+        for t in &claimed {
+            self.metrics.record(|| trace_key(t), TraceEvent::Claimed);
+        }
         for t in claimed {
             self.execute(t).await?;
         }
@@ -136,6 +139,9 @@ impl Worker {
                 }
             }
             let got = claimed.len();
+            for t in &claimed {
+                self.metrics.record(|| trace_key(t), TraceEvent::Claimed);
+            }
             for t in claimed {
                 let permit = slots.clone().acquire_owned().await.expect("open semaphore");
                 let me = self.clone();
@@ -233,6 +239,9 @@ impl Worker {
             .observe(started.elapsed().as_secs_f64());
         match state {
             Some(state) => {
+                if state == TaskState::Success {
+                    self.metrics.record(|| trace_key(&t), TraceEvent::Succeeded);
+                }
                 self.metrics.task_finished(state);
                 if state == TaskState::Failed {
                     self.alerter.send(Alert {
@@ -341,4 +350,9 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+/// `dag/run/task`, the key of a task instance in traces.
+pub fn trace_key(t: &Claimed) -> String {
+    format!("{}/{}/{}", t.dag_id, t.run_id, t.task_id)
 }

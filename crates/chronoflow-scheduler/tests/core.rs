@@ -91,7 +91,7 @@ impl Harness {
             store.clone(),
             Arc::new(clock.clone()),
             config.clone(),
-            Some(warehouse.clone()),
+            Some(warehouse.clone() as Arc<dyn chronoflow_scheduler::scheduler::PartitionCatalog>),
             metrics.clone(),
             failpoints.clone(),
         );
@@ -177,6 +177,7 @@ fn dag(dag_id: &str, timetable: Timetable, mut tasks: Vec<TaskSpec>) -> DagSpec 
         max_active_runs: 1,
         concurrency: 100,
         tasks,
+        downstream_index: Default::default(),
     }
 }
 

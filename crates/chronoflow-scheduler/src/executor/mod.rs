@@ -1,6 +1,7 @@
 //! Executors: what runs a job task. Which one a team uses is configuration.
 
 mod command;
+#[cfg(feature = "engine")]
 mod engine;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 pub use command::CommandExecutor;
+#[cfg(feature = "engine")]
 pub use engine::EngineExecutor;
 
 use crate::config::{ExecutorConfig, IN_PROCESS, SchedulerConfig};

@@ -68,7 +68,7 @@ CREATE TABLE task_instances (
     PRIMARY KEY (dag_id, run_id, task_id)
 );
 CREATE INDEX ti_by_state ON task_instances (state, next_ms);
-CREATE INDEX ti_by_dag_state ON task_instances (dag_id, state, run_order, priority);
+CREATE INDEX ti_by_dag_state ON task_instances (dag_id, state, run_order, priority, task_id);
 CREATE INDEX ti_by_team_state ON task_instances (team, state);
 CREATE INDEX ti_by_worker ON task_instances (worker_id, state);
 

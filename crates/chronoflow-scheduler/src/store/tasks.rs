@@ -1,6 +1,6 @@
 //! Task instances: readiness, concurrency slots, claims, results, retries, sensors, clearing.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -420,11 +420,10 @@ impl Store {
         state: TaskState,
         now: i64,
     ) -> Result<()> {
-        let downstream = spec.downstream();
         let mut work: VecDeque<(String, TaskState)> = VecDeque::from([(task_id.to_owned(), state)]);
         while let Some((task, state)) = work.pop_front() {
             count_terminal(c, &spec.dag_id, run_id, state, 1).await?;
-            for &d in downstream.get(task.as_str()).into_iter().flatten() {
+            for d in spec.downstream_of(&task) {
                 if let Some(new) = self.check_ready(c, spec, run_id, d, now).await?
                     && new.is_terminal()
                 {
@@ -828,34 +827,54 @@ impl Store {
             let (dag_id, run_id, version): (String, String, i64) =
                 (r.get("dag_id"), r.get("run_id"), r.get("version"));
             let spec = self.spec(&dag_id, version).await?;
-            let (m, q) = transact!(self, "reconciling", c, {
-                let (spec, dag_id, run_id) = (spec.clone(), dag_id.clone(), run_id.clone());
+            let (m, q) =
+                transact!(self, "reconciling", c, {
+                    let (spec, dag_id, run_id) = (spec.clone(), dag_id.clone(), run_id.clone());
 
-                lock_run(self, c, &dag_id, &run_id).await?;
-                let waiting: Vec<String> = sqlx::query(
-                            "SELECT task_id FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND state = 'waiting'",
-                        )
-                        .bind(&dag_id)
-                        .bind(&run_id)
-                        .fetch_all(&mut *c)
-                        .await
-                        .map_err(SchedulerError::db("reconciling"))?
-                        .iter()
-                        .map(|r| r.get("task_id"))
-                        .collect();
-                let mut moved = 0;
-                for t in &waiting {
-                    if let Some(new) = self.check_ready(c, &spec, &run_id, t, now).await? {
-                        moved += 1;
-                        if new.is_terminal() {
-                            self.on_terminal(c, &spec, &run_id, t, new, now).await?;
+                    lock_run(self, c, &dag_id, &run_id).await?;
+                    // One read of the run's states; only tasks whose upstream is all done are
+                    // touched (a long chain of waiting tasks costs one query, not one each).
+                    let states: HashMap<String, TaskState> = sqlx::query(
+                    "SELECT task_id, state FROM task_instances WHERE dag_id = $1 AND run_id = $2",
+                )
+                .bind(&dag_id)
+                .bind(&run_id)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(SchedulerError::db("reconciling"))?
+                .iter()
+                .map(|r| {
+                    let state: String = r.get("state");
+                    (r.get("task_id"), TaskState::parse(&state).unwrap_or(TaskState::Waiting))
+                })
+                .collect();
+                    let mut moved = 0;
+                    for task in &spec.tasks {
+                        if states.get(&task.task_id) != Some(&TaskState::Waiting) {
+                            continue;
+                        }
+                        let upstream = task
+                            .upstream
+                            .iter()
+                            .map(|u| states.get(u).copied().unwrap_or(TaskState::Waiting));
+                        if readiness(upstream).is_none() {
+                            continue;
+                        }
+                        if let Some(new) = self
+                            .check_ready(c, &spec, &run_id, &task.task_id, now)
+                            .await?
+                        {
+                            moved += 1;
+                            if new.is_terminal() {
+                                self.on_terminal(c, &spec, &run_id, &task.task_id, new, now)
+                                    .await?;
+                            }
                         }
                     }
-                }
-                complete_run_if_done(c, &dag_id, &run_id, now).await?;
-                let queued = self.fill_slots(c, &dag_id, now).await?;
-                Ok((moved, queued))
-            })?;
+                    complete_run_if_done(c, &dag_id, &run_id, now).await?;
+                    let queued = self.fill_slots(c, &dag_id, now).await?;
+                    Ok((moved, queued))
+                })?;
             moved += m;
             queued += q;
         }

@@ -218,7 +218,7 @@ fn new_scheduler(p: &Parts) -> Scheduler {
         p.store.clone(),
         p.clock.clone(),
         p.config.clone(),
-        Some(p.warehouse.clone()),
+        Some(p.warehouse.clone() as Arc<dyn chronoflow_scheduler::scheduler::PartitionCatalog>),
         p.metrics.clone(),
         Arc::new(FailPoints::default()),
     )
