@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Chronon quickstart, end to end on embedded defaults: check and plan the configs, import the
-# quickstart data as data.* tables, backfill the GroupBys and both training sets on the local
-# engine, and print a few training rows.
+# quickstart data as data.* tables, backfill the GroupBys on the local engine, run the Join backfill
+# DAG (both training sets) through the scheduler, report what ran, and print a few training rows.
 #
 #   ./quickstart.sh                 (debug build; PROFILE=release for an optimized one)
 #
@@ -13,6 +13,8 @@ if [ "$profile" = release ]; then cargo build -q --release -p chronoflow; else c
 cf="$PWD/target/$profile/chronoflow"
 repo=fixtures/chronon/quickstart
 export CHRONOFLOW_WAREHOUSE="$PWD/.chronoflow/quickstart/warehouse"
+export CHRONOFLOW_DATABASE_URL="sqlite://$PWD/.chronoflow/quickstart/state.db"
+export CHRONOFLOW_HOME="$PWD/.chronoflow/quickstart"
 
 echo "== check and plan"
 "$cf" check --repo "$repo"
@@ -22,15 +24,30 @@ echo "== import the quickstart data"
 for t in purchases returns users checkouts; do
   "$cf" table import "data.$t" "$repo/data/$t.csv"
 done
+# The training sets' sensors (Chronon's own declared dependencies) wait for data.users/ds=2023-11-30, but
+# the quickstart ships one users snapshot (2023-11-29). Land that day's snapshot as a daily export would:
+# the same users (the Join reads the day before's snapshot, so its rows do not change).
+tmp="$(mktemp -d)"
+sed 's/^2023-11-29,/2023-11-30,/' "$repo/data/users.csv" > "$tmp/users.csv"
+"$cf" table import data.users "$tmp/users.csv"
+rm -r "$tmp"
 
 echo "== backfill the GroupBys (November 2023) and the training sets (2023-11-30)"
 for gb in purchases returns users; do
   "$cf" run --mode backfill --repo "$repo" --conf "compiled/production/group_bys/quickstart/$gb.v1" \
     --start-ds 2023-11-01 --end-ds 2023-11-30
 done
-for join in training_set.v1 training_set.v2; do
-  "$cf" run --mode backfill --repo "$repo" --conf "compiled/production/joins/quickstart/$join" --ds 2023-11-30
-done
+
+echo "== the Join backfill DAG, through the scheduler (sensors, then both training sets)"
+"$cf" dags sync --repo "$repo"
+# Only the backfill DAG runs here: the daily DAGs would wait for today's data, and their upload tasks
+# need the serving layer.
+"$cf" dags pause --all
+"$cf" dags unpause chronon_join_backfill
+"$cf" dags trigger chronon_join_backfill --start-ds 2023-11-30 --end-ds 2023-11-30
+"$cf" standalone --repo "$repo" --until-idle --tick-ms 100
+run="$("$cf" runs list --dag chronon_join_backfill --limit 1 | awk '{print $2}')"
+"$cf" tasks list chronon_join_backfill "$run"
 
 echo "== tables"
 "$cf" table list

@@ -272,6 +272,12 @@ impl Worker {
         log_path: &std::path::Path,
     ) -> FinishOutcome {
         match action {
+            Action::Job(job) if job.mode == "streaming" => {
+                match self.keep_alive(t, job, log_path).await {
+                    Ok(()) => FinishOutcome::Success,
+                    Err(e) => FinishOutcome::Failed(e),
+                }
+            }
             Action::Job(job) => match self.run_job(t, job, log_path).await {
                 Ok(()) => FinishOutcome::Success,
                 Err(e) => FinishOutcome::Failed(e),
@@ -302,6 +308,92 @@ impl Worker {
             log_path: log_path.to_owned(),
         };
         self.executors.for_team(&job.team).run(&run).await
+    }
+
+    /// Streaming keep-alive: leaves a running streaming job alone, starts it when absent, and
+    /// restarts it when its process died.
+    async fn keep_alive(
+        &self,
+        t: &Claimed,
+        job: &JobRef,
+        log_path: &std::path::Path,
+    ) -> std::result::Result<(), String> {
+        use std::io::Write;
+        let host = hostname();
+        let mut log = crate::executor::open_log(log_path)?;
+        let now = self.clock.now_ms();
+        if let Some(s) = self
+            .store
+            .streaming_job(&job.job)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let alive = if s.host == host {
+                pid_alive(s.pid)
+            } else {
+                // On another machine: trust its worker while that worker heartbeats.
+                self.store
+                    .worker_alive(
+                        &s.worker_id,
+                        now,
+                        self.config.heartbeat_timeout_seconds as i64 * 1000,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?
+            };
+            if alive {
+                let _ = writeln!(
+                    log,
+                    "{} is running (pid {} on {}); nothing to do",
+                    job.job, s.pid, s.host
+                );
+                return Ok(());
+            }
+            let _ = writeln!(
+                log,
+                "{} is not running any more (pid {} on {}): restarting it",
+                job.job, s.pid, s.host
+            );
+        }
+        let job_log = self
+            .logs_dir
+            .join("streaming")
+            .join(job.job.replace('/', "__"))
+            .join(format!("{now}.log"));
+        let run = TaskRun {
+            dag_id: t.dag_id.clone(),
+            run_id: t.run_id.clone(),
+            task_id: t.task_id.clone(),
+            try_number: t.try_number,
+            ds: t.ds.clone(),
+            start_ds: t.start_ds.clone(),
+            end_ds: t.end_ds.clone(),
+            job: job.clone(),
+            log_path: job_log.clone(),
+        };
+        let pid = self
+            .executors
+            .for_team(&job.team)
+            .start_detached(&run)
+            .await?;
+        self.store
+            .record_streaming(
+                &job.job,
+                &self.id,
+                &host,
+                pid,
+                now,
+                &job_log.display().to_string(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = writeln!(
+            log,
+            "started {} as pid {pid}; its output goes to {}",
+            job.job,
+            job_log.display()
+        );
+        Ok(())
     }
 
     /// Uploads the configs whose content hash changed since their last successful upload.
@@ -343,6 +435,21 @@ impl Worker {
         } else {
             FinishOutcome::Failed(failures.join("\n"))
         }
+    }
+}
+
+/// Whether process `pid` exists on this machine (and is not a zombie).
+fn pid_alive(pid: i64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses; `Z` is a zombie.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 

@@ -412,3 +412,91 @@ on_both_backends!(
     catchup_fills_missing_in_one_run_and_manual_runs_take_params,
     bad_requests_are_clear_errors
 );
+
+/// Streaming keep-alive: the first run starts the job, the next leaves it alone, and once the
+/// process died, the next run starts it again.
+#[tokio::test]
+async fn streaming_keep_alive_starts_leaves_alone_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        Store::open_sqlite(&dir.path().join("state.db"))
+            .await
+            .unwrap(),
+    );
+    let clock = FakeClock::new(START);
+    let config = Arc::new(
+        SchedulerConfig::parse(
+            "default_executor = \"stream\"\n[executors.stream]\nkind = \"command\"\nargv = [\"sleep\", \"300\"]\n",
+        )
+        .unwrap(),
+    );
+    let metrics = Arc::new(Metrics::default());
+    let failpoints = Arc::new(FailPoints::default());
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        config.clone(),
+        None,
+        metrics.clone(),
+        failpoints.clone(),
+    );
+    let worker = Worker::new(
+        "w1".into(),
+        store.clone(),
+        Arc::new(clock.clone()),
+        config.clone(),
+        Executors::new(config, Arc::new(NoopExecutor::default()), None),
+        1,
+        dir.path().join("logs"),
+        metrics,
+        failpoints,
+    );
+    let mut task = job("events_v1__streaming", &[]);
+    if let Action::Job(j) = &mut task.action {
+        j.mode = "streaming".into();
+    }
+    let mut spec = dag(
+        "chronon_gb_streaming_team",
+        Timetable::Interval { minutes: 10 },
+        vec![task],
+    );
+    spec.fills_missing = false;
+    store.sync_dags(&[spec], clock.now_ms()).await.unwrap();
+    let job_id = "team.events_v1__streaming/backfill";
+
+    scheduler.tick().await.unwrap();
+    worker.run_once().await.unwrap();
+    let first = store.streaming_job(job_id).await.unwrap().expect("started");
+    assert!(std::path::Path::new(&format!("/proc/{}", first.pid)).exists());
+
+    // Ten minutes later: still running, left alone.
+    clock.advance_ms(600_000);
+    scheduler.tick().await.unwrap();
+    worker.run_once().await.unwrap();
+    assert_eq!(
+        store.streaming_job(job_id).await.unwrap().unwrap().pid,
+        first.pid
+    );
+
+    // The job dies; the next keep-alive restarts it.
+    std::process::Command::new("kill")
+        .args(["-9", &first.pid.to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    clock.advance_ms(600_000);
+    scheduler.tick().await.unwrap();
+    worker.run_once().await.unwrap();
+    let second = store.streaming_job(job_id).await.unwrap().unwrap();
+    assert_ne!(second.pid, first.pid);
+    let runs = store
+        .runs(Some("chronon_gb_streaming_team"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 3);
+    assert!(runs.iter().all(|r| r.state == "success"), "{runs:?}");
+    std::process::Command::new("kill")
+        .args(["-9", &second.pid.to_string()])
+        .status()
+        .unwrap();
+}

@@ -363,9 +363,48 @@ fn wait_for_port(port: u16) {
 /// The API over real HTTP: triggering, listing, clearing, logs, metrics and clear errors for
 /// bad requests; a command executor whose program is missing fails its task with a message
 /// that says so, and the rest of the DAG keeps running.
+/// Accepts one HTTP request on a free port and hands its body over: a real webhook receiver.
+fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            data.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&data).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                    tx.send(body.to_owned()).unwrap();
+                    return;
+                }
+            }
+            if n == 0 {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
 #[test]
 fn api_and_bad_input_over_http() {
-    let config = "default_executor = \"noop\"\n[executors.noop]\nkind = \"noop\"\n[executors.missing]\nkind = \"command\"\nargv = [\"/nonexistent/zipline\", \"run\", \"--mode\", \"{mode}\"]\n[teams.broken]\nexecutor = \"missing\"\n";
+    let (hook_port, hook) = webhook_receiver();
+    let config = format!("alert_webhook = \"http://127.0.0.1:{hook_port}/hook\"\n")
+        + "default_executor = \"noop\"\n[executors.noop]\nkind = \"noop\"\n[executors.missing]\nkind = \"command\"\nargv = [\"/nonexistent/zipline\", \"run\", \"--mode\", \"{mode}\"]\n[teams.broken]\nexecutor = \"missing\"\n";
+    let config = config.as_str();
     let mut all_specs = specs("good", 2, 3, "bench");
     let mut broken = specs("broken", 1, 1, "broken");
     broken[0]["tasks"][0]["retries"] = serde_json::json!(0);
@@ -478,6 +517,18 @@ fn api_and_bad_input_over_http() {
         body.contains("the executor's program \\\"/nonexistent/zipline\\\" was not found"),
         "{body}"
     );
+
+    // The final failure reached the webhook.
+    let alert: serde_json::Value =
+        serde_json::from_str(&hook.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
+    assert_eq!(alert["event"], "task_failed");
+    assert_eq!(alert["dag_id"], "broken");
+    assert_eq!(alert["task_id"], "t00000");
+    assert!(
+        alert["error"].as_str().unwrap().contains("was not found"),
+        "{alert}"
+    );
+    assert!(alert["log_path"].is_string() || alert["log_path"].is_null());
 
     let good_run = &by_dag["good"].0;
     let (status, body) = http(

@@ -137,6 +137,47 @@ impl Executor for CommandExecutor {
             ))
         })
     }
+
+    fn start_detached<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, Result<u32, String>> {
+        Box::pin(async move { self.spawn_detached(task) })
+    }
+}
+
+impl CommandExecutor {
+    /// Starts the command in its own process group, not tied to the worker: a streaming job keeps
+    /// running when its worker restarts, and the next keep-alive finds it alive.
+    fn spawn_detached(&self, task: &TaskRun) -> Result<u32, String> {
+        let argv = self.argv_for(task);
+        let env = self.env_for(task);
+        let log = open_log(&task.log_path)?;
+        let mut header = log.try_clone().map_err(|e| e.to_string())?;
+        let _ = writeln!(header, "$ {}", shell_words(&argv));
+        let mut command = tokio::process::Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .envs(&env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+            .stderr(Stdio::from(log))
+            .process_group(0);
+        if let Some(dir) = &self.repo_dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "the executor's program {:?} was not found (is it installed and on PATH?)",
+                argv[0]
+            ),
+            _ => format!("starting {:?}: {e}", argv[0]),
+        })?;
+        let pid = child.id().unwrap_or_default();
+        // Reap it when it exits (while this process lives), so it does not linger as a zombie
+        // that would look alive to the next keep-alive.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(pid)
+    }
 }
 
 pub(crate) fn open_log(path: &std::path::Path) -> Result<std::fs::File, String> {

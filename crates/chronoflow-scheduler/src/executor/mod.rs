@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 pub use command::CommandExecutor;
+pub(crate) use command::open_log;
 #[cfg(feature = "engine")]
 pub use engine::EngineExecutor;
 
@@ -37,6 +38,17 @@ pub struct TaskRun {
 /// Runs jobs. `Err` carries the failure as a user reads it (it ends up in alerts).
 pub trait Executor: Send + Sync {
     fn run<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Starts a long-running job (a streaming job) that outlives this try; returns its process
+    /// id. The worker's keep-alive decides when to call it (start if absent, restart if dead).
+    fn start_detached<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, Result<u32, String>> {
+        Box::pin(async move {
+            Err(format!(
+                "mode {} of {} needs a command executor (give team {:?} one in chronoflow.toml)",
+                task.job.mode, task.job.config, task.job.team
+            ))
+        })
+    }
 }
 
 /// Does nothing, after an optional sleep: benchmarks and tests of the scheduler itself.

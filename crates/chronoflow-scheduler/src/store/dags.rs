@@ -291,3 +291,76 @@ async fn insert_version(
     .map_err(SchedulerError::db("storing a DAG version"))?;
     Ok(())
 }
+
+/// A streaming job's process, as recorded by the worker that started it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StreamingJob {
+    pub job_id: String,
+    pub worker_id: String,
+    pub host: String,
+    pub pid: i64,
+    pub started_ms: i64,
+    pub log_path: String,
+}
+
+impl Store {
+    pub async fn streaming_job(&self, job_id: &str) -> Result<Option<StreamingJob>> {
+        let row = sqlx::query("SELECT * FROM streaming_jobs WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(SchedulerError::db("reading a streaming job"))?;
+        Ok(row.map(|r| StreamingJob {
+            job_id: r.get("job_id"),
+            worker_id: r.get("worker_id"),
+            host: r.get("host"),
+            pid: r.get("pid"),
+            started_ms: r.get("started_ms"),
+            log_path: r.get("log_path"),
+        }))
+    }
+
+    pub async fn record_streaming(
+        &self,
+        job_id: &str,
+        worker_id: &str,
+        host: &str,
+        pid: u32,
+        now: i64,
+        log_path: &str,
+    ) -> Result<()> {
+        transact!(self, "recording a streaming job", c, {
+            sqlx::query("DELETE FROM streaming_jobs WHERE job_id = $1")
+                .bind(job_id)
+                .execute(&mut *c)
+                .await
+                .map_err(SchedulerError::db("recording a streaming job"))?;
+            sqlx::query(
+                "INSERT INTO streaming_jobs (job_id, worker_id, host, pid, started_ms, log_path) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(job_id)
+            .bind(worker_id)
+            .bind(host)
+            .bind(i64::from(pid))
+            .bind(now)
+            .bind(log_path)
+            .execute(&mut *c)
+            .await
+            .map_err(SchedulerError::db("recording a streaming job"))?;
+            Ok(())
+        })
+    }
+
+    /// Whether `worker_id` heartbeated within `timeout_ms` and has not stopped.
+    pub async fn worker_alive(&self, worker_id: &str, now: i64, timeout_ms: i64) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM workers WHERE worker_id = $1 AND stopped_ms IS NULL AND heartbeat_ms >= $2",
+        )
+        .bind(worker_id)
+        .bind(now - timeout_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(SchedulerError::db("reading a worker"))?;
+        Ok(row.is_some())
+    }
+}

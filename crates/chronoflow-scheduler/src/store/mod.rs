@@ -19,7 +19,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-pub use dags::{DagRow, SyncReport};
+pub use dags::{DagRow, StreamingJob, SyncReport};
 pub use runs::{RunRow, RunTrigger};
 pub use tasks::{Claimed, FinishOutcome, TaskInstanceRow, TaskTryRow};
 
