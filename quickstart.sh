@@ -32,7 +32,7 @@ sed 's/^2023-11-29,/2023-11-30,/' "$repo/data/users.csv" > "$tmp/users.csv"
 "$cf" table import data.users "$tmp/users.csv"
 rm -r "$tmp"
 
-echo "== backfill the GroupBys (November 2023) and the training sets (2023-11-30)"
+echo "== backfill the GroupBys (November 2023)"
 for gb in purchases returns users; do
   "$cf" run --mode backfill --repo "$repo" --conf "compiled/production/group_bys/quickstart/$gb.v1" \
     --start-ds 2023-11-01 --end-ds 2023-11-30

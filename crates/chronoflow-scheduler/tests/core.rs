@@ -500,3 +500,136 @@ async fn streaming_keep_alive_starts_leaves_alone_and_restarts() {
         .status()
         .unwrap();
 }
+
+/// Re-planning: a changed DAG gets a new version while its started run keeps the old one; a
+/// removed DAG is retired with its history; it comes back when planned again.
+#[tokio::test]
+async fn replanning_versions_changed_dags_and_retires_removed_ones() {
+    let h = Harness::new(Backend::Sqlite).await.unwrap();
+    let v1 = dag("d", daily(), vec![job("a", &[])]);
+    h.store
+        .sync_dags(&[v1.clone()], h.clock.now_ms())
+        .await
+        .unwrap();
+    h.scheduler.tick().await.unwrap();
+    let v2 = dag("d", daily(), vec![job("a", &[]), job("b", &["a"])]);
+    let report = h
+        .store
+        .sync_dags(&[v2.clone()], h.clock.now_ms())
+        .await
+        .unwrap();
+    assert_eq!(report.changed, ["d"]);
+    let run = &h.store.runs(Some("d"), None, 1).await.unwrap()[0];
+    assert_eq!(run.version, 1, "the started run keeps its version");
+    assert_eq!(
+        h.store
+            .task_instances("d", &run.run_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(h.store.dag("d").await.unwrap().version, 2);
+    // Same spec again: nothing changes.
+    let report = h
+        .store
+        .sync_dags(&[v2.clone()], h.clock.now_ms())
+        .await
+        .unwrap();
+    assert_eq!(report.unchanged, 1);
+    let report = h.store.sync_dags(&[], h.clock.now_ms()).await.unwrap();
+    assert_eq!(report.removed, ["d"]);
+    assert!(h.store.dag("d").await.unwrap().removed);
+    assert_eq!(
+        h.store.runs(Some("d"), None, 10).await.unwrap().len(),
+        1,
+        "history stays"
+    );
+    let report = h.store.sync_dags(&[v2], h.clock.now_ms()).await.unwrap();
+    assert_eq!(report.changed, ["d"]);
+    assert!(!h.store.dag("d").await.unwrap().removed);
+}
+
+/// A team's concurrency limit holds across its DAGs; the DAG's own limit within one DAG.
+#[tokio::test]
+async fn team_and_dag_concurrency_limits() {
+    let h = Harness::new(Backend::Sqlite).await.unwrap();
+    let mut a = dag(
+        "a",
+        Timetable::Manual,
+        (0..5).map(|i| job(&format!("t{i}"), &[])).collect(),
+    );
+    a.concurrency = 3;
+    let b = dag(
+        "b",
+        Timetable::Manual,
+        (0..5).map(|i| job(&format!("t{i}"), &[])).collect(),
+    );
+    h.store.set_team_limits([("team".to_owned(), 4)].into());
+    h.store.sync_dags(&[a, b], h.clock.now_ms()).await.unwrap();
+    for d in ["a", "b"] {
+        h.store
+            .trigger(
+                d,
+                RunTrigger::Manual {
+                    start_ds: "2026-11-20".into(),
+                    end_ds: "2026-11-20".into(),
+                },
+                h.clock.now_ms(),
+            )
+            .await
+            .unwrap();
+    }
+    h.scheduler.tick().await.unwrap();
+    let counts = h.store.state_counts().await.unwrap();
+    assert_eq!(counts.get("queued"), Some(&4), "{counts:?}");
+    let queued_a = h.store.runs(Some("a"), None, 1).await.unwrap().remove(0);
+    let tis = h.store.task_instances("a", &queued_a.run_id).await.unwrap();
+    assert!(tis.iter().filter(|t| t.state == "queued").count() <= 3);
+    // Everything still finishes, within the limits.
+    while h.worker.run_once().await.unwrap() > 0 {}
+    for d in ["a", "b"] {
+        assert_eq!(
+            h.store.runs(Some(d), None, 1).await.unwrap()[0].state,
+            "success"
+        );
+    }
+}
+
+/// `chronoflow.toml` overrides reach the specs compiled from a real plan: DAG-level retries
+/// apply to jobs (sensors keep theirs), task-level settings win.
+#[test]
+fn config_overrides_reach_specs_from_the_quickstart_plan() {
+    let repo = chronoflow_config::fs::load_repo(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/chronon/quickstart"),
+    )
+    .unwrap();
+    let plan = chronoflow_plan::plan(&repo);
+    let config = SchedulerConfig::parse(
+        r#"
+        [dags.chronon_join_quickstart]
+        retries = 4
+        retry_delay_seconds = 120
+        [tasks."chronon_join_quickstart.quickstart_training_set_v2__backfill"]
+        retries = 7
+        execution_timeout_seconds = 3600
+        "#,
+    )
+    .unwrap();
+    let specs = chronoflow_scheduler::spec::specs_from_plan(&plan, &config);
+    let join = specs
+        .iter()
+        .find(|s| s.dag_id == "chronon_join_quickstart")
+        .unwrap();
+    let v1 = join.task("quickstart_training_set_v1__backfill").unwrap();
+    assert_eq!((v1.retries, v1.retry_delay_seconds), (4, 120));
+    let v2 = join.task("quickstart_training_set_v2__backfill").unwrap();
+    assert_eq!((v2.retries, v2.execution_timeout_seconds), (7, Some(3600)));
+    let sensor = join.task("wait_for__data_checkouts__ds").unwrap();
+    assert_eq!(sensor.retries, 3, "sensors keep their own retries");
+    assert!(join.fills_missing);
+    for spec in &specs {
+        spec.validate().unwrap();
+        spec.timetable.validate().unwrap();
+    }
+}
