@@ -633,3 +633,153 @@ fn config_overrides_reach_specs_from_the_quickstart_plan() {
         spec.timetable.validate().unwrap();
     }
 }
+
+fn wait_on(
+    task_id: &str,
+    dag_id: &str,
+    upstream: &str,
+    end: Option<&str>,
+    timeout_seconds: u64,
+) -> TaskSpec {
+    TaskSpec {
+        task_id: task_id.into(),
+        upstream: vec![],
+        retries: 3,
+        retry_delay_seconds: 60,
+        execution_timeout_seconds: None,
+        action: Action::UpstreamWait {
+            dag_id: dag_id.into(),
+            task_id: upstream.into(),
+            offset_days: 0,
+            end: end.map(str::to_owned),
+            poke_interval_seconds: 60,
+            timeout_seconds,
+        },
+    }
+}
+
+/// Cross-DAG waits succeed once the upstream DAG's task succeeded for the date; a dependency
+/// that ended before `ds` is not waited for; a sensor that times out fails without retry.
+#[tokio::test]
+async fn cross_dag_waits_end_short_circuit_and_sensor_timeout() {
+    let h = Harness::new(Backend::Sqlite).await.unwrap();
+    let upstream = dag("up", daily(), vec![job("produce", &[])]);
+    let downstream = dag(
+        "down",
+        daily(),
+        vec![
+            wait_on("wait_for__produce", "up", "produce", None, 3600),
+            wait_on(
+                "wait_for__old",
+                "up",
+                "never_runs",
+                Some("2026-01-01"),
+                3600,
+            ),
+            job("consume", &["wait_for__produce", "wait_for__old"]),
+        ],
+    );
+    let stuck = dag(
+        "stuck",
+        daily(),
+        vec![wait_on("wait_for__nothing", "up", "never_runs", None, 120)],
+    );
+    h.store
+        .sync_dags(&[upstream, downstream, stuck], h.clock.now_ms())
+        .await
+        .unwrap();
+    h.scheduler.tick().await.unwrap();
+    // The ended dependency is met at once; the live one waits for `up`.
+    let run = "scheduled__2026-11-20T00:00:00Z";
+    let state = |tis: &[chronoflow_scheduler::store::TaskInstanceRow], t: &str| {
+        tis.iter().find(|x| x.task_id == t).unwrap().state.clone()
+    };
+    let tis = h.store.task_instances("down", run).await.unwrap();
+    assert_eq!(state(&tis, "wait_for__old"), "success");
+    assert_eq!(state(&tis, "wait_for__produce"), "running");
+    h.worker.run_once().await.unwrap(); // runs up.produce
+    h.advance_s(60);
+    h.scheduler.tick().await.unwrap();
+    let tis = h.store.task_instances("down", run).await.unwrap();
+    assert_eq!(state(&tis, "wait_for__produce"), "success");
+    assert_eq!(state(&tis, "consume"), "queued");
+    // The stuck sensor times out after 120 s: failed, no retry.
+    h.advance_s(61);
+    h.scheduler.tick().await.unwrap();
+    let tis = h.store.task_instances("stuck", run).await.unwrap();
+    assert_eq!(state(&tis, "wait_for__nothing"), "failed");
+    assert!(
+        tis[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("sensor timed out after 120 s"),
+        "{tis:?}"
+    );
+    assert_eq!(
+        h.store.runs(Some("stuck"), None, 1).await.unwrap()[0].state,
+        "failed"
+    );
+}
+
+/// Metadata upload runs only for configs whose content hash changed since the last successful
+/// upload; with nothing changed the task is `skipped`.
+#[tokio::test]
+async fn metadata_upload_only_when_the_content_hash_changed() {
+    let h = Harness::new(Backend::Sqlite).await.unwrap();
+    let job_ref = |hash: &str| JobRef {
+        job: "team.x/metadata-upload".into(),
+        config: "team.x".into(),
+        mode: "metadata-upload".into(),
+        team: "team".into(),
+        conf_path: "compiled/joins/team/x".into(),
+        content_hash: hash.into(),
+    };
+    let spec = |hash: &str| {
+        dag(
+            "chronon_metadata",
+            Timetable::Interval { minutes: 10 },
+            vec![TaskSpec {
+                task_id: "metadata_upload__team".into(),
+                upstream: vec![],
+                retries: 1,
+                retry_delay_seconds: 60,
+                execution_timeout_seconds: None,
+                action: Action::MetadataUpload {
+                    jobs: vec![job_ref(hash)],
+                },
+            }],
+        )
+    };
+    let mut states = Vec::new();
+    for hash in ["aaaa", "aaaa", "bbbb"] {
+        h.store
+            .sync_dags(&[spec(hash)], h.clock.now_ms())
+            .await
+            .unwrap();
+        h.scheduler.tick().await.unwrap();
+        h.worker.run_once().await.unwrap();
+        let run = h
+            .store
+            .runs(Some("chronon_metadata"), None, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        states.push(
+            h.store
+                .task_instances("chronon_metadata", &run.run_id)
+                .await
+                .unwrap()[0]
+                .state
+                .clone(),
+        );
+        h.advance_s(600);
+    }
+    assert_eq!(states, ["success", "skipped", "success"]);
+    let uploaded = h
+        .store
+        .uploaded_hashes(&["team.x/metadata-upload".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(uploaded["team.x/metadata-upload"], "bbbb");
+}

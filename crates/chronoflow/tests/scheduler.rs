@@ -638,3 +638,56 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Unknown names on the command line are errors that say what is unknown.
+#[test]
+fn unknown_dag_run_and_task_on_the_command_line() {
+    let setup = Setup::new(
+        None,
+        specs("good", 1, 2, "bench"),
+        "default_executor = \"in_process\"\n",
+    );
+    let out = setup.cli(&[
+        "dags",
+        "sync",
+        "--specs",
+        setup.path("specs.json").to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    for (args, message) in [
+        (vec!["dags", "pause", "nope"], "unknown DAG \"nope\""),
+        (
+            vec![
+                "dags",
+                "trigger",
+                "nope",
+                "--start-ds",
+                "2026-11-20",
+                "--end-ds",
+                "2026-11-20",
+            ],
+            "unknown DAG \"nope\"",
+        ),
+        (
+            vec!["tasks", "list", "good", "no_such_run"],
+            "DAG \"good\" has no run \"no_such_run\"",
+        ),
+        (
+            vec![
+                "dags",
+                "backfill",
+                "good",
+                "--start-ds",
+                "2026-11-20",
+                "--end-ds",
+                "2026-11-20",
+            ],
+            "a manual DAG is backfilled",
+        ),
+    ] {
+        let out = setup.cli(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+}
