@@ -8,8 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::alert::{Alert, Alerter};
 use crate::clock::Clock;
@@ -21,6 +24,13 @@ use crate::metrics::{Metrics, TraceEvent};
 use crate::spec::{Action, JobRef};
 use crate::state::TaskState;
 use crate::store::{Claimed, FinishOutcome, Store};
+
+/// A try this worker process is running.
+struct Held {
+    since: Instant,
+    abort: AbortHandle,
+    claimed: Claimed,
+}
 
 pub struct Worker {
     pub id: String,
@@ -103,13 +113,37 @@ impl Worker {
         if orphans > 0 {
             tracing::warn!(worker = %self.id, tries = orphans, "failed the tries of an earlier worker with this id");
         }
+        // The tries this process runs: key and try number -> (claimed at, abort handle).
+        let held: Arc<Mutex<HashMap<(String, i64), Held>>> = Arc::default();
         let heartbeat = {
             let me = self.clone();
+            let held = held.clone();
             tokio::spawn(async move {
                 let every = Duration::from_secs(me.config.heartbeat_interval_seconds.max(1));
                 loop {
-                    if let Err(e) = me.store.heartbeat(&me.id, me.clock.now_ms()).await {
-                        tracing::warn!(error = %e, "heartbeat failed");
+                    let asked = Instant::now();
+                    let tries: Vec<Claimed> = held
+                        .lock()
+                        .unwrap()
+                        .values()
+                        .map(|h| h.claimed.clone())
+                        .collect();
+                    match me.store.heartbeat(&me.id, &tries, me.clock.now_ms()).await {
+                        Ok(still) => {
+                            // A try claimed before this heartbeat and no longer ours was taken
+                            // away (we were presumed dead): stop it, so it does not run beside
+                            // its retry. (Dropping a command kills it.)
+                            let still: HashSet<(String, i64)> = still.into_iter().collect();
+                            held.lock().unwrap().retain(|key, h| {
+                                let lost = h.since < asked && !still.contains(key);
+                                if lost {
+                                    tracing::warn!(task = %key.0, try_number = key.1, "try taken over by another worker; stopping it");
+                                    h.abort.abort();
+                                }
+                                !lost
+                            });
+                        }
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                     }
                     // Keeps beating while the worker drains; aborted once it is done.
                     tokio::time::sleep(every).await;
@@ -146,13 +180,28 @@ impl Worker {
                 let permit = slots.clone().acquire_owned().await.expect("open semaphore");
                 let me = self.clone();
                 let slot_freed = slot_freed.clone();
-                running.spawn(async move {
+                let key = (trace_key(&t), t.try_number);
+                let held_by_task = held.clone();
+                let task_key = key.clone();
+                let claimed = t.clone();
+                // Registered before the task can finish, so its removal below always finds it.
+                let mut guard = held.lock().unwrap();
+                let abort = running.spawn(async move {
                     if let Err(e) = me.execute(t).await {
                         tracing::error!(error = %e, "task bookkeeping failed");
                     }
+                    held_by_task.lock().unwrap().remove(&task_key);
                     drop(permit);
                     slot_freed.notify_one();
                 });
+                guard.insert(
+                    key,
+                    Held {
+                        since: Instant::now(),
+                        abort,
+                        claimed,
+                    },
+                );
             }
             while running.try_join_next().is_some() {}
             if got > 0 && got == free {

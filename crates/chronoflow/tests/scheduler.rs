@@ -13,15 +13,27 @@ fn bin() -> &'static str {
 }
 
 /// A job that records each start, and writes its output once: a second execution that finds
-/// the output leaves it alone (as engine backfills skip existing partitions). It sleeps a
-/// little so kills land mid-task.
+/// the output leaves it alone (as engine backfills skip existing partitions). A lock holding its
+/// pid detects two live executions of one task at once ("overlap"). Most tasks take 50 ms, so
+/// kills land mid-task; one in a hundred takes 4.5 s, longer than the heartbeat timeout, so a job
+/// outliving its killed worker would overlap with its retry.
 const TOUCH: &str = r#"f="$OUT/$1"
+l="$OUT/$1.lock"
 echo "start $1 $2" >> "$OUT/events.log"
-sleep 0.02
-if [ -e "$f" ]; then exit 0; fi
-echo "$2" > "$f.tmp.$$"
-mv "$f.tmp.$$" "$f"
-echo "wrote $1 $2" >> "$OUT/events.log"
+if ! mkdir "$l" 2>/dev/null; then
+  sleep 0.01
+  p="$(cat "$l/pid" 2>/dev/null || true)"
+  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then echo "overlap $1 $2" >> "$OUT/events.log"; fi
+  rm -rf "$l"; mkdir "$l" 2>/dev/null || true
+fi
+echo $$ > "$l/pid"
+case "$1" in *37) sleep 4.5 ;; *) sleep 0.05 ;; esac
+if [ ! -e "$f" ]; then
+  echo "$2" > "$f.tmp.$$"
+  mv "$f.tmp.$$" "$f"
+  echo "wrote $1 $2" >> "$OUT/events.log"
+fi
+rm -rf "$l"
 "#;
 
 /// `chains` chains of `length` tasks: task k waits for task k - chains.
@@ -135,7 +147,7 @@ impl Setup {
 
 fn crash_config() -> String {
     format!(
-        "default_executor = \"touch\"\nheartbeat_interval_seconds = 1\nheartbeat_timeout_seconds = 3\nretry_max_delay_seconds = 1\n[executors.touch]\nkind = \"command\"\nargv = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{task_id}}\", \"{{try_number}}\"]\n",
+        "default_executor = \"touch\"\nheartbeat_interval_seconds = 1\nheartbeat_timeout_seconds = 4\nretry_max_delay_seconds = 1\n[executors.touch]\nkind = \"command\"\nargv = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{task_id}}\", \"{{try_number}}\"]\n",
         script = TOUCH
     )
 }
@@ -208,7 +220,7 @@ fn crash_test(url: Option<String>, schedulers: usize, workers: usize, seed: u64)
             "the run did not finish in 5 minutes; logs in {}",
             setup.dir.path().display()
         );
-        std::thread::sleep(Duration::from_millis(200 + rng.next(800)));
+        std::thread::sleep(Duration::from_millis(500 + rng.next(1500)));
         let runs = runtime
             .block_on(store.runs(Some("crash"), None, 1))
             .unwrap();
@@ -277,6 +289,9 @@ fn crash_test(url: Option<String>, schedulers: usize, workers: usize, seed: u64)
                 );
             }
             "wrote" => *writes.entry(task).or_default() += 1,
+            "overlap" => {
+                panic!("try {try_number} of {task} ran while another execution of it was alive")
+            }
             other => panic!("unexpected event {other}"),
         }
     }

@@ -234,26 +234,57 @@ impl Store {
         Ok(())
     }
 
-    /// Reports that the worker's running tasks are alive.
-    pub async fn heartbeat(&self, worker_id: &str, now: i64) -> Result<()> {
+    /// Reports that the tries a worker is running are alive. Only the tries it names are
+    /// refreshed (a try it lost track of is reaped like a dead worker's). Returns those it still
+    /// holds: one missing was taken away (presumed dead) and the worker stops running it.
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        tries: &[Claimed],
+        now: i64,
+    ) -> Result<Vec<(String, i64)>> {
         transact!(self, "heartbeat", c, {
-            let worker_id = worker_id.to_owned();
-
-            sqlx::query(
-                    "UPDATE task_instances SET heartbeat_ms = $1 WHERE worker_id = $2 AND state = 'running'",
-                )
-                .bind(now)
-                .bind(&worker_id)
-                .execute(&mut *c)
-                .await
-                .map_err(SchedulerError::db("heartbeat"))?;
+            let mut held = Vec::with_capacity(tries.len());
+            for chunk in tries.chunks(200) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|i| format!("({})", placeholders(3 + i * 4, 4)))
+                    .collect();
+                let sql = format!(
+                    "UPDATE task_instances SET heartbeat_ms = $1 WHERE worker_id = $2 AND state = 'running' \
+                     AND (dag_id, run_id, task_id, try_number) IN (VALUES {}) RETURNING dag_id, run_id, task_id, try_number",
+                    values.join(", ")
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(worker_id);
+                for t in chunk {
+                    q = q
+                        .bind(&t.dag_id)
+                        .bind(&t.run_id)
+                        .bind(&t.task_id)
+                        .bind(t.try_number);
+                }
+                for r in q
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(SchedulerError::db("heartbeat"))?
+                {
+                    held.push((
+                        format!(
+                            "{}/{}/{}",
+                            r.get::<String, _>("dag_id"),
+                            r.get::<String, _>("run_id"),
+                            r.get::<String, _>("task_id")
+                        ),
+                        r.get::<i64, _>("try_number"),
+                    ));
+                }
+            }
             sqlx::query("UPDATE workers SET heartbeat_ms = $1 WHERE worker_id = $2")
                 .bind(now)
-                .bind(&worker_id)
+                .bind(worker_id)
                 .execute(&mut *c)
                 .await
                 .map_err(SchedulerError::db("heartbeat"))?;
-            Ok(())
+            Ok(held)
         })
     }
 
