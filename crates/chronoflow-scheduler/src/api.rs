@@ -123,21 +123,11 @@ async fn trigger(
     Path(dag_id): Path<String>,
     Json(body): Json<RangeBody>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let ids = s
-        .store
-        .trigger(
-            &dag_id,
-            RunTrigger::Manual {
-                start_ds: body.start_ds,
-                end_ds: body.end_ds,
-            },
-            s.clock.now_ms(),
-        )
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "dag_id": dag_id, "run_ids": ids })),
-    ))
+    let trigger = RunTrigger::Manual {
+        start_ds: body.start_ds,
+        end_ds: body.end_ds,
+    };
+    create_runs(&s, dag_id, trigger).await
 }
 
 async fn backfill(
@@ -145,17 +135,19 @@ async fn backfill(
     Path(dag_id): Path<String>,
     Json(body): Json<RangeBody>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let ids = s
-        .store
-        .trigger(
-            &dag_id,
-            RunTrigger::Backfill {
-                start_ds: body.start_ds,
-                end_ds: body.end_ds,
-            },
-            s.clock.now_ms(),
-        )
-        .await?;
+    let trigger = RunTrigger::Backfill {
+        start_ds: body.start_ds,
+        end_ds: body.end_ds,
+    };
+    create_runs(&s, dag_id, trigger).await
+}
+
+async fn create_runs(
+    s: &ApiState,
+    dag_id: String,
+    trigger: RunTrigger,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let ids = s.store.trigger(&dag_id, trigger, s.clock.now_ms()).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "dag_id": dag_id, "run_ids": ids })),

@@ -345,18 +345,10 @@ impl Worker {
         job: &JobRef,
         log_path: &std::path::Path,
     ) -> std::result::Result<(), String> {
-        let run = TaskRun {
-            dag_id: t.dag_id.clone(),
-            run_id: t.run_id.clone(),
-            task_id: t.task_id.clone(),
-            try_number: t.try_number,
-            ds: t.ds.clone(),
-            start_ds: t.start_ds.clone(),
-            end_ds: t.end_ds.clone(),
-            job: job.clone(),
-            log_path: log_path.to_owned(),
-        };
-        self.executors.for_team(&job.team).run(&run).await
+        self.executors
+            .for_team(&job.team)
+            .run(&task_run(t, job, log_path))
+            .await
     }
 
     /// Streaming keep-alive: leaves a running streaming job alone, starts it when absent, and
@@ -484,6 +476,21 @@ impl Worker {
         } else {
             FinishOutcome::Failed(failures.join("\n"))
         }
+    }
+}
+
+/// What an executor gets for one try of `job`.
+fn task_run(t: &Claimed, job: &JobRef, log_path: &std::path::Path) -> TaskRun {
+    TaskRun {
+        dag_id: t.dag_id.clone(),
+        run_id: t.run_id.clone(),
+        task_id: t.task_id.clone(),
+        try_number: t.try_number,
+        ds: t.ds.clone(),
+        start_ds: t.start_ds.clone(),
+        end_ds: t.end_ds.clone(),
+        job: job.clone(),
+        log_path: log_path.to_owned(),
     }
 }
 

@@ -508,14 +508,14 @@ async fn replanning_versions_changed_dags_and_retires_removed_ones() {
     let h = Harness::new(Backend::Sqlite).await.unwrap();
     let v1 = dag("d", daily(), vec![job("a", &[])]);
     h.store
-        .sync_dags(&[v1.clone()], h.clock.now_ms())
+        .sync_dags(std::slice::from_ref(&v1), h.clock.now_ms())
         .await
         .unwrap();
     h.scheduler.tick().await.unwrap();
     let v2 = dag("d", daily(), vec![job("a", &[]), job("b", &["a"])]);
     let report = h
         .store
-        .sync_dags(&[v2.clone()], h.clock.now_ms())
+        .sync_dags(std::slice::from_ref(&v2), h.clock.now_ms())
         .await
         .unwrap();
     assert_eq!(report.changed, ["d"]);
@@ -533,7 +533,7 @@ async fn replanning_versions_changed_dags_and_retires_removed_ones() {
     // Same spec again: nothing changes.
     let report = h
         .store
-        .sync_dags(&[v2.clone()], h.clock.now_ms())
+        .sync_dags(std::slice::from_ref(&v2), h.clock.now_ms())
         .await
         .unwrap();
     assert_eq!(report.unchanged, 1);

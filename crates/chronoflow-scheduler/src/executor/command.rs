@@ -98,30 +98,10 @@ impl CommandExecutor {
 impl Executor for CommandExecutor {
     fn run<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let argv = self.argv_for(task);
-            let env = self.env_for(task);
-            let log = open_log(&task.log_path)?;
-            let mut header = log.try_clone().map_err(|e| e.to_string())?;
-            let _ = writeln!(header, "$ {}", shell_words(&argv));
-            let mut command = tokio::process::Command::new(&argv[0]);
-            command
-                .args(&argv[1..])
-                .envs(&env)
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
-                .stderr(Stdio::from(log))
-                .kill_on_drop(true);
-            if let Some(dir) = &self.repo_dir {
-                command.current_dir(dir);
-            }
+            let (mut command, program) = self.command(task)?;
+            command.kill_on_drop(true);
             die_with_parent(&mut command);
-            let mut child = command.spawn().map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => format!(
-                    "the executor's program {:?} was not found (is it installed and on PATH?)",
-                    argv[0]
-                ),
-                _ => format!("starting {:?}: {e}", argv[0]),
-            })?;
+            let mut child = command.spawn().map_err(|e| spawn_error(&program, e))?;
             let status = child.wait().await.map_err(|e| e.to_string())?;
             if status.success() {
                 return Ok(());
@@ -131,8 +111,7 @@ impl Executor for CommandExecutor {
                 None => "was killed by a signal".to_owned(),
             };
             Err(format!(
-                "{:?} {how}; last lines of its output:\n{}",
-                argv[0],
+                "{program:?} {how}; last lines of its output:\n{}",
                 tail(&task.log_path, 20)
             ))
         })
@@ -144,9 +123,8 @@ impl Executor for CommandExecutor {
 }
 
 impl CommandExecutor {
-    /// Starts the command in its own process group, not tied to the worker: a streaming job keeps
-    /// running when its worker restarts, and the next keep-alive finds it alive.
-    fn spawn_detached(&self, task: &TaskRun) -> Result<u32, String> {
+    /// The command of `task`, its output going to the try's log (which starts with the argv).
+    fn command(&self, task: &TaskRun) -> Result<(tokio::process::Command, String), String> {
         let argv = self.argv_for(task);
         let env = self.env_for(task);
         let log = open_log(&task.log_path)?;
@@ -158,18 +136,19 @@ impl CommandExecutor {
             .envs(&env)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
-            .stderr(Stdio::from(log))
-            .process_group(0);
+            .stderr(Stdio::from(log));
         if let Some(dir) = &self.repo_dir {
             command.current_dir(dir);
         }
-        let mut child = command.spawn().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!(
-                "the executor's program {:?} was not found (is it installed and on PATH?)",
-                argv[0]
-            ),
-            _ => format!("starting {:?}: {e}", argv[0]),
-        })?;
+        Ok((command, argv[0].clone()))
+    }
+
+    /// Starts the command in its own process group, not tied to the worker: a streaming job keeps
+    /// running when its worker restarts, and the next keep-alive finds it alive.
+    fn spawn_detached(&self, task: &TaskRun) -> Result<u32, String> {
+        let (mut command, program) = self.command(task)?;
+        command.process_group(0);
+        let mut child = command.spawn().map_err(|e| spawn_error(&program, e))?;
         let pid = child.id().unwrap_or_default();
         // Reap it when it exits (while this process lives), so it does not linger as a zombie
         // that would look alive to the next keep-alive.
@@ -177,6 +156,15 @@ impl CommandExecutor {
             let _ = child.wait().await;
         });
         Ok(pid)
+    }
+}
+
+fn spawn_error(program: &str, e: std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "the executor's program {program:?} was not found (is it installed and on PATH?)"
+        ),
+        _ => format!("starting {program:?}: {e}"),
     }
 }
 
