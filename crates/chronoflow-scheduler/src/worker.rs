@@ -401,17 +401,7 @@ impl Worker {
             .join("streaming")
             .join(job.job.replace('/', "__"))
             .join(format!("{now}.log"));
-        let run = TaskRun {
-            dag_id: t.dag_id.clone(),
-            run_id: t.run_id.clone(),
-            task_id: t.task_id.clone(),
-            try_number: t.try_number,
-            ds: t.ds.clone(),
-            start_ds: t.start_ds.clone(),
-            end_ds: t.end_ds.clone(),
-            job: job.clone(),
-            log_path: job_log.clone(),
-        };
+        let run = task_run(t, job, &job_log);
         let pid = self
             .executors
             .for_team(&job.team)
