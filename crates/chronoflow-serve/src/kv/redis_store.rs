@@ -1,0 +1,167 @@
+//! The Redis KV store (`--kv redis://...`): one hash per batch version, and a pointer key per
+//! dataset switched by a script, so readers never see a half-loaded batch.
+
+use futures::future::BoxFuture;
+use redis::aio::MultiplexedConnection;
+
+use super::{Entry, KvStore};
+use crate::error::{Result, ServeError};
+
+#[derive(Clone)]
+pub struct RedisKv {
+    conn: MultiplexedConnection,
+    url: String,
+    prefix: String,
+}
+
+/// Switches the pointer and drops the previous version's hash, atomically.
+const COMMIT: &str = r#"
+local previous = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+if previous and previous ~= ARGV[1] then
+  redis.call('UNLINK', ARGV[2] .. previous)
+end
+return previous
+"#;
+
+/// Reads the pointer and the values in one step, so all come from one version.
+const MULTI_GET: &str = r#"
+local version = redis.call('GET', KEYS[1])
+if not version then return false end
+return redis.call('HMGET', ARGV[1] .. version, unpack(ARGV, 2))
+"#;
+
+impl RedisKv {
+    /// Connects to `url`; `prefix` namespaces every key (several deployments per server).
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisKv> {
+        let err = |message: String| ServeError::Redis {
+            url: url.to_owned(),
+            message,
+        };
+        let client = redis::Client::open(url).map_err(|e| err(e.to_string()))?;
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| err(format!("unreachable: {e}")))?;
+        Ok(RedisKv {
+            conn,
+            url: url.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn err(&self, e: redis::RedisError) -> ServeError {
+        ServeError::Redis {
+            url: self.url.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn pointer(&self, dataset: &str) -> String {
+        format!("{}:{dataset}:active", self.prefix)
+    }
+
+    fn batch_prefix(&self, dataset: &str) -> String {
+        format!("{}:{dataset}:v:", self.prefix)
+    }
+}
+
+impl KvStore for RedisKv {
+    fn begin_batch<'a>(&'a self, dataset: &'a str, version: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let active: Option<String> = redis::cmd("GET")
+                .arg(self.pointer(dataset))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            if active.as_deref() == Some(version) {
+                return Err(ServeError::Dataset {
+                    dataset: dataset.to_owned(),
+                    message: format!(
+                        "version {version} is being served; load a new version instead"
+                    ),
+                });
+            }
+            redis::cmd("UNLINK")
+                .arg(format!("{}{version}", self.batch_prefix(dataset)))
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn put_batch<'a>(
+        &'a self,
+        dataset: &'a str,
+        version: &'a str,
+        entries: Vec<Entry>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let mut conn = self.conn.clone();
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(format!("{}{version}", self.batch_prefix(dataset)));
+            for (k, v) in &entries {
+                cmd.arg(k.as_slice()).arg(v.as_slice());
+            }
+            cmd.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn commit_batch<'a>(&'a self, dataset: &'a str, version: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            redis::Script::new(COMMIT)
+                .key(self.pointer(dataset))
+                .arg(version)
+                .arg(self.batch_prefix(dataset))
+                .invoke_async::<Option<String>>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn active_version<'a>(&'a self, dataset: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            redis::cmd("GET")
+                .arg(self.pointer(dataset))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn multi_get<'a>(
+        &'a self,
+        dataset: &'a str,
+        keys: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut conn = self.conn.clone();
+            let script = redis::Script::new(MULTI_GET);
+            let mut invocation = script.key(self.pointer(dataset));
+            invocation.arg(self.batch_prefix(dataset));
+            for k in keys {
+                invocation.arg(k.as_slice());
+            }
+            let values: Option<Vec<Option<Vec<u8>>>> = invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            values.ok_or_else(|| ServeError::Dataset {
+                dataset: dataset.to_owned(),
+                message: "no batch has been uploaded".to_owned(),
+            })
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! The KV store contract, on both backends: batches switch atomically, an interrupted load
+//! leaves the previous batch serving, and a rerun of the load completes.
+
+use chronoflow_serve::kv::{EmbeddedKv, KvStore, RedisKv};
+
+fn entries(version: &str, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("k{i}").into_bytes(),
+                format!("{version}:{i}").into_bytes(),
+            )
+        })
+        .collect()
+}
+
+fn keys(n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|i| format!("k{i}").into_bytes()).collect()
+}
+
+async fn values(kv: &dyn KvStore, dataset: &str, n: usize) -> Vec<Option<String>> {
+    kv.multi_get(dataset, &keys(n))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.map(|v| String::from_utf8(v).unwrap()))
+        .collect()
+}
+
+async fn batches_switch_atomically(kv: &dyn KvStore, dataset: &str) {
+    let err = kv.multi_get(dataset, &keys(1)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("no batch has been uploaded"),
+        "{err}"
+    );
+
+    kv.begin_batch(dataset, "2026-11-19").await.unwrap();
+    kv.put_batch(dataset, "2026-11-19", entries("a", 3))
+        .await
+        .unwrap();
+    // Loaded but not committed: nothing served yet.
+    assert_eq!(kv.active_version(dataset).await.unwrap(), None);
+    kv.commit_batch(dataset, "2026-11-19").await.unwrap();
+    assert_eq!(
+        values(kv, dataset, 3).await,
+        [Some("a:0".into()), Some("a:1".into()), Some("a:2".into())]
+    );
+
+    // A new batch, loaded in chunks, is invisible until its commit.
+    kv.begin_batch(dataset, "2026-11-20").await.unwrap();
+    kv.put_batch(dataset, "2026-11-20", entries("b", 2))
+        .await
+        .unwrap();
+    assert_eq!(values(kv, dataset, 3).await[0].as_deref(), Some("a:0"));
+    kv.commit_batch(dataset, "2026-11-20").await.unwrap();
+    // Keys of the old batch only are gone with it.
+    assert_eq!(
+        values(kv, dataset, 3).await,
+        [Some("b:0".into()), Some("b:1".into()), None]
+    );
+    assert_eq!(
+        kv.active_version(dataset).await.unwrap().as_deref(),
+        Some("2026-11-20")
+    );
+
+    // The served version cannot be reloaded in place.
+    let err = kv.begin_batch(dataset, "2026-11-20").await.unwrap_err();
+    assert!(err.to_string().contains("being served"), "{err}");
+}
+
+/// A load that dies before its commit: the previous batch keeps serving; loading the same
+/// version again starts from scratch and completes.
+async fn interrupted_load_keeps_the_previous_batch(kv: &dyn KvStore, dataset: &str) {
+    kv.begin_batch(dataset, "v1").await.unwrap();
+    kv.put_batch(dataset, "v1", entries("one", 2))
+        .await
+        .unwrap();
+    kv.commit_batch(dataset, "v1").await.unwrap();
+    kv.begin_batch(dataset, "v2").await.unwrap();
+    kv.put_batch(dataset, "v2", entries("half", 1))
+        .await
+        .unwrap();
+    // ... the loader dies here.
+    assert_eq!(
+        values(kv, dataset, 2).await,
+        [Some("one:0".into()), Some("one:1".into())]
+    );
+    kv.begin_batch(dataset, "v2").await.unwrap();
+    kv.put_batch(dataset, "v2", vec![(b"k1".to_vec(), b"two:1".to_vec())])
+        .await
+        .unwrap();
+    kv.commit_batch(dataset, "v2").await.unwrap();
+    // Nothing of the interrupted load survived the rerun.
+    assert_eq!(values(kv, dataset, 2).await, [None, Some("two:1".into())]);
+}
+
+#[tokio::test]
+async fn embedded_batches_switch_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = EmbeddedKv::open(&dir.path().join("kv")).unwrap();
+    batches_switch_atomically(&kv, "TEAM_GB_V1_BATCH").await;
+    interrupted_load_keeps_the_previous_batch(&kv, "TEAM_OTHER_V1_BATCH").await;
+}
+
+#[tokio::test]
+async fn embedded_reopen_clears_an_interrupted_load_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv");
+    {
+        let kv = EmbeddedKv::open(&path).unwrap();
+        kv.begin_batch("D", "v1").await.unwrap();
+        kv.put_batch("D", "v1", entries("one", 2)).await.unwrap();
+        kv.commit_batch("D", "v1").await.unwrap();
+        kv.begin_batch("D", "v2").await.unwrap();
+        kv.put_batch("D", "v2", entries("half", 2)).await.unwrap();
+        // Dropped without a commit, as a process that dies.
+    }
+    let kv = EmbeddedKv::open(&path).unwrap();
+    assert_eq!(
+        values(&kv, "D", 2).await,
+        [Some("one:0".into()), Some("one:1".into())]
+    );
+    kv.begin_batch("D", "v2").await.unwrap();
+    kv.put_batch("D", "v2", entries("two", 1)).await.unwrap();
+    kv.commit_batch("D", "v2").await.unwrap();
+    assert_eq!(values(&kv, "D", 2).await, [Some("two:0".into()), None]);
+}
+
+#[tokio::test]
+async fn redis_batches_switch_atomically() {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        eprintln!("REDIS_URL is not set: skipping the Redis run");
+        return;
+    };
+    let prefix = format!("chronoflow-test-{}", std::process::id());
+    let kv = RedisKv::connect(&url, &prefix).await.unwrap();
+    batches_switch_atomically(&kv, "TEAM_GB_V1_BATCH").await;
+    interrupted_load_keeps_the_previous_batch(&kv, "TEAM_OTHER_V1_BATCH").await;
+    // Leave the server as it was.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Each dataset keeps its pointer and its served batch: the replaced batches are gone.
+    assert_eq!(left.len(), 4, "{left:?}");
+    for key in left {
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_a_clear_error() {
+    let err = match RedisKv::connect("redis://127.0.0.1:1", "x").await {
+        Ok(_) => panic!("connected to port 1"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.starts_with("Redis KV store redis://127.0.0.1:1: unreachable"),
+        "{err}"
+    );
+}
