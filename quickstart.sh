@@ -45,7 +45,7 @@ echo "== the Join backfill DAG, through the scheduler (sensors, then both traini
 "$cf" dags pause --all
 "$cf" dags unpause chronon_join_backfill
 "$cf" dags trigger chronon_join_backfill --start-ds 2023-11-30 --end-ds 2023-11-30
-"$cf" standalone --repo "$repo" --until-idle --tick-ms 100
+"$cf" standalone --repo "$repo" --until-idle --tick-ms 100 --no-api
 run="$("$cf" runs list --dag chronon_join_backfill --limit 1 | awk '{print $2}')"
 "$cf" tasks list chronon_join_backfill "$run"
 

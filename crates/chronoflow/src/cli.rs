@@ -96,7 +96,7 @@ pub struct SchedulerArgs {
     /// Time between two scheduler loops.
     #[arg(long, value_name = "MS", default_value_t = 200)]
     pub tick_ms: u64,
-    /// Also serve the HTTP API on this address.
+    /// Serve the HTTP API on this address (`standalone`: default 127.0.0.1:8686).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 }
@@ -127,6 +127,10 @@ pub struct StandaloneArgs {
     /// Exit once no run is queued or running (after triggering backfills, say).
     #[arg(long)]
     pub until_idle: bool,
+    /// Do not serve the HTTP API (standalone serves it on 127.0.0.1:8686 unless --listen says
+    /// otherwise).
+    #[arg(long, conflicts_with = "listen")]
+    pub no_api: bool,
 }
 
 #[derive(Debug, Subcommand)]

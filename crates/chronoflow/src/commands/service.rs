@@ -21,6 +21,9 @@ use tokio::sync::watch;
 
 use crate::cli::{SchedulerArgs, SourceArgs, StandaloneArgs, StateArgs, WorkerArgs};
 
+/// Where `standalone` serves its HTTP API unless told otherwise.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
+
 /// Plans the repo (or reads a specs file) whenever the scheduler asks.
 pub struct RepoSource {
     repo: PathBuf,
@@ -244,7 +247,12 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
         if let Some((false, message, _)) = p.store.plan_status().await? {
             tracing::error!(error = %message, "the repo does not plan");
         }
-        let api = match &s.listen {
+        let listen = match (&s.listen, args.no_api) {
+            (_, true) => None,
+            (Some(listen), false) => Some(listen.as_str()),
+            (None, false) => Some(DEFAULT_LISTEN),
+        };
+        let api = match listen {
             Some(listen) => Some(serve_api(listen, &p, stop_rx.clone()).await?),
             None => None,
         };
