@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::SchedulerConfig;
+use crate::store::Claimed;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Alert {
@@ -20,6 +21,28 @@ pub struct Alert {
     pub error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_path: Option<String>,
+}
+
+impl Alert {
+    /// The alert for try `t` of a task instance.
+    pub fn for_try(
+        event: &'static str,
+        t: &Claimed,
+        error: String,
+        log_path: Option<String>,
+    ) -> Alert {
+        Alert {
+            event,
+            dag_id: t.dag_id.clone(),
+            run_id: t.run_id.clone(),
+            task_id: t.task_id.clone(),
+            team: t.team.clone(),
+            ds: t.ds.clone(),
+            try_number: t.try_number,
+            error,
+            log_path,
+        }
+    }
 }
 
 #[derive(Clone)]

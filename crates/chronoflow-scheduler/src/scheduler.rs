@@ -326,17 +326,7 @@ impl Scheduler {
     }
 
     fn alert(&self, event: &'static str, t: &Claimed, error: String) {
-        self.alerter.send(Alert {
-            event,
-            dag_id: t.dag_id.clone(),
-            run_id: t.run_id.clone(),
-            task_id: t.task_id.clone(),
-            team: t.team.clone(),
-            ds: t.ds.clone(),
-            try_number: t.try_number,
-            error,
-            log_path: None,
-        });
+        self.alerter.send(Alert::for_try(event, t, error, None));
     }
 }
 

@@ -99,15 +99,6 @@ impl Action {
             Action::PartitionSensor { .. } | Action::UpstreamWait { .. }
         )
     }
-
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            Action::Job(_) => "job",
-            Action::MetadataUpload { .. } => "metadata_upload",
-            Action::PartitionSensor { .. } => "partition_sensor",
-            Action::UpstreamWait { .. } => "upstream_wait",
-        }
-    }
 }
 
 impl DagSpec {

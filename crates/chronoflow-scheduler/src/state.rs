@@ -78,38 +78,6 @@ impl std::fmt::Display for TaskState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    /// Created, waiting for the DAG's `max_active_runs`.
-    Queued,
-    Running,
-    Success,
-    Failed,
-}
-
-impl RunState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Queued => "queued",
-            RunState::Running => "running",
-            RunState::Success => "success",
-            RunState::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<RunState> {
-        [
-            RunState::Queued,
-            RunState::Running,
-            RunState::Success,
-            RunState::Failed,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
-    }
-}
-
 /// What a task waiting on its upstream should become, given the upstream states.
 pub fn readiness(upstream: impl IntoIterator<Item = TaskState>) -> Option<TaskState> {
     let mut all_done = true;
@@ -120,22 +88,6 @@ pub fn readiness(upstream: impl IntoIterator<Item = TaskState>) -> Option<TaskSt
         all_done &= s.satisfies_downstream();
     }
     all_done.then_some(TaskState::Scheduled)
-}
-
-/// The final state of a run whose task instances are all terminal, else `None`.
-pub fn run_outcome(states: impl IntoIterator<Item = TaskState>) -> Option<RunState> {
-    let mut failed = false;
-    for s in states {
-        if !s.is_terminal() {
-            return None;
-        }
-        failed |= matches!(s, TaskState::Failed | TaskState::UpstreamFailed);
-    }
-    Some(if failed {
-        RunState::Failed
-    } else {
-        RunState::Success
-    })
 }
 
 /// The delay before try `next_try` (2, 3, ...): `base * 2^(tries so far - 1)`, capped, with a
@@ -167,17 +119,6 @@ mod tests {
         assert_eq!(readiness([Success, Running]), None);
         assert_eq!(readiness([UpForRetry, Success]), None);
         assert_eq!(readiness([Waiting, Failed]), Some(UpstreamFailed));
-    }
-
-    #[test]
-    fn run_outcome_waits_for_every_task() {
-        use TaskState::*;
-        assert_eq!(run_outcome([Success, Skipped]), Some(RunState::Success));
-        assert_eq!(
-            run_outcome([Success, UpstreamFailed]),
-            Some(RunState::Failed)
-        );
-        assert_eq!(run_outcome([Success, UpForRetry]), None);
     }
 
     #[test]

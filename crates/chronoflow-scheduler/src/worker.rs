@@ -293,17 +293,8 @@ impl Worker {
                 }
                 self.metrics.task_finished(state);
                 if state == TaskState::Failed {
-                    self.alerter.send(Alert {
-                        event: "task_failed",
-                        dag_id: t.dag_id.clone(),
-                        run_id: t.run_id.clone(),
-                        task_id: t.task_id.clone(),
-                        team: t.team.clone(),
-                        ds: t.ds.clone(),
-                        try_number: t.try_number,
-                        error,
-                        log_path: log,
-                    });
+                    self.alerter
+                        .send(Alert::for_try("task_failed", &t, error, log));
                 }
             }
             None => tracing::warn!(
@@ -499,7 +490,8 @@ fn pid_alive(pid: i64) -> bool {
     }
 }
 
-fn hostname() -> String {
+/// This machine's name (worker ids and streaming-job ownership).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned())

@@ -31,10 +31,6 @@ impl EngineExecutor {
         }
     }
 
-    pub fn warehouse(&self) -> &Warehouse {
-        &self.warehouse
-    }
-
     /// The config of the task's job, as planned (reloading the repo when it changed).
     fn config(&self, task: &TaskRun) -> Result<(Arc<Repo>, usize), String> {
         let find = |repo: &Repo| {

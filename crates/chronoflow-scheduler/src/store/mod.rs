@@ -166,10 +166,6 @@ impl Store {
         &self.url
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
-
     async fn migrate(&self) -> Result<()> {
         let mut conn = self
             .pool

@@ -122,7 +122,8 @@ pub enum FinishOutcome {
     TimedOut(String),
 }
 
-const RETURNING: &str = " RETURNING dag_id, run_id, task_id, version, team, ds, start_ds, end_ds, try_number, max_tries, ready_ms, started_ms";
+/// The columns [`claimed`] reads.
+const CLAIMED_COLUMNS: &str = "dag_id, run_id, task_id, version, team, ds, start_ds, end_ds, try_number, max_tries, ready_ms, started_ms";
 
 impl Store {
     pub async fn task_instances(&self, dag_id: &str, run_id: &str) -> Result<Vec<TaskInstanceRow>> {
@@ -300,10 +301,10 @@ impl Store {
             let sql = format!(
                 "UPDATE task_instances SET state = 'running', worker_id = $1, try_number = try_number + 1, started_ms = $2, heartbeat_ms = $2, ended_ms = NULL, error = NULL \
                      WHERE state = 'queued' AND (dag_id, run_id, task_id) IN \
-                     (SELECT dag_id, run_id, task_id FROM task_instances WHERE state = 'queued' ORDER BY queued_ms, run_order, priority, task_id LIMIT $3{}){RETURNING}",
+                     (SELECT dag_id, run_id, task_id FROM task_instances WHERE state = 'queued' ORDER BY queued_ms, run_order, priority, task_id LIMIT $3{}) RETURNING {CLAIMED_COLUMNS}",
                 self.skip_locked()
             );
-            let rows = sqlx::query(AssertSqlSafe(sql.clone()))
+            let rows = sqlx::query(AssertSqlSafe(sql))
                 .bind(&worker_id)
                 .bind(now)
                 .bind(max as i64)
@@ -484,7 +485,7 @@ impl Store {
                 "SELECT state FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id IN ({})",
                 placeholders(3, chunk.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
+            let mut q = sqlx::query(AssertSqlSafe(sql))
                 .bind(&spec.dag_id)
                 .bind(run_id);
             for u in chunk {
@@ -603,10 +604,10 @@ impl Store {
         retry_cap_seconds: u64,
     ) -> Result<Vec<(Claimed, String)>> {
         let cutoff = now - timeout_ms;
-        let rows = sqlx::query(
-            "SELECT dag_id, run_id, task_id, version, team, ds, start_ds, end_ds, try_number, max_tries, ready_ms, started_ms, worker_id, heartbeat_ms \
-             FROM task_instances WHERE state = 'running' AND is_sensor = 0 AND heartbeat_ms < $1",
-        )
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CLAIMED_COLUMNS}, worker_id, heartbeat_ms \
+             FROM task_instances WHERE state = 'running' AND is_sensor = 0 AND heartbeat_ms < $1"
+        )))
         .bind(cutoff)
         .fetch_all(&self.pool)
         .await
@@ -646,10 +647,9 @@ impl Store {
         retry_cap_seconds: u64,
         now: i64,
     ) -> Result<usize> {
-        let rows = sqlx::query(
-            "SELECT dag_id, run_id, task_id, version, team, ds, start_ds, end_ds, try_number, max_tries, ready_ms, started_ms \
-             FROM task_instances WHERE state = 'running' AND is_sensor = 0 AND worker_id = $1",
-        )
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CLAIMED_COLUMNS} FROM task_instances WHERE state = 'running' AND is_sensor = 0 AND worker_id = $1"
+        )))
         .bind(worker_id)
         .fetch_all(&self.pool)
         .await
@@ -721,10 +721,10 @@ impl Store {
         transact!(self, "finding due sensors", c, {
             let sql = format!(
                 "UPDATE task_instances SET next_ms = $1 WHERE state = 'running' AND is_sensor = 1 AND (dag_id, run_id, task_id) IN \
-                     (SELECT dag_id, run_id, task_id FROM task_instances WHERE state = 'running' AND is_sensor = 1 AND next_ms <= $2 ORDER BY next_ms LIMIT $3{}){RETURNING}",
+                     (SELECT dag_id, run_id, task_id FROM task_instances WHERE state = 'running' AND is_sensor = 1 AND next_ms <= $2 ORDER BY next_ms LIMIT $3{}) RETURNING {CLAIMED_COLUMNS}",
                 self.skip_locked()
             );
-            let rows = sqlx::query(AssertSqlSafe(sql.clone()))
+            let rows = sqlx::query(AssertSqlSafe(sql))
                 .bind(now + lease_ms)
                 .bind(now)
                 .bind(max as i64)

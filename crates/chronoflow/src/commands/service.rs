@@ -153,8 +153,11 @@ fn worker(
             .unwrap_or(2)
     });
     let id = id.unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
+        format!(
+            "{}-{}",
+            chronoflow_scheduler::worker::hostname(),
+            std::process::id()
+        )
     });
     Ok(Arc::new(Worker::new(
         id,
