@@ -291,6 +291,35 @@ fn decode_file(layouts: &[Layout], file: &RepoFile) -> Decoded {
     out
 }
 
+/// Decodes one compiled config from its text, outside a repo: what a fetcher reads back from the
+/// KV store. `file` names it in the error, which lists every error diagnostic.
+pub fn decode_text(
+    file: &str,
+    text: &str,
+    kind: ConfigKind,
+    layout_dialect: Dialect,
+) -> Result<(Dialect, Config), String> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("{file}: invalid JSON: {e}"))?;
+    let dialect = parse::detect_dialect(&value, layout_dialect);
+    let mut diagnostics = Vec::new();
+    let mut cx = DecodeContext {
+        file,
+        dialect,
+        diagnostics: &mut diagnostics,
+    };
+    let config = parse::decode_config(&mut cx, kind, value);
+    let errors: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    match config {
+        Some(c) if errors.is_empty() => Ok((dialect, c)),
+        _ => Err(errors.join("; ")),
+    }
+}
+
 /// FNV-1a, 64 bits, as 16 hex digits: stable across versions and platforms.
 pub fn content_hash(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

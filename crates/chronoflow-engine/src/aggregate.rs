@@ -14,7 +14,7 @@ use chronoflow_config::{Aggregation, Operation};
 use crate::value::{ScalarKind, Val};
 
 /// A finalized aggregate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Out {
     Int(i64),
     Float(f64),
@@ -28,7 +28,7 @@ pub enum Out {
 }
 
 /// The Arrow type an operation produces from an input of kind `input`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OutKind {
     Int,
     Float,

@@ -372,7 +372,8 @@ pub fn build_column(name: &str, data_type: &DataType, values: &[Option<Out>]) ->
     })
 }
 
-fn val_json(v: &Val) -> Value {
+/// An input value as JSON.
+pub fn val_json(v: &Val) -> Value {
     match v {
         Val::Bool(b) => Value::Bool(*b),
         Val::Int(i) => Value::from(*i),
@@ -383,7 +384,8 @@ fn val_json(v: &Val) -> Value {
     }
 }
 
-fn out_json(o: &Out) -> Value {
+/// A feature value as JSON (what `export` and the fetcher print).
+pub fn out_json(o: &Out) -> Value {
     match o {
         Out::Int(i) => Value::from(*i),
         Out::Float(f) => serde_json::Number::from_f64(*f)

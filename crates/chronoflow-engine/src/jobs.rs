@@ -12,7 +12,7 @@ use chronoflow_config::{
 };
 use datafusion::datasource::MemTable;
 
-use crate::aggregate::{Out, out_kind};
+use crate::aggregate::{Out, OutKind, out_kind};
 use crate::error::{EngineError, Result};
 use crate::features::{
     AsOf, Feature, KeyedRows, build_column, compute_features, feature_type, plan_features,
@@ -26,17 +26,19 @@ use crate::window::date_of;
 type Key = Vec<Option<Val>>;
 
 /// A GroupBy's rows, loaded and indexed, ready to answer "features of key K as of T".
-struct LoadedGroupBy {
+pub(crate) struct LoadedGroupBy {
     name: String,
-    keys: Vec<String>,
-    key_types: Vec<DataType>,
-    shape: Shape,
-    rows: KeyedRows,
+    pub(crate) keys: Vec<String>,
+    pub(crate) key_types: Vec<DataType>,
+    pub(crate) shape: Shape,
+    pub(crate) rows: KeyedRows,
 }
 
-enum Shape {
+pub(crate) enum Shape {
     Aggregated {
         aggregations: Vec<Aggregation>,
+        /// Per aggregation, what it produces.
+        kinds: Vec<OutKind>,
         features: Vec<Feature>,
         types: Vec<DataType>,
     },
@@ -49,7 +51,7 @@ enum Shape {
 }
 
 impl LoadedGroupBy {
-    fn feature_names(&self) -> Vec<String> {
+    pub(crate) fn feature_names(&self) -> Vec<String> {
         match &self.shape {
             Shape::Aggregated { features, .. } => features.iter().map(|f| f.name.clone()).collect(),
             Shape::Selected { columns, .. } => columns.clone(),
@@ -64,7 +66,7 @@ impl LoadedGroupBy {
     }
 
     /// The features of `key` as of `as_of`: `None` per feature when nothing counted.
-    fn features(&self, key: &Key, as_of: AsOf) -> Result<Vec<Option<Out>>> {
+    pub(crate) fn features(&self, key: &Key, as_of: AsOf) -> Result<Vec<Option<Out>>> {
         let rows = self.rows.by_key.get(key).map(Vec::as_slice).unwrap_or(&[]);
         match &self.shape {
             Shape::Aggregated {
@@ -129,7 +131,7 @@ fn source_table(source: &Source, config: &str) -> Result<TableName> {
 }
 
 /// Loads what a GroupBy needs to answer queries as of any date in `first..=last`.
-async fn load_group_by(
+pub(crate) async fn load_group_by(
     warehouse: &Warehouse,
     gb: &GroupBy,
     first: PartitionDate,
@@ -137,11 +139,6 @@ async fn load_group_by(
 ) -> Result<LoadedGroupBy> {
     let name = gb.metadata.name.clone();
     let lookback = gb.lookback_days();
-    let no_aggregations: &[Aggregation] = &[];
-    let aggregations = gb.aggregations.as_deref().unwrap_or(no_aggregations);
-    // Aggregations over one column share its values; bucket columns are read once each.
-    let input_names = input_columns(aggregations);
-    let bucket_names = bucket_columns(aggregations);
     let mut loaded: Vec<(RecordBatch, bool)> = Vec::new();
     for source in &gb.sources {
         let table = source_table(source, &name)?;
@@ -173,7 +170,18 @@ async fn load_group_by(
             entity,
         ));
     }
+    index_group_by(gb, &loaded)
+}
 
+/// Indexes a GroupBy's evaluated source rows (`(rows, is_entity)` per source, as
+/// [`source::load`] returns them) by key.
+pub(crate) fn index_group_by(gb: &GroupBy, loaded: &[(RecordBatch, bool)]) -> Result<LoadedGroupBy> {
+    let name = gb.metadata.name.clone();
+    let no_aggregations: &[Aggregation] = &[];
+    let aggregations = gb.aggregations.as_deref().unwrap_or(no_aggregations);
+    // Aggregations over one column share its values; bucket columns are read once each.
+    let input_names = input_columns(aggregations);
+    let bucket_names = bucket_columns(aggregations);
     let schema = loaded[0].0.schema();
     let column = |batch: &RecordBatch, col: &str| -> Result<ArrayRef> {
         batch
@@ -247,6 +255,7 @@ async fn load_group_by(
                 .collect();
             Shape::Aggregated {
                 aggregations: aggs.clone(),
+                kinds,
                 features,
                 types,
             }
@@ -283,7 +292,7 @@ async fn load_group_by(
         rows.inputs = vec![Vec::new(); input_names.len()];
     }
     rows.buckets = vec![Vec::new(); bucket_names.len()];
-    for (batch, entity) in &loaded {
+    for (batch, entity) in loaded {
         let keys: Vec<ArrayRef> = gb
             .key_columns
             .iter()
@@ -383,7 +392,7 @@ async fn load_group_by(
 }
 
 /// The distinct input columns of some aggregations, in first-use order.
-fn input_columns(aggregations: &[Aggregation]) -> Vec<String> {
+pub(crate) fn input_columns(aggregations: &[Aggregation]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for a in aggregations {
         if !out.contains(&a.input_column) {
@@ -394,7 +403,7 @@ fn input_columns(aggregations: &[Aggregation]) -> Vec<String> {
 }
 
 /// The distinct bucket columns of some aggregations, sorted.
-fn bucket_columns(aggregations: &[Aggregation]) -> Vec<String> {
+pub(crate) fn bucket_columns(aggregations: &[Aggregation]) -> Vec<String> {
     let mut out: Vec<String> = aggregations
         .iter()
         .flat_map(|a| a.buckets.iter().cloned())

@@ -1,5 +1,6 @@
-//! The local compute engine. Today: the warehouse (Parquet tables with atomic partitions on any
-//! `object_store`), importing and exporting tables.
+//! The local compute engine: the warehouse (Parquet tables with atomic partitions on any
+//! `object_store`), importing and exporting tables, Chronon's backfills, and what online serving
+//! needs of a GroupBy (`online`).
 
 pub mod aggregate;
 pub mod backfill;
@@ -8,6 +9,7 @@ pub mod export;
 pub mod features;
 pub mod import;
 pub mod jobs;
+pub mod online;
 pub mod source;
 pub mod staging;
 pub mod table_name;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chronoflow_config::{PartitionDate, Query};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -95,6 +95,20 @@ pub async fn load(
             Arc::new(Schema::new(fields))
         }
     };
+    evaluate(schema, batches, query, time, &partition_column, config, table).await
+}
+
+/// Evaluates `query` over raw rows of `table` (its columns plus `partition_column`): the step
+/// shared by tables read from the warehouse and events arriving from a stream.
+pub async fn evaluate(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    query: &Query,
+    time: TimeMode,
+    partition_column: &str,
+    config: &str,
+    table: &TableName,
+) -> Result<RecordBatch> {
     let ctx = session();
     let mem = MemTable::try_new(schema, vec![batches])
         .map_err(|e| df_error(config, table, "registering", e))?;
@@ -112,12 +126,12 @@ pub async fn load(
         (Some(t), _) => format!("CAST({t} AS BIGINT)"),
         (None, TimeMode::EventTime) => format!(
             "CAST((EXTRACT(EPOCH FROM CAST({} AS DATE)) + 86400) * 1000 - 1 AS BIGINT)",
-            quote(&partition_column)
+            quote(partition_column)
         ),
         (None, TimeMode::Optional) => "CAST(NULL AS BIGINT)".to_owned(),
     };
     columns.push(format!("{ts_expr} AS {TS}"));
-    columns.push(format!("{} AS {DS}", quote(&partition_column)));
+    columns.push(format!("{} AS {DS}", quote(partition_column)));
     let wheres = if query.wheres.is_empty() {
         String::new()
     } else {

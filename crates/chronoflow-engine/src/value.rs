@@ -11,7 +11,7 @@ use arrow::datatypes::{
 };
 
 /// One input value. Floats order by `total_cmp` so sorting is total; strings are shared.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Val {
     Bool(bool),
     Int(i64),
@@ -138,7 +138,7 @@ pub fn is_supported_scalar(t: &DataType) -> bool {
 }
 
 /// The kind of scalar a column holds, as the aggregation output types need it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ScalarKind {
     Bool,
     Int,

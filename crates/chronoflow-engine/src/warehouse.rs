@@ -376,6 +376,51 @@ impl Warehouse {
         })
     }
 
+    /// Adds rows to partition `ds` (creating it), in one new file: readers see all of them or
+    /// none, as the manifest listing the new file is the commit point. For appenders that own
+    /// their table, such as the fetch logger; a concurrent append to the same partition could lose one.
+    pub async fn append_partition(
+        &self,
+        table: &TableName,
+        partition_column: &str,
+        ds: PartitionDate,
+        batches: &[RecordBatch],
+    ) -> Result<PartitionInfo> {
+        self.ensure_table(table, partition_column).await?;
+        let dir = self.partition_dir(table, partition_column, ds);
+        let meta = TableMeta {
+            partition_column: partition_column.to_owned(),
+        };
+        let mut manifest = match self.manifest(table, &meta, ds).await {
+            Ok(m) => m,
+            Err(EngineError::PartitionNotFound { .. }) => Manifest {
+                files: Vec::new(),
+                rows: 0,
+            },
+            Err(e) => return Err(e),
+        };
+        let name = format!("part-{}-{:05}.parquet", unique_id(), manifest.files.len());
+        let path = dir.clone().join(name.as_str());
+        let bytes = write_parquet_bytes(batches, path.as_ref())?;
+        self.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(Self::store_error(&path))?;
+        manifest.files.push(name);
+        manifest.rows += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        let manifest_path = dir.join(MANIFEST);
+        let body = serde_json::to_vec_pretty(&manifest).expect("serializable");
+        self.store
+            .put(&manifest_path, PutPayload::from(body))
+            .await
+            .map_err(Self::store_error(&manifest_path))?;
+        Ok(PartitionInfo {
+            ds,
+            rows: manifest.rows,
+            files: manifest.files.len(),
+        })
+    }
+
     /// Deletes the previous version's files and old orphans (files in no manifest, from crashed writers).
     async fn clean_partition(
         &self,

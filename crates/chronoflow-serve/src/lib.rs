@@ -1,6 +1,16 @@
-//! Online serving. Today: the KV store that uploads load and the fetcher reads.
+//! Online serving (SPEC §4.6): the KV store, the batch side (upload, upload-to-kv,
+//! metadata-upload, streaming replay), the fetcher with its HTTP server, and fetch logging.
+//!
+//! Values are computed by the engine's `online` module with the backfill's own aggregation code;
+//! this crate stores, moves and serves them.
 
+pub mod codec;
 pub mod error;
+pub mod fetcher;
+pub mod http;
 pub mod kv;
+pub mod logging;
+pub mod upload;
 
 pub use error::{Result, ServeError};
+pub use fetcher::Fetcher;

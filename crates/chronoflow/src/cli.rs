@@ -45,6 +45,10 @@ pub enum Command {
     /// Task instances: list, clear, logs.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// Fetch online features of a Join or GroupBy for a key set, from the KV store.
+    Fetch(FetchArgs),
+    /// Run the HTTP fetcher: POST /v1/fetch/join/<name> and /v1/fetch/groupby/<name>.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -277,12 +281,76 @@ pub struct RunArgs {
     /// Recompute partitions that already exist (by default only missing ones are computed).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub kv: KvArg,
+    /// Streaming: the event table to replay (one of the GroupBy's event sources), e.g.
+    /// `data.returns`. Until topics are read, replay is how streamed rows arrive.
+    #[arg(long, value_name = "NS.TABLE")]
+    pub replay_table: Option<String>,
+    /// Streaming: replay the partitions after this day (the batch day of the upload).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct KvArg {
+    /// The online KV store: a path for the embedded store, or `redis://host:port`.
+    #[arg(long, value_name = "PATH|URL", env = "CHRONOFLOW_KV", default_value = chronoflow_serve::kv::DEFAULT_KV)]
+    pub kv: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FetchType {
+    Join,
+    #[value(name = "group-by", alias = "groupby")]
+    GroupBy,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    /// What to fetch.
+    #[arg(short = 't', long = "type", value_enum, default_value_t = FetchType::Join)]
+    pub kind: FetchType,
+    /// The Join or GroupBy, as written in configs (`team.name.v1`) or `team/name.v1`.
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// The key set as JSON, e.g. '{"user_id": 5}' (or an array of key sets).
+    #[arg(short = 'k', long = "keys", value_name = "JSON")]
+    pub keys: String,
+    /// The time to fetch at, epoch millis (default: now).
+    #[arg(long, value_name = "MILLIS")]
+    pub at_millis: Option<i64>,
+    #[command(flatten)]
+    pub kv: KvArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Where the HTTP fetcher listens.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
+    pub listen: String,
+    #[command(flatten)]
+    pub kv: KvArg,
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+    /// Turn fetch logging off (by default Joins with samplePercent > 0 are logged).
+    #[arg(long)]
+    pub no_fetch_log: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RunMode {
     /// Compute output partitions (GroupBy daily snapshots, Join training rows).
     Backfill,
+    /// GroupBy: compute what serving needs as of the end of --ds into its `_upload` table.
+    Upload,
+    /// GroupBy: load the `_upload` partition of --ds into the KV store, switched in atomically.
+    UploadToKv,
+    /// Join or GroupBy: store the definition the fetcher reads (skipped when unchanged).
+    MetadataUpload,
+    /// GroupBy (TEMPORAL): feed events after the batch into the streaming dataset; today by
+    /// replaying a table's partitions after --since (--replay-table).
+    Streaming,
 }
 
 #[derive(Debug, Clone, clap::Args)]

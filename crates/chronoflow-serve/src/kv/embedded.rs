@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{
+    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition,
+    TableHandle,
+};
 
 use super::{Entry, KvStore};
 use crate::error::{Result, ServeError};
@@ -13,6 +16,11 @@ use crate::error::{Result, ServeError};
 const ACTIVE: TableDefinition<&str, &str> = TableDefinition::new("active");
 /// Batch tables are named `batch\x1f<dataset>\x1f<version>`.
 const BATCH_PREFIX: &str = "batch\u{1f}";
+
+/// Append-only datasets are multimap tables named `stream\x1f<dataset>`.
+fn stream_table(dataset: &str) -> String {
+    format!("stream\u{1f}{dataset}")
+}
 
 fn batch_table(dataset: &str, version: &str) -> String {
     format!("{BATCH_PREFIX}{dataset}\u{1f}{version}")
@@ -219,6 +227,49 @@ impl KvStore for EmbeddedKv {
                         .get(k.as_slice())
                         .map(|v| v.map(|v| v.value().to_vec()))
                         .map_err(|e| self.err(e))
+                })
+                .collect()
+        })
+    }
+
+    fn append<'a>(&'a self, dataset: &'a str, entries: Vec<Entry>) -> BoxFuture<'a, Result<()>> {
+        let name = stream_table(dataset);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let def: MultimapTableDefinition<&[u8], &[u8]> =
+                    MultimapTableDefinition::new(&name);
+                let mut table = txn.open_multimap_table(def).map_err(|e| e.to_string())?;
+                for (k, v) in &entries {
+                    table
+                        .insert(k.as_slice(), v.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            txn.commit().map_err(|e| e.to_string())
+        })
+    }
+
+    fn multi_get_appended<'a>(
+        &'a self,
+        dataset: &'a str,
+        keys: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Vec<Vec<Vec<u8>>>>> {
+        Box::pin(async move {
+            let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+            let name = stream_table(dataset);
+            let def: MultimapTableDefinition<&[u8], &[u8]> = MultimapTableDefinition::new(&name);
+            let table = match txn.open_multimap_table(def) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![Vec::new(); keys.len()]),
+                Err(e) => return Err(self.err(e)),
+            };
+            keys.iter()
+                .map(|k| {
+                    let values = table.get(k.as_slice()).map_err(|e| self.err(e))?;
+                    values
+                        .map(|v| v.map(|v| v.value().to_vec()).map_err(|e| self.err(e)))
+                        .collect()
                 })
                 .collect()
         })

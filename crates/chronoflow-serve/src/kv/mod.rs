@@ -4,6 +4,9 @@
 //! becomes visible only at `commit_batch`, in one atomic step; the previous batch is then
 //! dropped. A load that dies half-way leaves the previous batch serving, and its leftovers are
 //! cleared when the same version is loaded again (`begin_batch`) or the store is reopened.
+//!
+//! Streamed rows go to append-only datasets instead: each key holds a set of values, so a replay
+//! that is rerun adds nothing twice.
 
 mod embedded;
 mod redis_store;
@@ -37,4 +40,26 @@ pub trait KvStore: Send + Sync {
         dataset: &'a str,
         keys: &'a [Vec<u8>],
     ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>>;
+    /// Adds values to keys of an append-only dataset. A value the key already holds is kept once.
+    fn append<'a>(&'a self, dataset: &'a str, entries: Vec<Entry>) -> BoxFuture<'a, Result<()>>;
+    /// Every value appended to each of `keys` (in byte order), empty for keys never appended to.
+    fn multi_get_appended<'a>(
+        &'a self,
+        dataset: &'a str,
+        keys: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Vec<Vec<Vec<u8>>>>>;
+}
+
+/// The default embedded store, relative to the working directory.
+pub const DEFAULT_KV: &str = "./.chronoflow/kv";
+
+/// Opens the store `spec` names: `redis://…` (keys prefixed `chronoflow:`), else the path of an
+/// embedded store.
+pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn KvStore>> {
+    if spec.starts_with("redis://") || spec.starts_with("rediss://") {
+        Ok(std::sync::Arc::new(RedisKv::connect(spec, "chronoflow").await?))
+    } else {
+        let path = spec.strip_prefix("file://").unwrap_or(spec);
+        Ok(std::sync::Arc::new(EmbeddedKv::open(std::path::Path::new(path))?))
+    }
 }

@@ -61,6 +61,13 @@ impl RedisKv {
         format!("{}:{dataset}:active", self.prefix)
     }
 
+    /// The set holding a key's appended values (keys are bytes: the name is too).
+    fn appended(&self, dataset: &str, key: &[u8]) -> Vec<u8> {
+        let mut name = format!("{}:{dataset}:s:", self.prefix).into_bytes();
+        name.extend_from_slice(key);
+        name
+    }
+
     fn batch_prefix(&self, dataset: &str) -> String {
         format!("{}:{dataset}:v:", self.prefix)
     }
@@ -162,6 +169,52 @@ impl KvStore for RedisKv {
                 dataset: dataset.to_owned(),
                 message: "no batch has been uploaded".to_owned(),
             })
+        })
+    }
+
+    fn append<'a>(&'a self, dataset: &'a str, entries: Vec<Entry>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let mut conn = self.conn.clone();
+            // One transaction: a batch of rows lands whole or not at all.
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (k, v) in &entries {
+                pipe.cmd("SADD")
+                    .arg(self.appended(dataset, k))
+                    .arg(v.as_slice())
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn multi_get_appended<'a>(
+        &'a self,
+        dataset: &'a str,
+        keys: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Vec<Vec<Vec<u8>>>>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut conn = self.conn.clone();
+            let mut pipe = redis::pipe();
+            for k in keys {
+                pipe.cmd("SMEMBERS").arg(self.appended(dataset, k));
+            }
+            let mut sets: Vec<Vec<Vec<u8>>> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            for set in &mut sets {
+                set.sort();
+            }
+            Ok(sets)
         })
     }
 }

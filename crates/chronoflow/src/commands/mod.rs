@@ -1,4 +1,5 @@
 mod check;
+mod fetch;
 mod output;
 mod plan;
 mod run;
@@ -26,6 +27,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dags(command) => state::dags(command),
         Command::Runs(command) => state::runs(command),
         Command::Tasks(command) => state::tasks(command),
+        Command::Fetch(args) => fetch::fetch(&args),
+        Command::Serve(args) => fetch::serve(&args),
     }
 }
 

@@ -6,12 +6,17 @@ use chronoflow_engine::Warehouse;
 use chronoflow_engine::backfill::{BackfillOptions, backfill_range};
 use chronoflow_plan::partitions::PartitionRange;
 
+use chronoflow_serve::upload as online;
+
 use crate::cli::{RunArgs, RunMode};
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let repo = super::load_repo(&args.repo.repo)?;
     let loaded = find_config(&repo, args)?;
-    let range = date_range(args)?;
+    let range = match args.mode {
+        RunMode::Backfill | RunMode::Upload | RunMode::UploadToKv => Some(date_range(args)?),
+        RunMode::MetadataUpload | RunMode::Streaming => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -19,7 +24,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
         match args.mode {
-            RunMode::Backfill => backfill(&warehouse, loaded, range, args).await,
+            RunMode::Backfill => backfill(&warehouse, loaded, range.expect("given"), args).await,
+            RunMode::Upload => upload(&warehouse, loaded, range.expect("given"), args).await,
+            RunMode::UploadToKv => upload_to_kv(&warehouse, loaded, range.expect("given"), args).await,
+            RunMode::MetadataUpload => metadata_upload(loaded, args).await,
+            RunMode::Streaming => streaming(&warehouse, loaded, args).await,
         }
     })?;
     Ok(ExitCode::SUCCESS)
@@ -142,5 +151,96 @@ async fn backfill(
     if steps.is_empty() {
         eprintln!("{output}: every partition of {range} exists (use --force to recompute)");
     }
+    Ok(())
+}
+
+/// The compiled text of a config, as the fetcher will decode it.
+fn stored_config(args: &RunArgs, loaded: &LoadedConfig) -> anyhow::Result<chronoflow_serve::codec::StoredConfig> {
+    let path = args.repo.repo.join(&loaded.path);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(online::stored_config(loaded, text))
+}
+
+async fn upload(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    range: PartitionRange,
+    args: &RunArgs,
+) -> anyhow::Result<()> {
+    for ds in range.dates() {
+        let started = std::time::Instant::now();
+        let info = online::upload(warehouse, loaded, stored_config(args, loaded)?, ds)
+            .await
+            .with_context(|| format!("uploading {} for {ds}", loaded.name()))?;
+        eprintln!(
+            "upload {} ds={ds}: {} keys in {:.2?}",
+            loaded.name(),
+            info.rows.saturating_sub(1),
+            started.elapsed()
+        );
+    }
+    Ok(())
+}
+
+async fn upload_to_kv(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    range: PartitionRange,
+    args: &RunArgs,
+) -> anyhow::Result<()> {
+    let kv = chronoflow_serve::kv::open(&args.kv.kv).await?;
+    for ds in range.dates() {
+        let started = std::time::Instant::now();
+        let name = loaded.name().to_owned();
+        let total = online::upload_to_kv(warehouse, kv.as_ref(), loaded, ds, &mut |done, total| {
+            eprintln!("upload-to-kv {name} ds={ds}: loaded {done}/{total} entries");
+        })
+        .await
+        .with_context(|| format!("loading {} for {ds} into the KV store", loaded.name()))?;
+        eprintln!(
+            "upload-to-kv {} ds={ds}: {total} entries serving, in {:.2?}",
+            loaded.name(),
+            started.elapsed()
+        );
+    }
+    Ok(())
+}
+
+async fn metadata_upload(loaded: &LoadedConfig, args: &RunArgs) -> anyhow::Result<()> {
+    let kv = chronoflow_serve::kv::open(&args.kv.kv).await?;
+    let uploaded = online::metadata_upload(kv.as_ref(), loaded, stored_config(args, loaded)?)
+        .await
+        .with_context(|| format!("uploading the metadata of {}", loaded.name()))?;
+    if uploaded {
+        eprintln!("metadata-upload {}: stored (hash {})", loaded.name(), loaded.content_hash);
+    } else {
+        eprintln!("metadata-upload {}: unchanged (hash {})", loaded.name(), loaded.content_hash);
+    }
+    Ok(())
+}
+
+async fn streaming(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    args: &RunArgs,
+) -> anyhow::Result<()> {
+    let (Some(table), Some(since)) = (&args.replay_table, &args.since) else {
+        bail!(
+            "--mode streaming reads no topic yet: give --replay-table <ns.table> and --since <YYYY-MM-DD> to replay a table's partitions after the batch day"
+        );
+    };
+    let since = PartitionDate::parse(since)?;
+    let kv = chronoflow_serve::kv::open(&args.kv.kv).await?;
+    let report = online::replay(warehouse, kv.as_ref(), loaded, table, since, &mut |day, rows| {
+        eprintln!("streaming {}: replayed {table} partition {day}: {rows} rows", loaded.name());
+    })
+    .await
+    .with_context(|| format!("replaying {table} into {}", loaded.name()))?;
+    eprintln!(
+        "streaming {}: {} partitions, {} rows after {since}",
+        loaded.name(),
+        report.partitions,
+        report.rows
+    );
     Ok(())
 }

@@ -1,0 +1,445 @@
+//! What online serving needs of a GroupBy (SPEC §4.6), computed with the backfill's own code so
+//! that a fetch and a backfill cannot disagree.
+//!
+//! [`compute_upload`] prepares, as of the end of day `D`, one value per key:
+//! - SNAPSHOT: the finalized features, exactly the backfill's partition `D`;
+//! - TEMPORAL: the key's partial aggregation input — its rows that a window ending after the end
+//!   of `D` can still count (rule 1 of §4.2 for `a = D+1`, and inside the widest window),
+//!   projected to the aggregation inputs. Streamed rows (partitions after `D`) are added to them
+//!   at fetch time and every window is aggregated by [`compute_features`], as the Join backfill
+//!   does for a left row at that time.
+//!
+//! Streamed rows come from [`stream_rows`]: raw source rows (a replayed table partition today, a
+//! topic's events later) evaluated through the source's query exactly as the backfill reads it.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use chronoflow_config::{Accuracy, Aggregation, Dialect, GroupBy, PartitionDate, Source};
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Out, OutKind};
+use crate::error::{EngineError, Result};
+use crate::features::{AsOf, Feature, KeyedRows, compute_features, plan_features};
+use crate::jobs::{self, Shape};
+use crate::source::{self, PartitionBounds, TimeMode};
+use crate::table_name::TableName;
+use crate::value::{ScalarKind, Val};
+use crate::warehouse::Warehouse;
+use crate::window::{DAY, date_of, end_of_day, oldest_partition, window_start};
+
+/// A key's values, in the GroupBy's key column order.
+pub type Key = Vec<Option<Val>>;
+
+/// One input row of a TEMPORAL GroupBy, as the aggregations read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnlineRow {
+    pub ts: i64,
+    /// The row's partition, in days since 1970-01-01.
+    pub day: i64,
+    /// Per distinct aggregation input column.
+    pub inputs: Vec<Option<Val>>,
+    /// Per bucket column.
+    pub buckets: Vec<Option<String>>,
+}
+
+impl OnlineRow {
+    pub fn partition(&self) -> PartitionDate {
+        date_of(self.day * DAY)
+    }
+}
+
+/// A key's value in a batch upload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum BatchValue {
+    /// SNAPSHOT: the features as of the end of the batch day, in feature order.
+    Finalized(Vec<Option<Out>>),
+    /// TEMPORAL: the rows later windows can still count, sorted by time.
+    Rows(Vec<OnlineRow>),
+}
+
+/// What a batch says about itself, so a fetcher can read its values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServingInfo {
+    pub group_by: String,
+    /// The batch day `D`: the values are as of its end.
+    pub batch_ds: String,
+    pub temporal: bool,
+    pub key_columns: Vec<String>,
+    pub key_kinds: Vec<ScalarKind>,
+    /// Per aggregation, what it produces (empty without aggregations).
+    pub aggregation_kinds: Vec<OutKind>,
+    pub features: Vec<String>,
+}
+
+/// A batch upload: its description and one value per key, keys sorted.
+#[derive(Debug)]
+pub struct Upload {
+    pub info: ServingInfo,
+    pub entries: Vec<(Key, BatchValue)>,
+}
+
+/// Whether fetches add streamed rows and aggregate windows at request time. Mirrors the Join
+/// backfill: a part built only on entity sources is a snapshot whatever its accuracy.
+pub fn is_temporal(gb: &GroupBy) -> bool {
+    gb.accuracy() == Accuracy::Temporal
+        && gb.aggregations.is_some()
+        && !gb
+            .sources
+            .iter()
+            .all(|s| matches!(s, Source::Entities(_)))
+}
+
+fn input_error(gb: &GroupBy, message: impl Into<String>) -> EngineError {
+    EngineError::Input {
+        file: gb.metadata.name.clone(),
+        message: message.into(),
+    }
+}
+
+/// Computes the upload of `gb` as of the end of `ds`.
+pub async fn compute_upload(
+    warehouse: &Warehouse,
+    gb: &GroupBy,
+    ds: PartitionDate,
+) -> Result<Upload> {
+    let temporal = is_temporal(gb);
+    if temporal
+        && gb
+            .sources
+            .iter()
+            .any(|s| matches!(s, Source::Entities(_)))
+    {
+        return Err(input_error(
+            gb,
+            "a TEMPORAL GroupBy mixing entity and event sources cannot be served yet",
+        ));
+    }
+    // TEMPORAL: read what windows as of `a = D+1` reach, but only partitions up to D.
+    let (first, last) = if temporal {
+        (ds.add_days(1), ds)
+    } else {
+        (ds, ds)
+    };
+    let data = jobs::load_group_by(warehouse, gb, first, last).await?;
+    let mut keys: Vec<&Key> = data.rows.by_key.keys().collect();
+    keys.sort();
+    let mut entries = Vec::with_capacity(keys.len());
+    if temporal {
+        let Shape::Aggregated { aggregations, .. } = &data.shape else {
+            unreachable!("temporal GroupBys aggregate");
+        };
+        let reach = Reach::of(aggregations, ds);
+        let rows = &data.rows;
+        for key in keys {
+            let mut out: Vec<OnlineRow> = Vec::new();
+            for &r in &data.rows.by_key[key] {
+                let r = r as usize;
+                let (Some(ts), p) = (rows.ts[r], rows.ds[r]) else {
+                    continue;
+                };
+                if reach.start.is_some_and(|s| ts < s) || reach.oldest.is_some_and(|o| p < o) {
+                    continue;
+                }
+                out.push(OnlineRow {
+                    ts,
+                    day: p.epoch_millis().div_euclid(DAY),
+                    inputs: rows.inputs.iter().map(|c| c[r].clone()).collect(),
+                    buckets: rows.buckets.iter().map(|c| c[r].clone()).collect(),
+                });
+            }
+            if !out.is_empty() {
+                entries.push((key.clone(), BatchValue::Rows(out)));
+            }
+        }
+    } else {
+        for key in keys {
+            let features = data.features(key, AsOf::end_of(ds))?;
+            if features.iter().any(Option::is_some) {
+                entries.push((key.clone(), BatchValue::Finalized(features)));
+            }
+        }
+    }
+    let key_kinds = data
+        .key_types
+        .iter()
+        .map(|t| ScalarKind::of(t).expect("keys were checked when loading"))
+        .collect();
+    let aggregation_kinds = match &data.shape {
+        Shape::Aggregated { kinds, .. } => kinds.clone(),
+        Shape::Selected { .. } => Vec::new(),
+    };
+    Ok(Upload {
+        info: ServingInfo {
+            group_by: gb.metadata.name.clone(),
+            batch_ds: ds.to_string(),
+            temporal,
+            key_columns: data.keys.clone(),
+            key_kinds,
+            aggregation_kinds,
+            features: data.feature_names(),
+        },
+        entries,
+    })
+}
+
+/// The oldest time and partition any window ending after the end of `ds` can count; `None`
+/// when an unwindowed aggregation counts everything.
+struct Reach {
+    start: Option<i64>,
+    oldest: Option<PartitionDate>,
+}
+
+impl Reach {
+    fn of(aggregations: &[Aggregation], ds: PartitionDate) -> Reach {
+        let unwindowed = aggregations.iter().any(|a| a.windows.is_empty());
+        let windows = || aggregations.iter().flat_map(|a| a.windows.iter().copied());
+        if unwindowed {
+            return Reach {
+                start: None,
+                oldest: None,
+            };
+        }
+        Reach {
+            start: windows().map(|w| window_start(end_of_day(ds), w)).min(),
+            oldest: windows().map(|w| oldest_partition(ds.add_days(1), w)).min(),
+        }
+    }
+}
+
+/// A GroupBy ready to answer fetches from batch values and streamed rows.
+#[derive(Debug)]
+pub struct OnlineGroupBy {
+    pub info: ServingInfo,
+    batch_ds: PartitionDate,
+    aggregations: Vec<Aggregation>,
+    features: Vec<Feature>,
+    inputs: usize,
+    buckets: usize,
+    /// ZL dialect: a window's head is inclusive.
+    inclusive: bool,
+}
+
+impl OnlineGroupBy {
+    /// Pairs a GroupBy definition with the batch it uploaded.
+    pub fn new(gb: &GroupBy, dialect: Dialect, info: ServingInfo) -> Result<OnlineGroupBy> {
+        let batch_ds = PartitionDate::parse(&info.batch_ds)
+            .map_err(|e| input_error(gb, format!("serving info: {e}")))?;
+        let aggregations = gb.aggregations.clone().unwrap_or_default();
+        let input_names = jobs::input_columns(&aggregations);
+        let bucket_names = jobs::bucket_columns(&aggregations);
+        let features = if aggregations.is_empty() {
+            Vec::new()
+        } else {
+            if info.aggregation_kinds.len() != aggregations.len() {
+                return Err(input_error(
+                    gb,
+                    "the uploaded batch was made from a different definition; upload again",
+                ));
+            }
+            let index: Vec<usize> = aggregations
+                .iter()
+                .map(|a| {
+                    input_names
+                        .iter()
+                        .position(|c| *c == a.input_column)
+                        .expect("listed")
+                })
+                .collect();
+            plan_features(
+                &aggregations,
+                &info.aggregation_kinds,
+                &index,
+                &bucket_names,
+            )
+        };
+        Ok(OnlineGroupBy {
+            info,
+            batch_ds,
+            aggregations,
+            features,
+            inputs: input_names.len(),
+            buckets: bucket_names.len(),
+            inclusive: dialect == Dialect::Zipline,
+        })
+    }
+
+    pub fn batch_ds(&self) -> PartitionDate {
+        self.batch_ds
+    }
+
+    /// The features of one key at time `at` (epoch millis), in [`ServingInfo::features`] order.
+    /// `batch` is the key's batch value (if the batch has one); `streamed` its streamed rows,
+    /// of which only partitions after the batch day count (earlier ones are in the batch).
+    pub fn features_at(
+        &self,
+        batch: Option<&BatchValue>,
+        streamed: &[OnlineRow],
+        at: i64,
+    ) -> Vec<Option<Out>> {
+        let rows: &[OnlineRow] = match batch {
+            Some(BatchValue::Finalized(values)) => return values.clone(),
+            None if !self.info.temporal => return vec![None; self.info.features.len()],
+            Some(BatchValue::Rows(rows)) => rows,
+            None => &[],
+        };
+        let batch_day = self.batch_ds.epoch_millis().div_euclid(DAY);
+        let mut data = KeyedRows {
+            inputs: vec![Vec::new(); self.inputs],
+            buckets: vec![Vec::new(); self.buckets],
+            all_events: true,
+            ..KeyedRows::default()
+        };
+        for row in rows
+            .iter()
+            .chain(streamed.iter().filter(|r| r.day > batch_day))
+        {
+            data.ts.push(Some(row.ts));
+            data.ds.push(row.partition());
+            data.is_entity.push(false);
+            for (column, v) in data.inputs.iter_mut().zip(&row.inputs) {
+                column.push(v.clone());
+            }
+            for (column, b) in data.buckets.iter_mut().zip(&row.buckets) {
+                column.push(b.clone());
+            }
+        }
+        let mut order: Vec<u32> = (0..data.ts.len() as u32).collect();
+        order.sort_by_key(|r| data.ts[*r as usize]);
+        compute_features(
+            &self.aggregations,
+            &self.features,
+            &data,
+            &order,
+            AsOf::Time {
+                end: at,
+                inclusive: self.inclusive,
+                a: date_of(at),
+            },
+        )
+    }
+}
+
+/// Raw rows of one of `gb`'s event sources, evaluated through that source's query and turned
+/// into streamed rows by key: the path a replayed partition and a topic's events share.
+/// `batches` carry the source table's columns plus its partition column.
+pub async fn stream_rows(
+    gb: &GroupBy,
+    source_index: usize,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    partition_column: &str,
+) -> Result<Vec<(Key, OnlineRow)>> {
+    let source = &gb.sources[source_index];
+    let Source::Events(events) = source else {
+        return Err(input_error(gb, "only event sources stream"));
+    };
+    let table = TableName::parse(&events.table.table)?;
+    let evaluated = source::evaluate(
+        schema,
+        batches,
+        source.query(),
+        TimeMode::EventTime,
+        partition_column,
+        &gb.metadata.name,
+        &table,
+    )
+    .await?;
+    rows_by_key(gb, evaluated)
+}
+
+fn rows_by_key(gb: &GroupBy, evaluated: RecordBatch) -> Result<Vec<(Key, OnlineRow)>> {
+    let data = jobs::index_group_by(gb, &[(evaluated, false)])?;
+    let rows = &data.rows;
+    let mut keys: Vec<&Key> = rows.by_key.keys().collect();
+    keys.sort();
+    let mut out = Vec::new();
+    for key in keys {
+        for &r in &rows.by_key[key] {
+            let r = r as usize;
+            let Some(ts) = rows.ts[r] else { continue };
+            out.push((
+                key.clone(),
+                OnlineRow {
+                    ts,
+                    day: rows.ds[r].epoch_millis().div_euclid(DAY),
+                    inputs: rows.inputs.iter().map(|c| c[r].clone()).collect(),
+                    buckets: rows.buckets.iter().map(|c| c[r].clone()).collect(),
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The event sources of `gb` reading `table`, or an error naming the tables it does read.
+fn sources_reading<'g>(gb: &'g GroupBy, table: &TableName) -> Result<Vec<&'g Source>> {
+    let mut tables = Vec::new();
+    let mut found = Vec::new();
+    for source in &gb.sources {
+        if let Source::Events(events) = source {
+            let t = TableName::parse(&events.table.table)?;
+            if &t == table {
+                found.push(source);
+            }
+            tables.push(t.to_string());
+        }
+    }
+    if found.is_empty() {
+        return Err(input_error(
+            gb,
+            format!(
+                "{table} is not one of its event sources ({})",
+                tables.join(", ")
+            ),
+        ));
+    }
+    Ok(found)
+}
+
+/// Replays partition `day` of `table` (an event source of `gb`) as streamed rows.
+pub async fn replay_partition(
+    warehouse: &Warehouse,
+    gb: &GroupBy,
+    table: &TableName,
+    day: PartitionDate,
+) -> Result<Vec<(Key, OnlineRow)>> {
+    if !is_temporal(gb) {
+        return Err(input_error(
+            gb,
+            "only TEMPORAL GroupBys (a topic, or accuracy TEMPORAL) take streamed rows",
+        ));
+    }
+    let mut out = Vec::new();
+    for source in sources_reading(gb, table)? {
+        let evaluated = source::load(
+            warehouse,
+            table,
+            source.query(),
+            PartitionBounds {
+                start: Some(day),
+                end: day,
+            },
+            TimeMode::EventTime,
+            &gb.metadata.name,
+        )
+        .await?;
+        out.extend(rows_by_key(gb, evaluated)?);
+    }
+    Ok(out)
+}
+
+/// The partitions of `table` (an event source of `gb`) after `since`, oldest first.
+pub async fn partitions_after(
+    warehouse: &Warehouse,
+    gb: &GroupBy,
+    table: &TableName,
+    since: PartitionDate,
+) -> Result<Vec<PartitionDate>> {
+    sources_reading(gb, table)?;
+    Ok(warehouse
+        .partitions(table)
+        .await?
+        .into_iter()
+        .filter(|d| *d > since)
+        .collect())
+}

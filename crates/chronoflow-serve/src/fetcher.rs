@@ -1,0 +1,367 @@
+//! The fetcher: features of GroupBys and Joins for key sets at a point in time, read from the
+//! KV store and computed with the engine's own aggregation code (SPEC §4.6).
+//!
+//! A GroupBy's batch carries its serving info; the fetcher caches the decoded form and checks on
+//! every read that the batch it reads is still the one it decoded (the info entry is read in the
+//! same atomic multi-get as the values). Join definitions are cached for a few seconds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chronoflow_config::naming::{batch_dataset, join_part_prefix, normalize_join_name, streaming_dataset};
+use chronoflow_config::{Config, ConfigKind, Dialect, Join};
+use chronoflow_engine::features::out_json;
+use chronoflow_engine::online::{BatchValue, Key, OnlineGroupBy, OnlineRow};
+use serde_json::{Map, Value};
+
+use crate::codec::{self, SERVING_INFO_KEY, StoredConfig, StoredServingInfo, StreamedRow};
+use crate::error::{Result, ServeError};
+use crate::kv::KvStore;
+use crate::logging::{FetchLogger, LoggedJoin};
+use crate::upload::metadata_dataset;
+
+/// A key set as requests send it: key column -> value.
+pub type KeySet = Map<String, Value>;
+/// Feature -> value for one key set.
+pub type Features = Map<String, Value>;
+
+/// How long a Join definition is used before it is read again.
+const JOIN_TTL: Duration = Duration::from_secs(10);
+
+struct ServedGroupBy {
+    /// The stored info entry this was decoded from: a batch with other bytes is another batch.
+    info_bytes: Vec<u8>,
+    online: OnlineGroupBy,
+    batch_dataset: String,
+    streaming_dataset: String,
+}
+
+struct ServedJoin {
+    join: Join,
+    dialect: Dialect,
+    config: StoredConfig,
+    /// Content version: logged schema events are per version.
+    version: String,
+    loaded_at: Instant,
+}
+
+pub struct Fetcher {
+    kv: Arc<dyn KvStore>,
+    group_bys: RwLock<HashMap<String, Arc<ServedGroupBy>>>,
+    joins: RwLock<HashMap<String, Arc<ServedJoin>>>,
+    logger: Option<FetchLogger>,
+}
+
+impl Fetcher {
+    pub fn new(kv: Arc<dyn KvStore>, logger: Option<FetchLogger>) -> Fetcher {
+        Fetcher {
+            kv,
+            group_bys: RwLock::default(),
+            joins: RwLock::default(),
+            logger,
+        }
+    }
+
+    /// Features of GroupBy `name` for each key set, at `at` (epoch millis).
+    pub async fn fetch_group_by(
+        &self,
+        name: &str,
+        requests: &[KeySet],
+        at: i64,
+    ) -> Result<Vec<Features>> {
+        let name = normalize_join_name(name);
+        let (served, values) = self.part_features(&name, requests, &[], None, at).await?;
+        Ok(values
+            .into_iter()
+            .map(|features| {
+                let mut out = Features::new();
+                for (f, v) in served.online.info.features.iter().zip(features) {
+                    out.insert(f.clone(), v);
+                }
+                out
+            })
+            .collect())
+    }
+
+    /// Features of Join `name` for each key set, at `at`. A part that fails (its batch missing,
+    /// the store unreachable) gives `<part prefix>_exception` in every result instead of
+    /// failing the request; keys that cannot be read are the caller's error.
+    pub async fn fetch_join(&self, name: &str, requests: &[KeySet], at: i64) -> Result<Vec<Features>> {
+        let name = normalize_join_name(name);
+        let served = self.join(&name).await?;
+        let join = &served.join;
+        if !join.derivations.is_empty() {
+            return Err(ServeError::Config {
+                name: name.clone(),
+                message: "the fetcher does not evaluate derivations yet".to_owned(),
+            });
+        }
+        let dialect = served.dialect;
+        let parts = futures::future::join_all(join.join_parts.iter().map(|part| async move {
+            let prefix = join_part_prefix(join, part, dialect);
+            let mapping: Vec<(String, String)> = part
+                .key_mapping
+                .iter()
+                .map(|(l, r)| (l.clone(), r.clone()))
+                .collect();
+            let name = &part.group_by.metadata.name;
+            let (gb, values) = self
+                .part_features(name, requests, &mapping, Some(name), at)
+                .await?;
+            Ok::<_, ServeError>((prefix, gb, values))
+        }))
+        .await;
+        let mut out = vec![Features::new(); requests.len()];
+        for (part, result) in join.join_parts.iter().zip(parts) {
+            match result {
+                Ok((prefix, gb, values)) => {
+                    for (features, row) in out.iter_mut().zip(values) {
+                        for (f, v) in gb.online.info.features.iter().zip(row) {
+                            features.insert(prefixed(&prefix, f), v);
+                        }
+                    }
+                }
+                Err(e @ ServeError::BadRequest(_)) => return Err(e),
+                Err(e) => {
+                    let prefix = join_part_prefix(join, part, served.dialect);
+                    let message = Value::String(e.to_string());
+                    for features in &mut out {
+                        features.insert(prefixed(&prefix, "exception"), message.clone());
+                    }
+                }
+            }
+        }
+        if let Some(logger) = &self.logger {
+            let logged = LoggedJoin {
+                name: &name,
+                version: &served.version,
+                output_table: &served.config.output_table,
+                sample_percent: join.metadata.sample_percent.unwrap_or(0.0),
+                key_columns: left_key_columns(join),
+            };
+            logger.log(&logged, requests, &out, at);
+        }
+        Ok(out)
+    }
+
+    /// The features of GroupBy `name` for each request, in its feature order.
+    async fn part_features(
+        &self,
+        name: &str,
+        requests: &[KeySet],
+        key_mapping: &[(String, String)],
+        part: Option<&str>,
+        at: i64,
+    ) -> Result<(Arc<ServedGroupBy>, Vec<Vec<Value>>)> {
+        loop {
+            let served = self.group_by(name).await?;
+            let keys = keys_for(&served, requests, key_mapping, part)?;
+            if let Some(values) = self.features(&served, &keys, at).await? {
+                return Ok((served, values));
+            }
+            // A new batch was switched in since its info was decoded: decode it and read again.
+            self.group_bys.write().expect("not poisoned").remove(name);
+        }
+    }
+
+    /// Computes the features of `keys` (one per request; `None` when a key is null) at `at`, or
+    /// `None` when the batch served is not the one `served` describes.
+    async fn features(
+        &self,
+        served: &ServedGroupBy,
+        keys: &[Option<Key>],
+        at: i64,
+    ) -> Result<Option<Vec<Vec<Value>>>> {
+        let mut read: Vec<Vec<u8>> = vec![SERVING_INFO_KEY.to_vec()];
+        read.extend(keys.iter().flatten().map(|k| codec::key_bytes(k)));
+        let values = self.kv.multi_get(&served.batch_dataset, &read).await?;
+        if values[0].as_deref() != Some(served.info_bytes.as_slice()) {
+            return Ok(None);
+        }
+        let streamed: Vec<Vec<Vec<u8>>> = if served.online.info.temporal {
+            self.kv
+                .multi_get_appended(&served.streaming_dataset, &read[1..])
+                .await?
+        } else {
+            vec![Vec::new(); read.len() - 1]
+        };
+        let nulls = vec![Value::Null; served.online.info.features.len()];
+        let mut found = values[1..].iter().zip(&streamed);
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if key.is_none() {
+                out.push(nulls.clone());
+                continue;
+            }
+            let (batch, streamed) = found.next().expect("one value per key read");
+            let batch: Option<BatchValue> = batch
+                .as_deref()
+                .map(|b| codec::decode(b, &served.batch_dataset))
+                .transpose()?;
+            let rows: Vec<OnlineRow> = streamed
+                .iter()
+                .map(|b| codec::decode::<StreamedRow>(b, &served.streaming_dataset).map(|s| s.row))
+                .collect::<Result<_>>()?;
+            let features = served.online.features_at(batch.as_ref(), &rows, at);
+            out.push(
+                features
+                    .iter()
+                    .map(|f| f.as_ref().map_or(Value::Null, out_json))
+                    .collect(),
+            );
+        }
+        Ok(Some(out))
+    }
+
+    /// The served form of GroupBy `name`, from the cache or the batch's info entry.
+    async fn group_by(&self, name: &str) -> Result<Arc<ServedGroupBy>> {
+        if let Some(s) = self.group_bys.read().expect("not poisoned").get(name) {
+            return Ok(s.clone());
+        }
+        let dataset = batch_dataset(name);
+        let info = match self.kv.multi_get(&dataset, &[SERVING_INFO_KEY.to_vec()]).await {
+            Ok(mut v) => v.remove(0),
+            Err(ServeError::Dataset { message, .. }) => {
+                return Err(ServeError::UnknownName {
+                    kind: "GroupBy",
+                    name: name.to_owned(),
+                    message,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let info_bytes = info.ok_or_else(|| ServeError::Config {
+            name: name.to_owned(),
+            message: "the served batch has no serving info: upload it again".to_owned(),
+        })?;
+        let stored: StoredServingInfo = codec::decode(&info_bytes, &dataset)?;
+        let (dialect, config) = stored.config.decode(ConfigKind::GroupBy)?;
+        let Config::GroupBy(gb) = config else {
+            unreachable!("decoded as a GroupBy");
+        };
+        let online = OnlineGroupBy::new(&gb, dialect, stored.info)?;
+        let served = Arc::new(ServedGroupBy {
+            info_bytes,
+            online,
+            batch_dataset: dataset,
+            streaming_dataset: streaming_dataset(name),
+        });
+        self.group_bys
+            .write()
+            .expect("not poisoned")
+            .insert(name.to_owned(), served.clone());
+        Ok(served)
+    }
+
+    /// The definition of Join `name`, read again after [`JOIN_TTL`].
+    async fn join(&self, name: &str) -> Result<Arc<ServedJoin>> {
+        if let Some(j) = self.joins.read().expect("not poisoned").get(name)
+            && j.loaded_at.elapsed() < JOIN_TTL
+        {
+            return Ok(j.clone());
+        }
+        let dataset = metadata_dataset(ConfigKind::Join, name);
+        let unknown = |message: String| ServeError::UnknownName {
+            kind: "Join",
+            name: name.to_owned(),
+            message,
+        };
+        let stored = match self.kv.multi_get(&dataset, &[Vec::new()]).await {
+            Ok(mut v) => v.remove(0),
+            Err(ServeError::Dataset { .. }) => {
+                return Err(unknown(
+                    "its metadata was never uploaded (run --mode metadata-upload)".to_owned(),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let stored = stored.ok_or_else(|| unknown("its metadata entry is empty".to_owned()))?;
+        let version = chronoflow_config::repo::content_hash(&stored);
+        let config: StoredConfig = codec::decode(&stored, &dataset)?;
+        let (dialect, decoded) = config.decode(ConfigKind::Join)?;
+        let Config::Join(join) = decoded else {
+            unreachable!("decoded as a Join");
+        };
+        let served = Arc::new(ServedJoin {
+            join,
+            dialect,
+            config,
+            version,
+            loaded_at: Instant::now(),
+        });
+        self.joins
+            .write()
+            .expect("not poisoned")
+            .insert(name.to_owned(), served.clone());
+        Ok(served)
+    }
+}
+
+fn prefixed(prefix: &str, feature: &str) -> String {
+    if prefix.is_empty() {
+        feature.to_owned()
+    } else {
+        format!("{prefix}_{feature}")
+    }
+}
+
+/// The request fields a Join's key sets carry: every part's keys, as left columns.
+fn left_key_columns(join: &Join) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in &join.join_parts {
+        for key in &part.group_by.key_columns {
+            let left = part
+                .key_mapping
+                .iter()
+                .find(|(_, r)| *r == key)
+                .map_or(key.as_str(), |(l, _)| l.as_str());
+            if !out.iter().any(|c| c == left) {
+                out.push(left.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Reads each request's key for a GroupBy. `key_mapping` (left column -> key) says which request
+/// field holds which key; unmapped keys are fields of their own name. A request whose key field
+/// is null gets null features (as a left row with a null key does in a backfill).
+fn keys_for(
+    served: &ServedGroupBy,
+    requests: &[KeySet],
+    key_mapping: &[(String, String)],
+    part: Option<&str>,
+) -> Result<Vec<Option<Key>>> {
+    let info = &served.online.info;
+    let columns: Vec<(&str, &str, chronoflow_engine::value::ScalarKind)> = info
+        .key_columns
+        .iter()
+        .zip(&info.key_kinds)
+        .map(|(key, kind)| {
+            let field = key_mapping
+                .iter()
+                .find(|(_, r)| r == key)
+                .map_or(key.as_str(), |(l, _)| l.as_str());
+            (field, key.as_str(), *kind)
+        })
+        .collect();
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, request)| {
+            if columns.iter().any(|(f, _, _)| request.get(*f) == Some(&Value::Null)) {
+                return Ok(None);
+            }
+            codec::key_from_json(request, &columns).map(Some).map_err(|e| {
+                let at = if requests.len() > 1 {
+                    format!("key set {i}: ")
+                } else {
+                    String::new()
+                };
+                let of = part.map(|p| format!(" (for {p})")).unwrap_or_default();
+                ServeError::BadRequest(format!("{at}{e}{of}"))
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,234 @@
+//! The batch side of serving: `upload` (a GroupBy's values as of the end of a day, into the
+//! warehouse's upload table), `upload-to-kv` (that partition into the KV store, switched in
+//! atomically), `metadata-upload` (definitions the fetcher reads), and streaming replay.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema};
+use chronoflow_config::naming::{batch_dataset, streaming_dataset, upload_table};
+use chronoflow_config::{Config, GroupBy, LoadedConfig, PartitionDate};
+use chronoflow_engine::online;
+use chronoflow_engine::warehouse::PartitionInfo;
+use chronoflow_engine::{TableName, Warehouse};
+
+use crate::codec::{self, SERVING_INFO_KEY, StoredConfig, StoredServingInfo, StreamedRow};
+use crate::error::{Result, ServeError};
+use crate::kv::{Entry, KvStore};
+
+/// Entries per KV write while loading a batch.
+const CHUNK: usize = 5_000;
+
+fn group_by_of<'a>(loaded: &'a LoadedConfig, mode: &str) -> Result<&'a GroupBy> {
+    match &loaded.config {
+        Config::GroupBy(gb) => Ok(gb),
+        _ => Err(ServeError::Config {
+            name: loaded.name().to_owned(),
+            message: format!("--mode {mode} takes a GroupBy"),
+        }),
+    }
+}
+
+/// The config as stored for the fetcher: its compiled text, read from the repo.
+pub fn stored_config(loaded: &LoadedConfig, text: String) -> StoredConfig {
+    StoredConfig {
+        name: loaded.name().to_owned(),
+        zipline: loaded.dialect == chronoflow_config::Dialect::Zipline,
+        output_table: loaded.output_table(),
+        text,
+    }
+}
+
+/// `upload`: computes what serving needs of GroupBy `loaded` as of the end of `ds`, and writes it
+/// as partition `ds` of its upload table (`key_bytes`, `value_bytes`, and both as JSON to read).
+pub async fn upload(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    config: StoredConfig,
+    ds: PartitionDate,
+) -> Result<PartitionInfo> {
+    let gb = group_by_of(loaded, "upload")?;
+    let upload = online::compute_upload(warehouse, gb, ds).await?;
+    let n = upload.entries.len() + 1;
+    let mut key_bytes = BinaryBuilder::with_capacity(n, n * 16);
+    let mut value_bytes = BinaryBuilder::with_capacity(n, n * 64);
+    let mut key_json = StringBuilder::new();
+    let mut value_json = StringBuilder::new();
+    let info = StoredServingInfo {
+        config,
+        info: upload.info,
+    };
+    key_bytes.append_value(SERVING_INFO_KEY);
+    value_bytes.append_value(codec::encode(&info));
+    key_json.append_null();
+    value_json.append_value(serde_json::to_string(&info.info).expect("serializable"));
+    for (key, value) in &upload.entries {
+        key_bytes.append_value(codec::key_bytes(key));
+        value_bytes.append_value(codec::encode(value));
+        key_json.append_value(serde_json::to_string(key).expect("serializable"));
+        value_json.append_value(serde_json::to_string(value).expect("serializable"));
+    }
+    let schema = Schema::new(vec![
+        Field::new("key_bytes", DataType::Binary, false),
+        Field::new("value_bytes", DataType::Binary, false),
+        Field::new("key_json", DataType::Utf8, true),
+        Field::new("value_json", DataType::Utf8, false),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(key_bytes.finish()),
+        Arc::new(value_bytes.finish()),
+        Arc::new(key_json.finish()),
+        Arc::new(value_json.finish()),
+    ];
+    let batch = RecordBatch::try_new(Arc::new(schema), columns).expect("consistent columns");
+    let table = TableName::parse(&upload_table(&loaded.output_table(), loaded.dialect))?;
+    Ok(warehouse
+        .write_partition(&table, "ds", ds, &[batch])
+        .await?)
+}
+
+/// `upload-to-kv`: loads partition `ds` of the upload table into the KV store beside the batch
+/// being served, then switches to it. `progress(loaded, total)` follows the load.
+pub async fn upload_to_kv(
+    warehouse: &Warehouse,
+    kv: &dyn KvStore,
+    loaded: &LoadedConfig,
+    ds: PartitionDate,
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<usize> {
+    group_by_of(loaded, "upload-to-kv")?;
+    let table = TableName::parse(&upload_table(&loaded.output_table(), loaded.dialect))?;
+    if !warehouse.partitions(&table).await?.contains(&ds) {
+        return Err(ServeError::Config {
+            name: loaded.name().to_owned(),
+            message: format!("{table} has no partition {ds}: run --mode upload --ds {ds} first"),
+        });
+    }
+    let batches = warehouse.read_partition(&table, ds).await?;
+    let mut entries: Vec<Entry> = Vec::new();
+    for batch in &batches {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_binary_opt::<i32>())
+                .ok_or_else(|| ServeError::Config {
+                    name: loaded.name().to_owned(),
+                    message: format!("{table} partition {ds} has no binary column {name:?}"),
+                })
+        };
+        let (keys, values) = (column("key_bytes")?, column("value_bytes")?);
+        for r in 0..batch.num_rows() {
+            if keys.is_null(r) || values.is_null(r) {
+                continue;
+            }
+            entries.push((keys.value(r).to_vec(), values.value(r).to_vec()));
+        }
+    }
+    if !entries.iter().any(|(k, _)| k == SERVING_INFO_KEY) {
+        return Err(ServeError::Config {
+            name: loaded.name().to_owned(),
+            message: format!("{table} partition {ds} has no serving info row: upload it again"),
+        });
+    }
+    let dataset = batch_dataset(loaded.name());
+    let version = ds.to_string();
+    let total = entries.len();
+    kv.begin_batch(&dataset, &version).await?;
+    let mut done = 0;
+    for chunk in entries.chunks(CHUNK) {
+        kv.put_batch(&dataset, &version, chunk.to_vec()).await?;
+        done += chunk.len();
+        progress(done, total);
+    }
+    kv.commit_batch(&dataset, &version).await?;
+    Ok(total)
+}
+
+/// The KV dataset holding a config's definition for the fetcher: Chronon's
+/// `joins/<team>/<rest of name>`, with the team taken from the name so a fetcher finds it from
+/// the name alone.
+pub fn metadata_dataset(kind: chronoflow_config::ConfigKind, name: &str) -> String {
+    let team = name.split('.').next().unwrap_or(name);
+    let joins = chronoflow_config::naming::join_metadata_key(team, name);
+    match kind {
+        chronoflow_config::ConfigKind::Join => joins,
+        _ => format!("group_bys/{}", joins.trim_start_matches("joins/")),
+    }
+}
+
+/// `metadata-upload`: stores the definition for the fetcher, versioned by its content hash.
+/// Returns false when that version is already served (nothing to do).
+pub async fn metadata_upload(
+    kv: &dyn KvStore,
+    loaded: &LoadedConfig,
+    config: StoredConfig,
+) -> Result<bool> {
+    let dataset = metadata_dataset(loaded.kind(), loaded.name());
+    let version = &loaded.content_hash;
+    if kv.active_version(&dataset).await?.as_deref() == Some(version.as_str()) {
+        return Ok(false);
+    }
+    kv.begin_batch(&dataset, version).await?;
+    kv.put_batch(&dataset, version, vec![(Vec::new(), codec::encode(&config))])
+        .await?;
+    kv.commit_batch(&dataset, version).await?;
+    Ok(true)
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub partitions: usize,
+    pub rows: usize,
+}
+
+/// `streaming` in replay: feeds the rows of every partition after `since` of `table` (one of the
+/// GroupBy's event sources) into its streaming dataset, as a topic consumer would feed arriving events. Rerunning
+/// it appends nothing twice.
+pub async fn replay(
+    warehouse: &Warehouse,
+    kv: &dyn KvStore,
+    loaded: &LoadedConfig,
+    table: &str,
+    since: PartitionDate,
+    progress: &mut (dyn FnMut(PartitionDate, usize) + Send),
+) -> Result<ReplayReport> {
+    let gb = group_by_of(loaded, "streaming")?;
+    let table = TableName::parse(table)?;
+    let dataset = streaming_dataset(loaded.name());
+    let mut report = ReplayReport::default();
+    for day in online::partitions_after(warehouse, gb, &table, since).await? {
+        let rows = online::replay_partition(warehouse, gb, &table, day).await?;
+        let n = rows.len();
+        append_streamed(kv, &dataset, day, rows).await?;
+        report.partitions += 1;
+        report.rows += n;
+        progress(day, n);
+    }
+    Ok(report)
+}
+
+/// Appends one partition's streamed rows; a row's origin is its day and position.
+pub async fn append_streamed(
+    kv: &dyn KvStore,
+    dataset: &str,
+    day: PartitionDate,
+    rows: Vec<(online::Key, online::OnlineRow)>,
+) -> Result<()> {
+    let day_number = day.epoch_millis().div_euclid(86_400_000);
+    let entries: Vec<Entry> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, row))| {
+            let streamed = StreamedRow {
+                origin: (day_number, i as u64),
+                row,
+            };
+            (codec::key_bytes(&key), codec::encode(&streamed))
+        })
+        .collect();
+    for chunk in entries.chunks(CHUNK) {
+        kv.append(dataset, chunk.to_vec()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! `fetch` (one lookup from the command line) and `serve` (the HTTP fetcher).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chronoflow_engine::Warehouse;
+use chronoflow_serve::Fetcher;
+use chronoflow_serve::http::{now_millis, parse_key_sets};
+use chronoflow_serve::logging::FetchLogger;
+
+use crate::cli::{FetchArgs, FetchType, ServeArgs};
+
+pub fn fetch(args: &FetchArgs) -> anyhow::Result<ExitCode> {
+    let requests = parse_key_sets(args.keys.as_bytes()).map_err(|e| anyhow::anyhow!("-k: {e}"))?;
+    let at = args.at_millis.unwrap_or_else(now_millis);
+    let runtime = super::service::runtime()?;
+    let results = runtime.block_on(async {
+        let kv = chronoflow_serve::kv::open(&args.kv.kv).await?;
+        let fetcher = Fetcher::new(kv, None);
+        let results = match args.kind {
+            FetchType::Join => fetcher.fetch_join(&args.name, &requests, at).await,
+            FetchType::GroupBy => fetcher.fetch_group_by(&args.name, &requests, at).await,
+        };
+        anyhow::Ok(results?)
+    })?;
+    let out: Vec<serde_json::Value> = requests
+        .into_iter()
+        .zip(results)
+        .map(|(keys, features)| serde_json::json!({"keys": keys, "features": features}))
+        .collect();
+    let out = if out.len() == 1 {
+        out.into_iter().next().expect("one")
+    } else {
+        serde_json::Value::Array(out)
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = super::service::runtime()?;
+    runtime.block_on(async {
+        let kv = chronoflow_serve::kv::open(&args.kv.kv).await?;
+        let logger = if args.no_fetch_log {
+            None
+        } else {
+            let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+            Some(FetchLogger::start(warehouse, Duration::from_secs(5)))
+        };
+        let fetcher = Arc::new(Fetcher::new(kv, logger.clone()));
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        tracing::info!(address = %listener.local_addr()?, kv = %args.kv.kv, "fetcher listening");
+        eprintln!("fetcher listening on http://{}", listener.local_addr()?);
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        chronoflow_serve::http::serve(listener, fetcher, shutdown).await?;
+        if let Some(logger) = logger {
+            logger.flush().await;
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
