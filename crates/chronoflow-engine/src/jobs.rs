@@ -175,7 +175,10 @@ pub(crate) async fn load_group_by(
 
 /// Indexes a GroupBy's evaluated source rows (`(rows, is_entity)` per source, as
 /// [`source::load`] returns them) by key.
-pub(crate) fn index_group_by(gb: &GroupBy, loaded: &[(RecordBatch, bool)]) -> Result<LoadedGroupBy> {
+pub(crate) fn index_group_by(
+    gb: &GroupBy,
+    loaded: &[(RecordBatch, bool)],
+) -> Result<LoadedGroupBy> {
     let name = gb.metadata.name.clone();
     let no_aggregations: &[Aggregation] = &[];
     let aggregations = gb.aggregations.as_deref().unwrap_or(no_aggregations);

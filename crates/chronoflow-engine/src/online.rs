@@ -83,10 +83,7 @@ pub struct Upload {
 pub fn is_temporal(gb: &GroupBy) -> bool {
     gb.accuracy() == Accuracy::Temporal
         && gb.aggregations.is_some()
-        && !gb
-            .sources
-            .iter()
-            .all(|s| matches!(s, Source::Entities(_)))
+        && !gb.sources.iter().all(|s| matches!(s, Source::Entities(_)))
 }
 
 fn input_error(gb: &GroupBy, message: impl Into<String>) -> EngineError {
@@ -103,12 +100,7 @@ pub async fn compute_upload(
     ds: PartitionDate,
 ) -> Result<Upload> {
     let temporal = is_temporal(gb);
-    if temporal
-        && gb
-            .sources
-            .iter()
-            .any(|s| matches!(s, Source::Entities(_)))
-    {
+    if temporal && gb.sources.iter().any(|s| matches!(s, Source::Entities(_))) {
         return Err(input_error(
             gb,
             "a TEMPORAL GroupBy mixing entity and event sources cannot be served yet",

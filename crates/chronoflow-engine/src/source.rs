@@ -95,7 +95,16 @@ pub async fn load(
             Arc::new(Schema::new(fields))
         }
     };
-    evaluate(schema, batches, query, time, &partition_column, config, table).await
+    evaluate(
+        schema,
+        batches,
+        query,
+        time,
+        &partition_column,
+        config,
+        table,
+    )
+    .await
 }
 
 /// Evaluates `query` over raw rows of `table` (its columns plus `partition_column`): the step

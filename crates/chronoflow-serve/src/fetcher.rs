@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use chronoflow_config::naming::{batch_dataset, join_part_prefix, normalize_join_name, streaming_dataset};
+use chronoflow_config::naming::{
+    batch_dataset, join_part_prefix, normalize_join_name, streaming_dataset,
+};
 use chronoflow_config::{Config, ConfigKind, Dialect, Join};
 use chronoflow_engine::features::out_json;
 use chronoflow_engine::online::{BatchValue, Key, OnlineGroupBy, OnlineRow};
@@ -87,7 +89,12 @@ impl Fetcher {
     /// Features of Join `name` for each key set, at `at`. A part that fails (its batch missing,
     /// the store unreachable) gives `<part prefix>_exception` in every result instead of
     /// failing the request; keys that cannot be read are the caller's error.
-    pub async fn fetch_join(&self, name: &str, requests: &[KeySet], at: i64) -> Result<Vec<Features>> {
+    pub async fn fetch_join(
+        &self,
+        name: &str,
+        requests: &[KeySet],
+        at: i64,
+    ) -> Result<Vec<Features>> {
         let name = normalize_join_name(name);
         let served = self.join(&name).await?;
         let join = &served.join;
@@ -220,7 +227,11 @@ impl Fetcher {
             return Ok(s.clone());
         }
         let dataset = batch_dataset(name);
-        let info = match self.kv.multi_get(&dataset, &[SERVING_INFO_KEY.to_vec()]).await {
+        let info = match self
+            .kv
+            .multi_get(&dataset, &[SERVING_INFO_KEY.to_vec()])
+            .await
+        {
             Ok(mut v) => v.remove(0),
             Err(ServeError::Dataset { message, .. }) => {
                 return Err(ServeError::UnknownName {
@@ -350,18 +361,23 @@ fn keys_for(
         .iter()
         .enumerate()
         .map(|(i, request)| {
-            if columns.iter().any(|(f, _, _)| request.get(*f) == Some(&Value::Null)) {
+            if columns
+                .iter()
+                .any(|(f, _, _)| request.get(*f) == Some(&Value::Null))
+            {
                 return Ok(None);
             }
-            codec::key_from_json(request, &columns).map(Some).map_err(|e| {
-                let at = if requests.len() > 1 {
-                    format!("key set {i}: ")
-                } else {
-                    String::new()
-                };
-                let of = part.map(|p| format!(" (for {p})")).unwrap_or_default();
-                ServeError::BadRequest(format!("{at}{e}{of}"))
-            })
+            codec::key_from_json(request, &columns)
+                .map(Some)
+                .map_err(|e| {
+                    let at = if requests.len() > 1 {
+                        format!("key set {i}: ")
+                    } else {
+                        String::new()
+                    };
+                    let of = part.map(|p| format!(" (for {p})")).unwrap_or_default();
+                    ServeError::BadRequest(format!("{at}{e}{of}"))
+                })
         })
         .collect()
 }

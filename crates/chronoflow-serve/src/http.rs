@@ -30,8 +30,8 @@ struct FetchParams {
 pub fn router(fetcher: Arc<Fetcher>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route("/v1/fetch/join/{name}", post(fetch_join))
-        .route("/v1/fetch/groupby/{name}", post(fetch_group_by))
+        .route("/v1/fetch/join/{*name}", post(fetch_join))
+        .route("/v1/fetch/groupby/{*name}", post(fetch_group_by))
         .with_state(fetcher)
 }
 
@@ -66,7 +66,10 @@ async fn fetch_group_by(
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let at = params.at_millis.unwrap_or_else(now_millis);
-    respond(fetcher.fetch_group_by(&name, &requests, at).await, &requests)
+    respond(
+        fetcher.fetch_group_by(&name, &requests, at).await,
+        &requests,
+    )
 }
 
 /// A JSON array of key sets, or a single key set.

@@ -110,7 +110,10 @@ impl FetchLogger {
             .expect("not poisoned")
             .insert((join.name.to_owned(), join.version.to_owned()));
         if new_schema {
-            let features: Vec<&String> = responses.first().map(|r| r.keys().collect()).unwrap_or_default();
+            let features: Vec<&String> = responses
+                .first()
+                .map(|r| r.keys().collect())
+                .unwrap_or_default();
             let schema = json!({
                 "join": join.name,
                 "key_columns": join.key_columns,

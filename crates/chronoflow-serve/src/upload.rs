@@ -169,8 +169,12 @@ pub async fn metadata_upload(
         return Ok(false);
     }
     kv.begin_batch(&dataset, version).await?;
-    kv.put_batch(&dataset, version, vec![(Vec::new(), codec::encode(&config))])
-        .await?;
+    kv.put_batch(
+        &dataset,
+        version,
+        vec![(Vec::new(), codec::encode(&config))],
+    )
+    .await?;
     kv.commit_batch(&dataset, version).await?;
     Ok(true)
 }

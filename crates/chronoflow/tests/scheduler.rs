@@ -1,5 +1,7 @@
 //! The scheduler as real processes: crashes, bad input, the HTTP API.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -7,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chronoflow_scheduler::store::Store;
+use common::{free_port, http, wait_for_port};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_chronoflow")
@@ -336,43 +339,6 @@ async fn fresh_postgres(base: &str, tag: &str) -> String {
     }
     let (prefix, _) = base.rsplit_once('/').unwrap();
     format!("{prefix}/{name}")
-}
-
-fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the API did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The API over real HTTP: triggering, listing, clearing, logs, metrics and clear errors for

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use redb::{
-    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition,
-    TableHandle,
+    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
+    TableDefinition, TableHandle,
 };
 
 use super::{Entry, KvStore};
@@ -43,7 +43,14 @@ impl EmbeddedKv {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
         }
-        let db = Database::create(path).map_err(|e| err(e.to_string()))?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => err(
+                "it is open in another process (a running `chronoflow serve` or `standalone`?); \
+                 fetch over that process's HTTP API, or share a Redis store between processes"
+                    .to_owned(),
+            ),
+            e => err(e.to_string()),
+        })?;
         let kv = EmbeddedKv {
             db: Arc::new(db),
             path: path.to_owned(),
@@ -261,7 +268,9 @@ impl KvStore for EmbeddedKv {
             let def: MultimapTableDefinition<&[u8], &[u8]> = MultimapTableDefinition::new(&name);
             let table = match txn.open_multimap_table(def) {
                 Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![Vec::new(); keys.len()]),
+                Err(redb::TableError::TableDoesNotExist(_)) => {
+                    return Ok(vec![Vec::new(); keys.len()]);
+                }
                 Err(e) => return Err(self.err(e)),
             };
             keys.iter()

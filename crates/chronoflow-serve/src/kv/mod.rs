@@ -57,9 +57,13 @@ pub const DEFAULT_KV: &str = "./.chronoflow/kv";
 /// embedded store.
 pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn KvStore>> {
     if spec.starts_with("redis://") || spec.starts_with("rediss://") {
-        Ok(std::sync::Arc::new(RedisKv::connect(spec, "chronoflow").await?))
+        Ok(std::sync::Arc::new(
+            RedisKv::connect(spec, "chronoflow").await?,
+        ))
     } else {
         let path = spec.strip_prefix("file://").unwrap_or(spec);
-        Ok(std::sync::Arc::new(EmbeddedKv::open(std::path::Path::new(path))?))
+        Ok(std::sync::Arc::new(EmbeddedKv::open(
+            std::path::Path::new(path),
+        )?))
     }
 }

@@ -207,10 +207,8 @@ impl KvStore for RedisKv {
             for k in keys {
                 pipe.cmd("SMEMBERS").arg(self.appended(dataset, k));
             }
-            let mut sets: Vec<Vec<Vec<u8>>> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.err(e))?;
+            let mut sets: Vec<Vec<Vec<u8>>> =
+                pipe.query_async(&mut conn).await.map_err(|e| self.err(e))?;
             for set in &mut sets {
                 set.sort();
             }

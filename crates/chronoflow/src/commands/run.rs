@@ -26,7 +26,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         match args.mode {
             RunMode::Backfill => backfill(&warehouse, loaded, range.expect("given"), args).await,
             RunMode::Upload => upload(&warehouse, loaded, range.expect("given"), args).await,
-            RunMode::UploadToKv => upload_to_kv(&warehouse, loaded, range.expect("given"), args).await,
+            RunMode::UploadToKv => {
+                upload_to_kv(&warehouse, loaded, range.expect("given"), args).await
+            }
             RunMode::MetadataUpload => metadata_upload(loaded, args).await,
             RunMode::Streaming => streaming(&warehouse, loaded, args).await,
         }
@@ -155,9 +157,13 @@ async fn backfill(
 }
 
 /// The compiled text of a config, as the fetcher will decode it.
-fn stored_config(args: &RunArgs, loaded: &LoadedConfig) -> anyhow::Result<chronoflow_serve::codec::StoredConfig> {
+fn stored_config(
+    args: &RunArgs,
+    loaded: &LoadedConfig,
+) -> anyhow::Result<chronoflow_serve::codec::StoredConfig> {
     let path = args.repo.repo.join(&loaded.path);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(online::stored_config(loaded, text))
 }
 
@@ -212,9 +218,17 @@ async fn metadata_upload(loaded: &LoadedConfig, args: &RunArgs) -> anyhow::Resul
         .await
         .with_context(|| format!("uploading the metadata of {}", loaded.name()))?;
     if uploaded {
-        eprintln!("metadata-upload {}: stored (hash {})", loaded.name(), loaded.content_hash);
+        eprintln!(
+            "metadata-upload {}: stored (hash {})",
+            loaded.name(),
+            loaded.content_hash
+        );
     } else {
-        eprintln!("metadata-upload {}: unchanged (hash {})", loaded.name(), loaded.content_hash);
+        eprintln!(
+            "metadata-upload {}: unchanged (hash {})",
+            loaded.name(),
+            loaded.content_hash
+        );
     }
     Ok(())
 }
@@ -231,9 +245,19 @@ async fn streaming(
     };
     let since = PartitionDate::parse(since)?;
     let kv = chronoflow_serve::kv::open(&args.kv.kv).await?;
-    let report = online::replay(warehouse, kv.as_ref(), loaded, table, since, &mut |day, rows| {
-        eprintln!("streaming {}: replayed {table} partition {day}: {rows} rows", loaded.name());
-    })
+    let report = online::replay(
+        warehouse,
+        kv.as_ref(),
+        loaded,
+        table,
+        since,
+        &mut |day, rows| {
+            eprintln!(
+                "streaming {}: replayed {table} partition {day}: {rows} rows",
+                loaded.name()
+            );
+        },
+    )
     .await
     .with_context(|| format!("replaying {table} into {}", loaded.name()))?;
     eprintln!(

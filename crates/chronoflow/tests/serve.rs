@@ -1,0 +1,536 @@
+//! Online serving as users run it, with real processes: upload, upload-to-kv, metadata-upload
+//! and streaming replay through the CLI, fetches through the HTTP fetcher and `fetch`, and the
+//! values compared with what the backfills compute. Embedded KV always; Redis too when
+//! `REDIS_URL` is set.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::{free_port, http, wait_for_port};
+use serde_json::{Map, Value, json};
+
+const BATCH_DAY: &str = "2023-11-29";
+const FETCH_DAY: &str = "2023-11-30";
+const DAY_MS: i64 = 86_400_000;
+
+fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/chronon/quickstart")
+}
+
+/// One sandbox: a warehouse, a KV store and the quickstart repo.
+struct Setup {
+    dir: tempfile::TempDir,
+    repo: PathBuf,
+    warehouse: PathBuf,
+    kv: String,
+}
+
+impl Setup {
+    fn new(kv: Option<String>) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = dir.path().join("warehouse");
+        let kv = kv.unwrap_or_else(|| dir.path().join("kv").display().to_string());
+        Setup {
+            dir,
+            repo: quickstart(),
+            warehouse,
+            kv,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_chronoflow"));
+        c.args(args)
+            .env("CHRONOFLOW_WAREHOUSE", &self.warehouse)
+            .env("CHRONOFLOW_KV", &self.kv)
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "chronoflow {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn job(&self, mode: &str, conf: &str, extra: &[&str]) -> Output {
+        let repo = &self.repo;
+        let mut args = vec![
+            "run",
+            "--mode",
+            mode,
+            "--repo",
+            repo.to_str().unwrap(),
+            "--conf",
+            conf,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    fn import(&self, table: &str, csv: &Path) {
+        self.run(&["table", "import", table, csv.to_str().unwrap()]);
+    }
+
+    /// Rows of a partition as JSON objects.
+    fn export(&self, table: &str, ds: &str) -> Vec<Map<String, Value>> {
+        let out = self.run(&["table", "export", table, "--ds", ds, "--format", "json"]);
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn serve(&self) -> (Fetcher, u16) {
+        let port = free_port();
+        let child = self
+            .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        (Fetcher(child), port)
+    }
+}
+
+/// The fetcher process, stopped when dropped.
+struct Fetcher(Child);
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const GB: &str = "compiled/production/group_bys/quickstart";
+const JOINS: &str = "compiled/production/joins/quickstart";
+
+/// The quickstart data, uploaded for the batch day, with the day after replayed.
+fn uploaded(kv: Option<String>) -> Setup {
+    upload_quickstart(Setup::new(kv))
+}
+
+fn upload_quickstart(s: Setup) -> Setup {
+    for t in ["purchases", "returns", "users", "checkouts"] {
+        s.import(
+            &format!("data.{t}"),
+            &quickstart().join(format!("data/{t}.csv")),
+        );
+    }
+    for gb in ["purchases", "returns", "users"] {
+        let conf = format!("{GB}/{gb}.v1");
+        s.job("upload", &conf, &["--ds", BATCH_DAY]);
+        s.job("upload-to-kv", &conf, &["--ds", BATCH_DAY]);
+    }
+    for join in ["training_set.v1", "training_set.v2"] {
+        s.job("metadata-upload", &format!("{JOINS}/{join}"), &[]);
+    }
+    s.job(
+        "streaming",
+        &format!("{GB}/returns.v1"),
+        &["--replay-table", "data.returns", "--since", BATCH_DAY],
+    );
+    s
+}
+
+fn post(port: u16, path: &str, body: &Value) -> (u16, Value) {
+    let (status, text) = http(port, "POST", path, &body.to_string());
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: {text}"));
+    (status, value)
+}
+
+fn fetch_one(port: u16, path: &str, keys: Value, at: i64) -> Map<String, Value> {
+    let (status, body) = post(port, &format!("{path}?at_millis={at}"), &json!([keys]));
+    assert_eq!(status, 200, "{body}");
+    body["results"][0]["features"].as_object().unwrap().clone()
+}
+
+/// Compares fetched features with a backfill row, feature by feature, naming the first mismatch.
+fn assert_same(fetched: &Map<String, Value>, row: &Map<String, Value>, context: &str) {
+    assert!(!fetched.is_empty(), "{context}: nothing fetched");
+    for (feature, value) in fetched {
+        let expected = row
+            .get(feature)
+            .unwrap_or_else(|| panic!("{context}: {feature} is not a backfill column"));
+        assert_eq!(value, expected, "{context}: {feature}");
+    }
+}
+
+fn epoch_day(ds: &str) -> i64 {
+    let (y, rest) = ds.split_once('-').unwrap();
+    let (m, d) = rest.split_once('-').unwrap();
+    let days = chrono_days(y.parse().unwrap(), m.parse().unwrap(), d.parse().unwrap());
+    days * DAY_MS
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn chrono_days(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The consistency invariant (SPEC §4.6): with the batch of day D uploaded and the events after D
+/// replayed, fetching a Join for a left row's keys at its `ts` on D+1 returns exactly what the
+/// Join backfill computes for that row; fetching a GroupBy returns its backfill of D (SNAPSHOT),
+/// or the Join's values for that part at the row's time (TEMPORAL).
+fn fetches_equal_backfills(kv: Option<String>) {
+    let s = uploaded(kv);
+    for join in ["training_set.v1", "training_set.v2"] {
+        s.job("backfill", &format!("{JOINS}/{join}"), &["--ds", FETCH_DAY]);
+    }
+    for gb in ["purchases", "users"] {
+        s.job("backfill", &format!("{GB}/{gb}.v1"), &["--ds", BATCH_DAY]);
+    }
+    let (_fetcher, port) = s.serve();
+
+    let (start, end) = (epoch_day(FETCH_DAY), epoch_day(FETCH_DAY) + DAY_MS);
+    let mut compared = 0;
+    for (join, table) in [
+        (
+            "quickstart.training_set.v1",
+            "default.quickstart_training_set_v1",
+        ),
+        (
+            "quickstart/training_set.v2",
+            "default.quickstart_training_set_v2",
+        ),
+    ] {
+        for row in s.export(table, FETCH_DAY) {
+            let ts = row["ts"].as_i64().unwrap();
+            if !(start..end).contains(&ts) {
+                continue;
+            }
+            let keys = json!({"user_id": row["user_id"]});
+            let fetched = fetch_one(port, &format!("/v1/fetch/join/{join}"), keys, ts);
+            assert_eq!(
+                fetched.len(),
+                row.len() - 3,
+                "{join}: one value per feature"
+            );
+            assert_same(
+                &fetched,
+                &row,
+                &format!("{join} user {} at {ts}", row["user_id"]),
+            );
+            compared += 1;
+
+            // The TEMPORAL GroupBy alone, at the same time, equals the Join's part.
+            let gb = fetch_one(
+                port,
+                "/v1/fetch/groupby/quickstart.returns.v1",
+                json!({"user_id": row["user_id"]}),
+                ts,
+            );
+            let prefixed: Map<String, Value> = gb
+                .into_iter()
+                .map(|(f, v)| (format!("quickstart_returns_v1_{f}"), v))
+                .collect();
+            assert_same(
+                &prefixed,
+                &row,
+                &format!("returns.v1 user {} at {ts}", row["user_id"]),
+            );
+        }
+    }
+    assert!(compared > 300, "only {compared} left rows compared");
+
+    // SNAPSHOT GroupBys equal their backfill of the batch day, key by key.
+    for (name, table) in [
+        ("quickstart.purchases.v1", "default.quickstart_purchases_v1"),
+        ("quickstart.users.v1", "default.quickstart_users_v1"),
+    ] {
+        let rows = s.export(table, BATCH_DAY);
+        assert!(rows.len() > 50, "{table}: {} rows", rows.len());
+        for row in rows {
+            let fetched = fetch_one(
+                port,
+                &format!("/v1/fetch/groupby/{name}"),
+                json!({"user_id": row["user_id"]}),
+                start + 1,
+            );
+            assert_same(&fetched, &row, &format!("{name} user {}", row["user_id"]));
+        }
+    }
+}
+
+#[test]
+fn fetches_equal_backfills_embedded() {
+    fetches_equal_backfills(None);
+}
+
+#[test]
+fn fetches_equal_backfills_redis() {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        eprintln!("REDIS_URL not set: skipping the Redis run");
+        return;
+    };
+    // A database of its own on the shared server, emptied first.
+    let url = format!("{}/3", url.trim_end_matches('/'));
+    let flushed = Command::new("redis-cli")
+        .args(["-u", &url, "FLUSHDB"])
+        .output();
+    assert!(
+        flushed.is_ok_and(|o| o.status.success()),
+        "redis-cli FLUSHDB on {url} failed"
+    );
+    fetches_equal_backfills(Some(url));
+}
+
+/// A user whose only purchases are on the two batch days: sum over 3 days is 1 after the first
+/// and 3 after the second.
+fn write_purchases(path: &Path, users: usize) {
+    let mut text = String::from("ds,ts,purchase_id,user_id,product_id,purchase_price\n");
+    for (day, ds, price) in [(0, "2023-11-28", 1), (1, "2023-11-29", 2)] {
+        let ts = epoch_day("2023-11-28") + day * DAY_MS + 3_600_000;
+        for u in 0..users {
+            text.push_str(&format!("{ds},{ts},p{day}-{u},{u},1,{price}\n"));
+        }
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn killing_upload_to_kv_midway_keeps_the_previous_batch_serving() {
+    let s = Setup::new(None);
+    let csv = s.warehouse.with_file_name("purchases.csv");
+    let users = 60_000;
+    write_purchases(&csv, users);
+    s.import("data.purchases", &csv);
+    let conf = format!("{GB}/purchases.v1");
+    for ds in ["2023-11-28", "2023-11-29"] {
+        s.job("upload", &conf, &["--ds", ds]);
+    }
+    s.job("upload-to-kv", &conf, &["--ds", "2023-11-28"]);
+    let sum_3d = |user: usize| {
+        let out = s.run(&[
+            "fetch",
+            "-t",
+            "group-by",
+            "-n",
+            "quickstart.purchases.v1",
+            "-k",
+            &format!(r#"{{"user_id": {user}}}"#),
+        ]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["features"]["purchase_price_sum_3d"].clone()
+    };
+    assert_eq!(sum_3d(7), json!(1));
+
+    // Load the next day and kill the process after its first chunk is in.
+    let repo = quickstart();
+    let mut child = s
+        .command(&[
+            "run",
+            "--mode",
+            "upload-to-kv",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--conf",
+            &conf,
+            "--ds",
+            "2023-11-29",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(first.contains("loaded 5000/"), "{first}");
+
+    // Every key still reads the previous batch, including the ones the dead load had written.
+    for user in [0, 7, users - 1] {
+        assert_eq!(sum_3d(user), json!(1), "user {user}");
+    }
+    // The rerun completes, and the new batch serves.
+    let out = s.job("upload-to-kv", &conf, &["--ds", "2023-11-29"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(&format!("{} entries serving", users + 1)),
+        "{log}"
+    );
+    for user in [0, 7, users - 1] {
+        assert_eq!(sum_3d(user), json!(3), "user {user}");
+    }
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_the_fetcher_keeps_serving() {
+    let s = uploaded(None);
+    let (_fetcher, port) = s.serve();
+    let join = "/v1/fetch/join/quickstart.training_set.v2";
+    let cases: [(&str, &str, u16, &str); 6] = [
+        (
+            "/v1/fetch/join/quickstart.nope.v1",
+            r#"[{"user_id": 1}]"#,
+            404,
+            "is not served",
+        ),
+        (join, r#"[{"user_id": 1"#, 400, "the body is not JSON"),
+        (
+            join,
+            r#"[{"user_id": "abc"}]"#,
+            400,
+            r#"key "user_id" must be an integer"#,
+        ),
+        (join, r#"[{"user": 1}]"#, 400, r#"missing key "user_id""#),
+        (
+            join,
+            r#"[{"user_id": 1}, 5]"#,
+            400,
+            "key set 1 must be an object",
+        ),
+        (
+            "/v1/fetch/groupby/quickstart.nope.v1",
+            r#"{"user_id": 1}"#,
+            404,
+            "GroupBy",
+        ),
+    ];
+    for (path, body, status, message) in cases {
+        let (got, text) = http(port, "POST", path, body);
+        assert_eq!(got, status, "{path} {body}: {text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        let error = error["error"].as_str().unwrap();
+        assert!(error.contains(message), "{path} {body}: {error}");
+        // The next good request is answered.
+        let (got, text) = http(port, "POST", join, r#"[{"user_id": 1}, {"user_id": null}]"#);
+        assert_eq!(got, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        // A null key gets null features, as a left row with a null key does.
+        let nulls = v["results"][1]["features"].as_object().unwrap();
+        assert!(nulls.values().all(Value::is_null), "{text}");
+    }
+
+    // The embedded store belongs to the fetcher while it runs: the CLI says so.
+    let out = s
+        .command(&[
+            "fetch",
+            "-n",
+            "quickstart.training_set.v2",
+            "-k",
+            r#"{"user_id": 1}"#,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("open in another process"), "{err}");
+    drop(_fetcher);
+
+    // The CLI: the same errors (exit code 2), and a KV store that cannot be reached says so.
+    let out = s
+        .command(&[
+            "fetch",
+            "-n",
+            "quickstart.training_set.v2",
+            "-k",
+            r#"{"user_id": "x"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(r#"key "user_id" must be an integer"#),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s
+        .command(&[
+            "fetch",
+            "-n",
+            "quickstart.training_set.v2",
+            "-k",
+            r#"{"user_id": 1}"#,
+        ])
+        .env("CHRONOFLOW_KV", "redis://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("redis://127.0.0.1:1") && err.contains("unreachable"),
+        "{err}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Fetch logging: training_set.v2 with `samplePercent: 50` logs a sample decided by the key
+/// (a key's requests are all logged or none are), with one schema event, in the Join's log table.
+#[test]
+fn fetches_are_logged_by_key_sample() {
+    let mut s = Setup::new(None);
+    let repo = s.dir.path().join("repo");
+    copy_dir(&quickstart(), &repo);
+    let conf = repo.join(format!("{JOINS}/training_set.v2"));
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&conf).unwrap()).unwrap();
+    v["metaData"]["samplePercent"] = json!(50.0);
+    std::fs::write(&conf, v.to_string()).unwrap();
+    s.repo = repo;
+    let s = upload_quickstart(s);
+
+    let (mut fetcher, port) = s.serve();
+    let at = epoch_day(FETCH_DAY) + 3_600_000;
+    for _round in 0..2 {
+        for user in 0..40 {
+            fetch_one(
+                port,
+                "/v1/fetch/join/quickstart.training_set.v2",
+                json!({"user_id": user}),
+                at,
+            );
+        }
+    }
+    // Ctrl-C flushes the log.
+    Command::new("kill")
+        .args(["-INT", &fetcher.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(fetcher.0.wait().unwrap().success());
+    let rows = s.export("default.quickstart_training_set_v2_log", FETCH_DAY);
+    let schemas = rows.iter().filter(|r| r["event"] == "schema").count();
+    assert_eq!(schemas, 1);
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r["event"] == "fetch") {
+        *per_key
+            .entry(r["key_json"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+        let features: Map<String, Value> =
+            serde_json::from_str(r["value_json"].as_str().unwrap()).unwrap();
+        assert!(features.contains_key("quickstart_returns_v1_refund_amt_sum_30d"));
+        assert_eq!(r["ts_millis"], json!(at));
+    }
+    assert!(per_key.values().all(|n| *n == 2), "{per_key:?}");
+    assert!(
+        (5..35).contains(&per_key.len()),
+        "{} of 40 keys logged at 50%",
+        per_key.len()
+    );
+}
