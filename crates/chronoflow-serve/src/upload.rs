@@ -131,7 +131,11 @@ pub async fn upload_to_kv(
         });
     }
     let dataset = batch_dataset(loaded.name());
-    let version = ds.to_string();
+    // Reloading the day being served (a rerun, a fix) loads a second slot beside it.
+    let version = match kv.active_version(&dataset).await? {
+        Some(active) if active == ds.to_string() => format!("{ds}#2"),
+        _ => ds.to_string(),
+    };
     let total = entries.len();
     kv.begin_batch(&dataset, &version).await?;
     let mut done = 0;
