@@ -285,9 +285,14 @@ async fn index() -> Html<&'static str> {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    extra: Option<axum::Router>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let app = match extra {
+        Some(extra) => router(state).merge(extra),
+        None => router(state),
+    };
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::codec::{self, SERVING_INFO_KEY, StoredConfig, StoredServingInfo, StreamedRow};
 use crate::error::{Result, ServeError};
-use crate::kv::KvStore;
+use crate::kv::SharedKv;
 use crate::logging::{FetchLogger, LoggedJoin};
 use crate::upload::metadata_dataset;
 
@@ -49,14 +49,14 @@ struct ServedJoin {
 }
 
 pub struct Fetcher {
-    kv: Arc<dyn KvStore>,
+    kv: SharedKv,
     group_bys: RwLock<HashMap<String, Arc<ServedGroupBy>>>,
     joins: RwLock<HashMap<String, Arc<ServedJoin>>>,
     logger: Option<FetchLogger>,
 }
 
 impl Fetcher {
-    pub fn new(kv: Arc<dyn KvStore>, logger: Option<FetchLogger>) -> Fetcher {
+    pub fn new(kv: SharedKv, logger: Option<FetchLogger>) -> Fetcher {
         Fetcher {
             kv,
             group_bys: RwLock::default(),
@@ -182,12 +182,19 @@ impl Fetcher {
     ) -> Result<Option<Vec<Vec<Value>>>> {
         let mut read: Vec<Vec<u8>> = vec![SERVING_INFO_KEY.to_vec()];
         read.extend(keys.iter().flatten().map(|k| codec::key_bytes(k)));
-        let values = self.kv.multi_get(&served.batch_dataset, &read).await?;
+        let values = self
+            .kv
+            .get()
+            .await?
+            .multi_get(&served.batch_dataset, &read)
+            .await?;
         if values[0].as_deref() != Some(served.info_bytes.as_slice()) {
             return Ok(None);
         }
         let streamed: Vec<Vec<Vec<u8>>> = if served.online.info.temporal {
             self.kv
+                .get()
+                .await?
                 .multi_get_appended(&served.streaming_dataset, &read[1..])
                 .await?
         } else {
@@ -229,6 +236,8 @@ impl Fetcher {
         let dataset = batch_dataset(name);
         let info = match self
             .kv
+            .get()
+            .await?
             .multi_get(&dataset, &[SERVING_INFO_KEY.to_vec()])
             .await
         {
@@ -278,7 +287,13 @@ impl Fetcher {
             name: name.to_owned(),
             message,
         };
-        let stored = match self.kv.multi_get(&dataset, &[Vec::new()]).await {
+        let stored = match self
+            .kv
+            .get()
+            .await?
+            .multi_get(&dataset, &[Vec::new()])
+            .await
+        {
             Ok(mut v) => v.remove(0),
             Err(ServeError::Dataset { .. }) => {
                 return Err(unknown(

@@ -119,6 +119,8 @@ pub struct WorkerArgs {
     /// This worker's name (default: host and process id).
     #[arg(long, value_name = "NAME")]
     pub id: Option<String>,
+    #[command(flatten)]
+    pub kv: KvArg,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -131,6 +133,10 @@ pub struct StandaloneArgs {
     /// Exit once no run is queued or running (after triggering backfills, say).
     #[arg(long)]
     pub until_idle: bool,
+    /// The online KV store the in-process executor loads uploads into, and the API's
+    /// `/v1/fetch/...` routes read.
+    #[command(flatten)]
+    pub kv: KvArg,
     /// Do not serve the HTTP API (standalone serves it on 127.0.0.1:8686 unless --listen says
     /// otherwise).
     #[arg(long, conflicts_with = "listen")]

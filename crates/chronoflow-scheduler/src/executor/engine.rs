@@ -8,6 +8,8 @@ use chronoflow_config::{LoadedConfig, PartitionDate, Repo};
 use chronoflow_engine::Warehouse;
 use chronoflow_engine::backfill::{BackfillOptions, backfill_range};
 use chronoflow_plan::partitions::PartitionRange;
+use chronoflow_serve::kv::SharedKv;
+use chronoflow_serve::upload as online;
 use futures::future::BoxFuture;
 
 use super::command::open_log;
@@ -16,17 +18,17 @@ use super::{Executor, TaskRun};
 pub struct EngineExecutor {
     repo_dir: PathBuf,
     warehouse: Arc<Warehouse>,
-    /// Where `metadata-upload` writes the configs the fetcher serves.
-    metadata_dir: PathBuf,
+    /// The online KV store uploads load and metadata goes to.
+    kv: SharedKv,
     repo: Mutex<Option<Arc<Repo>>>,
 }
 
 impl EngineExecutor {
-    pub fn new(repo_dir: PathBuf, warehouse: Warehouse, metadata_dir: PathBuf) -> Self {
+    pub fn new(repo_dir: PathBuf, warehouse: Warehouse, kv: SharedKv) -> Self {
         EngineExecutor {
             repo_dir,
             warehouse: Arc::new(warehouse),
-            metadata_dir,
+            kv,
             repo: Mutex::new(None),
         }
     }
@@ -60,36 +62,25 @@ impl EngineExecutor {
     /// The engine's futures are not `Send` (DataFusion plans borrow across awaits), so a job
     /// runs on a blocking thread driving its own `block_on`: off the scheduler's async workers,
     /// which is where CPU-heavy work belongs anyway.
-    async fn backfill(&self, task: &TaskRun, repo: Arc<Repo>, index: usize) -> Result<(), String> {
+    async fn job(&self, task: &TaskRun, repo: Arc<Repo>, index: usize) -> Result<(), String> {
         let warehouse = self.warehouse.clone();
+        let kv = self.kv.clone();
+        let repo_dir = self.repo_dir.clone();
         let task = task.clone();
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            handle.block_on(backfill(warehouse.as_ref(), &task, &repo.configs[index]))
+            let loaded = &repo.configs[index];
+            let job = Job {
+                warehouse: warehouse.as_ref(),
+                kv: &kv,
+                repo_dir: &repo_dir,
+                task: &task,
+                loaded,
+            };
+            handle.block_on(job.run())
         })
         .await
         .map_err(|e| format!("the job panicked: {e}"))?
-    }
-
-    /// Stores the compiled config where the fetcher reads definitions (atomically: a reader
-    /// sees the old file or the new one).
-    fn upload_metadata(&self, task: &TaskRun, loaded: &LoadedConfig) -> Result<(), String> {
-        let source = self.repo_dir.join(&loaded.path);
-        let bytes = std::fs::read(&source).map_err(|e| format!("{}: {e}", source.display()))?;
-        std::fs::create_dir_all(&self.metadata_dir)
-            .map_err(|e| format!("{}: {e}", self.metadata_dir.display()))?;
-        let target = self.metadata_dir.join(format!("{}.json", loaded.name()));
-        let tmp = target.with_extension(format!("json.tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &target).map_err(|e| format!("{}: {e}", target.display()))?;
-        let mut log = open_log(&task.log_path)?;
-        let _ = writeln!(
-            log,
-            "uploaded the metadata of {} to {}",
-            loaded.name(),
-            target.display()
-        );
-        Ok(())
     }
 }
 
@@ -97,10 +88,10 @@ impl Executor for EngineExecutor {
     fn run<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let (repo, i) = self.config(task)?;
-            let loaded = &repo.configs[i];
             match task.job.mode.as_str() {
-                "backfill" => self.backfill(task, repo.clone(), i).await,
-                "metadata-upload" => self.upload_metadata(task, loaded),
+                "backfill" | "upload" | "upload-to-kv" | "metadata-upload" => {
+                    self.job(task, repo, i).await
+                }
                 mode => Err(format!(
                     "mode {mode} of {} is not run by the in-process executor yet; give team {:?} a command executor in chronoflow.toml",
                     task.job.config, task.job.team
@@ -110,15 +101,97 @@ impl Executor for EngineExecutor {
     }
 }
 
+/// One in-process job and what it needs.
+struct Job<'a> {
+    warehouse: &'a Warehouse,
+    kv: &'a SharedKv,
+    repo_dir: &'a std::path::Path,
+    task: &'a TaskRun,
+    loaded: &'a LoadedConfig,
+}
+
+impl Job<'_> {
+    async fn run(&self) -> Result<(), String> {
+        let (task, loaded) = (self.task, self.loaded);
+        let parse = |s: &str| PartitionDate::parse(s).map_err(|e| e.to_string());
+        let range = PartitionRange::new(parse(&task.start_ds)?, parse(&task.end_ds)?)
+            .map_err(|e| e.to_string())?;
+        let mut log = open_log(&task.log_path)?;
+        let name = loaded.name();
+        let failed = |what: &str| {
+            let what = what.to_owned();
+            move |e: chronoflow_serve::ServeError| format!("{what} {name}: {e}")
+        };
+        match task.job.mode.as_str() {
+            "backfill" => return backfill(self.warehouse, loaded, range, &mut log).await,
+            "upload" => {
+                let config = self.stored_config()?;
+                for ds in range.dates() {
+                    let info = online::upload(self.warehouse, loaded, config.clone(), ds)
+                        .await
+                        .map_err(failed("uploading"))?;
+                    let _ = writeln!(
+                        log,
+                        "upload {name} ds={ds}: {} keys",
+                        info.rows.saturating_sub(1)
+                    );
+                }
+            }
+            "upload-to-kv" => {
+                let kv = self.kv.get().await.map_err(failed("loading"))?;
+                for ds in range.dates() {
+                    let total = online::upload_to_kv(
+                        self.warehouse,
+                        kv.as_ref(),
+                        loaded,
+                        ds,
+                        &mut |done, total| {
+                            let _ = writeln!(
+                                log,
+                                "upload-to-kv {name} ds={ds}: loaded {done}/{total} entries"
+                            );
+                        },
+                    )
+                    .await
+                    .map_err(failed("loading"))?;
+                    let _ = writeln!(log, "upload-to-kv {name} ds={ds}: {total} entries serving");
+                }
+            }
+            "metadata-upload" => {
+                let kv = self
+                    .kv
+                    .get()
+                    .await
+                    .map_err(failed("uploading the metadata of"))?;
+                let stored = online::metadata_upload(kv.as_ref(), loaded, self.stored_config()?)
+                    .await
+                    .map_err(failed("uploading the metadata of"))?;
+                let what = if stored { "stored" } else { "unchanged" };
+                let _ = writeln!(
+                    log,
+                    "metadata-upload {name}: {what} (hash {})",
+                    loaded.content_hash
+                );
+            }
+            mode => unreachable!("mode {mode} is routed elsewhere"),
+        }
+        Ok(())
+    }
+
+    fn stored_config(&self) -> Result<chronoflow_serve::codec::StoredConfig, String> {
+        let path = self.repo_dir.join(&self.loaded.path);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(online::stored_config(self.loaded, text))
+    }
+}
+
 async fn backfill(
     warehouse: &Warehouse,
-    task: &TaskRun,
     loaded: &LoadedConfig,
+    range: PartitionRange,
+    log: &mut std::fs::File,
 ) -> Result<(), String> {
-    let parse = |s: &str| PartitionDate::parse(s).map_err(|e| e.to_string());
-    let range = PartitionRange::new(parse(&task.start_ds)?, parse(&task.end_ds)?)
-        .map_err(|e| e.to_string())?;
-    let mut log = open_log(&task.log_path)?;
     let _ = writeln!(log, "backfill {} over {range}", loaded.name());
     let steps = backfill_range(
         warehouse,

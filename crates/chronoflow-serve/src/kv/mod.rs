@@ -67,3 +67,32 @@ pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn KvStore>> {
         )?))
     }
 }
+
+/// The store a process uses, opened on first use and then shared by everything in it (the
+/// embedded store can be open in one process at a time). An open that fails is retried on the
+/// next use, so a store that comes up later is picked up.
+#[derive(Clone)]
+pub struct SharedKv {
+    spec: String,
+    cell: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<dyn KvStore>>>,
+}
+
+impl SharedKv {
+    pub fn new(spec: impl Into<String>) -> SharedKv {
+        SharedKv {
+            spec: spec.into(),
+            cell: Default::default(),
+        }
+    }
+
+    pub fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    pub async fn get(&self) -> Result<std::sync::Arc<dyn KvStore>> {
+        self.cell
+            .get_or_try_init(|| open(&self.spec))
+            .await
+            .cloned()
+    }
+}

@@ -2,14 +2,15 @@
 //! dataset switched by a script, so readers never see a half-loaded batch.
 
 use futures::future::BoxFuture;
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionManager;
 
 use super::{Entry, KvStore};
 use crate::error::{Result, ServeError};
 
 #[derive(Clone)]
 pub struct RedisKv {
-    conn: MultiplexedConnection,
+    /// Reconnects by itself after the server comes back.
+    conn: ConnectionManager,
     url: String,
     prefix: String,
 }
@@ -39,8 +40,7 @@ impl RedisKv {
             message,
         };
         let client = redis::Client::open(url).map_err(|e| err(e.to_string()))?;
-        let conn = client
-            .get_multiplexed_async_connection()
+        let conn = ConnectionManager::new(client)
             .await
             .map_err(|e| err(format!("unreachable: {e}")))?;
         Ok(RedisKv {

@@ -8,6 +8,7 @@ use anyhow::Context;
 use chronoflow_engine::Warehouse;
 use chronoflow_serve::Fetcher;
 use chronoflow_serve::http::{now_millis, parse_key_sets};
+use chronoflow_serve::kv::SharedKv;
 use chronoflow_serve::logging::FetchLogger;
 
 use crate::cli::{FetchArgs, FetchType, ServeArgs};
@@ -17,7 +18,8 @@ pub fn fetch(args: &FetchArgs) -> anyhow::Result<ExitCode> {
     let at = args.at_millis.unwrap_or_else(now_millis);
     let runtime = super::service::runtime()?;
     let results = runtime.block_on(async {
-        let kv = chronoflow_serve::kv::open(&args.kv.kv).await?;
+        let kv = SharedKv::new(args.kv.kv.clone());
+        kv.get().await?;
         let fetcher = Fetcher::new(kv, None);
         let results = match args.kind {
             FetchType::Join => fetcher.fetch_join(&args.name, &requests, at).await,
@@ -42,7 +44,10 @@ pub fn fetch(args: &FetchArgs) -> anyhow::Result<ExitCode> {
 pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = super::service::runtime()?;
     runtime.block_on(async {
-        let kv = chronoflow_serve::kv::open(&args.kv.kv).await?;
+        let kv = SharedKv::new(args.kv.kv.clone());
+        // Open now so a store that is locked or unreachable is reported at once; later outages
+        // are reported per request.
+        kv.get().await?;
         let logger = if args.no_fetch_log {
             None
         } else {

@@ -17,6 +17,9 @@ use chronoflow_scheduler::scheduler::{Scheduler, SpecSource};
 use chronoflow_scheduler::spec::{DagSpec, specs_from_plan};
 use chronoflow_scheduler::store::Store;
 use chronoflow_scheduler::worker::Worker;
+use chronoflow_serve::Fetcher;
+use chronoflow_serve::kv::SharedKv;
+use chronoflow_serve::logging::FetchLogger;
 use tokio::sync::watch;
 
 use crate::cli::{SchedulerArgs, SourceArgs, StandaloneArgs, StateArgs, WorkerArgs};
@@ -138,14 +141,11 @@ fn worker(
     repo: &Path,
     state: &StateArgs,
     warehouse: &str,
+    kv: SharedKv,
     slots: Option<usize>,
     id: Option<String>,
 ) -> anyhow::Result<Arc<Worker>> {
-    let engine = EngineExecutor::new(
-        repo.to_owned(),
-        Warehouse::open(warehouse)?,
-        state.home.join("metadata"),
-    );
+    let engine = EngineExecutor::new(repo.to_owned(), Warehouse::open(warehouse)?, kv);
     let executors = Executors::new(p.config.clone(), Arc::new(engine), Some(repo.to_owned()));
     let slots = slots.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -198,9 +198,11 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
+/// Serves the scheduler API, and with a fetcher its `/v1/fetch/...` routes on the same port.
 async fn serve_api(
     listen: &str,
     p: &Parts,
+    fetcher: Option<Arc<Fetcher>>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -213,7 +215,8 @@ async fn serve_api(
         metrics: p.metrics.clone(),
     };
     Ok(tokio::spawn(async move {
-        if let Err(e) = api::serve(listener, state, shutdown).await {
+        let extra = fetcher.map(chronoflow_serve::http::router);
+        if let Err(e) = api::serve(listener, state, extra, shutdown).await {
             tracing::error!(error = %e, "HTTP API stopped");
         }
     }))
@@ -255,8 +258,16 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
             (Some(listen), false) => Some(listen.as_str()),
             (None, false) => Some(DEFAULT_LISTEN),
         };
+        // One KV handle for the uploads the worker runs and the fetches the API answers: the
+        // embedded store can be open in one process only.
+        let kv = SharedKv::new(args.kv.kv.clone());
+        let logger = FetchLogger::start(
+            Warehouse::open(&s.warehouse.warehouse)?,
+            Duration::from_secs(5),
+        );
+        let fetcher = Arc::new(Fetcher::new(kv.clone(), Some(logger.clone())));
         let api = match listen {
-            Some(listen) => Some(serve_api(listen, &p, stop_rx.clone()).await?),
+            Some(listen) => Some(serve_api(listen, &p, Some(fetcher), stop_rx.clone()).await?),
             None => None,
         };
         let worker = worker(
@@ -264,6 +275,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
             &s.source.repo.repo,
             &s.state,
             &s.warehouse.warehouse,
+            kv,
             args.slots,
             None,
         )?;
@@ -296,6 +308,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
         if let Some(api) = api {
             api.await?;
         }
+        logger.flush().await;
         report_runs(&p.store).await?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
@@ -324,7 +337,7 @@ pub fn scheduler(args: &SchedulerArgs) -> anyhow::Result<ExitCode> {
         let shutdown = shutdown_signal();
         let scheduler = new_scheduler(&p);
         let api = match &args.listen {
-            Some(listen) => Some(serve_api(listen, &p, shutdown.clone()).await?),
+            Some(listen) => Some(serve_api(listen, &p, None, shutdown.clone()).await?),
             None => None,
         };
         let every = Duration::from_secs(args.source.replan_seconds.max(1));
@@ -351,6 +364,7 @@ pub fn worker_command(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
             &args.repo.repo,
             &args.state,
             &args.warehouse.warehouse,
+            SharedKv::new(args.kv.kv.clone()),
             args.slots,
             args.id.clone(),
         )?;
