@@ -28,7 +28,12 @@ def main():
     os.makedirs(os.path.join(repo, "data"), exist_ok=True)
 
     table = pq.read_table(parquet)
-    feats = [(f.name, TYPES[f.type]) for f in table.schema if f.name not in ("user_id", "event_timestamp")]
+    def feast_type(t):
+        # Lists (e.g. a LAST_K feature) are Feast arrays of their element type.
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            return f"Array({TYPES[t.value_type]})"
+        return TYPES[t]
+    feats = [(f.name, feast_type(f.type)) for f in table.schema if f.name not in ("user_id", "event_timestamp")]
 
     online = (f"  type: sqlite\n  path: {repo}/data/online.db\n" if store == "sqlite"
               else f"  type: redis\n  connection_string: \"{redis_url}\"\n")
@@ -39,7 +44,7 @@ def main():
     with open(os.path.join(repo, "features.py"), "w") as f:
         f.write(f'''from datetime import timedelta
 from feast import Entity, FeatureView, Field, FileSource
-from feast.types import Bool, Float32, Float64, Int32, Int64, String
+from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String
 from feast.value_type import ValueType
 
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)

@@ -219,8 +219,9 @@ fn crash_test(url: Option<String>, schedulers: usize, workers: usize, seed: u64)
     let mut kills = 0;
     let run_id = loop {
         assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "the run did not finish in 5 minutes; logs in {}",
+            // Generous: a loaded 2-core CI machine restarts debug binaries slowly.
+            started.elapsed() < Duration::from_secs(600),
+            "the run did not finish in 10 minutes; logs in {}",
             setup.dir.path().display()
         );
         std::thread::sleep(Duration::from_millis(500 + rng.next(1500)));
