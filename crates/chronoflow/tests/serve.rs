@@ -534,3 +534,91 @@ fn fetches_are_logged_by_key_sample() {
         per_key.len()
     );
 }
+
+/// A private Redis server, stopped when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    fn start(port: u16, dir: &Path) -> Option<RedisServer> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .ok()?;
+        wait_for_port(port);
+        Some(RedisServer {
+            child,
+            port,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Saves to disk and stops, as an outage would (the data comes back on restart).
+    fn stop(mut self) -> (u16, PathBuf) {
+        let saved = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "SAVE"])
+            .output()
+            .unwrap();
+        assert!(saved.status.success());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.port, self.dir.clone())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The KV store going away while the fetcher runs: GroupBy fetches answer 503, Join fetches a
+/// per-part exception, the server keeps answering, and once the store is back fetches succeed again.
+#[test]
+fn a_redis_outage_gives_clear_errors_and_the_fetcher_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let Some(redis) = RedisServer::start(port, dir.path()) else {
+        eprintln!("redis-server is not installed: skipping");
+        return;
+    };
+    let s = uploaded(Some(format!("redis://127.0.0.1:{port}")));
+    let (_fetcher, http_port) = s.serve();
+    let at = epoch_day(FETCH_DAY) + 3_600_000;
+    let join = format!("/v1/fetch/join/quickstart.training_set.v2?at_millis={at}");
+    let gb = format!("/v1/fetch/groupby/quickstart.purchases.v1?at_millis={at}");
+    let before = fetch_one(http_port, "/v1/fetch/join/quickstart.training_set.v2", json!({"user_id": 26}), at);
+
+    let (port, data) = redis.stop();
+    let (status, body) = post(http_port, &gb, &json!([{"user_id": 26}]));
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Redis KV store"), "{body}");
+    let (status, body) = post(http_port, &join, &json!([{"user_id": 26}]));
+    assert_eq!(status, 200, "{body}");
+    let features = body["results"][0]["features"].as_object().unwrap();
+    for part in ["quickstart_purchases_v1", "quickstart_returns_v1"] {
+        let e = features[&format!("{part}_exception")].as_str().unwrap_or_default();
+        assert!(e.contains("Redis KV store"), "{part}: {body}");
+    }
+    let (status, _) = http(http_port, "GET", "/health", "");
+    assert_eq!(status, 200);
+
+    let _redis = RedisServer::start(port, &data).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, body) = post(http_port, &join, &json!([{"user_id": 26}]));
+        let features = body["results"][0]["features"].as_object().cloned();
+        if status == 200 && features.as_ref() == Some(&before) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no recovery: {status} {body}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
