@@ -545,7 +545,14 @@ struct RedisServer {
 impl RedisServer {
     fn start(port: u16, dir: &Path) -> Option<RedisServer> {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
@@ -594,17 +601,27 @@ fn a_redis_outage_gives_clear_errors_and_the_fetcher_recovers() {
     let at = epoch_day(FETCH_DAY) + 3_600_000;
     let join = format!("/v1/fetch/join/quickstart.training_set.v2?at_millis={at}");
     let gb = format!("/v1/fetch/groupby/quickstart.purchases.v1?at_millis={at}");
-    let before = fetch_one(http_port, "/v1/fetch/join/quickstart.training_set.v2", json!({"user_id": 26}), at);
+    let before = fetch_one(
+        http_port,
+        "/v1/fetch/join/quickstart.training_set.v2",
+        json!({"user_id": 26}),
+        at,
+    );
 
     let (port, data) = redis.stop();
     let (status, body) = post(http_port, &gb, &json!([{"user_id": 26}]));
     assert_eq!(status, 503, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("Redis KV store"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("Redis KV store"),
+        "{body}"
+    );
     let (status, body) = post(http_port, &join, &json!([{"user_id": 26}]));
     assert_eq!(status, 200, "{body}");
     let features = body["results"][0]["features"].as_object().unwrap();
     for part in ["quickstart_purchases_v1", "quickstart_returns_v1"] {
-        let e = features[&format!("{part}_exception")].as_str().unwrap_or_default();
+        let e = features[&format!("{part}_exception")]
+            .as_str()
+            .unwrap_or_default();
         assert!(e.contains("Redis KV store"), "{part}: {body}");
     }
     let (status, _) = http(http_port, "GET", "/health", "");
@@ -618,7 +635,97 @@ fn a_redis_outage_gives_clear_errors_and_the_fetcher_recovers() {
         if status == 200 && features.as_ref() == Some(&before) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no recovery: {status} {body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recovery: {status} {body}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// The daily GroupBy DAG through `standalone`: sensors, backfill, upload and upload-to-kv run in the
+/// in-process executor, and the same process serves the uploaded values on its API port.
+#[test]
+fn standalone_runs_the_upload_dags_and_serves_the_result() {
+    let s = Setup::new(None);
+    for t in ["purchases", "returns", "users"] {
+        s.import(
+            &format!("data.{t}"),
+            &quickstart().join(format!("data/{t}.csv")),
+        );
+    }
+    let state = format!("sqlite://{}", s.dir.path().join("state.db").display());
+    let home = s.dir.path().join("home");
+    let with_state = |c: &mut Command| {
+        c.env("CHRONOFLOW_DATABASE_URL", &state)
+            .env("CHRONOFLOW_HOME", &home);
+    };
+    let repo = quickstart();
+    let repo = repo.to_str().unwrap();
+    for args in [
+        vec!["dags", "sync", "--repo", repo],
+        vec!["dags", "pause", "--all"],
+        vec!["dags", "unpause", "chronon_gb_batch_quickstart"],
+        vec![
+            "dags",
+            "trigger",
+            "chronon_gb_batch_quickstart",
+            "--start-ds",
+            BATCH_DAY,
+            "--end-ds",
+            BATCH_DAY,
+        ],
+    ] {
+        let mut c = s.command(&args);
+        with_state(&mut c);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let port = free_port();
+    let mut c = s.command(&[
+        "standalone",
+        "--repo",
+        repo,
+        "--tick-ms",
+        "100",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    with_state(&mut c);
+    let _standalone = Fetcher(c.stderr(Stdio::null()).spawn().unwrap());
+    wait_for_port(port);
+
+    let path = format!(
+        "/v1/fetch/groupby/quickstart.purchases.v1?at_millis={}",
+        epoch_day(FETCH_DAY) + 1
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let fetched = loop {
+        let (status, body) = post(port, &path, &json!([{"user_id": 26}]));
+        if status == 200 {
+            break body["results"][0]["features"].as_object().unwrap().clone();
+        }
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never uploaded: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    // The DAG has no backfill job (the GroupBy sets no backfillStartDate): compute the expected row.
+    s.job(
+        "backfill",
+        &format!("{GB}/purchases.v1"),
+        &["--ds", BATCH_DAY],
+    );
+    let row = s
+        .export("default.quickstart_purchases_v1", BATCH_DAY)
+        .into_iter()
+        .find(|r| r["user_id"] == json!(26))
+        .unwrap();
+    assert_same(&fetched, &row, "purchases.v1 user 26 uploaded by the DAG");
 }
