@@ -242,15 +242,7 @@ pub(crate) fn index_group_by(
                     }
                 }
             }
-            let input_index: Vec<usize> = aggs
-                .iter()
-                .map(|a| {
-                    input_names
-                        .iter()
-                        .position(|c| *c == a.input_column)
-                        .expect("listed")
-                })
-                .collect();
+            let input_index = input_index(aggs, &input_names);
             let features = plan_features(aggs, &kinds, &input_index, &bucket_names);
             let types = features
                 .iter()
@@ -403,6 +395,19 @@ pub(crate) fn input_columns(aggregations: &[Aggregation]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Per aggregation, the position of its input column in `input_names` (from [`input_columns`]).
+pub(crate) fn input_index(aggregations: &[Aggregation], input_names: &[String]) -> Vec<usize> {
+    aggregations
+        .iter()
+        .map(|a| {
+            input_names
+                .iter()
+                .position(|c| *c == a.input_column)
+                .expect("listed")
+        })
+        .collect()
 }
 
 /// The distinct bucket columns of some aggregations, sorted.

@@ -228,15 +228,7 @@ impl OnlineGroupBy {
                     "the uploaded batch was made from a different definition; upload again",
                 ));
             }
-            let index: Vec<usize> = aggregations
-                .iter()
-                .map(|a| {
-                    input_names
-                        .iter()
-                        .position(|c| *c == a.input_column)
-                        .expect("listed")
-                })
-                .collect();
+            let index = jobs::input_index(&aggregations, &input_names);
             plan_features(
                 &aggregations,
                 &info.aggregation_kinds,

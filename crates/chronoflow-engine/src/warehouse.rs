@@ -359,13 +359,7 @@ impl Warehouse {
             files.push(name);
         }
         let manifest = Manifest { files, rows };
-        let manifest_path = dir.clone().join(MANIFEST);
-        let body = serde_json::to_vec_pretty(&manifest).expect("serializable");
-        // The commit point: before this put the old partition is what readers see, after it the new one.
-        self.store
-            .put(&manifest_path, PutPayload::from(body))
-            .await
-            .map_err(Self::store_error(&manifest_path))?;
+        self.commit_manifest(&dir, &manifest).await?;
 
         self.clean_partition(&dir, &manifest, previous.as_ref())
             .await?;
@@ -408,17 +402,24 @@ impl Warehouse {
             .map_err(Self::store_error(&path))?;
         manifest.files.push(name);
         manifest.rows += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-        let manifest_path = dir.join(MANIFEST);
-        let body = serde_json::to_vec_pretty(&manifest).expect("serializable");
-        self.store
-            .put(&manifest_path, PutPayload::from(body))
-            .await
-            .map_err(Self::store_error(&manifest_path))?;
+        self.commit_manifest(&dir, &manifest).await?;
         Ok(PartitionInfo {
             ds,
             rows: manifest.rows,
             files: manifest.files.len(),
         })
+    }
+
+    /// The commit point of a partition write: before this put readers see the old manifest's files,
+    /// after it the new one's.
+    async fn commit_manifest(&self, dir: &Path, manifest: &Manifest) -> Result<()> {
+        let path = dir.clone().join(MANIFEST);
+        let body = serde_json::to_vec_pretty(manifest).expect("serializable");
+        self.store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(Self::store_error(&path))?;
+        Ok(())
     }
 
     /// Deletes the previous version's files and old orphans (files in no manifest, from crashed writers).

@@ -47,12 +47,7 @@ async fn fetch_join(
     Query(params): Query<FetchParams>,
     body: Bytes,
 ) -> Response {
-    let requests = match parse_key_sets(&body) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let at = params.at_millis.unwrap_or_else(now_millis);
-    respond(fetcher.fetch_join(&name, &requests, at).await, &requests)
+    fetch(&fetcher, Kind::Join, &name, params, &body).await
 }
 
 async fn fetch_group_by(
@@ -61,15 +56,31 @@ async fn fetch_group_by(
     Query(params): Query<FetchParams>,
     body: Bytes,
 ) -> Response {
-    let requests = match parse_key_sets(&body) {
+    fetch(&fetcher, Kind::GroupBy, &name, params, &body).await
+}
+
+enum Kind {
+    Join,
+    GroupBy,
+}
+
+async fn fetch(
+    fetcher: &Fetcher,
+    kind: Kind,
+    name: &str,
+    params: FetchParams,
+    body: &[u8],
+) -> Response {
+    let requests = match parse_key_sets(body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let at = params.at_millis.unwrap_or_else(now_millis);
-    respond(
-        fetcher.fetch_group_by(&name, &requests, at).await,
-        &requests,
-    )
+    let result = match kind {
+        Kind::Join => fetcher.fetch_join(name, &requests, at).await,
+        Kind::GroupBy => fetcher.fetch_group_by(name, &requests, at).await,
+    };
+    respond(result, &requests)
 }
 
 /// A JSON array of key sets, or a single key set.
