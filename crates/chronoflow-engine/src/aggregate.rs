@@ -125,13 +125,7 @@ pub fn compute(agg: &Aggregation, rows: &[(i64, &Val)]) -> Option<Out> {
             for v in values() {
                 *counts.entry(v.key_text()).or_default() += 1;
             }
-            let mut ranked: Vec<(String, i64)> = counts.into_iter().collect();
-            if k > 0 {
-                ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                ranked.truncate(k);
-            }
-            ranked.sort_by(|a, b| a.0.cmp(&b.0));
-            Out::Counts(ranked)
+            Out::Counts(rank_counts(counts.into_iter().collect(), k))
         }
     };
     match out {
@@ -139,6 +133,16 @@ pub fn compute(agg: &Aggregation, rows: &[(i64, &Val)]) -> Option<Out> {
         Out::Scalar(Val::Float(x)) if !x.is_finite() => None,
         other => Some(other),
     }
+}
+
+/// A histogram's entries sorted by key; with `k > 0` only the k most frequent (ties: key ascending).
+pub(crate) fn rank_counts(mut ranked: Vec<(String, i64)>, k: usize) -> Vec<(String, i64)> {
+    if k > 0 {
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ranked.truncate(k);
+    }
+    ranked.sort_by(|a, b| a.0.cmp(&b.0));
+    ranked
 }
 
 /// Population variance, skew (`sqrt(n) m3 / m2^1.5`, n >= 3) and excess kurtosis

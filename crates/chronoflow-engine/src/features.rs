@@ -86,69 +86,13 @@ pub fn compute_features(
     rows: &[u32],
     as_of: AsOf,
 ) -> Vec<Option<Out>> {
-    let AsOf::Time { end, inclusive, a } = as_of;
-    let entity_end = end_of_day(a);
     let mut counted: Vec<(i64, &Val)> = Vec::new();
     let mut by_bucket: BTreeMap<&str, Vec<(i64, &Val)>> = BTreeMap::new();
     features
         .iter()
         .map(|f| {
             let agg = &aggregations[f.aggregation];
-            let values = &data.inputs[f.input];
-            let (start, oldest) = match f.window {
-                Some(w) => (Some(window_start(end, w)), Some(oldest_partition(a, w))),
-                None => (None, None),
-            };
-            counted.clear();
-            by_bucket.clear();
-            // Rows are sorted by time: with only event rows, the window is a contiguous slice.
-            let candidates = if data.all_events {
-                let ts = |r: &u32| data.ts[*r as usize];
-                let lo = start.map_or(0, |s| rows.partition_point(|r| ts(r).is_none_or(|t| t < s)));
-                let hi = rows.partition_point(|r| {
-                    ts(r).is_none_or(|t| if inclusive { t <= end } else { t < end })
-                });
-                &rows[lo..hi.max(lo)]
-            } else {
-                rows
-            };
-            for &r in candidates {
-                let r = r as usize;
-                let Some(v) = &values[r] else { continue };
-                let p = data.ds[r];
-                let ts = if data.is_entity[r] {
-                    // Entity rows: only the snapshot partition, exact window back from its end.
-                    if p != a {
-                        continue;
-                    }
-                    let t = data.ts[r].unwrap_or(entity_end - 1);
-                    if let Some(w) = f.window
-                        && !(entity_end - w.millis() <= t && t < entity_end)
-                    {
-                        continue;
-                    }
-                    t
-                } else {
-                    let Some(t) = data.ts[r] else { continue };
-                    let before_end = if inclusive { t <= end } else { t < end };
-                    if p > a
-                        || !before_end
-                        || start.is_some_and(|s| t < s)
-                        || oldest.is_some_and(|o| p < o)
-                    {
-                        continue;
-                    }
-                    t
-                };
-                match f.bucket {
-                    None => counted.push((ts, v)),
-                    Some(b) => {
-                        if let Some(bucket) = &data.buckets[b][r] {
-                            by_bucket.entry(bucket.as_str()).or_default().push((ts, v));
-                        }
-                    }
-                }
-            }
+            count_rows(f, data, rows, as_of, &mut counted, &mut by_bucket);
             // Only the order-sensitive operations need ties broken by value; rows already come in time order.
             let ordered = matches!(
                 agg.operation,
@@ -177,6 +121,71 @@ pub fn compute_features(
             }
         })
         .collect()
+}
+
+/// The rows feature `f` counts as of `as_of` (SPEC §4.2), as `(ts, value)` in time order: into
+/// `counted`, or per bucket into `by_bucket` for a bucketed feature. Both are cleared first.
+pub fn count_rows<'d>(
+    f: &Feature,
+    data: &'d KeyedRows,
+    rows: &[u32],
+    as_of: AsOf,
+    counted: &mut Vec<(i64, &'d Val)>,
+    by_bucket: &mut BTreeMap<&'d str, Vec<(i64, &'d Val)>>,
+) {
+    let AsOf::Time { end, inclusive, a } = as_of;
+    let entity_end = end_of_day(a);
+    let values = &data.inputs[f.input];
+    let (start, oldest) = match f.window {
+        Some(w) => (Some(window_start(end, w)), Some(oldest_partition(a, w))),
+        None => (None, None),
+    };
+    counted.clear();
+    by_bucket.clear();
+    // Rows are sorted by time: with only event rows, the window is a contiguous slice.
+    let candidates = if data.all_events {
+        let ts = |r: &u32| data.ts[*r as usize];
+        let lo = start.map_or(0, |s| rows.partition_point(|r| ts(r).is_none_or(|t| t < s)));
+        let hi = rows
+            .partition_point(|r| ts(r).is_none_or(|t| if inclusive { t <= end } else { t < end }));
+        &rows[lo..hi.max(lo)]
+    } else {
+        rows
+    };
+    for &r in candidates {
+        let r = r as usize;
+        let Some(v) = &values[r] else { continue };
+        let p = data.ds[r];
+        let ts = if data.is_entity[r] {
+            // Entity rows: only the snapshot partition, exact window back from its end.
+            if p != a {
+                continue;
+            }
+            let t = data.ts[r].unwrap_or(entity_end - 1);
+            if let Some(w) = f.window
+                && !(entity_end - w.millis() <= t && t < entity_end)
+            {
+                continue;
+            }
+            t
+        } else {
+            let Some(t) = data.ts[r] else { continue };
+            let before_end = if inclusive { t <= end } else { t < end };
+            if p > a || !before_end || start.is_some_and(|s| t < s) || oldest.is_some_and(|o| p < o)
+            {
+                continue;
+            }
+            t
+        };
+        match f.bucket {
+            None => counted.push((ts, v)),
+            Some(b) => {
+                if let Some(bucket) = &data.buckets[b][r] {
+                    by_bucket.entry(bucket.as_str()).or_default().push((ts, v));
+                }
+            }
+        }
+    }
 }
 
 /// The feature columns of a GroupBy's aggregations, buckets outer and windows inner.

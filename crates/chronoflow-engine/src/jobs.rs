@@ -37,7 +37,8 @@ pub(crate) struct LoadedGroupBy {
 pub(crate) enum Shape {
     Aggregated {
         aggregations: Vec<Aggregation>,
-        /// Per aggregation, what it produces.
+        /// Per aggregation, the kind of its input values, and what it produces.
+        input_kinds: Vec<ScalarKind>,
         kinds: Vec<OutKind>,
         features: Vec<Feature>,
         types: Vec<DataType>,
@@ -221,14 +222,18 @@ pub(crate) fn index_group_by(
     let mut shape = match &gb.aggregations {
         Some(aggs) => {
             let mut kinds = Vec::new();
+            let mut input_kinds = Vec::new();
             for agg in aggs {
                 let array = column(&loaded[0].0, &agg.input_column)?;
                 let input = ScalarKind::of(element_type(array.data_type()));
                 let kind = input
                     .ok_or_else(|| "a string, number or boolean column".to_owned())
-                    .and_then(|k| out_kind(agg.operation, k));
+                    .and_then(|k| out_kind(agg.operation, k).map(|o| (k, o)));
                 match kind {
-                    Ok(k) => kinds.push(k),
+                    Ok((i, k)) => {
+                        input_kinds.push(i);
+                        kinds.push(k);
+                    }
                     Err(expected) => {
                         return Err(EngineError::Input {
                             file: name.clone(),
@@ -250,6 +255,7 @@ pub(crate) fn index_group_by(
                 .collect();
             Shape::Aggregated {
                 aggregations: aggs.clone(),
+                input_kinds,
                 kinds,
                 features,
                 types,

@@ -10,6 +10,7 @@ pub mod features;
 pub mod import;
 pub mod jobs;
 pub mod online;
+pub mod partial;
 pub mod source;
 pub mod staging;
 pub mod table_name;

@@ -3,14 +3,19 @@
 //!
 //! [`compute_upload`] prepares, as of the end of day `D`, one value per key:
 //! - SNAPSHOT: the finalized features, exactly the backfill's partition `D`;
-//! - TEMPORAL: the key's partial aggregation input — its rows that a window ending after the end
-//!   of `D` can still count (rule 1 of §4.2 for `a = D+1`, and inside the widest window),
-//!   projected to the aggregation inputs. Streamed rows (partitions after `D`) are added to them
-//!   at fetch time and every window is aggregated by [`compute_features`], as the Join backfill
-//!   does for a left row at that time.
+//! - TEMPORAL: partial aggregates per feature and tail-hop tile (a tile of a window `W` is
+//!   `[t, t + tailHop(W))`; window starts fall on tile starts, so a window takes whole tiles) of
+//!   the rows any window ending after the end of `D` can still count, plus as rows what cannot be
+//!   tiled exactly: rows whose partition is not their event day (rule 1 of §4.2 then depends on
+//!   the fetch day), and every row of a GroupBy with an operation that has no exact partial
+//!   ([`partial::has_partial`]) or a bucket. At fetch time, the tiles inside each window are merged,
+//!   the kept and streamed rows (partitions after `D`) it counts are added, and the result is
+//!   finalized: exactly what the Join backfill computes for a left row at that time.
 //!
 //! Streamed rows come from [`stream_rows`]: raw source rows (a replayed table partition today, a
 //! topic's events later) evaluated through the source's query exactly as the backfill reads it.
+
+use std::collections::BTreeMap;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -19,13 +24,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Out, OutKind};
 use crate::error::{EngineError, Result};
-use crate::features::{AsOf, Feature, KeyedRows, compute_features, plan_features};
+use crate::features::{AsOf, Feature, KeyedRows, compute_features, count_rows, plan_features};
 use crate::jobs::{self, Shape};
+use crate::partial::{self, Partial, has_partial};
 use crate::source::{self, PartitionBounds, TimeMode};
 use crate::table_name::TableName;
 use crate::value::{ScalarKind, Val};
 use crate::warehouse::Warehouse;
-use crate::window::{DAY, date_of, end_of_day, oldest_partition, window_start};
+use crate::window::{
+    DAY, date_of, end_of_day, oldest_partition, round_down, tail_hop, window_start,
+};
 
 /// A key's values, in the GroupBy's key column order.
 pub type Key = Vec<Option<Val>>;
@@ -53,8 +61,13 @@ impl OnlineRow {
 pub enum BatchValue {
     /// SNAPSHOT: the features as of the end of the batch day, in feature order.
     Finalized(Vec<Option<Out>>),
-    /// TEMPORAL: the rows later windows can still count, sorted by time.
-    Rows(Vec<OnlineRow>),
+    /// TEMPORAL: per feature, its tiles `(start, partial)` in start order (unwindowed: one tile
+    /// starting at `i64::MIN`); and the rows later windows can still count that are not in tiles,
+    /// sorted by time.
+    Temporal {
+        tiles: Vec<Vec<(i64, Partial)>>,
+        rows: Vec<OnlineRow>,
+    },
 }
 
 /// What a batch says about itself, so a fetcher can read its values.
@@ -64,6 +77,8 @@ pub struct ServingInfo {
     /// The batch day `D`: the values are as of its end.
     pub batch_ds: String,
     pub temporal: bool,
+    /// TEMPORAL values carry partial aggregates (else rows only).
+    pub tiled: bool,
     pub key_columns: Vec<String>,
     pub key_kinds: Vec<ScalarKind>,
     /// Per aggregation, what it produces (empty without aggregations).
@@ -116,14 +131,27 @@ pub async fn compute_upload(
     let mut keys: Vec<&Key> = data.rows.by_key.keys().collect();
     keys.sort();
     let mut entries = Vec::with_capacity(keys.len());
+    let mut tiled = false;
     if temporal {
-        let Shape::Aggregated { aggregations, .. } = &data.shape else {
+        let Shape::Aggregated {
+            aggregations,
+            input_kinds,
+            features,
+            ..
+        } = &data.shape
+        else {
             unreachable!("temporal GroupBys aggregate");
         };
+        tiled = aggregations
+            .iter()
+            .zip(input_kinds)
+            .all(|(a, k)| has_partial(a, *k) && a.buckets.is_empty());
         let reach = Reach::of(aggregations, ds);
         let rows = &data.rows;
+        let end = end_of_day(ds);
         for key in keys {
-            let mut out: Vec<OnlineRow> = Vec::new();
+            let mut kept: Vec<OnlineRow> = Vec::new();
+            let mut tiles: Vec<BTreeMap<i64, Partial>> = vec![BTreeMap::new(); features.len()];
             for &r in &data.rows.by_key[key] {
                 let r = r as usize;
                 let (Some(ts), p) = (rows.ts[r], rows.ds[r]) else {
@@ -132,15 +160,38 @@ pub async fn compute_upload(
                 if reach.start.is_some_and(|s| ts < s) || reach.oldest.is_some_and(|o| p < o) {
                     continue;
                 }
-                out.push(OnlineRow {
-                    ts,
-                    day: p.epoch_millis().div_euclid(DAY),
-                    inputs: rows.inputs.iter().map(|c| c[r].clone()).collect(),
-                    buckets: rows.buckets.iter().map(|c| c[r].clone()).collect(),
-                });
+                if !tiled || date_of(ts) != p {
+                    kept.push(OnlineRow {
+                        ts,
+                        day: p.epoch_millis().div_euclid(DAY),
+                        inputs: rows.inputs.iter().map(|c| c[r].clone()).collect(),
+                        buckets: rows.buckets.iter().map(|c| c[r].clone()).collect(),
+                    });
+                    continue;
+                }
+                // In its own day's partition: whenever its time is in a window, rule 1 holds.
+                for (f, tiles) in features.iter().zip(tiles.iter_mut()) {
+                    let Some(v) = &rows.inputs[f.input][r] else {
+                        continue;
+                    };
+                    let start = match f.window {
+                        Some(w) if ts < window_start(end, w) => continue,
+                        Some(w) => round_down(ts, tail_hop(w.millis())),
+                        None => i64::MIN,
+                    };
+                    let agg = &aggregations[f.aggregation];
+                    let p = Partial::of(agg, ts, v);
+                    match tiles.get_mut(&start) {
+                        Some(acc) => acc.merge(agg, p),
+                        None => {
+                            tiles.insert(start, p);
+                        }
+                    }
+                }
             }
-            if !out.is_empty() {
-                entries.push((key.clone(), BatchValue::Rows(out)));
+            if !kept.is_empty() || tiles.iter().any(|t| !t.is_empty()) {
+                let tiles = tiles.into_iter().map(|t| t.into_iter().collect()).collect();
+                entries.push((key.clone(), BatchValue::Temporal { tiles, rows: kept }));
             }
         }
     } else {
@@ -165,6 +216,7 @@ pub async fn compute_upload(
             group_by: gb.metadata.name.clone(),
             batch_ds: ds.to_string(),
             temporal,
+            tiled,
             key_columns: data.keys.clone(),
             key_kinds,
             aggregation_kinds,
@@ -260,11 +312,11 @@ impl OnlineGroupBy {
         streamed: &[OnlineRow],
         at: i64,
     ) -> Vec<Option<Out>> {
-        let rows: &[OnlineRow] = match batch {
+        let (tiles, rows): (&[Vec<(i64, Partial)>], &[OnlineRow]) = match batch {
             Some(BatchValue::Finalized(values)) => return values.clone(),
             None if !self.info.temporal => return vec![None; self.info.features.len()],
-            Some(BatchValue::Rows(rows)) => rows,
-            None => &[],
+            Some(BatchValue::Temporal { tiles, rows }) => (tiles, rows),
+            None => (&[], &[]),
         };
         let batch_day = self.batch_ds.epoch_millis().div_euclid(DAY);
         let mut data = KeyedRows {
@@ -289,17 +341,36 @@ impl OnlineGroupBy {
         }
         let mut order: Vec<u32> = (0..data.ts.len() as u32).collect();
         order.sort_by_key(|r| data.ts[*r as usize]);
-        compute_features(
-            &self.aggregations,
-            &self.features,
-            &data,
-            &order,
-            AsOf::Time {
-                end: at,
-                inclusive: self.inclusive,
-                a: date_of(at),
-            },
-        )
+        let as_of = AsOf::Time {
+            end: at,
+            inclusive: self.inclusive,
+            a: date_of(at),
+        };
+        if !self.info.tiled {
+            return compute_features(&self.aggregations, &self.features, &data, &order, as_of);
+        }
+        let mut counted = Vec::new();
+        let mut by_bucket = BTreeMap::new();
+        self.features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let agg = &self.aggregations[f.aggregation];
+                let start = f.window.map(|w| window_start(at, w));
+                let mut partial: Option<Partial> = None;
+                for (tile, p) in tiles.get(i).map(Vec::as_slice).unwrap_or_default() {
+                    if start.is_none_or(|s| *tile >= s) {
+                        match &mut partial {
+                            Some(acc) => acc.merge(agg, p.clone()),
+                            None => partial = Some(p.clone()),
+                        }
+                    }
+                }
+                count_rows(f, &data, &order, as_of, &mut counted, &mut by_bucket);
+                partial::fold(agg, &mut partial, counted.iter().copied());
+                partial.and_then(|p| p.finalize(agg))
+            })
+            .collect()
     }
 }
 
@@ -454,6 +525,7 @@ mod tests {
             group_by: gb.metadata.name.clone(),
             batch_ds: "2023-11-29".to_owned(),
             temporal: true,
+            tiled: false,
             key_columns: vec!["user_id".to_owned()],
             key_kinds: vec![ScalarKind::Int],
             aggregation_kinds: vec![
@@ -485,7 +557,10 @@ mod tests {
     #[test]
     fn streamed_rows_add_to_the_batch_but_not_twice() {
         let gb = returns();
-        let batch = BatchValue::Rows(vec![row("2023-11-29", 10, 5)]);
+        let batch = BatchValue::Temporal {
+            tiles: Vec::new(),
+            rows: vec![row("2023-11-29", 10, 5)],
+        };
         let at = PartitionDate::parse("2023-11-30").unwrap().epoch_millis() + 12 * 3_600_000;
         let streamed = vec![
             row("2023-11-30", 1, 7),
