@@ -28,7 +28,7 @@ cf="${CHRONOFLOW_BIN:-${CARGO_TARGET_DIR:-$ROOT/target/rel}/release/chronoflow}"
 bench/serve/feast_setup.sh
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
 
-pid=""; trap '[ -n "$pid" ] && kill $pid 2>/dev/null; true' EXIT   # never leave a server behind
+pid=""; trap 'if [ -n "$pid" ]; then kill $pid 2>/dev/null || true; fi' EXIT   # never leave a server behind
 rm -rf "$W/cf"; mkdir -p "$W/cf"
 export CHRONOFLOW_WAREHOUSE="$W/cf/warehouse"
 echo "== data: $USERS users, purchases and returns 2023-11-01..2023-11-30"
