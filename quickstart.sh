@@ -45,8 +45,8 @@ done
 
 echo "== the Join backfill DAG, through the scheduler (sensors, then both training sets)"
 "$cf" dags sync --repo "$repo"
-# Only the backfill DAG runs here: the daily DAGs would wait for today's data, and their upload tasks
-# need the serving layer.
+# Only the backfill DAG runs here: the daily DAGs would wait for today's data. (The serving steps run
+# by hand below, for the day the data ends.)
 "$cf" dags pause --all
 "$cf" dags unpause chronon_join_backfill
 "$cf" dags trigger chronon_join_backfill --start-ds 2023-11-30 --end-ds 2023-11-30

@@ -547,6 +547,17 @@ pub struct JoinPart {
     pub use_long_names: Option<bool>,
 }
 
+impl JoinPart {
+    /// The left column that feeds GroupBy key `key`: `keyMapping` maps a left column to a key;
+    /// unmapped keys match a left column of their own name.
+    pub fn left_column<'a>(&'a self, key: &'a str) -> &'a str {
+        self.key_mapping
+            .iter()
+            .find(|(_, right)| *right == key)
+            .map_or(key, |(left, _)| left.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BootstrapPart {
     pub table: TableRef,

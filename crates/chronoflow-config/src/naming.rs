@@ -220,13 +220,7 @@ pub fn join_part_columns(join: &Join, part: &JoinPart, dialect: Dialect) -> Vec<
     let prefix = join_part_prefix(join, part, dialect);
     group_by_features(&part.group_by)
         .into_iter()
-        .map(|f| {
-            if prefix.is_empty() {
-                f
-            } else {
-                format!("{prefix}_{f}")
-            }
-        })
+        .map(|f| prefixed_feature(&prefix, &f))
         .collect()
 }
 
@@ -299,6 +293,26 @@ pub fn join_metadata_key(team: &str, join_name: &str) -> String {
         .and_then(|r| r.strip_prefix('.'))
         .unwrap_or(join_name);
     format!("joins/{team}/{rest}")
+}
+
+/// A Join part's feature column: `<prefix>_<feature>`, or the feature alone without a prefix.
+pub fn prefixed_feature(prefix: &str, feature: &str) -> String {
+    if prefix.is_empty() {
+        feature.to_owned()
+    } else {
+        format!("{prefix}_{feature}")
+    }
+}
+
+/// The KV key of a GroupBy's definition for the fetcher: `group_bys/<team>/<name without "team.">`.
+pub fn group_by_metadata_key(team: &str, group_by_name: &str) -> String {
+    let joins = join_metadata_key(team, group_by_name);
+    format!("group_bys/{}", joins.trim_start_matches("joins/"))
+}
+
+/// The table sampled fetches of a Join are logged to (partitioned by `ds`): `<output>_log`.
+pub fn fetch_log_table(join_output_table: &str) -> String {
+    format!("{join_output_table}_log")
 }
 
 /// A Join name as users type it, `team/file.var` or `team.file.var`, in the dotted form.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
-use chronoflow_config::naming::join_part_prefix;
+use chronoflow_config::naming::{join_part_prefix, prefixed_feature};
 use chronoflow_config::{
     Accuracy, Aggregation, Dialect, GroupBy, Join, LoadedConfig, PartitionDate, Source,
 };
@@ -682,7 +682,7 @@ pub async fn backfill_join(
             .keys
             .iter()
             .map(|rk| {
-                let lk = part.key_mapping.iter().find(|(_, r)| *r == rk).map(|(l, _)| l.as_str()).unwrap_or(rk);
+                let lk = part.left_column(rk);
                 left.column_by_name(lk).cloned().ok_or_else(|| EngineError::Input {
                     file: name.clone(),
                     message: format!("part {}: left column {lk:?} (for key {rk:?}) is not selected on the left", part.group_by.metadata.name),
@@ -738,11 +738,7 @@ pub async fn backfill_join(
             }
         }
         for (i, fname) in feature_names.iter().enumerate() {
-            let full = if prefix.is_empty() {
-                fname.clone()
-            } else {
-                format!("{prefix}_{fname}")
-            };
+            let full = prefixed_feature(&prefix, fname);
             columns.push(build_column(&full, &feature_types[i], &values[i])?);
             fields.push(Field::new(full, feature_types[i].clone(), true));
         }

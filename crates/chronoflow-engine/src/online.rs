@@ -51,6 +51,16 @@ pub struct OnlineRow {
 }
 
 impl OnlineRow {
+    /// Row `r` of `rows`, which has time `ts`.
+    fn of(rows: &KeyedRows, r: usize, ts: i64) -> OnlineRow {
+        OnlineRow {
+            ts,
+            day: rows.ds[r].epoch_millis().div_euclid(DAY),
+            inputs: rows.inputs.iter().map(|c| c[r].clone()).collect(),
+            buckets: rows.buckets.iter().map(|c| c[r].clone()).collect(),
+        }
+    }
+
     pub fn partition(&self) -> PartitionDate {
         date_of(self.day * DAY)
     }
@@ -151,7 +161,8 @@ pub async fn compute_upload(
         let end = end_of_day(ds);
         for key in keys {
             let mut kept: Vec<OnlineRow> = Vec::new();
-            let mut tiles: Vec<BTreeMap<i64, Partial>> = vec![BTreeMap::new(); features.len()];
+            let mut tiles: Vec<BTreeMap<i64, Option<Partial>>> =
+                vec![BTreeMap::new(); features.len()];
             for &r in &data.rows.by_key[key] {
                 let r = r as usize;
                 let (Some(ts), p) = (rows.ts[r], rows.ds[r]) else {
@@ -161,12 +172,7 @@ pub async fn compute_upload(
                     continue;
                 }
                 if !tiled || date_of(ts) != p {
-                    kept.push(OnlineRow {
-                        ts,
-                        day: p.epoch_millis().div_euclid(DAY),
-                        inputs: rows.inputs.iter().map(|c| c[r].clone()).collect(),
-                        buckets: rows.buckets.iter().map(|c| c[r].clone()).collect(),
-                    });
+                    kept.push(OnlineRow::of(rows, r, ts));
                     continue;
                 }
                 // In its own day's partition: whenever its time is in a window, rule 1 holds.
@@ -180,17 +186,14 @@ pub async fn compute_upload(
                         None => i64::MIN,
                     };
                     let agg = &aggregations[f.aggregation];
-                    let p = Partial::of(agg, ts, v);
-                    match tiles.get_mut(&start) {
-                        Some(acc) => acc.merge(agg, p),
-                        None => {
-                            tiles.insert(start, p);
-                        }
-                    }
+                    Partial::of(agg, ts, v).add_to(agg, tiles.entry(start).or_default());
                 }
             }
             if !kept.is_empty() || tiles.iter().any(|t| !t.is_empty()) {
-                let tiles = tiles.into_iter().map(|t| t.into_iter().collect()).collect();
+                let tiles = tiles
+                    .into_iter()
+                    .map(|t| t.into_iter().filter_map(|(s, p)| Some((s, p?))).collect())
+                    .collect();
                 entries.push((key.clone(), BatchValue::Temporal { tiles, rows: kept }));
             }
         }
@@ -360,10 +363,7 @@ impl OnlineGroupBy {
                 let mut partial: Option<Partial> = None;
                 for (tile, p) in tiles.get(i).map(Vec::as_slice).unwrap_or_default() {
                     if start.is_none_or(|s| *tile >= s) {
-                        match &mut partial {
-                            Some(acc) => acc.merge(agg, p.clone()),
-                            None => partial = Some(p.clone()),
-                        }
+                        p.clone().add_to(agg, &mut partial);
                     }
                 }
                 count_rows(f, &data, &order, as_of, &mut counted, &mut by_bucket);
@@ -412,15 +412,7 @@ fn rows_by_key(gb: &GroupBy, evaluated: RecordBatch) -> Result<Vec<(Key, OnlineR
         for &r in &rows.by_key[key] {
             let r = r as usize;
             let Some(ts) = rows.ts[r] else { continue };
-            out.push((
-                key.clone(),
-                OnlineRow {
-                    ts,
-                    day: rows.ds[r].epoch_millis().div_euclid(DAY),
-                    inputs: rows.inputs.iter().map(|c| c[r].clone()).collect(),
-                    buckets: rows.buckets.iter().map(|c| c[r].clone()).collect(),
-                },
-            ));
+            out.push((key.clone(), OnlineRow::of(rows, r, ts)));
         }
     }
     Ok(out)

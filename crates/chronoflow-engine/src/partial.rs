@@ -74,6 +74,14 @@ impl Partial {
         }
     }
 
+    /// Adds `self` to `acc`, or starts it.
+    pub fn add_to(self, agg: &Aggregation, acc: &mut Option<Partial>) {
+        match acc {
+            Some(acc) => acc.merge(agg, self),
+            None => *acc = Some(self),
+        }
+    }
+
     /// Adds `other` (of the same aggregation) to `self`.
     pub fn merge(&mut self, agg: &Aggregation, other: Partial) {
         let k = keep(agg);
@@ -188,11 +196,7 @@ pub fn fold<'a>(
     rows: impl IntoIterator<Item = (i64, &'a Val)>,
 ) {
     for (ts, v) in rows {
-        let p = Partial::of(agg, ts, v);
-        match partial {
-            Some(acc) => acc.merge(agg, p),
-            None => *partial = Some(p),
-        }
+        Partial::of(agg, ts, v).add_to(agg, partial);
     }
 }
 

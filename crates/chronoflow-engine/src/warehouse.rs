@@ -333,16 +333,7 @@ impl Warehouse {
         ds: PartitionDate,
         batches: &[RecordBatch],
     ) -> Result<PartitionInfo> {
-        self.ensure_table(table, partition_column).await?;
-        let dir = self.partition_dir(table, partition_column, ds);
-        let meta = TableMeta {
-            partition_column: partition_column.to_owned(),
-        };
-        let previous = match self.manifest(table, &meta, ds).await {
-            Ok(m) => Some(m),
-            Err(EngineError::PartitionNotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
+        let (dir, previous) = self.prepare_write(table, partition_column, ds).await?;
 
         let writer_id = unique_id();
         let mut files = Vec::new();
@@ -380,19 +371,11 @@ impl Warehouse {
         ds: PartitionDate,
         batches: &[RecordBatch],
     ) -> Result<PartitionInfo> {
-        self.ensure_table(table, partition_column).await?;
-        let dir = self.partition_dir(table, partition_column, ds);
-        let meta = TableMeta {
-            partition_column: partition_column.to_owned(),
-        };
-        let mut manifest = match self.manifest(table, &meta, ds).await {
-            Ok(m) => m,
-            Err(EngineError::PartitionNotFound { .. }) => Manifest {
-                files: Vec::new(),
-                rows: 0,
-            },
-            Err(e) => return Err(e),
-        };
+        let (dir, previous) = self.prepare_write(table, partition_column, ds).await?;
+        let mut manifest = previous.unwrap_or(Manifest {
+            files: Vec::new(),
+            rows: 0,
+        });
         let name = format!("part-{}-{:05}.parquet", unique_id(), manifest.files.len());
         let path = dir.clone().join(name.as_str());
         let bytes = write_parquet_bytes(batches, path.as_ref())?;
@@ -408,6 +391,25 @@ impl Warehouse {
             rows: manifest.rows,
             files: manifest.files.len(),
         })
+    }
+
+    /// Creates the table if needed; the partition's directory and its current manifest, if any.
+    async fn prepare_write(
+        &self,
+        table: &TableName,
+        partition_column: &str,
+        ds: PartitionDate,
+    ) -> Result<(Path, Option<Manifest>)> {
+        self.ensure_table(table, partition_column).await?;
+        let dir = self.partition_dir(table, partition_column, ds);
+        let meta = TableMeta {
+            partition_column: partition_column.to_owned(),
+        };
+        match self.manifest(table, &meta, ds).await {
+            Ok(m) => Ok((dir, Some(m))),
+            Err(EngineError::PartitionNotFound { .. }) => Ok((dir, None)),
+            Err(e) => Err(e),
+        }
     }
 
     /// The commit point of a partition write: before this put readers see the old manifest's files,

@@ -10,9 +10,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chronoflow_config::naming::{
-    batch_dataset, join_part_prefix, normalize_join_name, streaming_dataset,
+    batch_dataset, join_part_prefix, normalize_join_name, prefixed_feature, streaming_dataset,
 };
-use chronoflow_config::{Config, ConfigKind, Dialect, Join};
+use chronoflow_config::{Config, ConfigKind, Join, JoinPart};
 use chronoflow_engine::features::out_json;
 use chronoflow_engine::online::{BatchValue, Key, OnlineGroupBy, OnlineRow};
 use serde_json::{Map, Value};
@@ -41,7 +41,10 @@ struct ServedGroupBy {
 
 struct ServedJoin {
     join: Join,
-    dialect: Dialect,
+    /// Per part, its feature prefix.
+    prefixes: Vec<String>,
+    /// The request fields a key set carries: every part's keys, as left columns (logged keys).
+    key_columns: Vec<String>,
     config: StoredConfig,
     /// Content version: logged schema events are per version.
     version: String,
@@ -73,7 +76,7 @@ impl Fetcher {
         at: i64,
     ) -> Result<Vec<Features>> {
         let name = normalize_join_name(name);
-        let (served, values) = self.part_features(&name, requests, &[], None, at).await?;
+        let (served, values) = self.part_features(&name, requests, None, at).await?;
         Ok(values
             .into_iter()
             .map(|features| {
@@ -104,66 +107,57 @@ impl Fetcher {
                 message: "the fetcher does not evaluate derivations yet".to_owned(),
             });
         }
-        let dialect = served.dialect;
-        let parts = futures::future::join_all(join.join_parts.iter().map(|part| async move {
-            let prefix = join_part_prefix(join, part, dialect);
-            let mapping: Vec<(String, String)> = part
-                .key_mapping
-                .iter()
-                .map(|(l, r)| (l.clone(), r.clone()))
-                .collect();
-            let name = &part.group_by.metadata.name;
-            let (gb, values) = self
-                .part_features(name, requests, &mapping, Some(name), at)
-                .await?;
-            Ok::<_, ServeError>((prefix, gb, values))
+        let parts = futures::future::join_all(join.join_parts.iter().map(|part| {
+            self.part_features(&part.group_by.metadata.name, requests, Some(part), at)
         }))
         .await;
         let mut out = vec![Features::new(); requests.len()];
-        for (part, result) in join.join_parts.iter().zip(parts) {
+        for (prefix, result) in served.prefixes.iter().zip(parts) {
             match result {
-                Ok((prefix, gb, values)) => {
+                Ok((gb, values)) => {
                     for (features, row) in out.iter_mut().zip(values) {
                         for (f, v) in gb.online.info.features.iter().zip(row) {
-                            features.insert(prefixed(&prefix, f), v);
+                            features.insert(prefixed_feature(prefix, f), v);
                         }
                     }
                 }
                 Err(e @ ServeError::BadRequest(_)) => return Err(e),
                 Err(e) => {
-                    let prefix = join_part_prefix(join, part, served.dialect);
                     let message = Value::String(e.to_string());
                     for features in &mut out {
-                        features.insert(prefixed(&prefix, "exception"), message.clone());
+                        features.insert(prefixed_feature(prefix, "exception"), message.clone());
                     }
                 }
             }
         }
-        if let Some(logger) = &self.logger {
+        let sample_percent = join.metadata.sample_percent.unwrap_or(0.0);
+        if let Some(logger) = &self.logger
+            && sample_percent > 0.0
+        {
             let logged = LoggedJoin {
                 name: &name,
                 version: &served.version,
                 output_table: &served.config.output_table,
-                sample_percent: join.metadata.sample_percent.unwrap_or(0.0),
-                key_columns: left_key_columns(join),
+                sample_percent,
+                key_columns: &served.key_columns,
             };
             logger.log(&logged, requests, &out, at);
         }
         Ok(out)
     }
 
-    /// The features of GroupBy `name` for each request, in its feature order.
+    /// The features of GroupBy `name` for each request, in its feature order; `part` (of a Join)
+    /// maps request fields to keys.
     async fn part_features(
         &self,
         name: &str,
         requests: &[KeySet],
-        key_mapping: &[(String, String)],
-        part: Option<&str>,
+        part: Option<&JoinPart>,
         at: i64,
     ) -> Result<(Arc<ServedGroupBy>, Vec<Vec<Value>>)> {
         loop {
             let served = self.group_by(name).await?;
-            let keys = keys_for(&served, requests, key_mapping, part)?;
+            let keys = keys_for(&served, requests, part)?;
             if let Some(values) = self.features(&served, &keys, at).await? {
                 return Ok((served, values));
             }
@@ -309,9 +303,15 @@ impl Fetcher {
         let Config::Join(join) = decoded else {
             unreachable!("decoded as a Join");
         };
+        let prefixes = join
+            .join_parts
+            .iter()
+            .map(|part| join_part_prefix(&join, part, dialect))
+            .collect();
         let served = Arc::new(ServedJoin {
+            prefixes,
+            key_columns: left_key_columns(&join),
             join,
-            dialect,
             config,
             version,
             loaded_at: Instant::now(),
@@ -324,24 +324,12 @@ impl Fetcher {
     }
 }
 
-fn prefixed(prefix: &str, feature: &str) -> String {
-    if prefix.is_empty() {
-        feature.to_owned()
-    } else {
-        format!("{prefix}_{feature}")
-    }
-}
-
 /// The request fields a Join's key sets carry: every part's keys, as left columns.
 fn left_key_columns(join: &Join) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for part in &join.join_parts {
         for key in &part.group_by.key_columns {
-            let left = part
-                .key_mapping
-                .iter()
-                .find(|(_, r)| *r == key)
-                .map_or(key.as_str(), |(l, _)| l.as_str());
+            let left = part.left_column(key);
             if !out.iter().any(|c| c == left) {
                 out.push(left.to_owned());
             }
@@ -350,14 +338,13 @@ fn left_key_columns(join: &Join) -> Vec<String> {
     out
 }
 
-/// Reads each request's key for a GroupBy. `key_mapping` (left column -> key) says which request
-/// field holds which key; unmapped keys are fields of their own name. A request whose key field
-/// is null gets null features (as a left row with a null key does in a backfill).
+/// Reads each request's key for a GroupBy. For a Join `part`, its key mapping says which request
+/// field holds which key; other keys are fields of their own name. A request whose key field is
+/// null gets null features (as a left row with a null key does in a backfill).
 fn keys_for(
     served: &ServedGroupBy,
     requests: &[KeySet],
-    key_mapping: &[(String, String)],
-    part: Option<&str>,
+    part: Option<&JoinPart>,
 ) -> Result<Vec<Option<Key>>> {
     let info = &served.online.info;
     let columns: Vec<(&str, &str, chronoflow_engine::value::ScalarKind)> = info
@@ -365,10 +352,7 @@ fn keys_for(
         .iter()
         .zip(&info.key_kinds)
         .map(|(key, kind)| {
-            let field = key_mapping
-                .iter()
-                .find(|(_, r)| r == key)
-                .map_or(key.as_str(), |(l, _)| l.as_str());
+            let field = part.map_or(key.as_str(), |p| p.left_column(key));
             (field, key.as_str(), *kind)
         })
         .collect();
@@ -390,7 +374,9 @@ fn keys_for(
                     } else {
                         String::new()
                     };
-                    let of = part.map(|p| format!(" (for {p})")).unwrap_or_default();
+                    let of = part
+                        .map(|p| format!(" (for {})", p.group_by.metadata.name))
+                        .unwrap_or_default();
                     ServeError::BadRequest(format!("{at}{e}{of}"))
                 })
         })

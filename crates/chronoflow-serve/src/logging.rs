@@ -13,6 +13,7 @@ use std::time::Duration;
 use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use chronoflow_config::PartitionDate;
+use chronoflow_config::naming::fetch_log_table;
 use chronoflow_engine::window::date_of;
 use chronoflow_engine::{TableName, Warehouse};
 use serde_json::{Value, json};
@@ -31,7 +32,7 @@ pub struct LoggedJoin<'a> {
     pub version: &'a str,
     pub output_table: &'a str,
     pub sample_percent: f64,
-    pub key_columns: Vec<String>,
+    pub key_columns: &'a [String],
 }
 
 #[derive(Debug, Clone)]
@@ -103,7 +104,7 @@ impl FetchLogger {
             return;
         }
         let ds = date_of(at);
-        let table = format!("{}_log", join.output_table);
+        let table = fetch_log_table(join.output_table);
         let new_schema = self
             .schemas
             .lock()

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
-use chronoflow_config::naming::{batch_dataset, streaming_dataset, upload_table};
+use chronoflow_config::naming::{self, batch_dataset, streaming_dataset, upload_table};
 use chronoflow_config::{Config, GroupBy, LoadedConfig, PartitionDate};
 use chronoflow_engine::online;
 use chronoflow_engine::warehouse::PartitionInfo;
-use chronoflow_engine::{TableName, Warehouse};
+use chronoflow_engine::window::DAY;
+use chronoflow_engine::{EngineError, TableName, Warehouse};
 
 use crate::codec::{self, SERVING_INFO_KEY, StoredConfig, StoredServingInfo, StreamedRow};
 use crate::error::{Result, ServeError};
@@ -29,14 +30,19 @@ fn group_by_of<'a>(loaded: &'a LoadedConfig, mode: &str) -> Result<&'a GroupBy> 
     }
 }
 
-/// The config as stored for the fetcher: its compiled text, read from the repo.
-pub fn stored_config(loaded: &LoadedConfig, text: String) -> StoredConfig {
-    StoredConfig {
+/// The config as stored for the fetcher: its compiled text, read from the repo at `repo_dir`.
+pub fn stored_config(repo_dir: &std::path::Path, loaded: &LoadedConfig) -> Result<StoredConfig> {
+    let path = repo_dir.join(&loaded.path);
+    let text = std::fs::read_to_string(&path).map_err(|e| ServeError::Config {
+        name: loaded.name().to_owned(),
+        message: format!("reading {}: {e}", path.display()),
+    })?;
+    Ok(StoredConfig {
         name: loaded.name().to_owned(),
         zipline: loaded.dialect == chronoflow_config::Dialect::Zipline,
         output_table: loaded.output_table(),
         text,
-    }
+    })
 }
 
 /// `upload`: computes what serving needs of GroupBy `loaded` as of the end of `ds`, and writes it
@@ -98,13 +104,17 @@ pub async fn upload_to_kv(
 ) -> Result<usize> {
     group_by_of(loaded, "upload-to-kv")?;
     let table = TableName::parse(&upload_table(&loaded.output_table(), loaded.dialect))?;
-    if !warehouse.partitions(&table).await?.contains(&ds) {
-        return Err(ServeError::Config {
-            name: loaded.name().to_owned(),
-            message: format!("{table} has no partition {ds}: run --mode upload --ds {ds} first"),
-        });
-    }
-    let batches = warehouse.read_partition(&table, ds).await?;
+    let batches = match warehouse.read_partition(&table, ds).await {
+        Err(EngineError::PartitionNotFound { .. } | EngineError::TableNotFound { .. }) => {
+            return Err(ServeError::Config {
+                name: loaded.name().to_owned(),
+                message: format!(
+                    "{table} has no partition {ds}: run --mode upload --ds {ds} first"
+                ),
+            });
+        }
+        other => other?,
+    };
     let mut entries: Vec<Entry> = Vec::new();
     for batch in &batches {
         let column = |name: &str| {
@@ -149,14 +159,13 @@ pub async fn upload_to_kv(
 }
 
 /// The KV dataset holding a config's definition for the fetcher: Chronon's
-/// `joins/<team>/<rest of name>`, with the team taken from the name so a fetcher finds it from
-/// the name alone.
+/// `joins/<team>/<rest of name>` (`group_bys/…` for GroupBys), with the team taken from the name so
+/// a fetcher finds it from the name alone.
 pub fn metadata_dataset(kind: chronoflow_config::ConfigKind, name: &str) -> String {
     let team = name.split('.').next().unwrap_or(name);
-    let joins = chronoflow_config::naming::join_metadata_key(team, name);
     match kind {
-        chronoflow_config::ConfigKind::Join => joins,
-        _ => format!("group_bys/{}", joins.trim_start_matches("joins/")),
+        chronoflow_config::ConfigKind::Join => naming::join_metadata_key(team, name),
+        _ => naming::group_by_metadata_key(team, name),
     }
 }
 
@@ -223,7 +232,7 @@ pub async fn append_streamed(
     day: PartitionDate,
     rows: Vec<(online::Key, online::OnlineRow)>,
 ) -> Result<()> {
-    let day_number = day.epoch_millis().div_euclid(86_400_000);
+    let day_number = day.epoch_millis().div_euclid(DAY);
     let entries: Vec<Entry> = rows
         .into_iter()
         .enumerate()

@@ -179,10 +179,7 @@ impl Job<'_> {
     }
 
     fn stored_config(&self) -> Result<chronoflow_serve::codec::StoredConfig, String> {
-        let path = self.repo_dir.join(&self.loaded.path);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(online::stored_config(self.loaded, text))
+        online::stored_config(self.repo_dir, self.loaded).map_err(|e| e.to_string())
     }
 }
 

@@ -66,6 +66,12 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         chronoflow_serve::http::serve(listener, fetcher, shutdown).await?;
         if let Some(logger) = logger {
             logger.flush().await;
+            if logger.dropped() > 0 {
+                tracing::warn!(
+                    records = logger.dropped(),
+                    "fetch log records dropped: the writer fell behind"
+                );
+            }
         }
         anyhow::Ok(())
     })?;

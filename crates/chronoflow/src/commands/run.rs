@@ -161,10 +161,7 @@ fn stored_config(
     args: &RunArgs,
     loaded: &LoadedConfig,
 ) -> anyhow::Result<chronoflow_serve::codec::StoredConfig> {
-    let path = args.repo.repo.join(&loaded.path);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(online::stored_config(loaded, text))
+    Ok(online::stored_config(&args.repo.repo, loaded)?)
 }
 
 async fn upload(
