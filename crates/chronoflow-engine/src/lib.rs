@@ -11,6 +11,7 @@ pub mod import;
 pub mod jobs;
 pub mod online;
 pub mod partial;
+mod quality;
 pub mod source;
 pub mod staging;
 pub mod table_name;
@@ -21,5 +22,6 @@ pub mod warehouse;
 pub mod window;
 
 pub use error::{EngineError, Result};
+pub use quality::{DEFAULT_QUALITY_RATIO, RowCountCheck, RowFlag, flag_row_counts};
 pub use table_name::TableName;
-pub use warehouse::{PartitionInfo, Warehouse};
+pub use warehouse::{ColumnStats, PartitionInfo, PartitionStats, Warehouse};

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use chronoflow_config::PartitionDate;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
@@ -33,6 +33,8 @@ const TABLE_META: &str = "_table.json";
 const ROWS_PER_FILE: usize = 1 << 20;
 /// Files not in any manifest and older than this are leftovers of a crashed writer.
 const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+/// Manifests read at once by `partition_stats`: tables can have hundreds of partitions.
+const MANIFEST_READS: usize = 16;
 
 /// The default warehouse root, relative to the working directory.
 pub const DEFAULT_WAREHOUSE: &str = "./.chronoflow/warehouse";
@@ -43,11 +45,116 @@ pub struct TableMeta {
     pub partition_column: String,
 }
 
-/// What `_manifest.json` holds: the files that make up the partition.
+/// What `_manifest.json` holds: the files that make up the partition, and their statistics (in the
+/// manifest so that they are committed atomically with the files they describe).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
     pub files: Vec<String>,
     pub rows: u64,
+    /// `None` in manifests written before statistics existed, and after appending to one of them
+    /// (the old files' null counts are unknown without reading them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<PartitionStats>,
+}
+
+/// Data-quality figures of one partition, computed when it is committed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionStats {
+    pub rows: u64,
+    /// The top-level columns, in schema order (columns added by later appends at the end).
+    pub columns: Vec<ColumnStats>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ColumnStats {
+    pub name: String,
+    pub nulls: u64,
+}
+
+impl PartitionStats {
+    /// Row and null counts of `batches`, from the counts Arrow keeps (no pass over the values).
+    pub fn of_batches(batches: &[RecordBatch]) -> Self {
+        batches
+            .iter()
+            .map(|batch| PartitionStats {
+                rows: batch.num_rows() as u64,
+                columns: batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(batch.columns())
+                    .map(|(field, array)| ColumnStats {
+                        name: field.name().clone(),
+                        // Logical, so that a column of type Null counts as all nulls.
+                        nulls: array.logical_null_count() as u64,
+                    })
+                    .collect(),
+            })
+            .reduce(|a, b| a.merge(&b))
+            .unwrap_or_default()
+    }
+
+    /// The statistics of the rows of both. A column missing on one side has no values for that
+    /// side's rows, so they count as nulls (which is what reading the files together yields).
+    pub fn merge(&self, other: &PartitionStats) -> PartitionStats {
+        let same_columns = self.columns.len() == other.columns.len()
+            && self
+                .columns
+                .iter()
+                .zip(&other.columns)
+                .all(|(a, b)| a.name == b.name);
+        let columns = if same_columns {
+            self.columns
+                .iter()
+                .zip(&other.columns)
+                .map(|(a, b)| ColumnStats {
+                    name: a.name.clone(),
+                    nulls: a.nulls + b.nulls,
+                })
+                .collect()
+        } else {
+            let nulls_in = |stats: &PartitionStats, name: &str| {
+                stats
+                    .column(name)
+                    .map_or(stats.rows, |c: &ColumnStats| c.nulls)
+            };
+            let mut columns: Vec<ColumnStats> = self
+                .columns
+                .iter()
+                .map(|a| ColumnStats {
+                    name: a.name.clone(),
+                    nulls: a.nulls + nulls_in(other, &a.name),
+                })
+                .collect();
+            for b in &other.columns {
+                if self.column(&b.name).is_none() {
+                    columns.push(ColumnStats {
+                        name: b.name.clone(),
+                        nulls: self.rows + b.nulls,
+                    });
+                }
+            }
+            columns
+        };
+        PartitionStats {
+            rows: self.rows + other.rows,
+            columns,
+        }
+    }
+
+    pub fn column(&self, name: &str) -> Option<&ColumnStats> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Nulls / rows of `column`: `None` for an unknown column, 0 for an empty partition.
+    pub fn null_fraction(&self, column: &str) -> Option<f64> {
+        let c = self.column(column)?;
+        Some(if self.rows == 0 {
+            0.0
+        } else {
+            c.nulls as f64 / self.rows as f64
+        })
+    }
 }
 
 /// One committed partition.
@@ -199,6 +306,14 @@ impl Warehouse {
     /// The committed partitions of a table, sorted (one listing of the table's objects).
     pub async fn partitions(&self, table: &TableName) -> Result<Vec<PartitionDate>> {
         let meta = self.require_table(table).await?;
+        self.partitions_of(table, &meta).await
+    }
+
+    async fn partitions_of(
+        &self,
+        table: &TableName,
+        meta: &TableMeta,
+    ) -> Result<Vec<PartitionDate>> {
         let dir = self.table_dir(table);
         let prefix = format!("{}=", meta.partition_column);
         let objects = self.list_all(&dir).await?;
@@ -229,6 +344,31 @@ impl Warehouse {
             rows: manifest.rows,
             files: manifest.files.len(),
         })
+    }
+
+    /// Every committed partition's statistics (`None` for partitions written before statistics
+    /// existed), in date order: one manifest read per partition, a bounded number at a time.
+    pub async fn partition_stats(
+        &self,
+        table: &TableName,
+    ) -> Result<Vec<(PartitionDate, Option<PartitionStats>)>> {
+        let meta = self.require_table(table).await?;
+        let meta = &meta;
+        let partitions = self.partitions_of(table, meta).await?;
+        let read: Vec<Option<(PartitionDate, Option<PartitionStats>)>> =
+            futures::stream::iter(partitions)
+                .map(|ds| async move {
+                    match self.manifest(table, meta, ds).await {
+                        Ok(m) => Ok(Some((ds, m.stats))),
+                        // Dropped since the listing: no longer a partition.
+                        Err(EngineError::PartitionNotFound { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffered(MANIFEST_READS)
+                .try_collect()
+                .await?;
+        Ok(read.into_iter().flatten().collect())
     }
 
     async fn manifest(
@@ -349,7 +489,11 @@ impl Warehouse {
                 .map_err(Self::store_error(&path))?;
             files.push(name);
         }
-        let manifest = Manifest { files, rows };
+        let manifest = Manifest {
+            files,
+            rows,
+            stats: Some(PartitionStats::of_batches(batches)),
+        };
         self.commit_manifest(&dir, &manifest).await?;
 
         self.clean_partition(&dir, &manifest, previous.as_ref())
@@ -375,6 +519,7 @@ impl Warehouse {
         let mut manifest = previous.unwrap_or(Manifest {
             files: Vec::new(),
             rows: 0,
+            stats: Some(PartitionStats::default()),
         });
         let name = format!("part-{}-{:05}.parquet", unique_id(), manifest.files.len());
         let path = dir.clone().join(name.as_str());
@@ -383,8 +528,10 @@ impl Warehouse {
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(Self::store_error(&path))?;
+        let added = PartitionStats::of_batches(batches);
         manifest.files.push(name);
-        manifest.rows += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        manifest.rows += added.rows;
+        manifest.stats = manifest.stats.map(|s| s.merge(&added));
         self.commit_manifest(&dir, &manifest).await?;
         Ok(PartitionInfo {
             ds,

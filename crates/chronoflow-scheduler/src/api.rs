@@ -1,11 +1,13 @@
-//! The JSON REST API (axum), its OpenAPI document, Prometheus metrics and a small status page.
+//! The JSON REST API (axum), its OpenAPI document and Prometheus metrics. The pages are the
+//! web crate's (`chronoflow-web`), which serves this router behind its guard.
 
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
@@ -13,6 +15,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::error::SchedulerError;
 use crate::metrics::Metrics;
+use crate::state::TaskState;
 use crate::store::{RunTrigger, Store};
 
 #[derive(Clone)]
@@ -24,7 +27,6 @@ pub struct ApiState {
 
 pub fn router(state: ApiState) -> axum::Router {
     axum::Router::new()
-        .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/health", get(health))
@@ -39,6 +41,14 @@ pub fn router(state: ApiState) -> axum::Router {
         .route(
             "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
             post(clear),
+        )
+        .route(
+            "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            post(mark),
+        )
+        .route(
+            "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/stop",
+            post(stop),
         )
         .route(
             "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs",
@@ -204,9 +214,58 @@ async fn clear(
 }
 
 #[derive(Debug, Deserialize)]
+struct MarkBody {
+    state: String,
+}
+
+async fn mark(
+    State(s): State<ApiState>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    body: Result<Json<MarkBody>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let bad = |message: String| SchedulerError::InvalidRequest {
+        dag_id: dag_id.clone(),
+        message,
+    };
+    let Json(body) = body.map_err(|e| bad(format!("body: {}", e.body_text())))?;
+    let state = match body.state.as_str() {
+        "success" => TaskState::Success,
+        "failed" => TaskState::Failed,
+        other => {
+            return Err(bad(format!(
+                "state must be \"success\" or \"failed\", not {other:?}"
+            ))
+            .into());
+        }
+    };
+    let previous = s
+        .store
+        .mark(&dag_id, &run_id, &task_id, state, s.clock.now_ms())
+        .await?;
+    Ok(Json(json!({
+        "dag_id": dag_id, "run_id": run_id, "task_id": task_id,
+        "state": state, "previous": previous,
+    })))
+}
+
+async fn stop(
+    State(s): State<ApiState>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    s.store
+        .stop(&dag_id, &run_id, &task_id, s.clock.now_ms())
+        .await?;
+    Ok(Json(json!({
+        "dag_id": dag_id, "run_id": run_id, "task_id": task_id, "state": TaskState::Failed,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
 struct LogsQuery {
     #[serde(rename = "try")]
     try_number: Option<i64>,
+    /// Text, so a bad value is our 400 with a JSON message rather than the extractor's.
+    offset: Option<String>,
 }
 
 async fn logs(
@@ -214,9 +273,47 @@ async fn logs(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Response> {
-    let text = read_log(&s.store, &dag_id, &run_id, &task_id, q.try_number).await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    let offset = match q.offset.as_deref() {
+        None | Some("") => 0,
+        Some(text) => text
+            .parse::<u64>()
+            .map_err(|_| SchedulerError::InvalidRequest {
+                dag_id: dag_id.clone(),
+                message: format!("offset must be a byte offset (0 or more), not {text:?}"),
+            })?,
+    };
+    let chunk = read_log_from(&s.store, &dag_id, &run_id, &task_id, q.try_number, offset).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (
+                header::HeaderName::from_static("x-log-offset"),
+                chunk.next_offset.to_string(),
+            ),
+            (
+                header::HeaderName::from_static("x-log-complete"),
+                chunk.complete.to_string(),
+            ),
+        ],
+        chunk.text,
+    )
+        .into_response())
 }
+
+/// Part of a try's log, for polling while the try runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// From the requested offset to the end of the file as it is now (at offset 0 preceded by
+    /// a `# try N on worker (state)` line, which offsets do not count).
+    pub text: Vec<u8>,
+    /// Where the next read starts.
+    pub next_offset: u64,
+    /// The try had ended before the file was read, and nothing is left after `next_offset`.
+    pub complete: bool,
+}
+
+/// At most this much of a log per read (the caller reads on from `next_offset`).
+const LOG_CHUNK: u64 = 4 << 20;
 
 /// The log of a try (the last one by default), as its worker wrote it.
 pub async fn read_log(
@@ -227,20 +324,109 @@ pub async fn read_log(
     try_number: Option<i64>,
 ) -> Result<String, SchedulerError> {
     let tries = store.tries(dag_id, run_id, task_id).await?;
+    let t = chosen_try(&tries, dag_id, run_id, task_id, try_number)?;
+    let mut text = log_header(t);
+    match &t.log_path {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(log) => text.push_str(&log),
+            Err(e) => text.push_str(&unreadable(path, &e)),
+        },
+        None => text.push_str("# this try wrote no log\n"),
+    }
+    Ok(text)
+}
+
+/// The log of a try from byte `offset` of its file (up to 4 MiB). The try's state is read
+/// before the file, so `complete` never hides a last write.
+pub async fn read_log_from(
+    store: &Store,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: Option<i64>,
+    offset: u64,
+) -> Result<LogChunk, SchedulerError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let tries = store.tries(dag_id, run_id, task_id).await?;
+    let t = chosen_try(&tries, dag_id, run_id, task_id, try_number)?;
+    let ended = t.ended_ms.is_some();
+    let file = t.log_path.as_deref().map(|p| (p, std::fs::File::open(p)));
+    let mut text = Vec::new();
+    if offset == 0 {
+        text.extend_from_slice(log_header(t).as_bytes());
+        match &file {
+            Some((path, Err(e))) if ended || e.kind() != std::io::ErrorKind::NotFound => {
+                text.extend_from_slice(unreadable(path, e).as_bytes())
+            }
+            None if ended => text.extend_from_slice(b"# this try wrote no log\n"),
+            // A running try's log may not exist yet.
+            _ => {}
+        }
+    }
+    let (mut file, len) = match file {
+        Some((_, Ok(f))) => {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            (Some(f), len)
+        }
+        _ => (None, 0),
+    };
+    if offset > len {
+        return Err(SchedulerError::InvalidRequest {
+            dag_id: dag_id.to_owned(),
+            message: format!(
+                "offset {offset} is past the end of the log of try {} ({len} bytes)",
+                t.try_number
+            ),
+        });
+    }
+    let mut read = 0;
+    if let Some(f) = file.as_mut() {
+        f.seek(SeekFrom::Start(offset))?;
+        // Up to the length seen above: bytes written since then come with the next read.
+        read = f
+            .take((len - offset).min(LOG_CHUNK))
+            .read_to_end(&mut text)? as u64;
+    }
+    let next_offset = offset + read;
+    Ok(LogChunk {
+        text,
+        next_offset,
+        complete: ended && next_offset >= len,
+    })
+}
+
+fn chosen_try<'a>(
+    tries: &'a [crate::store::TaskTryRow],
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: Option<i64>,
+) -> Result<&'a crate::store::TaskTryRow, SchedulerError> {
     let chosen = match try_number {
         Some(n) => tries.iter().find(|t| t.try_number == n),
         None => tries.last(),
     };
-    let Some(t) = chosen else {
-        return Err(SchedulerError::InvalidRequest {
-            dag_id: dag_id.to_owned(),
-            message: match try_number {
-                Some(n) => format!("task {task_id:?} of run {run_id:?} has no try {n}"),
-                None => format!("task {task_id:?} of run {run_id:?} has not run yet"),
-            },
-        });
-    };
-    let mut text = format!(
+    chosen.ok_or_else(|| SchedulerError::InvalidRequest {
+        dag_id: dag_id.to_owned(),
+        message: match try_number {
+            Some(n) => format!("task {task_id:?} of run {run_id:?} has no try {n}"),
+            None => format!("task {task_id:?} of run {run_id:?} has not run yet"),
+        },
+    })
+}
+
+/// Why a try's log cannot be shown. The path is recorded when the try starts, so a missing file
+/// is a try that wrote nothing, or one that ran on another machine.
+fn unreadable(path: &str, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        format!("# no log at {path} (the try wrote none, or ran on another machine)\n")
+    } else {
+        format!("# the log {path} is not readable here: {e}\n")
+    }
+}
+
+fn log_header(t: &crate::store::TaskTryRow) -> String {
+    format!(
         "# try {} on {} ({}){}\n",
         t.try_number,
         t.worker_id,
@@ -249,15 +435,7 @@ pub async fn read_log(
             .as_deref()
             .map(|e| format!(": {e}"))
             .unwrap_or_default()
-    );
-    match &t.log_path {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(log) => text.push_str(&log),
-            Err(e) => text.push_str(&format!("# the log {path} is not readable here: {e}\n")),
-        },
-        None => text.push_str("# this try wrote no log\n"),
-    }
-    Ok(text)
+    )
 }
 
 async fn metrics(State(s): State<ApiState>) -> ApiResult<Response> {
@@ -275,10 +453,6 @@ async fn openapi() -> Response {
         include_str!("openapi.json"),
     )
         .into_response()
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }
 
 /// Serves the API on `listener` until `shutdown` turns true.

@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod executor;
 pub mod failpoint;
+pub mod history;
 pub mod metrics;
 pub mod scheduler;
 pub mod spec;

@@ -258,6 +258,7 @@ impl Scheduler {
                     outcome,
                     self.config.retry_max_delay_seconds,
                     None,
+                    None,
                     now,
                 )
                 .await?;

@@ -11,15 +11,16 @@ use std::time::{Duration, Instant};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use tokio::sync::{Semaphore, watch};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::JoinSet;
 
 use crate::alert::{Alert, Alerter};
 use crate::clock::Clock;
 use crate::config::SchedulerConfig;
 use crate::error::Result;
-use crate::executor::{Executors, TaskRun};
+use crate::executor::{Executors, TaskRun, TryReport, Usage};
 use crate::failpoint::FailPoints;
+use crate::history::{JobRun, TryHistory};
 use crate::metrics::{Metrics, TraceEvent};
 use crate::spec::{Action, JobRef};
 use crate::state::TaskState;
@@ -28,7 +29,8 @@ use crate::store::{Claimed, FinishOutcome, Store};
 /// A try this worker process is running.
 struct Held {
     since: Instant,
-    abort: AbortHandle,
+    /// Stops the try (killing a command's process group); taken when the try is lost.
+    cancel: Option<oneshot::Sender<()>>,
     claimed: Claimed,
 }
 
@@ -45,6 +47,8 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     /// How often to look for work when not woken (other processes queue work too).
     pub poll: Duration,
+    /// Where finished tries are reported (the warehouse's `chronoflow.job_runs`), if anywhere.
+    history: Option<Arc<dyn TryHistory>>,
     alerter: Alerter,
 }
 
@@ -73,22 +77,34 @@ impl Worker {
             failpoints,
             metrics,
             poll: Duration::from_millis(100),
+            history: None,
         }
+    }
+
+    /// Reports every try this worker finishes to `history`.
+    pub fn with_history(mut self, history: Arc<dyn TryHistory>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    /// Claims up to `max` tries, recording where their logs go.
+    async fn claim(&self, max: usize) -> Result<Vec<Claimed>> {
+        let log_path = |t: &Claimed| Some(self.log_path(t).display().to_string());
+        self.store
+            .claim_logged(&self.id, max, self.clock.now_ms(), &log_path)
+            .await
     }
 
     /// Claims what it can and runs it to the end, one task after the other (deterministic
     /// tests drive workers this way). Returns the tasks claimed.
     pub async fn run_once(&self) -> Result<usize> {
-        let claimed = self
-            .store
-            .claim(&self.id, self.slots, self.clock.now_ms())
-            .await?;
+        let claimed = self.claim(self.slots).await?;
         let n = claimed.len();
         for t in &claimed {
             self.metrics.record(|| trace_key(t), TraceEvent::Claimed);
         }
         for t in claimed {
-            self.execute(t).await?;
+            self.execute(t, None).await?;
         }
         Ok(n)
     }
@@ -113,7 +129,7 @@ impl Worker {
         if orphans > 0 {
             tracing::warn!(worker = %self.id, tries = orphans, "failed the tries of an earlier worker with this id");
         }
-        // The tries this process runs: key and try number -> (claimed at, abort handle).
+        // The tries this process runs: key and try number -> (claimed at, how to stop it).
         let held: Arc<Mutex<HashMap<(String, i64), Held>>> = Arc::default();
         let heartbeat = {
             let me = self.clone();
@@ -131,14 +147,16 @@ impl Worker {
                     match me.store.heartbeat(&me.id, &tries, me.clock.now_ms()).await {
                         Ok(still) => {
                             // A try claimed before this heartbeat and no longer ours was taken
-                            // away (we were presumed dead): stop it, so it does not run beside
-                            // its retry. (Dropping a command kills it.)
+                            // away (we were presumed dead) or stopped by request: stop it, so it
+                            // does not run beside its retry. (Dropping a command kills it.)
                             let still: HashSet<(String, i64)> = still.into_iter().collect();
                             held.lock().unwrap().retain(|key, h| {
                                 let lost = h.since < asked && !still.contains(key);
                                 if lost {
-                                    tracing::warn!(task = %key.0, try_number = key.1, "try taken over by another worker; stopping it");
-                                    h.abort.abort();
+                                    tracing::warn!(task = %key.0, try_number = key.1, "try stopped or taken over by another worker; stopping it");
+                                    if let Some(cancel) = h.cancel.take() {
+                                        let _ = cancel.send(());
+                                    }
                                 }
                                 !lost
                             });
@@ -167,7 +185,7 @@ impl Worker {
             let free = slots.available_permits();
             let mut claimed = Vec::new();
             if free > 0 {
-                match self.store.claim(&self.id, free, self.clock.now_ms()).await {
+                match self.claim(free).await {
                     Ok(c) => claimed = c,
                     Err(e) => tracing::error!(error = %e, "claiming failed; retrying"),
                 }
@@ -184,10 +202,11 @@ impl Worker {
                 let held_by_task = held.clone();
                 let task_key = key.clone();
                 let claimed = t.clone();
+                let (cancel, cancelled) = oneshot::channel();
                 // Registered before the task can finish, so its removal below always finds it.
                 let mut guard = held.lock().unwrap();
-                let abort = running.spawn(async move {
-                    if let Err(e) = me.execute(t).await {
+                running.spawn(async move {
+                    if let Err(e) = me.execute(t, Some(cancelled)).await {
                         tracing::error!(error = %e, "task bookkeeping failed");
                     }
                     held_by_task.lock().unwrap().remove(&task_key);
@@ -198,7 +217,7 @@ impl Worker {
                     key,
                     Held {
                         since: Instant::now(),
-                        abort,
+                        cancel: Some(cancel),
                         claimed,
                     },
                 );
@@ -216,6 +235,9 @@ impl Worker {
         }
         tracing::info!(worker = %self.id, tasks = running.len(), "draining");
         while running.join_next().await.is_some() {}
+        if let Some(history) = &self.history {
+            history.flush().await;
+        }
         self.store
             .stop_worker(&self.id, self.clock.now_ms())
             .await?;
@@ -231,9 +253,11 @@ impl Worker {
             .join(format!("{}.log", t.try_number))
     }
 
-    /// Runs one claimed try and records its outcome. An `Err` means the worker could not
+    /// Runs one claimed try and records its outcome. `cancelled` fires when the try is no
+    /// longer this worker's (stopped by request, or taken over): the job is dropped (a command
+    /// is killed) and nothing is recorded but its history. An `Err` means the worker could not
     /// record it (or an injected crash): the try stays `running` until reaped.
-    async fn execute(&self, t: Claimed) -> Result<()> {
+    async fn execute(&self, t: Claimed, cancelled: Option<oneshot::Receiver<()>>) -> Result<()> {
         let started = Instant::now();
         if let Some(ready) = t.ready_ms {
             self.metrics
@@ -243,26 +267,53 @@ impl Worker {
         self.failpoints.check("worker.after_claim")?;
         let spec = self.store.spec(&t.dag_id, t.version).await?;
         let log_path = self.log_path(&t);
-        let outcome = match spec
-            .task(&t.task_id)
-            .map(|task| (&task.action, task.execution_timeout_seconds))
+        let task = spec.task(&t.task_id);
+        let action = task.map(|task| &task.action);
+        let (outcome, usage) = match task.map(|task| (&task.action, task.execution_timeout_seconds))
         {
-            None => FinishOutcome::Failed(format!(
-                "task {} is not in version {} of DAG {}",
-                t.task_id, t.version, t.dag_id
-            )),
+            None => (
+                FinishOutcome::Failed(format!(
+                    "task {} is not in version {} of DAG {}",
+                    t.task_id, t.version, t.dag_id
+                )),
+                None,
+            ),
             Some((action, timeout)) => {
                 let run = self.run_action(&t, action, &log_path);
-                let outcome = match timeout {
-                    Some(s) => match tokio::time::timeout(Duration::from_secs(s), run).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => FinishOutcome::Failed(format!("timed out after {s} s")),
-                    },
-                    None => run.await,
+                let run = async {
+                    match timeout {
+                        Some(s) => match tokio::time::timeout(Duration::from_secs(s), run).await {
+                            Ok(ran) => ran,
+                            Err(_) => (
+                                FinishOutcome::Failed(format!("timed out after {s} s")),
+                                None,
+                            ),
+                        },
+                        None => run.await,
+                    }
+                };
+                let ran = match cancelled {
+                    Some(cancelled) => {
+                        // A dropped sender (never the case while the try is held) is no stop.
+                        let stop = async {
+                            if cancelled.await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        };
+                        tokio::select! {
+                            ran = run => Some(ran),
+                            () = stop => None,
+                        }
+                    }
+                    None => Some(run.await),
+                };
+                let Some((outcome, usage)) = ran else {
+                    self.lost(&t, Some(action)).await;
+                    return Ok(());
                 };
                 match self.failpoints.check("worker.in_job") {
-                    Err(e) => FinishOutcome::Failed(e.to_string()),
-                    Ok(()) => outcome,
+                    Err(e) => (FinishOutcome::Failed(e.to_string()), usage),
+                    Ok(()) => (outcome, usage),
                 }
             }
         };
@@ -272,6 +323,7 @@ impl Worker {
             _ => String::new(),
         };
         let log = log_path.exists().then(|| log_path.display().to_string());
+        let now = self.clock.now_ms();
         let state = self
             .store
             .finish(
@@ -280,7 +332,8 @@ impl Worker {
                 outcome,
                 self.config.retry_max_delay_seconds,
                 log.as_deref(),
-                self.clock.now_ms(),
+                usage,
+                now,
             )
             .await?;
         self.metrics
@@ -292,50 +345,120 @@ impl Worker {
                     self.metrics.record(|| trace_key(&t), TraceEvent::Succeeded);
                 }
                 self.metrics.task_finished(state);
+                let recorded = (!error.is_empty()).then(|| error.clone());
+                self.report(&t, action, state.as_str(), recorded, usage, now);
                 if state == TaskState::Failed {
                     self.alerter
                         .send(Alert::for_try("task_failed", &t, error, log));
                 }
             }
-            None => tracing::warn!(
-                dag_id = %t.dag_id, run_id = %t.run_id, task_id = %t.task_id, try_number = t.try_number,
-                "the try was taken over (this worker was presumed dead); its result is discarded"
-            ),
+            None => {
+                tracing::warn!(
+                    dag_id = %t.dag_id, run_id = %t.run_id, task_id = %t.task_id, try_number = t.try_number,
+                    "the try was stopped or taken over (this worker was presumed dead); its result is discarded"
+                );
+                self.lost(&t, action).await;
+            }
         }
         Ok(())
     }
 
+    /// Reports a try that is no longer this worker's, as the store recorded it (by whoever
+    /// ended it: a stop, a mark, the reaper).
+    async fn lost(&self, t: &Claimed, action: Option<&Action>) {
+        if self.history.is_none() {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let recorded = match self.store.tries(&t.dag_id, &t.run_id, &t.task_id).await {
+            Ok(tries) => tries.into_iter().find(|r| r.try_number == t.try_number),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a lost try for the job history");
+                None
+            }
+        };
+        let (state, error, end) = match recorded {
+            Some(r) => (r.state, r.error, r.ended_ms.unwrap_or(now)),
+            None => ("failed".to_owned(), None, now),
+        };
+        self.report(t, action, &state, error, None, end);
+    }
+
+    /// Hands one finished try to the job history.
+    fn report(
+        &self,
+        t: &Claimed,
+        action: Option<&Action>,
+        state: &str,
+        error: Option<String>,
+        usage: Option<Usage>,
+        end_ms: i64,
+    ) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        let (job_type, config, team) = match action {
+            Some(Action::Job(job)) => (job.mode.clone(), job.config.clone(), job.team.clone()),
+            Some(Action::MetadataUpload { jobs }) => (
+                "metadata-upload".to_owned(),
+                jobs.iter()
+                    .map(|j| j.config.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                t.team.clone(),
+            ),
+            _ => (String::new(), String::new(), t.team.clone()),
+        };
+        let usage = usage.unwrap_or_default();
+        history.record(JobRun {
+            job_type,
+            config,
+            team,
+            dag_id: t.dag_id.clone(),
+            run_id: t.run_id.clone(),
+            task_id: t.task_id.clone(),
+            try_number: t.try_number,
+            worker_id: self.id.clone(),
+            start_ms: t.started_ms,
+            end_ms,
+            duration_ms: (end_ms - t.started_ms).max(0),
+            state: state.to_owned(),
+            error,
+            cpu_ms: usage.cpu_ms,
+            max_rss_kb: usage.max_rss_kb,
+            exit_code: usage.exit_code,
+        });
+    }
+
+    /// Runs the try's action: how it ended and, when measured, what it used.
     async fn run_action(
         &self,
         t: &Claimed,
         action: &Action,
         log_path: &std::path::Path,
-    ) -> FinishOutcome {
+    ) -> (FinishOutcome, Option<Usage>) {
+        let outcome = |result: std::result::Result<(), String>| match result {
+            Ok(()) => FinishOutcome::Success,
+            Err(e) => FinishOutcome::Failed(e),
+        };
         match action {
             Action::Job(job) if job.mode == "streaming" => {
-                match self.keep_alive(t, job, log_path).await {
-                    Ok(()) => FinishOutcome::Success,
-                    Err(e) => FinishOutcome::Failed(e),
-                }
+                (outcome(self.keep_alive(t, job, log_path).await), None)
             }
-            Action::Job(job) => match self.run_job(t, job, log_path).await {
-                Ok(()) => FinishOutcome::Success,
-                Err(e) => FinishOutcome::Failed(e),
-            },
+            Action::Job(job) => {
+                let report = self.run_job(t, job, log_path).await;
+                (outcome(report.result), report.usage)
+            }
             Action::MetadataUpload { jobs } => self.upload_metadata(t, jobs, log_path).await,
             // Sensors are the scheduler's; a worker never claims one.
-            Action::PartitionSensor { .. } | Action::UpstreamWait { .. } => {
-                FinishOutcome::Failed("a sensor reached a worker".to_owned())
-            }
+            Action::PartitionSensor { .. } | Action::UpstreamWait { .. } => (
+                FinishOutcome::Failed("a sensor reached a worker".to_owned()),
+                None,
+            ),
         }
     }
 
-    async fn run_job(
-        &self,
-        t: &Claimed,
-        job: &JobRef,
-        log_path: &std::path::Path,
-    ) -> std::result::Result<(), String> {
+    async fn run_job(&self, t: &Claimed, job: &JobRef, log_path: &std::path::Path) -> TryReport {
         self.executors
             .for_team(&job.team)
             .run(&task_run(t, job, log_path))
@@ -424,22 +547,27 @@ impl Worker {
         t: &Claimed,
         jobs: &[JobRef],
         log_path: &std::path::Path,
-    ) -> FinishOutcome {
+    ) -> (FinishOutcome, Option<Usage>) {
         let ids: Vec<String> = jobs.iter().map(|j| j.job.clone()).collect();
         let uploaded = match self.store.uploaded_hashes(&ids).await {
             Ok(u) => u,
-            Err(e) => return FinishOutcome::Failed(e.to_string()),
+            Err(e) => return (FinishOutcome::Failed(e.to_string()), None),
         };
         let changed: Vec<&JobRef> = jobs
             .iter()
             .filter(|j| uploaded.get(&j.job) != Some(&j.content_hash))
             .collect();
         if changed.is_empty() {
-            return FinishOutcome::Skipped;
+            return (FinishOutcome::Skipped, None);
         }
         let mut failures = Vec::new();
+        let mut usage: Option<Usage> = None;
         for job in changed {
-            match self.run_job(t, job, log_path).await {
+            let report = self.run_job(t, job, log_path).await;
+            if let Some(u) = report.usage {
+                usage = Some(usage.map_or(u, |so_far| so_far.then(u)));
+            }
+            match report.result {
                 Ok(()) => {
                     if let Err(e) = self
                         .store
@@ -452,11 +580,12 @@ impl Worker {
                 Err(e) => failures.push(format!("{}: {e}", job.job)),
             }
         }
-        if failures.is_empty() {
+        let outcome = if failures.is_empty() {
             FinishOutcome::Success
         } else {
             FinishOutcome::Failed(failures.join("\n"))
-        }
+        };
+        (outcome, usage)
     }
 }
 

@@ -49,6 +49,48 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Run the HTTP fetcher: POST /v1/fetch/join/<name> and /v1/fetch/groupby/<name>.
     Serve(ServeArgs),
+    /// API tokens for the HTTP API and the web UI: create, list, revoke.
+    ///
+    /// With no live token, the API serves loopback listeners without authentication.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token and print it (once: only its hash is stored).
+    Create {
+        /// Who or what uses the token (shown in the UI and in `tokens list`).
+        #[arg(long)]
+        name: String,
+        /// The team whose DAGs an operator token may change, or `*` for every team.
+        #[arg(long)]
+        team: String,
+        /// `viewer` reads; `operator` also triggers, pauses, clears, marks and stops its
+        /// team's DAGs; `admin` does so for every team.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Revoke a token by id; its UI sessions end at once.
+    Revoke {
+        token_id: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Viewer,
+    Operator,
+    Admin,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -100,9 +142,28 @@ pub struct SchedulerArgs {
     /// Time between two scheduler loops.
     #[arg(long, value_name = "MS", default_value_t = 200)]
     pub tick_ms: u64,
-    /// Serve the HTTP API on this address (`standalone`: default 127.0.0.1:8686).
+    /// Serve the HTTP API and the web UI on this address (`standalone`: default 127.0.0.1:8686).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    #[command(flatten)]
+    pub web: WebArgs,
+}
+
+/// How the API port guards itself and what the UI's quality page flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebArgs {
+    /// A host name the API answers besides IP addresses and `localhost` (repeatable). Any other
+    /// `Host` header is refused, so a DNS-rebinding page cannot reach the API.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+    /// Serve a non-loopback address without any API token configured (anyone who can reach
+    /// the port can pause, trigger and clear). Without this flag such a listener refuses to start.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// The data-quality page flags a partition whose row count is below this ratio of the
+    /// trailing median of earlier partitions, or above the median divided by it.
+    #[arg(long, value_name = "RATIO", default_value_t = 0.5)]
+    pub quality_ratio: f64,
 }
 
 #[derive(Debug, Clone, clap::Args)]

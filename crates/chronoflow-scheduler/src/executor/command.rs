@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use chronoflow_config::Repo;
 use futures::future::BoxFuture;
 
-use super::{Executor, TaskRun};
+use super::{Executor, TaskRun, TryReport, Usage};
 
 pub struct CommandExecutor {
     argv: Vec<String>,
@@ -96,24 +97,45 @@ impl CommandExecutor {
 }
 
 impl Executor for CommandExecutor {
-    fn run<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, Result<(), String>> {
+    fn run<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, TryReport> {
         Box::pin(async move {
-            let (mut command, program) = self.command(task)?;
-            command.kill_on_drop(true);
-            die_with_parent(&mut command);
-            let mut child = command.spawn().map_err(|e| spawn_error(&program, e))?;
-            let status = child.wait().await.map_err(|e| e.to_string())?;
-            if status.success() {
-                return Ok(());
-            }
-            let how = match status.code() {
-                Some(code) => format!("exited with status {code}"),
-                None => "was killed by a signal".to_owned(),
+            let (mut command, program) = match self.command(task) {
+                Ok(c) => c,
+                Err(e) => return TryReport::failed(e),
             };
-            Err(format!(
-                "{program:?} {how}; last lines of its output:\n{}",
-                tail(&task.log_path, 20)
-            ))
+            // Its own process group, so stopping the try stops what the command started too
+            // (`sh -c`, spark-submit's JVM), and a Ctrl-C meant for the worker (which drains)
+            // does not reach it.
+            command.process_group(0);
+            die_with_parent(&mut command);
+            // Spawned here, on a runtime thread, not in `spawn_blocking`: PR_SET_PDEATHSIG fires
+            // when the spawning *thread* exits, and blocking threads exit when idle.
+            let child = match command.spawn() {
+                Ok(child) => child,
+                Err(e) => return TryReport::failed(spawn_error(&program, e)),
+            };
+            let reaper = Reaper::new(child.id());
+            let (status, usage) = match reaper.wait().await {
+                Ok(waited) => waited,
+                Err(e) => return TryReport::failed(format!("waiting for {program:?}: {e}")),
+            };
+            let result = if status == 0 {
+                Ok(())
+            } else {
+                let how = if status > 0 {
+                    format!("exited with status {status}")
+                } else {
+                    format!("was killed by signal {}", -status)
+                };
+                Err(format!(
+                    "{program:?} {how}; last lines of its output:\n{}",
+                    tail(&task.log_path, 20)
+                ))
+            };
+            TryReport {
+                result,
+                usage: Some(usage),
+            }
         })
     }
 
@@ -124,13 +146,13 @@ impl Executor for CommandExecutor {
 
 impl CommandExecutor {
     /// The command of `task`, its output going to the try's log (which starts with the argv).
-    fn command(&self, task: &TaskRun) -> Result<(tokio::process::Command, String), String> {
+    fn command(&self, task: &TaskRun) -> Result<(std::process::Command, String), String> {
         let argv = self.argv_for(task);
         let env = self.env_for(task);
         let log = open_log(&task.log_path)?;
         let mut header = log.try_clone().map_err(|e| e.to_string())?;
         let _ = writeln!(header, "$ {}", shell_words(&argv));
-        let mut command = tokio::process::Command::new(&argv[0]);
+        let mut command = std::process::Command::new(&argv[0]);
         command
             .args(&argv[1..])
             .envs(&env)
@@ -148,7 +170,9 @@ impl CommandExecutor {
     fn spawn_detached(&self, task: &TaskRun) -> Result<u32, String> {
         let (mut command, program) = self.command(task)?;
         command.process_group(0);
-        let mut child = command.spawn().map_err(|e| spawn_error(&program, e))?;
+        let mut child = tokio::process::Command::from(command)
+            .spawn()
+            .map_err(|e| spawn_error(&program, e))?;
         let pid = child.id().unwrap_or_default();
         // Reap it when it exits (while this process lives), so it does not linger as a zombie
         // that would look alive to the next keep-alive.
@@ -156,6 +180,110 @@ impl CommandExecutor {
             let _ = child.wait().await;
         });
         Ok(pid)
+    }
+}
+
+/// Waits for a child with `wait4` (tokio's `Child::wait` reaps it without its rusage) and, if
+/// dropped before the child was reaped (a timeout, a stopped or taken-over try, the worker
+/// shutting down), kills the child's process group.
+///
+/// The child is reaped only after `exited` is set under its lock, and the kill happens under
+/// the same lock while `exited` is false: the pid cannot have been reused when it is killed.
+struct Reaper {
+    pid: libc::pid_t,
+    exited: Arc<Mutex<bool>>,
+}
+
+impl Reaper {
+    fn new(pid: u32) -> Self {
+        Reaper {
+            pid: pid as libc::pid_t,
+            exited: Arc::default(),
+        }
+    }
+
+    /// The exit status (negative: the signal that killed it) and what the child used.
+    async fn wait(&self) -> std::io::Result<(i64, Usage)> {
+        let (pid, exited) = (self.pid, self.exited.clone());
+        tokio::task::spawn_blocking(move || wait_child(pid, &exited))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+        if !*exited {
+            // SAFETY: plain syscall; the group is the child's own (process_group(0)).
+            unsafe {
+                libc::kill(-self.pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn wait_child(pid: libc::pid_t, exited: &Mutex<bool>) -> std::io::Result<(i64, Usage)> {
+    // Wait for the exit without reaping (WNOWAIT), so the pid stays ours until `exited` is set.
+    loop {
+        // SAFETY: `info` is a plain C struct written by the kernel.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    *exited.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    let mut status = 0;
+    // SAFETY: as above.
+    let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut rusage) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        i64::from(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        -i64::from(libc::WTERMSIG(status))
+    } else {
+        -1
+    };
+    let mut usage = usage_of(&rusage);
+    usage.exit_code = Some(code);
+    Ok((code, usage))
+}
+
+/// CPU (user + system) and peak RSS of a `rusage`. Of a reaped child, these include the
+/// descendants it waited for (a `sh -c` wrapper counts its command).
+pub(crate) fn usage_of(r: &libc::rusage) -> Usage {
+    let ms = |t: libc::timeval| t.tv_sec as i64 * 1000 + t.tv_usec as i64 / 1000;
+    // Linux reports ru_maxrss in KiB, macOS in bytes.
+    let kb = if cfg!(target_os = "macos") {
+        r.ru_maxrss as i64 / 1024
+    } else {
+        r.ru_maxrss as i64
+    };
+    Usage {
+        exit_code: None,
+        cpu_ms: Some(ms(r.ru_utime) + ms(r.ru_stime)),
+        max_rss_kb: Some(kb),
     }
 }
 
@@ -208,7 +336,7 @@ fn shell_words(argv: &[String]) -> String {
 /// The job dies with its worker: a worker killed with `kill -9` must not leave a job running
 /// beside its retry on another worker.
 #[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut tokio::process::Command) {
+fn die_with_parent(command: &mut std::process::Command) {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -221,4 +349,4 @@ fn die_with_parent(command: &mut tokio::process::Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut tokio::process::Command) {}
+fn die_with_parent(_command: &mut std::process::Command) {}

@@ -13,7 +13,7 @@ use chronoflow_serve::upload as online;
 use futures::future::BoxFuture;
 
 use super::command::open_log;
-use super::{Executor, TaskRun};
+use super::{Executor, TaskRun, TryReport, Usage};
 
 pub struct EngineExecutor {
     repo_dir: PathBuf,
@@ -62,13 +62,18 @@ impl EngineExecutor {
     /// The engine's futures are not `Send` (DataFusion plans borrow across awaits), so a job
     /// runs on a blocking thread driving its own `block_on`: off the scheduler's async workers,
     /// which is where CPU-heavy work belongs anyway.
-    async fn job(&self, task: &TaskRun, repo: Arc<Repo>, index: usize) -> Result<(), String> {
+    ///
+    /// Its usage is the process's CPU time during the job (`RUSAGE_SELF` before and after, not
+    /// `RUSAGE_THREAD`: DataFusion spawns its work onto the runtime's threads) and the process's
+    /// peak RSS. Tries running at once in this process therefore share (and each count) the
+    /// same CPU and memory.
+    async fn job(&self, task: &TaskRun, repo: Arc<Repo>, index: usize) -> TryReport {
         let warehouse = self.warehouse.clone();
         let kv = self.kv.clone();
         let repo_dir = self.repo_dir.clone();
         let task = task.clone();
         let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
+        let ran = tokio::task::spawn_blocking(move || {
             let loaded = &repo.configs[index];
             let job = Job {
                 warehouse: warehouse.as_ref(),
@@ -77,22 +82,44 @@ impl EngineExecutor {
                 task: &task,
                 loaded,
             };
-            handle.block_on(job.run())
+            let before = process_usage();
+            let result = handle.block_on(job.run());
+            let after = process_usage();
+            let usage = match (before, after) {
+                (Some(before), Some(after)) => Some(Usage {
+                    exit_code: None,
+                    cpu_ms: after.cpu_ms.zip(before.cpu_ms).map(|(a, b)| (a - b).max(0)),
+                    max_rss_kb: after.max_rss_kb,
+                }),
+                _ => None,
+            };
+            TryReport { result, usage }
         })
-        .await
-        .map_err(|e| format!("the job panicked: {e}"))?
+        .await;
+        ran.unwrap_or_else(|e| TryReport::failed(format!("the job panicked: {e}")))
     }
 }
 
+/// This process's CPU time and peak RSS so far.
+fn process_usage() -> Option<Usage> {
+    // SAFETY: `r` is a plain C struct the kernel fills.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) } == 0)
+        .then(|| super::command::usage_of(&r))
+}
+
 impl Executor for EngineExecutor {
-    fn run<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, Result<(), String>> {
+    fn run<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, TryReport> {
         Box::pin(async move {
-            let (repo, i) = self.config(task)?;
+            let (repo, i) = match self.config(task) {
+                Ok(found) => found,
+                Err(e) => return TryReport::failed(e),
+            };
             match task.job.mode.as_str() {
                 "backfill" | "upload" | "upload-to-kv" | "metadata-upload" => {
                     self.job(task, repo, i).await
                 }
-                mode => Err(format!(
+                mode => TryReport::failed(format!(
                     "mode {mode} of {} is not run by the in-process executor yet; give team {:?} a command executor in chronoflow.toml",
                     task.job.config, task.job.team
                 )),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use serde::Serialize;
 
 pub use command::CommandExecutor;
 pub(crate) use command::open_log;
@@ -35,9 +36,73 @@ pub struct TaskRun {
     pub log_path: PathBuf,
 }
 
-/// Runs jobs. `Err` carries the failure as a user reads it (it ends up in alerts).
+/// What a try used, as measured by its executor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// The command's exit status; negative when a signal killed it (`-9`: SIGKILL). `None`
+    /// for in-process jobs.
+    pub exit_code: Option<i64>,
+    /// User + system CPU time.
+    pub cpu_ms: Option<i64>,
+    /// Peak resident memory, KiB.
+    pub max_rss_kb: Option<i64>,
+}
+
+impl Usage {
+    /// The usage of two jobs run one after the other in one try (metadata uploads): CPU adds
+    /// up, memory is the larger peak, the exit code is the first failure's (else the last).
+    pub fn then(self, next: Usage) -> Usage {
+        let add = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        Usage {
+            exit_code: match self.exit_code {
+                Some(code) if code != 0 => Some(code),
+                _ => next.exit_code.or(self.exit_code),
+            },
+            cpu_ms: add(self.cpu_ms, next.cpu_ms),
+            max_rss_kb: self.max_rss_kb.max(next.max_rss_kb),
+        }
+    }
+}
+
+/// How a try of a job ended: its result (`Err` as a user reads it; it ends up in alerts) and,
+/// when the executor could measure it, what it used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TryReport {
+    pub result: Result<(), String>,
+    pub usage: Option<Usage>,
+}
+
+impl TryReport {
+    pub fn ok() -> Self {
+        TryReport {
+            result: Ok(()),
+            usage: None,
+        }
+    }
+
+    pub fn failed(error: impl Into<String>) -> Self {
+        TryReport {
+            result: Err(error.into()),
+            usage: None,
+        }
+    }
+}
+
+impl From<Result<(), String>> for TryReport {
+    fn from(result: Result<(), String>) -> Self {
+        TryReport {
+            result,
+            usage: None,
+        }
+    }
+}
+
+/// Runs jobs.
 pub trait Executor: Send + Sync {
-    fn run<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, Result<(), String>>;
+    fn run<'a>(&'a self, task: &'a TaskRun) -> BoxFuture<'a, TryReport>;
 
     /// Starts a long-running job (a streaming job) that outlives this try; returns its process
     /// id. The worker's keep-alive decides when to call it (start if absent, restart if dead).
@@ -58,12 +123,12 @@ pub struct NoopExecutor {
 }
 
 impl Executor for NoopExecutor {
-    fn run<'a>(&'a self, _task: &'a TaskRun) -> BoxFuture<'a, Result<(), String>> {
+    fn run<'a>(&'a self, _task: &'a TaskRun) -> BoxFuture<'a, TryReport> {
         Box::pin(async move {
             if !self.sleep.is_zero() {
                 tokio::time::sleep(self.sleep).await;
             }
-            Ok(())
+            TryReport::ok()
         })
     }
 }

@@ -8,6 +8,8 @@
 mod dags;
 mod runs;
 mod tasks;
+mod tokens;
+mod views;
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -22,6 +24,8 @@ use tokio::sync::Notify;
 pub use dags::{DagRow, StreamingJob, SyncReport};
 pub use runs::{RunRow, RunTrigger};
 pub use tasks::{Claimed, FinishOutcome, TaskInstanceRow, TaskTryRow};
+pub use tokens::{ALL_TEAMS, Role, Session, TokenRow};
+pub use views::{ActiveTask, DagActivity, RunCells, RunMark, TryUsage};
 
 use crate::error::{Result, SchedulerError};
 use crate::spec::DagSpec;
@@ -59,8 +63,15 @@ pub enum Dialect {
     Postgres,
 }
 
-const SCHEMA_VERSION: i64 = 1;
-const SCHEMA: &str = include_str!("schema.sql");
+/// The schema as steps: step `i` takes a store from version `i` to `i + 1`. A step is never
+/// edited once released (stores out there are at its version); a change is a new step.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    include_str!("schema.sql"),
+    // 2: try resources, UI tokens and sessions, an index for recent failures.
+    include_str!("schema_v2.sql"),
+];
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub struct Store {
     pool: AnyPool,
@@ -195,21 +206,6 @@ impl Store {
         .execute(&mut *conn)
         .await
         .map_err(SchedulerError::db("creating the schema table"))?;
-        let current: Option<i64> = sqlx::query("SELECT max(version) AS v FROM chronoflow_schema")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(SchedulerError::db("reading the schema version"))?
-            .try_get("v")
-            .map_err(SchedulerError::db("reading the schema version"))?;
-        match current {
-            Some(v) if v == SCHEMA_VERSION => return Ok(()),
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(SchedulerError::Schema(format!(
-                    "the store has schema version {v}, newer than this chronoflow's {SCHEMA_VERSION}; upgrade chronoflow"
-                )));
-            }
-            _ => {}
-        }
         let begin = match self.dialect {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
             Dialect::Postgres => "BEGIN",
@@ -218,28 +214,9 @@ impl Store {
             .execute(&mut *conn)
             .await
             .map_err(SchedulerError::db("migrating"))?;
-        let applied = async {
-            for statement in SCHEMA.split(';') {
-                let sql: String = statement
-                    .lines()
-                    .filter(|l| !l.trim_start().starts_with("--"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                if sql.trim().is_empty() {
-                    continue;
-                }
-                sqlx::query(AssertSqlSafe(sql.clone()))
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            sqlx::query("INSERT INTO chronoflow_schema (version, applied_ms) VALUES ($1, $2)")
-                .bind(SCHEMA_VERSION)
-                .bind(crate::clock::Clock::now_ms(&crate::clock::SystemClock))
-                .execute(&mut *conn)
-                .await?;
-            Ok::<_, sqlx::Error>(())
-        }
-        .await;
+        // Read inside the transaction: on SQLite the write lock it holds is what keeps two
+        // processes from applying the same step twice (PostgreSQL has the advisory lock too).
+        let applied = apply_migrations(conn).await;
         match applied {
             Ok(()) => sqlx::query("COMMIT")
                 .execute(&mut *conn)
@@ -248,10 +225,7 @@ impl Store {
                 .map_err(SchedulerError::db("committing the migration")),
             Err(e) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(SchedulerError::Database {
-                    context: "migrating",
-                    source: e,
-                })
+                Err(e)
             }
         }
     }
@@ -478,6 +452,59 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Applies every step after the store's version, in order, recording each: a store of any
+/// earlier version (or none) ends at [`SCHEMA_VERSION`]. Runs inside the caller's transaction,
+/// so a failed step leaves the store at its old version (DDL is transactional on both).
+async fn apply_migrations(conn: &mut AnyConnection) -> Result<()> {
+    let current: Option<i64> = sqlx::query("SELECT max(version) AS v FROM chronoflow_schema")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(SchedulerError::db("reading the schema version"))?
+        .try_get("v")
+        .map_err(SchedulerError::db("reading the schema version"))?;
+    let current = current.unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(SchedulerError::Schema(format!(
+            "the store has schema version {current}, newer than this chronoflow's {SCHEMA_VERSION}; upgrade chronoflow"
+        )));
+    }
+    let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+    for (version, step) in (1..).zip(MIGRATIONS) {
+        if version <= current {
+            continue;
+        }
+        for sql in statements(step) {
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await
+                .map_err(|source| SchedulerError::Database {
+                    context: "migrating",
+                    source,
+                })?;
+        }
+        sqlx::query("INSERT INTO chronoflow_schema (version, applied_ms) VALUES ($1, $2)")
+            .bind(version)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(SchedulerError::db("recording the schema version"))?;
+    }
+    Ok(())
+}
+
+/// The statements of a migration step: split on `;`, comment lines dropped (the steps hold no
+/// `;` inside literals).
+fn statements(step: &str) -> impl Iterator<Item = String> + '_ {
+    step.split(';').filter_map(|statement| {
+        let sql = statement
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        (!sql.trim().is_empty()).then_some(sql)
+    })
 }
 
 pub(crate) fn is_conflict(e: &SchedulerError) -> bool {

@@ -9,6 +9,7 @@ use sqlx::{AnyConnection, Row};
 use super::transact;
 use super::{Store, placeholders};
 use crate::error::{Result, SchedulerError};
+use crate::executor::Usage;
 use crate::spec::DagSpec;
 use crate::state::{TaskState, readiness, retry_delay_ms};
 use sqlx::AssertSqlSafe;
@@ -71,6 +72,28 @@ pub struct TaskTryRow {
     pub ended_ms: Option<i64>,
     pub error: Option<String>,
     pub log_path: Option<String>,
+    /// The command's exit status (negative: killed by that signal); `None` for in-process
+    /// jobs, sensors and tries not measured (still running, stopped, lost with their worker).
+    pub exit_code: Option<i64>,
+    /// User + system CPU time of the try (in-process jobs: of the worker process meanwhile).
+    pub cpu_ms: Option<i64>,
+    /// Peak resident memory, KiB (in-process jobs: the worker process's peak).
+    pub max_rss_kb: Option<i64>,
+}
+
+fn try_row(r: &AnyRow) -> std::result::Result<TaskTryRow, sqlx::Error> {
+    Ok(TaskTryRow {
+        try_number: r.try_get("try_number")?,
+        worker_id: r.try_get("worker_id")?,
+        state: r.try_get("state")?,
+        started_ms: r.try_get("started_ms")?,
+        ended_ms: r.try_get("ended_ms")?,
+        error: r.try_get("error")?,
+        log_path: r.try_get("log_path")?,
+        exit_code: r.try_get("exit_code")?,
+        cpu_ms: r.try_get("cpu_ms")?,
+        max_rss_kb: r.try_get("max_rss_kb")?,
+    })
 }
 
 /// A task instance a worker (or, for a sensor, the scheduler) now holds.
@@ -182,18 +205,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(SchedulerError::db("listing tries"))?;
-        Ok(rows
-            .iter()
-            .map(|r| TaskTryRow {
-                try_number: r.get("try_number"),
-                worker_id: r.get("worker_id"),
-                state: r.get("state"),
-                started_ms: r.get("started_ms"),
-                ended_ms: r.get("ended_ms"),
-                error: r.get("error"),
-                log_path: r.get("log_path"),
-            })
-            .collect())
+        rows.iter()
+            .map(try_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(SchedulerError::db("reading tries"))
     }
 
     /// Task instances per state, for metrics.
@@ -292,6 +307,18 @@ impl Store {
     /// Claims up to `max` queued task instances for `worker_id`: they become `running`, with a
     /// new try. Two workers never get the same instance (SKIP LOCKED / one SQLite writer).
     pub async fn claim(&self, worker_id: &str, max: usize, now: i64) -> Result<Vec<Claimed>> {
+        self.claim_logged(worker_id, max, now, &|_| None).await
+    }
+
+    /// [`Store::claim`], recording where each try's log goes (`log_path`) with the try, so the
+    /// log can be read while the try runs.
+    pub async fn claim_logged(
+        &self,
+        worker_id: &str,
+        max: usize,
+        now: i64,
+        log_path: &(dyn Fn(&Claimed) -> Option<String> + Sync),
+    ) -> Result<Vec<Claimed>> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -313,15 +340,17 @@ impl Store {
                 .map_err(SchedulerError::db("claiming tasks"))?;
             let claimed: Vec<Claimed> = rows.iter().map(claimed).collect();
             for t in &claimed {
-                insert_try(c, t, &worker_id, now).await?;
+                insert_try(c, t, &worker_id, log_path(t), now).await?;
             }
             Ok(claimed)
         })
     }
 
-    /// Records how a try ended. `runner` is the worker that holds it (`None` for the
-    /// scheduler's own sensors and for reaping). Returns the new state, or `None` when the try
-    /// was no longer this runner's (declared dead meanwhile): its result is then discarded.
+    /// Records how a try ended, and what it used when measured. `runner` is the worker that
+    /// holds it (`None` for the scheduler's own sensors and for reaping). Returns the new
+    /// state, or `None` when the try was no longer this runner's (declared dead, or stopped,
+    /// meanwhile): its result is then discarded.
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish(
         &self,
         t: &Claimed,
@@ -329,6 +358,7 @@ impl Store {
         outcome: FinishOutcome,
         retry_cap_seconds: u64,
         log_path: Option<&str>,
+        usage: Option<Usage>,
         now: i64,
     ) -> Result<Option<TaskState>> {
         let spec = self.spec(&t.dag_id, t.version).await?;
@@ -344,6 +374,7 @@ impl Store {
                 outcome,
                 retry_cap_seconds,
                 log_path,
+                usage,
                 now,
             )
             .await
@@ -364,6 +395,7 @@ impl Store {
         outcome: FinishOutcome,
         retry_cap_seconds: u64,
         log_path: Option<&str>,
+        usage: Option<Usage>,
         now: i64,
     ) -> Result<(Option<TaskState>, u64)> {
         lock_run(self, c, &t.dag_id, &t.run_id).await?;
@@ -418,14 +450,19 @@ impl Store {
             TaskState::UpForRetry => "failed",
             s => s.as_str(),
         };
+        let usage = usage.unwrap_or_default();
         sqlx::query(
-            "UPDATE task_tries SET state = $1, ended_ms = $2, error = $3, log_path = COALESCE($4, log_path) \
-             WHERE dag_id = $5 AND run_id = $6 AND task_id = $7 AND try_number = $8",
+            "UPDATE task_tries SET state = $1, ended_ms = $2, error = $3, log_path = COALESCE($4, log_path), \
+             exit_code = $5, cpu_ms = $6, max_rss_kb = $7 \
+             WHERE dag_id = $8 AND run_id = $9 AND task_id = $10 AND try_number = $11",
         )
         .bind(try_state)
         .bind(now)
         .bind(&error)
         .bind(log_path)
+        .bind(usage.exit_code)
+        .bind(usage.cpu_ms)
+        .bind(usage.max_rss_kb)
         .bind(&t.dag_id)
         .bind(&t.run_id)
         .bind(&t.task_id)
@@ -629,6 +666,7 @@ impl Store {
                     FinishOutcome::Failed(error.clone()),
                     retry_cap_seconds,
                     None,
+                    None,
                     now,
                 )
                 .await?;
@@ -661,6 +699,7 @@ impl Store {
                 Some(worker_id),
                 FinishOutcome::Failed(error),
                 retry_cap_seconds,
+                None,
                 None,
                 now,
             )
@@ -832,7 +871,12 @@ impl Store {
             // Re-evaluate in dependency order: a cleared task whose upstream is done
             // is ready at once.
             for t in &cleared {
-                self.check_ready(c, &spec, run_id, t, now).await?;
+                if let Some(new) = self.check_ready(c, &spec, run_id, t, now).await?
+                    && new.is_terminal()
+                {
+                    // Upstream failed: counted, and passed on, like any task that ends.
+                    self.on_terminal(c, &spec, run_id, t, new, now).await?;
+                }
             }
             let queued = self.fill_slots(c, dag_id, now).await?;
             Ok((cleared, queued))
@@ -916,9 +960,15 @@ impl Store {
     }
 }
 
-async fn insert_try(c: &mut AnyConnection, t: &Claimed, worker_id: &str, now: i64) -> Result<()> {
+async fn insert_try(
+    c: &mut AnyConnection,
+    t: &Claimed,
+    worker_id: &str,
+    log_path: Option<String>,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
-        "INSERT INTO task_tries (dag_id, run_id, task_id, try_number, worker_id, state, started_ms) VALUES ($1, $2, $3, $4, $5, 'running', $6)",
+        "INSERT INTO task_tries (dag_id, run_id, task_id, try_number, worker_id, state, started_ms, log_path) VALUES ($1, $2, $3, $4, $5, 'running', $6, $7)",
     )
     .bind(&t.dag_id)
     .bind(&t.run_id)
@@ -926,6 +976,7 @@ async fn insert_try(c: &mut AnyConnection, t: &Claimed, worker_id: &str, now: i6
     .bind(t.try_number)
     .bind(worker_id)
     .bind(now)
+    .bind(log_path)
     .execute(&mut *c)
     .await
     .map_err(SchedulerError::db("recording a try"))?;
@@ -1023,4 +1074,209 @@ impl Store {
         .map_err(SchedulerError::db("checking an upstream task"))?;
         Ok(row.is_some())
     }
+}
+
+/// The error a stopped try and its task instance end with.
+const STOPPED: &str = "stopped by request";
+
+impl Store {
+    /// Sets a task instance's state by hand (Airflow's "mark success" / "mark failed"), from
+    /// any state; a running try is stopped (its worker kills it at its next heartbeat). What
+    /// follows moves as if the task had ended so: marked success, its downstream may run
+    /// (tasks that had become `upstream_failed` because of it wait again); marked failed, its
+    /// waiting downstream fails upstream. A run that had ended runs again until its tasks
+    /// settle. Returns the state the instance had.
+    pub async fn mark(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        state: TaskState,
+        now: i64,
+    ) -> Result<TaskState> {
+        let error = match state {
+            TaskState::Success => None,
+            TaskState::Failed => Some(format!("marked {state} by request")),
+            other => {
+                return Err(SchedulerError::InvalidRequest {
+                    dag_id: dag_id.to_owned(),
+                    message: format!(
+                        "a task can be marked success or failed, not {:?}",
+                        other.as_str()
+                    ),
+                });
+            }
+        };
+        self.set_by_hand(dag_id, run_id, task_id, state, error, false, now)
+            .await
+    }
+
+    /// Stops a running try: the instance fails for good (no retry) with the error
+    /// [`STOPPED`], and its worker, whose next heartbeat finds the try gone, kills it.
+    pub async fn stop(&self, dag_id: &str, run_id: &str, task_id: &str, now: i64) -> Result<()> {
+        self.set_by_hand(
+            dag_id,
+            run_id,
+            task_id,
+            TaskState::Failed,
+            Some(STOPPED.to_owned()),
+            true,
+            now,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn set_by_hand(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        target: TaskState,
+        error: Option<String>,
+        only_running: bool,
+        now: i64,
+    ) -> Result<TaskState> {
+        let run = self.run(dag_id, run_id).await?;
+        let spec = self.spec(dag_id, run.version).await?;
+        let (previous, queued) = transact!(self, "setting a task's state", c, {
+            let spec = spec.clone();
+            let error = error.clone();
+
+            lock_run(self, c, dag_id, run_id).await?;
+            let row = sqlx::query(
+                "SELECT state, try_number FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
+            )
+            .bind(dag_id)
+            .bind(run_id)
+            .bind(task_id)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(SchedulerError::db("reading a task instance"))?;
+            let Some(row) = row else {
+                return Err(SchedulerError::UnknownTask {
+                    dag_id: dag_id.to_owned(),
+                    task_id: task_id.to_owned(),
+                });
+            };
+            let previous: String = row
+                .try_get("state")
+                .map_err(SchedulerError::db("reading a task instance"))?;
+            let try_number: i64 = row
+                .try_get("try_number")
+                .map_err(SchedulerError::db("reading a task instance"))?;
+            let previous = TaskState::parse(&previous).unwrap_or(TaskState::Waiting);
+            if only_running && previous != TaskState::Running {
+                return Err(SchedulerError::InvalidRequest {
+                    dag_id: dag_id.to_owned(),
+                    message: format!(
+                        "task {task_id:?} of run {run_id:?} is {previous}, not running: there is no try to stop"
+                    ),
+                });
+            }
+            if previous == target {
+                return Ok((previous, 0));
+            }
+            if previous.is_terminal() {
+                count_terminal(c, dag_id, run_id, previous, -1).await?;
+            }
+            sqlx::query(
+                "UPDATE task_instances SET state = $1, ended_ms = $2, next_ms = NULL, error = $3 \
+                 WHERE dag_id = $4 AND run_id = $5 AND task_id = $6",
+            )
+            .bind(target.as_str())
+            .bind(now)
+            .bind(&error)
+            .bind(dag_id)
+            .bind(run_id)
+            .bind(task_id)
+            .execute(&mut *c)
+            .await
+            .map_err(SchedulerError::db("setting a task's state"))?;
+            if previous == TaskState::Running {
+                // The try ends now; whatever its runner reports later is discarded (`finish`
+                // only records a try that is still running).
+                sqlx::query(
+                    "UPDATE task_tries SET state = $1, ended_ms = $2, error = $3 \
+                     WHERE dag_id = $4 AND run_id = $5 AND task_id = $6 AND try_number = $7 AND ended_ms IS NULL",
+                )
+                .bind(target.as_str())
+                .bind(now)
+                .bind(&error)
+                .bind(dag_id)
+                .bind(run_id)
+                .bind(task_id)
+                .bind(try_number)
+                .execute(&mut *c)
+                .await
+                .map_err(SchedulerError::db("recording a try"))?;
+            }
+            sqlx::query(
+                "UPDATE dag_runs SET state = 'running', ended_ms = NULL \
+                 WHERE dag_id = $1 AND run_id = $2 AND state IN ('success', 'failed')",
+            )
+            .bind(dag_id)
+            .bind(run_id)
+            .execute(&mut *c)
+            .await
+            .map_err(SchedulerError::db("reopening a run"))?;
+            let reopened = if target.satisfies_downstream() {
+                reopen_downstream(c, &spec, run_id, task_id).await?
+            } else {
+                Vec::new()
+            };
+            self.on_terminal(c, &spec, run_id, task_id, target, now)
+                .await?;
+            // Reopened tasks whose upstream is all done (or failed elsewhere) move now; the
+            // others when their upstream ends.
+            for t in &reopened {
+                if let Some(new) = self.check_ready(c, &spec, run_id, t, now).await?
+                    && new.is_terminal()
+                {
+                    self.on_terminal(c, &spec, run_id, t, new, now).await?;
+                }
+            }
+            complete_run_if_done(c, dag_id, run_id, now).await?;
+            let queued = self.fill_slots(c, dag_id, now).await?;
+            Ok((previous, queued))
+        })?;
+        if queued > 0 {
+            self.work_available.notify_waiters();
+        }
+        Ok(previous)
+    }
+}
+
+/// Moves the tasks that are `upstream_failed` because of `task_id` (directly or through other
+/// such tasks) back to `waiting`, keeping the run's counters in step. Returns them, nearest
+/// first.
+async fn reopen_downstream(
+    c: &mut AnyConnection,
+    spec: &DagSpec,
+    run_id: &str,
+    task_id: &str,
+) -> Result<Vec<String>> {
+    let mut reopened = Vec::new();
+    let mut work: VecDeque<&str> = VecDeque::from([task_id]);
+    while let Some(t) = work.pop_front() {
+        for d in spec.downstream_of(t) {
+            let done = sqlx::query(
+                "UPDATE task_instances SET state = 'waiting', ended_ms = NULL \
+                 WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND state = 'upstream_failed'",
+            )
+            .bind(&spec.dag_id)
+            .bind(run_id)
+            .bind(d)
+            .execute(&mut *c)
+            .await
+            .map_err(SchedulerError::db("reopening downstream tasks"))?;
+            if done.rows_affected() > 0 {
+                count_terminal(c, &spec.dag_id, run_id, TaskState::UpstreamFailed, -1).await?;
+                reopened.push(d.clone());
+                work.push_back(d);
+            }
+        }
+    }
+    Ok(reopened)
 }

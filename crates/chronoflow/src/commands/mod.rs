@@ -6,6 +6,7 @@ mod run;
 mod service;
 mod state;
 mod table;
+mod tokens;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(command) => state::tasks(command),
         Command::Fetch(args) => fetch::fetch(&args),
         Command::Serve(args) => fetch::serve(&args),
+        Command::Tokens(command) => tokens::run(command),
     }
 }
 

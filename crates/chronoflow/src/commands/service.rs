@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chronoflow_engine::Warehouse;
-use chronoflow_scheduler::api::{self, ApiState};
+use chronoflow_scheduler::api::ApiState;
 use chronoflow_scheduler::clock::{Clock, SystemClock};
 use chronoflow_scheduler::config::SchedulerConfig;
 use chronoflow_scheduler::executor::{EngineExecutor, Executors};
 use chronoflow_scheduler::failpoint::FailPoints;
+use chronoflow_scheduler::history::JobRunWriter;
 use chronoflow_scheduler::metrics::Metrics;
 use chronoflow_scheduler::scheduler::{Scheduler, SpecSource};
 use chronoflow_scheduler::spec::{DagSpec, specs_from_plan};
@@ -159,17 +160,23 @@ fn worker(
             std::process::id()
         )
     });
-    Ok(Arc::new(Worker::new(
-        id,
-        p.store.clone(),
-        p.clock.clone(),
-        p.config.clone(),
-        executors,
-        slots,
-        state.home.join("logs"),
-        p.metrics.clone(),
-        Arc::new(FailPoints::default()),
-    )))
+    // Every finished try also lands in the warehouse's `chronoflow.job_runs` (flushed when the
+    // worker stops).
+    let history = JobRunWriter::start(Warehouse::open(warehouse)?, Duration::from_secs(5));
+    Ok(Arc::new(
+        Worker::new(
+            id,
+            p.store.clone(),
+            p.clock.clone(),
+            p.config.clone(),
+            executors,
+            slots,
+            state.home.join("logs"),
+            p.metrics.clone(),
+            Arc::new(FailPoints::default()),
+        )
+        .with_history(Arc::new(history)),
+    ))
 }
 
 /// Turns true on the first Ctrl-C (or SIGTERM); a second one exits at once.
@@ -198,25 +205,50 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-/// Serves the scheduler API, and with a fetcher its `/v1/fetch/...` routes on the same port.
+/// Serves the scheduler API and the web UI, and with a fetcher its `/v1/fetch/...` routes, on
+/// one port behind the web guard.
 async fn serve_api(
     listen: &str,
     p: &Parts,
-    fetcher: Option<Arc<Fetcher>>,
+    args: &SchedulerArgs,
+    serving: Option<(Arc<Fetcher>, SharedKv)>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+    let address = listener.local_addr()?;
+    chronoflow_web::check_listener(
+        address,
+        p.store.has_live_tokens().await?,
+        args.web.insecure_no_auth,
+    )?;
+    tracing::info!(address = %address, "HTTP API and web UI listening (http://{address}/ui)");
     let state = ApiState {
         store: p.store.clone(),
         clock: p.clock.clone(),
         metrics: p.metrics.clone(),
     };
+    let (fetcher, kv) = match serving {
+        Some((fetcher, kv)) => (Some(fetcher), Some(kv)),
+        None => (None, None),
+    };
+    let web = Arc::new(chronoflow_web::WebContext::new(
+        p.store.clone(),
+        p.clock.clone(),
+        p.warehouse.clone(),
+        args.source.repo.repo.clone(),
+        p.config.clone(),
+        fetcher.clone(),
+        kv,
+        args.web.quality_ratio,
+        chronoflow_web::GuardOptions {
+            allowed_hosts: args.web.allowed_hosts.clone(),
+        },
+    )?);
+    let app = chronoflow_web::app(state, web, fetcher.map(chronoflow_serve::http::router));
     Ok(tokio::spawn(async move {
-        let extra = fetcher.map(chronoflow_serve::http::router);
-        if let Err(e) = api::serve(listener, state, extra, shutdown).await {
+        if let Err(e) = chronoflow_web::serve(listener, app, shutdown).await {
             tracing::error!(error = %e, "HTTP API stopped");
         }
     }))
@@ -267,7 +299,9 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
         );
         let fetcher = Arc::new(Fetcher::new(kv.clone(), Some(logger.clone())));
         let api = match listen {
-            Some(listen) => Some(serve_api(listen, &p, Some(fetcher), stop_rx.clone()).await?),
+            Some(listen) => Some(
+                serve_api(listen, &p, s, Some((fetcher, kv.clone())), stop_rx.clone()).await?,
+            ),
             None => None,
         };
         let worker = worker(
@@ -337,7 +371,7 @@ pub fn scheduler(args: &SchedulerArgs) -> anyhow::Result<ExitCode> {
         let shutdown = shutdown_signal();
         let scheduler = new_scheduler(&p);
         let api = match &args.listen {
-            Some(listen) => Some(serve_api(listen, &p, None, shutdown.clone()).await?),
+            Some(listen) => Some(serve_api(listen, &p, args, None, shutdown.clone()).await?),
             None => None,
         };
         let every = Duration::from_secs(args.source.replan_seconds.max(1));

@@ -4,7 +4,7 @@ use anyhow::Context;
 use chronoflow_config::PartitionDate;
 use chronoflow_engine::export::{ExportFormat, export_table};
 use chronoflow_engine::import::import_file;
-use chronoflow_engine::{TableName, Warehouse};
+use chronoflow_engine::{DEFAULT_QUALITY_RATIO, RowFlag, TableName, Warehouse, flag_row_counts};
 
 use crate::cli::{ExportFormatArg, TableCommand};
 
@@ -67,10 +67,23 @@ async fn run_async(command: TableCommand) -> anyhow::Result<()> {
         TableCommand::Partitions { table, warehouse } => {
             let warehouse = Warehouse::open(&warehouse.warehouse)?;
             let table = TableName::parse(&table)?;
-            let mut text = String::new();
+            let mut infos = Vec::new();
             for ds in warehouse.partitions(&table).await? {
-                let info = warehouse.partition_info(&table, ds).await?;
-                text.push_str(&format!("{ds}\t{} rows\t{} files\n", info.rows, info.files));
+                infos.push(warehouse.partition_info(&table, ds).await?);
+            }
+            let counts: Vec<Option<u64>> = infos.iter().map(|i| Some(i.rows)).collect();
+            let checks = flag_row_counts(&counts, DEFAULT_QUALITY_RATIO)?;
+            let mut text = String::new();
+            for (info, check) in infos.iter().zip(checks) {
+                let flag = match check.flag {
+                    Some(RowFlag::Drop) => "\tdrop",
+                    Some(RowFlag::Jump) => "\tjump",
+                    None => "",
+                };
+                text.push_str(&format!(
+                    "{}\t{} rows\t{} files{flag}\n",
+                    info.ds, info.rows, info.files
+                ));
             }
             super::output::emit(&text, None)?;
         }
