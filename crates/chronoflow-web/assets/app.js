@@ -345,7 +345,7 @@
   // ---------------------------------------------------------------- DAG list
   PAGES.dags = (root, ctx, params, q) => {
     root.innerHTML = `<div class="page-head"><h1>DAGs</h1>${legend(['success', 'failed', 'running', 'queued'])}</div>
-      <form class="filters" role="search" data-role="filters" onsubmit="return false">
+      <form class="filters" role="search" data-role="filters">
         <label>Team <select name="team"><option value="">all teams</option></select></label>
         <label>State <select name="state">
           <option value="">any</option><option value="running">running</option><option value="failed">failed</option>
@@ -356,6 +356,8 @@
       <div class="msg" data-role="msg"></div>
       <div data-role="content"><p class="muted">Loading…</p></div>`;
     const form = q1('[data-role=filters]', root);
+    // No inline handler: the CSP (script-src 'self') blocks them. Enter in the name field must not submit.
+    form.addEventListener('submit', (e) => e.preventDefault());
     const msg = q1('[data-role=msg]', root), content = q1('[data-role=content]', root);
     const teamSel = form.elements.team, stateSel = form.elements.state, qIn = form.elements.q;
     let teamsKey = '';
@@ -1165,8 +1167,8 @@
           run.map((x) => `<tr><td>${tl(x)}</td><td class="mono">${esc(x.worker_id || '—')}</td><td class="nowrap">${fmtTime(x.started_ms)}</td><td class="num">${fmtDur(now - x.started_ms)}</td></tr>`).join('') + '</tbody></table>' : '<p class="empty">Nothing is running.</p>') +
           `<h2>${mark('queued')} Queued (${qd.length})</h2>` + (qd.length ? `<table class="list"><thead><tr><th scope="col">DAG</th><th scope="col">Task</th><th scope="col">Run</th><th scope="col">Queued at (UTC)</th><th scope="col" class="num">Waiting for</th></tr></thead><tbody>` +
           qd.map((x) => `<tr><td>${tl(x)}</td><td class="nowrap">${fmtTime(x.queued_ms)}</td><td class="num">${fmtDur(now - x.queued_ms)}</td></tr>`).join('') + '</tbody></table>' : '<p class="empty">Nothing is queued.</p>') +
-          `<h2>${mark('failed')} Failed in the last 24 h (${fl.length})</h2>` + (fl.length ? `<table class="list"><thead><tr><th scope="col">DAG</th><th scope="col">Task</th><th scope="col">Run</th><th scope="col">Ended (UTC)</th><th scope="col">Error</th></tr></thead><tbody>` +
-          fl.map((x) => `<tr><td>${tl(x)}</td><td class="nowrap">${fmtTime(x.ended_ms)}</td><td class="err">${esc(trunc(x.error || '', 300))}</td></tr>`).join('') + '</tbody></table>' : '<p class="empty">No failures in the last 24 hours.</p>'));
+          `<h2>${mark('failed')} Failed in the last 24 h (${fl.length})</h2><div data-testid="status-failed">` + (fl.length ? `<table class="list"><thead><tr><th scope="col">DAG</th><th scope="col">Task</th><th scope="col">Run</th><th scope="col">Ended (UTC)</th><th scope="col">Error</th></tr></thead><tbody>` +
+          fl.map((x) => `<tr><td>${tl(x)}</td><td class="nowrap">${fmtTime(x.ended_ms)}</td><td class="err">${esc(trunc(x.error || '', 300))}</td></tr>`).join('') + '</tbody></table>' : '<p class="empty">No failures in the last 24 hours.</p>') + '</div>');
       },
     });
   };

@@ -163,11 +163,16 @@ async fn errors(
         g.last_ms = g.last_ms.max(ended);
         g.dags.insert(&f.dag_id);
         if g.tasks.len() < 20 {
-            g.tasks.push(json!({ "dag_id": f.dag_id, "run_id": f.run_id, "task_id": f.task_id }));
+            g.tasks
+                .push(json!({ "dag_id": f.dag_id, "run_id": f.run_id, "task_id": f.task_id }));
         }
     }
     let mut out: Vec<(String, Group)> = groups.into_iter().collect();
-    out.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(b.1.last_ms.cmp(&a.1.last_ms)));
+    out.sort_by(|a, b| {
+        b.1.count
+            .cmp(&a.1.count)
+            .then(b.1.last_ms.cmp(&a.1.last_ms))
+    });
     let groups: Vec<Value> = out
         .into_iter()
         .map(|(pattern, g)| {

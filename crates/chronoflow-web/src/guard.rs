@@ -28,8 +28,8 @@ use chronoflow_scheduler::store::TokenRow;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::{Result, WebError};
 use crate::WebState;
+use crate::error::{Result, WebError};
 
 /// The UI's session cookie.
 const SESSION_COOKIE: &str = "chronoflow_session";
@@ -208,11 +208,9 @@ async fn admit(
                 "the Authorization header must be `Bearer <token>`".into(),
             ));
         };
-        let token = ctx
-            .store
-            .verify_token(text)
-            .await?
-            .ok_or_else(|| WebError::Unauthorized("the token is not valid or was revoked".into()))?;
+        let token = ctx.store.verify_token(text).await?.ok_or_else(|| {
+            WebError::Unauthorized("the token is not valid or was revoked".into())
+        })?;
         let _ = ctx.store.touch_token(&token.token_id, now).await;
         Some(Principal {
             token: Some(token),
@@ -255,7 +253,9 @@ async fn admit(
             ));
         }
     };
-    if !is_safe(method) && let Some(dag_id) = dag_of_change(path) {
+    if !is_safe(method)
+        && let Some(dag_id) = dag_of_change(path)
+    {
         let team = match ctx.store.dag(dag_id).await {
             Ok(dag) => dag.team,
             // Unknown DAG: the route answers 404.

@@ -48,6 +48,7 @@ pub struct WebContext {
     pub quality_ratio: f64,
     pub guard: guard::Guard,
     repo_cache: repo::RepoCache,
+    grid_cache: operate::GridCache,
 }
 
 impl WebContext {
@@ -79,6 +80,7 @@ impl WebContext {
             quality_ratio,
             guard: guard::Guard::new(guard)?,
             repo_cache: repo::RepoCache::default(),
+            grid_cache: operate::GridCache::default(),
         })
     }
 }

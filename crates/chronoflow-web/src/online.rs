@@ -162,13 +162,12 @@ async fn playground(
     // a GroupBy's snapshot of the day before (values as of that day's end).
     let name = normalize_join_name(&request.name);
     let loaded = ctx.repo_cache.get(&ctx.repo_dir).await?;
-    let config = loaded
-        .repo
-        .config(&name)
-        .filter(|c| match (&c.config, request.kind) {
-            (Config::Join(_), Kind::Join) | (Config::GroupBy(_), Kind::GroupBy) => true,
-            _ => false,
-        });
+    let config = loaded.repo.config(&name).filter(|c| {
+        matches!(
+            (&c.config, request.kind),
+            (Config::Join(_), Kind::Join) | (Config::GroupBy(_), Kind::GroupBy)
+        )
+    });
     let (backfill, backfill_table) = match config {
         None => (None, None),
         Some(c) => {

@@ -1,17 +1,104 @@
 //! The pages an operator works in: the DAG list, a DAG's grid, graph and runs, a task's tries.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chronoflow_scheduler::spec::{Action, DagSpec};
+use chronoflow_scheduler::store::RunMark;
 use chronoflow_scheduler::timetable::Timetable;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::WebState;
 use crate::error::{Result, WebError};
+
+/// The task states of finished runs. They change only when someone clears, marks or stops a
+/// task, and then the run's state, counters or end time change too: those are the key. Live
+/// pages poll the grid every few seconds; with this, a poll reads one row per run instead of
+/// every task instance again.
+#[derive(Default)]
+pub(crate) struct GridCache {
+    runs: Mutex<HashMap<(String, String), CachedRun>>,
+}
+
+/// Cells kept at most before the cache starts over (about 100 MB).
+const GRID_CACHE_CELLS: usize = 2_000_000;
+
+struct CachedRun {
+    key: RunKey,
+    states: Arc<HashMap<String, String>>,
+}
+
+type RunKey = (String, i64, i64, Option<i64>);
+
+fn run_key(r: &chronoflow_scheduler::store::RunRow) -> RunKey {
+    (r.state.clone(), r.unfinished, r.failed, r.ended_ms)
+}
+
+fn is_final(state: &str) -> bool {
+    state == "success" || state == "failed"
+}
+
+impl GridCache {
+    /// Task states per run, from the cache where the run is finished and unchanged.
+    async fn states(
+        &self,
+        ctx: &crate::WebContext,
+        dag_id: &str,
+        runs: &[chronoflow_scheduler::store::RunRow],
+    ) -> Result<Vec<Arc<HashMap<String, String>>>> {
+        let mut found: HashMap<String, Arc<HashMap<String, String>>> = HashMap::new();
+        if let Ok(cache) = self.runs.lock() {
+            for r in runs {
+                if let Some(c) = cache.get(&(dag_id.to_owned(), r.run_id.clone()))
+                    && c.key == run_key(r)
+                {
+                    found.insert(r.run_id.clone(), c.states.clone());
+                }
+            }
+        }
+        let missing: Vec<String> = runs
+            .iter()
+            .filter(|r| !found.contains_key(&r.run_id))
+            .map(|r| r.run_id.clone())
+            .collect();
+        if !missing.is_empty() {
+            let fresh = ctx.store.run_cells(dag_id, &missing).await?;
+            let mut cache = self.runs.lock().ok();
+            if let Some(cache) = cache.as_mut() {
+                let cells: usize = cache.values().map(|c| c.states.len()).sum();
+                if cells > GRID_CACHE_CELLS {
+                    cache.clear();
+                }
+            }
+            for cells in fresh {
+                let states = Arc::new(cells.states);
+                if let (Some(cache), Some(run)) = (
+                    cache.as_mut(),
+                    runs.iter().find(|r| r.run_id == cells.run_id),
+                ) && is_final(&run.state)
+                {
+                    cache.insert(
+                        (dag_id.to_owned(), cells.run_id.clone()),
+                        CachedRun {
+                            key: run_key(run),
+                            states: states.clone(),
+                        },
+                    );
+                }
+                found.insert(cells.run_id, states);
+            }
+        }
+        Ok(runs
+            .iter()
+            .map(|r| found.get(&r.run_id).cloned().unwrap_or_default())
+            .collect())
+    }
+}
 
 /// Runs the DAG list and the grid show by default, and at most.
 const RECENT_RUNS: i64 = 25;
@@ -88,11 +175,8 @@ fn state_code(state: &str) -> char {
 
 /// Task ids in dependency order (ties by id), so the grid reads top to bottom as the DAG runs.
 pub(crate) fn topological(spec: &DagSpec) -> Vec<&str> {
-    let mut indegree: BTreeMap<&str, usize> = spec
-        .tasks
-        .iter()
-        .map(|t| (t.task_id.as_str(), 0))
-        .collect();
+    let mut indegree: BTreeMap<&str, usize> =
+        spec.tasks.iter().map(|t| (t.task_id.as_str(), 0)).collect();
     let mut downstream: HashMap<&str, Vec<&str>> = HashMap::new();
     for t in &spec.tasks {
         for up in &t.upstream {
@@ -145,10 +229,31 @@ struct DagListQuery {
     q: Option<String>,
 }
 
+/// A row of the DAG list (typed: 1,000 of them serialize faster than `json!` maps).
+#[derive(Serialize)]
+struct DagSummary<'a> {
+    dag_id: &'a str,
+    team: &'a str,
+    kind: String,
+    schedule: String,
+    paused: bool,
+    next_run_ms: Option<i64>,
+    running: i64,
+    failed: i64,
+    /// Oldest first.
+    recent_runs: Vec<RunMark>,
+}
+
+#[derive(Serialize)]
+struct DagList<'a> {
+    teams: BTreeSet<&'a str>,
+    dags: Vec<DagSummary<'a>>,
+}
+
 async fn dag_list(
     State(ctx): State<WebState>,
     Query(query): Query<DagListQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     let state_filter = query.state.as_deref().filter(|s| !s.is_empty());
     if let Some(s) = state_filter
         && !["running", "failed", "success", "paused", "active"].contains(&s)
@@ -195,21 +300,21 @@ async fn dag_list(
         } else {
             next_run_ms(&spec.timetable, dag.last_logical_ms, now)
         };
-        let mut recent = a.recent_runs;
-        recent.reverse();
-        out.push(json!({
-            "dag_id": dag.dag_id,
-            "team": dag.team,
-            "kind": spec.kind,
-            "schedule": schedule_label(&spec.timetable),
-            "paused": dag.paused,
-            "next_run_ms": next,
-            "running": a.running,
-            "failed": a.failed,
-            "recent_runs": recent,
-        }));
+        let mut recent_runs = a.recent_runs;
+        recent_runs.reverse();
+        out.push(DagSummary {
+            dag_id: &dag.dag_id,
+            team: &dag.team,
+            kind: spec.kind.clone(),
+            schedule: schedule_label(&spec.timetable),
+            paused: dag.paused,
+            next_run_ms: next,
+            running: a.running,
+            failed: a.failed,
+            recent_runs,
+        });
     }
-    Ok(Json(json!({ "teams": teams, "dags": out })))
+    Ok(Json(DagList { teams, dags: out }).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,12 +337,7 @@ async fn grid(
     let spec = ctx.store.spec(&dag_id, dag.version).await?;
     let mut runs = ctx.store.recent_runs(&dag_id, n).await?;
     runs.reverse();
-    let run_ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
-    let cells = ctx.store.run_cells(&dag_id, &run_ids).await?;
-    let by_run: HashMap<&str, &HashMap<String, String>> = cells
-        .iter()
-        .map(|c| (c.run_id.as_str(), &c.states))
-        .collect();
+    let states = ctx.grid_cache.states(&ctx, &dag_id, &runs).await?;
 
     // Tasks of the current version in dependency order, then any that only older runs have.
     let mut tasks: Vec<(String, &'static str, Option<String>)> = topological(&spec)
@@ -252,9 +352,9 @@ async fn grid(
         })
         .collect();
     let known: BTreeSet<String> = tasks.iter().map(|t| t.0.clone()).collect();
-    let retired: BTreeSet<&String> = cells
+    let retired: BTreeSet<&String> = states
         .iter()
-        .flat_map(|c| c.states.keys())
+        .flat_map(|s| s.keys())
         .filter(|t| !known.contains(*t))
         .collect();
     tasks.extend(retired.into_iter().map(|t| (t.clone(), "job", None)));
@@ -262,15 +362,9 @@ async fn grid(
     let grid_cells: Vec<String> = tasks
         .iter()
         .map(|(task_id, _, _)| {
-            run_ids
+            states
                 .iter()
-                .map(|run| {
-                    by_run
-                        .get(run.as_str())
-                        .and_then(|states| states.get(task_id))
-                        .map(|s| state_code(s))
-                        .unwrap_or('-')
-                })
+                .map(|run| run.get(task_id).map(|s| state_code(s)).unwrap_or('-'))
                 .collect()
         })
         .collect();
@@ -374,10 +468,7 @@ async fn task_detail(
     State(ctx): State<WebState>,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> Result<Json<Value>> {
-    let ti = ctx
-        .store
-        .task_instance(&dag_id, &run_id, &task_id)
-        .await?;
+    let ti = ctx.store.task_instance(&dag_id, &run_id, &task_id).await?;
     let spec = ctx.store.spec(&dag_id, ti.version).await?;
     let task = spec.task(&task_id);
     let mut task_json = serde_json::to_value(&ti).unwrap_or(Value::Null);

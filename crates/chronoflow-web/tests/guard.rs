@@ -40,9 +40,8 @@ async fn start() -> Server {
         .sync_dags(&specs_from_plan(&plan, &config), SystemClock.now_ms())
         .await
         .expect("sync");
-    let warehouse = Arc::new(
-        Warehouse::open(&dir.path().join("wh").display().to_string()).expect("warehouse"),
-    );
+    let warehouse =
+        Arc::new(Warehouse::open(&dir.path().join("wh").display().to_string()).expect("warehouse"));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let web = Arc::new(
         WebContext::new(
@@ -98,15 +97,9 @@ async fn send(
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write");
+    stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("read");
+    stream.read_to_string(&mut response).await.expect("read");
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head
         .split_whitespace()
@@ -234,8 +227,14 @@ async fn tokens_scope_changes_by_role_and_team() {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, _, body) =
-        send(s.addr, "POST", &pause, &[("Authorization", &viewer_auth)], "").await;
+    let (status, _, body) = send(
+        s.addr,
+        "POST",
+        &pause,
+        &[("Authorization", &viewer_auth)],
+        "",
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("viewer"), "{body}");
     let (status, _, _) = send(

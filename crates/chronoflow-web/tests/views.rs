@@ -43,6 +43,8 @@ struct Setup {
     dir: tempfile::TempDir,
     warehouse: Arc<Warehouse>,
     repo: Repo,
+    /// The repo the pages read.
+    repo_dir: PathBuf,
 }
 
 impl Setup {
@@ -67,6 +69,7 @@ impl Setup {
             dir,
             warehouse,
             repo,
+            repo_dir: quickstart(),
         }
     }
 
@@ -146,7 +149,7 @@ impl Setup {
                 store.clone(),
                 clock.clone(),
                 self.warehouse.clone(),
-                quickstart(),
+                self.repo_dir.clone(),
                 Arc::new(SchedulerConfig::default()),
                 fetcher,
                 kv,
@@ -323,8 +326,13 @@ async fn configs_lineage_and_check() {
             .any(|t| t.contains("training_set_v2")),
         "{join_dag}"
     );
-    // The lag of 1 makes the sensors wait for the day before: new sensor tasks.
-    assert!(!strings(&join_dag["tasks_added"]).is_empty(), "{join_dag}");
+    // Nothing else of the DAG moved; the metadata upload sees the new content too.
+    assert!(strings(&join_dag["tasks_added"]).is_empty(), "{join_dag}");
+    assert!(strings(&join_dag["tasks_removed"]).is_empty(), "{join_dag}");
+    assert!(
+        changed.iter().any(|c| c["dag_id"] == "chronon_metadata"),
+        "{changed:?}"
+    );
 
     value["metaData"]["offlineSchedule"] = json!("@weekly");
     // Without the `compiled/` prefix: the repo's layout adds it.
@@ -629,4 +637,65 @@ async fn a_process_without_a_fetcher_says_so() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "this process does not serve features");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_repo_is_reloaded_when_a_file_changes() {
+    let mut s = Setup::new().await;
+    let repo = s.dir.path().join("repo");
+    copy_dir(&quickstart().join("compiled"), &repo.join("compiled"));
+    s.repo_dir = repo.clone();
+    let app = s.app(None).await;
+    let names = |body: &Value| -> Vec<(String, u64)> {
+        body["configs"]
+            .as_array()
+            .expect("configs")
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_owned(),
+                    c["errors"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(names(&get(&app, "/api/v1/ui/configs").await).len(), 5);
+
+    // A new GroupBy and a broken file.
+    let dir = repo.join("compiled/production/group_bys/quickstart");
+    let text = std::fs::read_to_string(dir.join("purchases.v1")).expect("read");
+    std::fs::write(
+        dir.join("purchases.v2"),
+        text.replace("quickstart.purchases.v1", "quickstart.purchases.v2"),
+    )
+    .expect("write");
+    std::fs::write(dir.join("broken.v1"), "{").expect("write");
+    // Within a few seconds of the last look the cached repo is served; then it is reloaded.
+    tokio::time::sleep(std::time::Duration::from_millis(3_200)).await;
+    let configs = names(&get(&app, "/api/v1/ui/configs").await);
+    assert!(
+        configs.contains(&("quickstart.purchases.v2".to_owned(), 0)),
+        "{configs:?}"
+    );
+    assert!(
+        configs.contains(&("quickstart.broken.v1".to_owned(), 1)),
+        "{configs:?}"
+    );
+    let broken = get(&app, "/api/v1/ui/configs/quickstart.broken.v1").await;
+    assert_eq!(broken["json"], Value::Null);
+    assert_eq!(broken["diagnostics"][0]["code"], "invalid-json");
+    assert_eq!(broken["jobs"], json!([]));
 }

@@ -272,13 +272,15 @@ fn wait_child(pid: libc::pid_t, exited: &Mutex<bool>) -> std::io::Result<(i64, U
 
 /// CPU (user + system) and peak RSS of a `rusage`. Of a reaped child, these include the
 /// descendants it waited for (a `sh -c` wrapper counts its command).
+// `i64::from`: the field types differ across platforms (i64 on Linux x86-64, i32 elsewhere).
+#[allow(clippy::useless_conversion)]
 pub(crate) fn usage_of(r: &libc::rusage) -> Usage {
-    let ms = |t: libc::timeval| t.tv_sec as i64 * 1000 + t.tv_usec as i64 / 1000;
+    let ms = |t: libc::timeval| i64::from(t.tv_sec) * 1000 + i64::from(t.tv_usec) / 1000;
     // Linux reports ru_maxrss in KiB, macOS in bytes.
     let kb = if cfg!(target_os = "macos") {
-        r.ru_maxrss as i64 / 1024
+        i64::from(r.ru_maxrss) / 1024
     } else {
-        r.ru_maxrss as i64
+        i64::from(r.ru_maxrss)
     };
     Usage {
         exit_code: None,

@@ -30,3 +30,6 @@ CREATE TABLE ui_sessions (
     created_ms BIGINT NOT NULL,
     expires_ms BIGINT NOT NULL
 );
+
+-- The web UI's DAG list: each DAG's newest runs by an index seek.
+CREATE INDEX dag_runs_by_dag_logical ON dag_runs (dag_id, logical_ms);

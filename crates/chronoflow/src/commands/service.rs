@@ -299,9 +299,9 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
         );
         let fetcher = Arc::new(Fetcher::new(kv.clone(), Some(logger.clone())));
         let api = match listen {
-            Some(listen) => Some(
-                serve_api(listen, &p, s, Some((fetcher, kv.clone())), stop_rx.clone()).await?,
-            ),
+            Some(listen) => {
+                Some(serve_api(listen, &p, s, Some((fetcher, kv.clone())), stop_rx.clone()).await?)
+            }
             None => None,
         };
         let worker = worker(

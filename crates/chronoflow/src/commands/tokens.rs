@@ -39,7 +39,10 @@ pub fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
             TokensCommand::List { state } => {
                 let config = load_config(&state, std::path::Path::new("."))?;
                 let store = open_store(&state, &config).await?;
-                println!("{:<14} {:<20} {:<16} {:<9} {:<21} last used", "id", "name", "team", "role", "created");
+                println!(
+                    "{:<14} {:<20} {:<16} {:<9} {:<21} last used",
+                    "id", "name", "team", "role", "created"
+                );
                 for t in store.tokens().await? {
                     let last = match (t.revoked_ms, t.last_used_ms) {
                         (Some(r), _) => format!("revoked {}", iso(r)),
