@@ -1130,8 +1130,11 @@
         let text;
         if (act === 'clear') {
           const r = await post(`${base}/clear?downstream=${down ? 'true' : 'false'}`, {});
-          let n = null; try { n = r.json().cleared; } catch (_) { /* ignore */ }
-          text = `Cleared ${n != null ? n : ''} task instance${n === 1 ? '' : 's'}${down ? ' (with downstream)' : ''}; they will be scheduled again.`;
+          // The API answers the cleared task ids (older docs said a count): accept both.
+          let c = null; try { c = r.json().cleared; } catch (_) { /* ignore */ }
+          const n = Array.isArray(c) ? c.length : typeof c === 'number' ? c : null;
+          const ids = Array.isArray(c) && c.length ? ` (${trunc(c.join(', '), 300)})` : '';
+          text = `Cleared ${n != null ? n + ' ' : ''}task instance${n === 1 ? '' : 's'}${ids}${down ? ' with downstream' : ''}; they will be scheduled again.`;
         } else if (act === 'stop') {
           await post(`${base}/stop`, {});
           text = 'Stop requested: the running try is being killed and will end failed.';

@@ -314,3 +314,64 @@ fn an_import_killed_mid_write_leaves_only_complete_partitions() {
     assert!(out.status.success(), "{}", stderr(&out));
     check(true);
 }
+
+/// A listener on a non-loopback address would let anyone on the network pause and clear: without
+/// a token it must not start, and the message says how to fix it.
+#[test]
+fn standalone_refuses_a_network_listener_without_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("state.db").display());
+    let home = dir.path().join("home");
+    let warehouse = dir.path().join("wh");
+    let common = |listen: &str| {
+        vec![
+            "standalone".to_owned(),
+            "--repo".into(),
+            fixture("quickstart").display().to_string(),
+            "--database-url".into(),
+            db.clone(),
+            "--home".into(),
+            home.display().to_string(),
+            "--warehouse".into(),
+            warehouse.display().to_string(),
+            "--kv".into(),
+            dir.path().join("kv").display().to_string(),
+            "--listen".into(),
+            listen.into(),
+        ]
+    };
+    let args = common("0.0.0.0:0");
+    let out = chronoflow(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refusing to listen on 0.0.0.0")
+            && stderr(&out).contains("tokens create")
+            && stderr(&out).contains("--insecure-no-auth"),
+        "{}",
+        stderr(&out)
+    );
+    // With a token in the store, the same listener is allowed (it then needs the token).
+    let out = chronoflow(&[
+        "tokens",
+        "create",
+        "--name",
+        "ops",
+        "--team",
+        "*",
+        "--role",
+        "admin",
+        "--database-url",
+        &db,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out).trim().to_owned();
+    assert!(token.starts_with("cft_"), "{token}");
+    let out = chronoflow(&["tokens", "list", "--database-url", &db]);
+    assert!(stdout(&out).contains("ops") && !stdout(&out).contains(&token[16..]));
+    let id = token.split('_').nth(1).unwrap().to_owned();
+    let out = chronoflow(&["tokens", "revoke", &id, "--database-url", &db]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = chronoflow(&["tokens", "revoke", &id, "--database-url", &db]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(&id), "{}", stderr(&out));
+}
