@@ -162,9 +162,38 @@ pub async fn check(State(ctx): State<WebState>, mut request: Request, next: Next
     match admit(&ctx, request.headers(), &method, &path).await {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            as_json_error(next.run(request).await).await
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// Rejections of axum's extractors (a query string or body that does not parse) answer plain
+/// text; every error on this port answers `{"error": ...}`, so pages and clients read one shape.
+async fn as_json_error(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !response.status().is_client_error() || !plain {
+        return response;
+    }
+    let status = response.status();
+    // Rejection texts are short; a bigger body is not a rejection and is passed on whole.
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+            // 422 (a body of the wrong shape) reads as the 400 it is for our clients.
+            let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+                StatusCode::BAD_REQUEST
+            } else {
+                status
+            };
+            (status, Json(json!({ "error": text }))).into_response()
+        }
+        Err(_) => Response::from_parts(parts, axum::body::Body::empty()),
     }
 }
 

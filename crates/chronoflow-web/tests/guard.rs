@@ -396,3 +396,82 @@ async fn every_documented_ui_route_answers() {
     }
     assert!(checked >= 12, "only {checked} documented UI routes");
 }
+
+/// Bad parameters get a 400 with a JSON message naming them, whichever layer rejects them.
+#[tokio::test]
+async fn bad_parameters_get_json_messages() {
+    let s = start().await;
+    let cases = [
+        (
+            "GET",
+            "/api/v1/ui/dags?state=nope".to_owned(),
+            "",
+            400,
+            "nope",
+        ),
+        (
+            "GET",
+            format!("/api/v1/ui/dags/{DAG}/grid?runs=0"),
+            "",
+            400,
+            "runs",
+        ),
+        (
+            "GET",
+            format!("/api/v1/ui/dags/{DAG}/grid?runs=abc"),
+            "",
+            400,
+            "runs",
+        ),
+        (
+            "GET",
+            "/api/v1/ui/errors?days=-3".to_owned(),
+            "",
+            400,
+            "days",
+        ),
+        (
+            "GET",
+            "/api/v1/ui/dags/nope/grid".to_owned(),
+            "",
+            404,
+            "nope",
+        ),
+        (
+            "GET",
+            format!("/api/v1/ui/dags/{DAG}/runs/nope"),
+            "",
+            404,
+            "nope",
+        ),
+        (
+            "POST",
+            format!("/api/v1/dags/{DAG}/runs"),
+            "{\"start_ds\": 5}",
+            400,
+            "start_ds",
+        ),
+        (
+            "POST",
+            format!("/api/v1/dags/{DAG}/runs"),
+            "not json",
+            400,
+            "",
+        ),
+    ];
+    for (method, path, body, want, mentions) in cases {
+        let (status, _, answer) = send(
+            s.addr,
+            method,
+            &path,
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .await;
+        assert_eq!(status, want, "{method} {path}: {answer}");
+        let json: serde_json::Value =
+            serde_json::from_str(&answer).unwrap_or_else(|_| panic!("{path}: not JSON: {answer}"));
+        let message = json["error"].as_str().unwrap_or_default();
+        assert!(message.contains(mentions), "{path}: {message}");
+    }
+}
