@@ -94,6 +94,77 @@ async fn interrupted_load_keeps_the_previous_batch(kv: &dyn KvStore, dataset: &s
     assert_eq!(values(kv, dataset, 2).await, [None, Some("two:1".into())]);
 }
 
+/// Appended values are counted once each, over all keys, however often they are redelivered.
+async fn appended_values_are_counted_once(kv: &dyn KvStore, dataset: &str) {
+    assert_eq!(kv.appended_count(dataset).await.unwrap(), 0);
+    let rows = |key: &str, values: &[&str]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        values
+            .iter()
+            .map(|v| (key.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    };
+    kv.append(dataset, rows("k1", &["a", "b"])).await.unwrap();
+    assert_eq!(kv.appended_count(dataset).await.unwrap(), 2);
+    // The same values again (a rerun replay), and a duplicate within one append.
+    kv.append(dataset, rows("k1", &["a", "b", "b"]))
+        .await
+        .unwrap();
+    assert_eq!(kv.appended_count(dataset).await.unwrap(), 2);
+    // Another key adds up, even with a value k1 holds; one new value beside old ones counts one.
+    kv.append(dataset, rows("k2", &["a", "c"])).await.unwrap();
+    kv.append(dataset, rows("k1", &["a", "d"])).await.unwrap();
+    assert_eq!(kv.appended_count(dataset).await.unwrap(), 5);
+    assert_eq!(
+        kv.multi_get_appended(dataset, &[b"k1".to_vec(), b"k2".to_vec()])
+            .await
+            .unwrap(),
+        [
+            vec![b"a".to_vec(), b"b".to_vec(), b"d".to_vec()],
+            vec![b"a".to_vec(), b"c".to_vec()]
+        ]
+    );
+    // Other datasets are counted apart.
+    assert_eq!(kv.appended_count("NO_SUCH_STREAMING").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn embedded_appended_values_are_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = EmbeddedKv::open(&dir.path().join("kv")).unwrap();
+    appended_values_are_counted_once(&kv, "TEAM_GB_V1_STREAMING").await;
+    // The count survives a reopen.
+    drop(kv);
+    let kv = EmbeddedKv::open(&dir.path().join("kv")).unwrap();
+    assert_eq!(kv.appended_count("TEAM_GB_V1_STREAMING").await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn redis_appended_values_are_counted_once() {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        eprintln!("REDIS_URL is not set: skipping the Redis run");
+        return;
+    };
+    let prefix = format!("chronoflow-test-append-{}", std::process::id());
+    let kv = RedisKv::connect(&url, &prefix).await.unwrap();
+    appended_values_are_counted_once(&kv, "TEAM_GB_V1_STREAMING").await;
+    // Leave the server as it was: two sets and the count.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 3, "{left:?}");
+    for key in left {
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn embedded_batches_switch_atomically() {
     let dir = tempfile::tempdir().unwrap();

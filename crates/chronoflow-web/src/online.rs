@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chronoflow_config::naming::{batch_dataset, normalize_join_name};
+use chronoflow_config::naming::{batch_dataset, normalize_join_name, streaming_dataset};
 use chronoflow_config::{Config, PartitionDate};
 use chronoflow_engine::values::to_json;
 use chronoflow_engine::{EngineError, TableName, Warehouse};
@@ -38,7 +38,7 @@ pub(crate) fn routes() -> Router<WebState> {
 struct ServedGroupBy {
     name: String,
     batch_ds: Option<String>,
-    /// Counting streamed rows means scanning the streaming dataset: not done.
+    /// Distinct rows appended to the streaming dataset; null when the KV store did not answer.
     streamed_rows: Option<u64>,
     last_upload_ms: Option<i64>,
 }
@@ -80,6 +80,24 @@ async fn online(State(ctx): State<WebState>) -> Result<Json<Value>> {
     }))
     .await?;
 
+    // Streamed rows: a stored count per streaming dataset. A store that does not answer leaves
+    // them unknown rather than failing the page.
+    let streamed_rows = futures::future::join_all(group_bys.iter().map(|name| {
+        let kv = kv.clone();
+        async move {
+            let kv = kv?;
+            let dataset = streaming_dataset(name);
+            match kv.appended_count(&dataset).await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::warn!(dataset = %dataset, error = %e, "counting streamed rows");
+                    None
+                }
+            }
+        }
+    }))
+    .await;
+
     // The last upload-to-kv that succeeded under the scheduler (uploads run by hand with
     // `chronoflow run` are not recorded anywhere, so they stay unknown).
     let mut upload_tasks: BTreeMap<(&str, &str), &str> = BTreeMap::new();
@@ -112,10 +130,11 @@ async fn online(State(ctx): State<WebState>) -> Result<Json<Value>> {
     let served: Vec<ServedGroupBy> = group_bys
         .iter()
         .zip(batch_days)
-        .map(|(name, batch_ds)| ServedGroupBy {
+        .zip(streamed_rows)
+        .map(|((name, batch_ds), streamed_rows)| ServedGroupBy {
             name: (*name).to_owned(),
             batch_ds,
-            streamed_rows: None,
+            streamed_rows,
             last_upload_ms: last_upload.get(name).copied(),
         })
         .collect();

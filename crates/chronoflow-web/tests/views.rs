@@ -546,8 +546,17 @@ async fn online_pages_and_playground_against_the_backfill() {
     assert_eq!(group_bys.len(), 3, "{online}");
     assert_eq!(
         group_bys[0],
-        json!({"name": "quickstart.purchases.v1", "batch_ds": BATCH_DAY, "streamed_rows": null,
+        json!({"name": "quickstart.purchases.v1", "batch_ds": BATCH_DAY, "streamed_rows": 0,
                "last_upload_ms": null})
+    );
+    // returns.v1's events after the batch day were replayed: counted.
+    let returns = group_bys
+        .iter()
+        .find(|g| g["name"] == "quickstart.returns.v1")
+        .expect("returns.v1");
+    assert!(
+        returns["streamed_rows"].as_u64().is_some_and(|n| n > 0),
+        "{returns}"
     );
     assert!(
         strings(&online["joins"]).contains(&"quickstart.training_set.v2"),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use redb::{
     Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
-    TableDefinition, TableHandle,
+    ReadableTableMetadata, TableDefinition, TableHandle,
 };
 
 use super::{Entry, KvStore};
@@ -281,6 +281,20 @@ impl KvStore for EmbeddedKv {
                         .collect()
                 })
                 .collect()
+        })
+    }
+
+    fn appended_count<'a>(&'a self, dataset: &'a str) -> BoxFuture<'a, Result<u64>> {
+        // The table keeps its number of (key, value) pairs in its header: no scan.
+        Box::pin(async move {
+            let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+            let name = stream_table(dataset);
+            let def: MultimapTableDefinition<&[u8], &[u8]> = MultimapTableDefinition::new(&name);
+            match txn.open_multimap_table(def) {
+                Ok(table) => table.len().map_err(|e| self.err(e)),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                Err(e) => Err(self.err(e)),
+            }
         })
     }
 }

@@ -48,6 +48,9 @@ pub trait KvStore: Send + Sync {
         dataset: &'a str,
         keys: &'a [Vec<u8>],
     ) -> BoxFuture<'a, Result<Vec<Vec<Vec<u8>>>>>;
+    /// How many distinct values were appended to `dataset`, over all its keys (0 for a dataset
+    /// never appended to). Cheap: a stored count, not a scan of the keys.
+    fn appended_count<'a>(&'a self, dataset: &'a str) -> BoxFuture<'a, Result<u64>>;
 }
 
 /// The default embedded store, relative to the working directory.

@@ -32,6 +32,20 @@ if not version then return false end
 return redis.call('HMGET', ARGV[1] .. version, unpack(ARGV, 2))
 "#;
 
+/// Adds values to sets (KEYS[2..], values ARGV[1..] in the same order) and counts in KEYS[1] the
+/// ones not already there, in one step: a redelivered value is counted once, and the count never
+/// disagrees with the sets.
+const APPEND: &str = r#"
+local added = 0
+for i = 2, #KEYS do
+  added = added + redis.call('SADD', KEYS[i], ARGV[i - 1])
+end
+if added > 0 then
+  redis.call('INCRBY', KEYS[1], added)
+end
+return added
+"#;
+
 impl RedisKv {
     /// Connects to `url`; `prefix` namespaces every key (several deployments per server).
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisKv> {
@@ -66,6 +80,11 @@ impl RedisKv {
         let mut name = format!("{}:{dataset}:s:", self.prefix).into_bytes();
         name.extend_from_slice(key);
         name
+    }
+
+    /// The number of distinct values appended to the dataset, over all its sets.
+    fn appended_count_key(&self, dataset: &str) -> String {
+        format!("{}:{dataset}:appended", self.prefix)
     }
 
     fn batch_prefix(&self, dataset: &str) -> String {
@@ -178,17 +197,16 @@ impl KvStore for RedisKv {
                 return Ok(());
             }
             let mut conn = self.conn.clone();
-            // One transaction: a batch of rows lands whole or not at all.
-            let mut pipe = redis::pipe();
-            pipe.atomic();
+            // One script: a batch of rows lands whole, with its count, as one step.
+            let script = redis::Script::new(APPEND);
+            let mut invocation = script.key(self.appended_count_key(dataset));
             for (k, v) in &entries {
-                pipe.cmd("SADD")
-                    .arg(self.appended(dataset, k))
-                    .arg(v.as_slice())
-                    .ignore();
+                invocation.key(self.appended(dataset, k)).arg(v.as_slice());
             }
-            pipe.query_async::<()>(&mut conn)
+            invocation
+                .invoke_async::<u64>(&mut conn)
                 .await
+                .map(|_| ())
                 .map_err(|e| self.err(e))
         })
     }
@@ -213,6 +231,18 @@ impl KvStore for RedisKv {
                 set.sort();
             }
             Ok(sets)
+        })
+    }
+
+    fn appended_count<'a>(&'a self, dataset: &'a str) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let count: Option<u64> = redis::cmd("GET")
+                .arg(self.appended_count_key(dataset))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            Ok(count.unwrap_or(0))
         })
     }
 }
