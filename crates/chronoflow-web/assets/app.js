@@ -182,21 +182,23 @@
     return ctx;
   }
   // Poll one JSON URL; onData is only called when the body text changed.
+  // A poll clears only the error it showed itself: a refusal an action put in the same place
+  // (e.g. "may not pause") stays until the user acts again.
   function pollJSON(ctx, urlFn, onData, msgEl, ms) {
-    let last = null, lastUrl = null;
+    let last = null, lastUrl = null, shown = false;
     const p = ctx.poll(async () => {
       const url = urlFn();
       try {
         const r = await api(url);
         if (!ctx.alive) return;
-        clearMsg(msgEl);
+        if (shown) { clearMsg(msgEl); shown = false; }
         if (r.text !== last || url !== lastUrl) {
           last = r.text; lastUrl = url;
           onData(r.json(), r);
         }
       } catch (e) {
         if (!ctx.alive) return;
-        if (e.status !== 401) showError(msgEl, e.message);
+        if (e.status !== 401) { showError(msgEl, e.message); shown = true; }
       }
     }, ms || POLL_MS);
     p.reset = () => { last = null; };
@@ -384,7 +386,7 @@
       if (k !== teamsKey) {
         teamsKey = k;
         const cur = teamSel.value;
-        teamSel.innerHTML = '<option value="">all teams</option>' + teams.map((t) => `<option value="${esc(t)}">${esc(t)}</option>`).join('') +
+        teamSel.innerHTML = '<option value="">all teams</option>' + teams.filter(Boolean).map((t) => `<option value="${esc(t)}">${esc(t)}</option>`).join('') +
           (cur && !teams.includes(cur) ? `<option value="${esc(cur)}">${esc(cur)}</option>` : '');
         teamSel.value = cur;
       }
@@ -1389,7 +1391,16 @@
         else if (n.kind === 'staging_query') shape = `<rect class="shape" x="0" y="0" width="${NW}" height="${NH}" stroke-dasharray="5 3"/>`;
         else shape = `<rect class="shape" x="0" y="0" width="${NW}" height="${NH}" rx="3"/>`;
         const label = n.label || n.id;
-        const inner = `<title>${esc(n.kind)}: ${esc(label)}</title>${shape}<text x="12" y="15">${esc(trunc(label, 30))}</text><text class="sub" x="12" y="28">${esc(n.kind)}</text>`;
+        // Long names (Join part tables: <join>_<group_by>) go on two lines, split at a '_' or '.',
+        // so that nodes that differ only at the end stay distinguishable; the kind is the shape.
+        let l1 = label, l2 = n.kind;
+        if (label.length > 30) {
+          const cut = Math.max(label.lastIndexOf('_', 30), label.lastIndexOf('.', 30));
+          const at = cut >= 12 ? cut + 1 : 30;
+          l1 = label.slice(0, at);
+          l2 = label.length - at > 32 ? '…' + label.slice(label.length - 31) : label.slice(at);
+        }
+        const inner = `<title>${esc(n.kind)}: ${esc(label)}</title>${shape}<text x="12" y="15">${esc(l1)}</text><text class="sub${l2 === n.kind ? '' : ' more'}" x="12" y="28">${esc(l2)}</text>`;
         svg += `<g class="lnode k-${esc(n.kind)}" data-node-id="${esc(n.id)}" data-search="${esc(String(label).toLowerCase() + ' ' + String(n.id).toLowerCase())}" transform="translate(${x} ${y})">${n.link ? `<a href="${esc(n.link)}">${inner}</a>` : inner}</g>`;
       });
       setHTML(wrap, svg + '</svg>');

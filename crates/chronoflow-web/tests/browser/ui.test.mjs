@@ -236,8 +236,12 @@ test('chronoflow web UI in headless Chromium', { timeout: 8 * 60_000, skip: !CI 
   fs.mkdirSync(shotDir, { recursive: true });
   t.diagnostic(`screenshots: ${shotDir}`);
   console.log(`# screenshots: ${shotDir}`);
+  // The server runs in its own process group: never leave it behind, even on Ctrl-C.
   const onExit = () => world.killNow();
+  const onSignal = () => { world.killNow(); process.exit(130); };
   process.on('exit', onExit);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   let browser = null, attacker = null, failed = false;
   const timings = [];
 
@@ -373,17 +377,28 @@ test('chronoflow web UI in headless Chromium', { timeout: 8 * 60_000, skip: !CI 
     });
 
     await step('c. clear the task: it runs again (try 2)', async () => {
-      // Every state the page shows from the click on (the rerun takes well under a second, less
-      // than the page's poll interval, so only what the page rendered counts, not a sampling).
+      // The rerun takes well under a second, less than the page's poll interval: to see the task
+      // leave success for sure, the DAG is paused (through the API) while the task is cleared,
+      // so it stays scheduled until the DAG is unpaused.
+      const r = await world.api(`/api/v1/dags/${BACKFILL_DAG}/pause`, { method: 'POST', body: {} });
+      assert.equal(r.status, 200, `pause: ${r.status} ${r.text}`);
+      await page.click('[data-testid=clear-button]');
+      const am = page.locator('[data-role=actions] [data-testid=form-message]');
+      await waitFor('the clear confirmation', async () => /Cleared 1 task instance \(quickstart_training_set_v1__backfill\)/.test(await am.textContent()));
+      const waiting = await waitFor('the task to show it waits again', async () => {
+        const st = (await text(page, 'h1 + [data-role=state]')).trim();
+        return /scheduled|queued|waiting/.test(st) && st;
+      }, { timeout: 20_000, interval: 100 });
+      assert.equal(await page.locator('[data-testid=tries-table] tbody tr').count(), 1, 'no new try while the DAG is paused');
+      // Every state the page shows from now on.
       await page.evaluate(() => {
         const el = document.querySelector('h1 + [data-role=state]');
         window.__states = [el.textContent.trim()];
         new MutationObserver(() => { const s = el.textContent.trim(); if (s && s !== window.__states.at(-1)) window.__states.push(s); })
           .observe(el, { childList: true, subtree: true, characterData: true });
       });
-      await page.click('[data-testid=clear-button]');
-      const am = page.locator('[data-role=actions] [data-testid=form-message]');
-      await waitFor('the clear confirmation', async () => /Cleared 1 task instance \(quickstart_training_set_v1__backfill\)/.test(await am.textContent()));
+      const u = await world.api(`/api/v1/dags/${BACKFILL_DAG}/unpause`, { method: 'POST', body: {} });
+      assert.equal(u.status, 200, `unpause: ${u.status} ${u.text}`);
       await waitFor('try 2 in the tries table, success', async () => {
         const rows = page.locator('[data-testid=tries-table] tbody tr');
         return (await rows.count()) === 2 && /#2.*success/s.test(await rows.first().textContent());
@@ -392,10 +407,9 @@ test('chronoflow web UI in headless Chromium', { timeout: 8 * 60_000, skip: !CI 
       // the log was first read).
       await waitFor('the log of try 2', async () => /Log — try 2/.test(await text(page, '[data-role=loghead]')) &&
         /# try 2 on .*\((running|success)\)\s+backfill quickstart\.training_set\.v1 over 2023-11-30/.test(await text(page, '[data-testid=task-log]')));
+      await waitFor('the task state back to success', async () => /success/.test(await text(page, 'h1 + [data-role=state]')));
       const states = await page.evaluate(() => window.__states);
-      t.diagnostic(`task states shown around the clear: ${states.join(' → ')}`);
-      assert.ok(states.some((s) => !/success/.test(s)), `the page never showed the task leave success (saw ${states.join(', ')})`);
-      assert.match(await text(page, 'h1 + [data-role=state]'), /success/);
+      t.diagnostic(`task states shown: ✓ success → ${waiting} → ${states.slice(1).join(' → ')}`);
     });
 
     await step('d. a failing task: grid, error analysis, status page', async () => {
@@ -623,8 +637,10 @@ test('chronoflow web UI in headless Chromium', { timeout: 8 * 60_000, skip: !CI 
       let s = await signIn(tokens.viewer);
       assert.match(await s.p.locator('#identity').textContent(), /viewer/);
       await tryPause(s.p);
-      await waitFor('the refusal message', async () => /Could not pause chronon_gb_batch_risk: .*may not change DAG/.test(await text(s.p, 'main [role=alert]')));
-      await sleep(500);
+      const refusal = /Could not pause chronon_gb_batch_risk: token "viewer" \(viewer of \*\) may not change DAG/;
+      await waitFor('the refusal message', async () => refusal.test(await text(s.p, 'main [role=alert]')));
+      await sleep(3000); // longer than the page's poll: the message stays
+      assert.match(await text(s.p, 'main [role=alert]'), refusal, 'the refusal message went away by itself');
       assert.equal(await world.dagPaused(RISK_DAG, tokens.admin), false, 'the viewer paused the DAG');
       await waitFor('the toggle back to active', async () => (await s.p.getAttribute(`[data-testid=dag-row][data-dag-id=${RISK_DAG}] [data-testid=pause-toggle]`, 'aria-checked')) === 'false');
       await s.c.close();
@@ -660,6 +676,8 @@ test('chronoflow web UI in headless Chromium', { timeout: 8 * 60_000, skip: !CI 
     if (attacker) await new Promise((r) => attacker.close(r));
     await world.stop().catch(() => world.killNow());
     process.off('exit', onExit);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     timings.push(`total: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     for (const line of timings) t.diagnostic(line);
     if (failed || process.env.CHRONOFLOW_KEEP_TMP === '1') {
