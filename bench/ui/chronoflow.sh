@@ -43,7 +43,8 @@ log "populating $store: $tasks-task DAG + $small small DAGs, $runs runs each"
 "$populate" --database-url "$url" --specs-out "$work/specs.json" --tasks "$tasks" --runs "$runs" --dags "$small" >&2
 mkdir -p "$work/repo"
 "$bin" scheduler --repo "$work/repo" --specs "$work/specs.json" --database-url "$url" \
-  --home "$work/home" --warehouse "$work/wh" --listen "127.0.0.1:$port" 2>"$work/scheduler.log" &
+  --home "$work/home" --warehouse "$work/wh" --listen "127.0.0.1:$port" --tick-ms "${CHRONOFLOW_UI_TICK_MS:-200}" \
+  2>"$work/scheduler.log" &
 pid=$!
 for _ in $(seq 100); do
   curl -fs "http://127.0.0.1:$port/api/v1/health" >/dev/null && break

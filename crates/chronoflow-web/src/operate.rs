@@ -1,6 +1,6 @@
 //! The pages an operator works in: the DAG list, a DAG's grid, graph and runs, a task's tries.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, State};
@@ -351,13 +351,17 @@ async fn grid(
             )
         })
         .collect();
-    let known: BTreeSet<String> = tasks.iter().map(|t| t.0.clone()).collect();
-    let retired: BTreeSet<&String> = states
+    // Runs of the current version hold exactly its tasks; only older ones can hold others.
+    let known: HashSet<&str> = spec.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    let retired: BTreeSet<String> = runs
         .iter()
-        .flat_map(|s| s.keys())
-        .filter(|t| !known.contains(*t))
+        .zip(&states)
+        .filter(|(run, _)| run.version != dag.version)
+        .flat_map(|(_, s)| s.keys())
+        .filter(|t| !known.contains(t.as_str()))
+        .cloned()
         .collect();
-    tasks.extend(retired.into_iter().map(|t| (t.clone(), "job", None)));
+    tasks.extend(retired.into_iter().map(|t| (t, "job", None)));
 
     let grid_cells: Vec<String> = tasks
         .iter()

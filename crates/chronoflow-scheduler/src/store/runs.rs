@@ -30,6 +30,27 @@ pub struct RunRow {
     pub ended_ms: Option<i64>,
 }
 
+/// [`run_row`] that reports type drift in the store as an error instead of panicking.
+pub(crate) fn run_row_checked(r: &AnyRow) -> Result<RunRow> {
+    let e = SchedulerError::db;
+    Ok(RunRow {
+        dag_id: r.try_get("dag_id").map_err(e("reading a run"))?,
+        run_id: r.try_get("run_id").map_err(e("reading a run"))?,
+        version: r.try_get("version").map_err(e("reading a run"))?,
+        run_type: r.try_get("run_type").map_err(e("reading a run"))?,
+        logical_ms: r.try_get("logical_ms").map_err(e("reading a run"))?,
+        ds: r.try_get("ds").map_err(e("reading a run"))?,
+        start_ds: r.try_get("start_ds").map_err(e("reading a run"))?,
+        end_ds: r.try_get("end_ds").map_err(e("reading a run"))?,
+        state: r.try_get("state").map_err(e("reading a run"))?,
+        unfinished: r.try_get("unfinished").map_err(e("reading a run"))?,
+        failed: r.try_get("failed").map_err(e("reading a run"))?,
+        created_ms: r.try_get("created_ms").map_err(e("reading a run"))?,
+        started_ms: r.try_get("started_ms").map_err(e("reading a run"))?,
+        ended_ms: r.try_get("ended_ms").map_err(e("reading a run"))?,
+    })
+}
+
 fn run_row(r: &AnyRow) -> RunRow {
     RunRow {
         dag_id: r.get("dag_id"),

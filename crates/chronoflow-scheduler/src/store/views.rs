@@ -117,9 +117,10 @@ impl Store {
             }
         };
         // Per DAG, the logical time of its `per_dag`-th newest run (an index seek each), then
-        // the runs at or after it.
+        // the runs at or after it. MATERIALIZED: inlined, SQLite would run the seek once per run
+        // instead of once per DAG (25,000 seeks for 1,000 DAGs, twice the time).
         let sql = format!(
-            "WITH cut AS (SELECT d.dag_id, (SELECT x.logical_ms FROM dag_runs x WHERE x.dag_id = d.dag_id \
+            "WITH cut AS MATERIALIZED (SELECT d.dag_id, (SELECT x.logical_ms FROM dag_runs x WHERE x.dag_id = d.dag_id \
                                   ORDER BY x.logical_ms DESC LIMIT 1 OFFSET $1) AS since FROM dags d) \
              SELECT r.dag_id, {aggregate} AS runs FROM cut JOIN dag_runs r \
                ON r.dag_id = cut.dag_id AND r.logical_ms >= coalesce(cut.since, -9000000000000000000) \
@@ -216,9 +217,18 @@ impl Store {
         Ok(out)
     }
 
-    /// The latest `limit` runs of `dag_id`, newest first.
+    /// The latest `limit` runs of `dag_id`, newest first: an index range, not the filtered scan
+    /// of every run that [`Store::runs`] makes for its optional filters.
     pub async fn recent_runs(&self, dag_id: &str, limit: i64) -> Result<Vec<super::RunRow>> {
-        self.runs(Some(dag_id), None, limit).await
+        let rows = sqlx::query(
+            "SELECT * FROM dag_runs WHERE dag_id = $1 ORDER BY logical_ms DESC, run_id DESC LIMIT $2",
+        )
+        .bind(dag_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(SchedulerError::db("listing a DAG's runs"))?;
+        rows.iter().map(super::runs::run_row_checked).collect()
     }
 
     /// Task instances running or queued now, oldest first.
