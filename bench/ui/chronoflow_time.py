@@ -6,7 +6,9 @@ times on Airflow 3.3).
 Prints one JSON line per measurement on stdout, in airflow_time.py's format, with "peer": "chronoflow".
 One sample is the wall time of the page's calls, one after the other on one keep-alive HTTP/1.1 connection
 over loopback, each response read to its end. Percentiles are nearest-rank. CHRONOFLOW_UI_WARMUP (default 2)
-unmeasured repetitions, then CHRONOFLOW_UI_N (default 20) measured ones.
+unmeasured repetitions, then CHRONOFLOW_UI_N (default 20) measured ones; `first_request_ms` is the very first
+call after the server started (the grid then reads every cell from the store; later calls find the cells of
+finished runs in the server's cache).
 
 What the pages call (crates/chronoflow-web/assets/app.js):
 - grid (/ui/dags/{dag_id}?tab=grid): GET /api/v1/ui/dags/{dag_id}/grid?runs=R — tasks, runs and every cell
@@ -47,7 +49,7 @@ def pct(xs, p):
 
 
 def measure(what, paths, check, extra=None):
-    totals, per_call, sizes = [], {}, {}
+    totals, per_call, sizes, cold = [], {}, {}, None
     for rep in range(WARMUP + N):
         t_start, bodies = time.perf_counter(), {}
         for label, path in paths:
@@ -60,6 +62,7 @@ def measure(what, paths, check, extra=None):
                 sizes[label] = len(body)
         total = (time.perf_counter() - t_start) * 1e3
         if rep == 0:
+            cold = total  # the first request after start: no cached grid cells yet
             check(bodies)
         if rep >= WARMUP:
             totals.append(total)
@@ -68,6 +71,7 @@ def measure(what, paths, check, extra=None):
         "p95_ms": round(pct(totals, 0.95), 1), "n": N,
         "calls": [{"call": k, "median_ms": round(pct(v, 0.5), 1), "p95_ms": round(pct(v, 0.95), 1),
                    "bytes": sizes[k]} for k, v in per_call.items()],
+        "first_request_ms": round(cold, 1),
         "loadavg_1m": float(open("/proc/loadavg").read().split()[0]),
     }
     line.update(extra or {})

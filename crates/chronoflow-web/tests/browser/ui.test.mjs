@@ -6,7 +6,7 @@
 //   node --test crates/chronoflow-web/tests/browser/
 //
 // Environment:
-//   CHRONOFLOW_BIN          the binary (default: <repo>/target/debug/chronoflow)
+//   CHRONOFLOW_BIN          the binary (default: $CARGO_TARGET_DIR or <repo>/target, then debug/chronoflow)
 //   CHRONOFLOW_CHROMIUM     the browser (default: /usr/bin/chromium)
 //   CHRONOFLOW_SCREENSHOTS  where the screenshots go (default: a temp dir, printed)
 //   CHRONOFLOW_UPDATE_DOCS_SCREENSHOTS=1  also copy the best ones to docs/screenshots/
@@ -32,7 +32,7 @@ import { chromium } from 'playwright-core';
 const run = promisify(execFile);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../../../..');
-const BIN = process.env.CHRONOFLOW_BIN || path.join(ROOT, 'target/debug/chronoflow');
+const BIN = process.env.CHRONOFLOW_BIN || path.join(process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, 'target'), 'debug/chronoflow');
 const CHROMIUM = process.env.CHRONOFLOW_CHROMIUM || '/usr/bin/chromium';
 const CI = process.env.CI === 'true' || process.env.CI === '1';
 const QUICKSTART = path.join(ROOT, 'fixtures/chronon/quickstart');
