@@ -99,6 +99,12 @@ def list_check(bodies):
           " on the first", file=sys.stderr)
     if len(d["dags"]) != n_dags or len(d["dags"][0]["recent_runs"]) != 25:
         sys.exit("dag list: unexpected answer")
+    # The marks are the DAG's runs as the REST API lists them (ids, dates and states, oldest first).
+    first = d["dags"][0]
+    status, body, _ = get(f"/api/v1/runs?dag_id={urllib.parse.quote(first['dag_id'])}&limit=25")
+    runs = [(r["run_id"], r["ds"], r["state"]) for r in reversed(json.loads(body)["runs"])]
+    if runs != [(r["run_id"], r["ds"], r["state"]) for r in first["recent_runs"]]:
+        sys.exit(f"dag list: recent runs differ from /api/v1/runs: {first['recent_runs'][:2]} vs {runs[:2]}")
 
 
 measure(f"grid_{tasks}x{runs}", [("grid", f"/api/v1/ui/dags/{BIG}/grid?runs={runs}")], grid_check(runs))

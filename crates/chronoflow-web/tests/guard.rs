@@ -475,3 +475,35 @@ async fn bad_parameters_get_json_messages() {
         assert!(message.contains(mentions), "{path}: {message}");
     }
 }
+
+/// The DAG list's run marks carry each run's own id and date, for scheduled runs (rebuilt from
+/// their logical time) and manual ones (read as stored) alike.
+#[tokio::test]
+async fn dag_list_marks_name_their_runs() {
+    let s = start().await;
+    let now = SystemClock.now_ms();
+    let ids = s
+        .store
+        .trigger(
+            "chronon_join_backfill",
+            chronoflow_scheduler::store::RunTrigger::Manual {
+                start_ds: "2023-11-29".into(),
+                end_ds: "2023-11-30".into(),
+            },
+            now,
+        )
+        .await
+        .expect("trigger");
+    let (status, _, body) = send(s.addr, "GET", "/api/v1/ui/dags?q=join_backfill", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let marks = &list["dags"][0]["recent_runs"];
+    assert_eq!(marks[0]["run_id"], ids[0].as_str(), "{body}");
+    let run = s
+        .store
+        .run("chronon_join_backfill", &ids[0])
+        .await
+        .expect("run");
+    assert_eq!(marks[0]["ds"], run.ds.as_str());
+    assert_eq!(marks[0]["state"], run.state.as_str());
+}
