@@ -49,6 +49,7 @@ pub struct WebContext {
     pub guard: guard::Guard,
     repo_cache: repo::RepoCache,
     grid_cache: operate::GridCache,
+    list_cache: operate::ListCache,
 }
 
 impl WebContext {
@@ -81,6 +82,7 @@ impl WebContext {
             guard: guard::Guard::new(guard)?,
             repo_cache: repo::RepoCache::default(),
             grid_cache: operate::GridCache::default(),
+            list_cache: operate::ListCache::default(),
         })
     }
 }

@@ -100,6 +100,58 @@ impl GridCache {
     }
 }
 
+/// Each DAG's latest runs as the DAG list shows them (oldest first), kept under the DAG's
+/// `runs_version`, which the store moves in every transaction that creates a run or changes its
+/// state — in any process. A list request reads the versions (one row per DAG) and re-reads the
+/// runs of the DAGs whose version moved.
+#[derive(Default)]
+pub(crate) struct ListCache {
+    dags: Mutex<HashMap<String, (i64, Arc<Vec<RunMark>>)>>,
+}
+
+impl ListCache {
+    async fn recent_runs(
+        &self,
+        ctx: &crate::WebContext,
+    ) -> Result<HashMap<String, Arc<Vec<RunMark>>>> {
+        // Versions first: runs read after them are at least as new as the version they are
+        // kept under, so a change is never hidden behind an older version.
+        let versions = ctx.store.runs_versions().await?;
+        let stale: Vec<String> = match self.dags.lock() {
+            Ok(cache) => versions
+                .iter()
+                .filter(|(dag, v)| cache.get(*dag).map(|c| c.0) != Some(**v))
+                .map(|(dag, _)| dag.clone())
+                .collect(),
+            Err(_) => versions.keys().cloned().collect(),
+        };
+        let fresh = if stale.is_empty() {
+            BTreeMap::new()
+        } else if stale.len() * 2 > versions.len() {
+            ctx.store.recent_run_marks(RECENT_RUNS, None).await?
+        } else {
+            ctx.store
+                .recent_run_marks(RECENT_RUNS, Some(&stale))
+                .await?
+        };
+        let mut cache = self
+            .dags
+            .lock()
+            .map_err(|_| WebError::BadRequest("the DAG list cache is poisoned".into()))?;
+        for dag in &stale {
+            let mut marks = fresh.get(dag).cloned().unwrap_or_default();
+            marks.reverse();
+            let version = versions.get(dag).copied().unwrap_or_default();
+            cache.insert(dag.clone(), (version, Arc::new(marks)));
+        }
+        cache.retain(|dag, _| versions.contains_key(dag));
+        Ok(cache
+            .iter()
+            .map(|(dag, (_, marks))| (dag.clone(), marks.clone()))
+            .collect())
+    }
+}
+
 /// Runs the DAG list and the grid show by default, and at most.
 const RECENT_RUNS: i64 = 25;
 const MAX_GRID_RUNS: i64 = 100;
@@ -241,7 +293,7 @@ struct DagSummary<'a> {
     running: i64,
     failed: i64,
     /// Oldest first.
-    recent_runs: Vec<RunMark>,
+    recent_runs: Arc<Vec<RunMark>>,
 }
 
 #[derive(Serialize)]
@@ -264,7 +316,9 @@ async fn dag_list(
     }
     let now = ctx.clock.now_ms();
     let dags = ctx.store.dags().await?;
-    let mut activity = ctx.store.dag_activity(RECENT_RUNS).await?;
+    let recent = ctx.list_cache.recent_runs(&ctx).await?;
+    let counts = ctx.store.run_counts().await?;
+    let no_runs: Arc<Vec<RunMark>> = Arc::default();
     let teams: BTreeSet<&str> = dags
         .iter()
         .filter(|d| !d.removed)
@@ -281,11 +335,12 @@ async fn dag_list(
         {
             continue;
         }
-        let a = activity.remove(&dag.dag_id).unwrap_or_default();
-        let last_state = a.recent_runs.first().map(|r| r.state.as_str());
+        let recent_runs = recent.get(&dag.dag_id).unwrap_or(&no_runs).clone();
+        let (running, failed) = counts.get(&dag.dag_id).copied().unwrap_or_default();
+        let last_state = recent_runs.last().map(|r| r.state.as_str());
         let keep = match state_filter {
             None => true,
-            Some("running") => a.running > 0,
+            Some("running") => running > 0,
             Some("failed") => last_state == Some("failed"),
             Some("success") => last_state == Some("success"),
             Some("paused") => dag.paused,
@@ -300,8 +355,6 @@ async fn dag_list(
         } else {
             next_run_ms(&spec.timetable, dag.last_logical_ms, now)
         };
-        let mut recent_runs = a.recent_runs;
-        recent_runs.reverse();
         out.push(DagSummary {
             dag_id: &dag.dag_id,
             team: &dag.team,
@@ -309,8 +362,8 @@ async fn dag_list(
             schedule: schedule_label(&spec.timetable),
             paused: dag.paused,
             next_run_ms: next,
-            running: a.running,
-            failed: a.failed,
+            running,
+            failed,
             recent_runs,
         });
     }

@@ -481,6 +481,10 @@ async fn bad_parameters_get_json_messages() {
 #[tokio::test]
 async fn dag_list_marks_name_their_runs() {
     let s = start().await;
+    // A first list fills the server's cache of latest runs; the run triggered next must show.
+    let (status, _, body) = send(s.addr, "GET", "/api/v1/ui/dags?q=join_backfill", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"recent_runs\":[]"), "{body}");
     let now = SystemClock.now_ms();
     let ids = s
         .store
@@ -506,4 +510,22 @@ async fn dag_list_marks_name_their_runs() {
         .expect("run");
     assert_eq!(marks[0]["ds"], run.ds.as_str());
     assert_eq!(marks[0]["state"], run.state.as_str());
+    // A change of the run's state (here: paused DAG aside, the scheduler starting it) also shows.
+    s.store
+        .start_queued_runs(SystemClock.now_ms())
+        .await
+        .expect("start runs");
+    let (_, _, body) = send(s.addr, "GET", "/api/v1/ui/dags?q=join_backfill", &[], "").await;
+    let list: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let run = s
+        .store
+        .run("chronon_join_backfill", &ids[0])
+        .await
+        .expect("run");
+    assert_eq!(run.state, "running");
+    assert_eq!(
+        list["dags"][0]["recent_runs"][0]["state"], "running",
+        "{body}"
+    );
+    assert_eq!(list["dags"][0]["running"], 1, "{body}");
 }

@@ -25,7 +25,7 @@ pub use dags::{DagRow, StreamingJob, SyncReport};
 pub use runs::{RunRow, RunTrigger};
 pub use tasks::{Claimed, FinishOutcome, TaskInstanceRow, TaskTryRow};
 pub use tokens::{ALL_TEAMS, Role, Session, TokenRow};
-pub use views::{ActiveTask, DagActivity, RunCells, RunMark, TryUsage};
+pub use views::{ActiveTask, RunCells, RunMark, TryUsage};
 
 use crate::error::{Result, SchedulerError};
 use crate::spec::DagSpec;

@@ -368,7 +368,7 @@ impl Store {
                     .await
                     .map_err(SchedulerError::db("creating task instances"))?;
             }
-            sqlx::query(
+            let started = sqlx::query(
                     "UPDATE dag_runs SET state = 'running', started_ms = $1, unfinished = $2, failed = 0 WHERE dag_id = $3 AND run_id = $4",
                 )
                 .bind(now)
@@ -378,6 +378,7 @@ impl Store {
                 .execute(&mut *c)
                 .await
                 .map_err(SchedulerError::db("starting a run"))?;
+            runs_changed(c, &spec.dag_id, started.rows_affected()).await?;
             if spec.tasks.is_empty() {
                 super::tasks::complete_run_if_done(c, &spec.dag_id, run_id, now).await?;
             }
@@ -454,6 +455,19 @@ async fn run_version(c: &mut AnyConnection, dag_id: &str) -> Result<i64> {
         .get("version"))
 }
 
+/// Notes in the DAG's row that its runs changed (see `dags.runs_version`), when `changed` rows of
+/// `dag_runs` did. Last in its transaction: the DAG's row is locked after the run's.
+pub(crate) async fn runs_changed(c: &mut AnyConnection, dag_id: &str, changed: u64) -> Result<()> {
+    if changed > 0 {
+        sqlx::query("UPDATE dags SET runs_version = runs_version + 1 WHERE dag_id = $1")
+            .bind(dag_id)
+            .execute(&mut *c)
+            .await
+            .map_err(SchedulerError::db("noting a run change"))?;
+    }
+    Ok(())
+}
+
 async fn insert_run(
     c: &mut AnyConnection,
     dag_id: &str,
@@ -476,6 +490,7 @@ async fn insert_run(
     .execute(&mut *c)
     .await
     .map_err(SchedulerError::db("creating a run"))?;
+    runs_changed(c, dag_id, done.rows_affected()).await?;
     Ok(done.rows_affected())
 }
 

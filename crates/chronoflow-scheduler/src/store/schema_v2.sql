@@ -33,3 +33,7 @@ CREATE TABLE ui_sessions (
 
 -- The web UI's DAG list: each DAG's newest runs by an index seek.
 CREATE INDEX dag_runs_by_dag_logical ON dag_runs (dag_id, logical_ms);
+
+-- Moves whenever one of the DAG's runs is created or changes state (in the same transaction), so
+-- the web UI's DAG list re-reads only the DAGs whose runs changed, whichever process changed them.
+ALTER TABLE dags ADD COLUMN runs_version BIGINT NOT NULL DEFAULT 0;

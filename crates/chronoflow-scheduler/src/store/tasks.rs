@@ -859,7 +859,7 @@ impl Store {
                 cleared.push(t.clone());
             }
             if !cleared.is_empty() {
-                sqlx::query(
+                let reopened = sqlx::query(
                             "UPDATE dag_runs SET state = 'running', ended_ms = NULL WHERE dag_id = $1 AND run_id = $2",
                         )
                         .bind(dag_id)
@@ -867,6 +867,7 @@ impl Store {
                         .execute(&mut *c)
                         .await
                         .map_err(SchedulerError::db("clearing tasks"))?;
+                super::runs::runs_changed(c, dag_id, reopened.rows_affected()).await?;
             }
             // Re-evaluate in dependency order: a cleared task whose upstream is done
             // is ready at once.
@@ -1034,7 +1035,7 @@ pub(crate) async fn complete_run_if_done(
     run_id: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    let completed = sqlx::query(
         "UPDATE dag_runs SET state = CASE WHEN failed > 0 THEN 'failed' ELSE 'success' END, ended_ms = $1 \
          WHERE dag_id = $2 AND run_id = $3 AND state = 'running' AND unfinished <= 0",
     )
@@ -1044,7 +1045,7 @@ pub(crate) async fn complete_run_if_done(
     .execute(&mut *c)
     .await
     .map_err(SchedulerError::db("completing a run"))?;
-    Ok(())
+    super::runs::runs_changed(c, dag_id, completed.rows_affected()).await
 }
 
 /// The first 2,000 characters of an error (alerts and the store keep excerpts; logs keep all).
@@ -1212,7 +1213,7 @@ impl Store {
                 .await
                 .map_err(SchedulerError::db("recording a try"))?;
             }
-            sqlx::query(
+            let reopened_run = sqlx::query(
                 "UPDATE dag_runs SET state = 'running', ended_ms = NULL \
                  WHERE dag_id = $1 AND run_id = $2 AND state IN ('success', 'failed')",
             )
@@ -1238,6 +1239,8 @@ impl Store {
                 }
             }
             complete_run_if_done(c, dag_id, run_id, now).await?;
+            // Last: the DAG's row is locked after the run's and its tasks'.
+            super::runs::runs_changed(c, dag_id, reopened_run.rows_affected()).await?;
             let queued = self.fill_slots(c, dag_id, now).await?;
             Ok((previous, queued))
         })?;

@@ -20,14 +20,6 @@ pub struct RunMark {
     pub state: String,
 }
 
-/// Per DAG: its latest runs (newest first) and how many runs are running or failed.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DagActivity {
-    pub recent_runs: Vec<RunMark>,
-    pub running: i64,
-    pub failed: i64,
-}
-
 /// One run's task states, as the grid shows them.
 #[derive(Debug, Clone)]
 pub struct RunCells {
@@ -104,10 +96,45 @@ const ACTIVE_COLUMNS: &str =
     "dag_id, run_id, task_id, state, is_sensor, worker_id, queued_ms, started_ms, ended_ms, error";
 
 impl Store {
-    /// The last `per_dag` runs of every DAG and its running and failed run counts. The runs are
-    /// aggregated in the database, one row per DAG: decoding 25,000 rows costs more than the
+    /// Per DAG, a number that moves whenever one of its runs is created or changes state.
+    pub async fn runs_versions(&self) -> Result<BTreeMap<String, i64>> {
+        let rows = sqlx::query("SELECT dag_id, runs_version FROM dags")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(SchedulerError::db("reading run versions"))?;
+        rows.iter()
+            .map(|r| Ok((text(r, "dag_id")?, int(r, "runs_version")?)))
+            .collect()
+    }
+
+    /// Per DAG, its running and failed run counts.
+    pub async fn run_counts(&self) -> Result<BTreeMap<String, (i64, i64)>> {
+        let counts = sqlx::query(
+            "SELECT dag_id, state, count(*) AS n FROM dag_runs WHERE state IN ('running', 'failed') GROUP BY dag_id, state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(SchedulerError::db("counting runs"))?;
+        let mut out: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for r in &counts {
+            let entry = out.entry(text(r, "dag_id")?).or_default();
+            let n = int(r, "n")?;
+            match text(r, "state")?.as_str() {
+                "running" => entry.0 = n,
+                _ => entry.1 = n,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last `per_dag` runs (newest first) of the DAGs `only` names, or of every DAG. The runs
+    /// are aggregated in the database, one row per DAG: decoding 25,000 rows costs more than the
     /// query itself.
-    pub async fn dag_activity(&self, per_dag: i64) -> Result<BTreeMap<String, DagActivity>> {
+    pub async fn recent_run_marks(
+        &self,
+        per_dag: i64,
+        only: Option<&[String]>,
+    ) -> Result<BTreeMap<String, Vec<RunMark>>> {
         let aggregate = match self.dialect {
             Dialect::Sqlite => {
                 "group_concat(r.logical_ms || char(31) || r.run_id || char(31) || r.ds || char(31) || r.state, char(30))"
@@ -119,19 +146,29 @@ impl Store {
         // Per DAG, the logical time of its `per_dag`-th newest run (an index seek each), then
         // the runs at or after it. MATERIALIZED: inlined, SQLite would run the seek once per run
         // instead of once per DAG (25,000 seeks for 1,000 DAGs, twice the time).
+        let only_sql = match only {
+            Some(ids) if !ids.is_empty() => {
+                format!("WHERE d.dag_id IN ({})", placeholders(2, ids.len()))
+            }
+            Some(_) => return Ok(BTreeMap::new()),
+            None => String::new(),
+        };
         let sql = format!(
             "WITH cut AS MATERIALIZED (SELECT d.dag_id, (SELECT x.logical_ms FROM dag_runs x WHERE x.dag_id = d.dag_id \
-                                  ORDER BY x.logical_ms DESC LIMIT 1 OFFSET $1) AS since FROM dags d) \
+                                  ORDER BY x.logical_ms DESC LIMIT 1 OFFSET $1) AS since FROM dags d {only_sql}) \
              SELECT r.dag_id, {aggregate} AS runs FROM cut JOIN dag_runs r \
                ON r.dag_id = cut.dag_id AND r.logical_ms >= coalesce(cut.since, -9000000000000000000) \
              GROUP BY r.dag_id"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(per_dag.max(1) - 1)
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(per_dag.max(1) - 1);
+        for id in only.unwrap_or_default() {
+            query = query.bind(id);
+        }
+        let rows = query
             .fetch_all(&self.pool)
             .await
             .map_err(SchedulerError::db("listing recent runs"))?;
-        let mut out: BTreeMap<String, DagActivity> = BTreeMap::new();
+        let mut out: BTreeMap<String, Vec<RunMark>> = BTreeMap::new();
         for r in &rows {
             let runs: Option<String> = r
                 .try_get("runs")
@@ -155,22 +192,10 @@ impl Store {
             // Ties on logical time (two manual runs in one millisecond) keep one order.
             marks.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.run_id.cmp(&a.1.run_id)));
             marks.truncate(usize::try_from(per_dag).unwrap_or(usize::MAX));
-            out.entry(text(r, "dag_id")?).or_default().recent_runs =
-                marks.into_iter().map(|(_, m)| m).collect();
-        }
-        let counts = sqlx::query(
-            "SELECT dag_id, state, count(*) AS n FROM dag_runs WHERE state IN ('running', 'failed') GROUP BY dag_id, state",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(SchedulerError::db("counting runs"))?;
-        for r in &counts {
-            let activity = out.entry(text(r, "dag_id")?).or_default();
-            let n = int(r, "n")?;
-            match text(r, "state")?.as_str() {
-                "running" => activity.running = n,
-                _ => activity.failed = n,
-            }
+            out.insert(
+                text(r, "dag_id")?,
+                marks.into_iter().map(|(_, m)| m).collect(),
+            );
         }
         Ok(out)
     }
