@@ -28,6 +28,9 @@ pub enum SchedulerError {
     UnknownRun { dag_id: String, run_id: String },
     #[error("DAG {dag_id:?}: {message}")]
     InvalidRequest { dag_id: String, message: String },
+    /// A token request that cannot be done as asked (unknown id, missing name or team).
+    #[error("{0}")]
+    InvalidToken(String),
     #[error("invalid schedule {schedule:?}: {message}")]
     InvalidSchedule { schedule: String, message: String },
     #[error("scheduler config {path}: {message}")]
@@ -57,6 +60,7 @@ impl SchedulerError {
                 | SchedulerError::UnknownTask { .. }
                 | SchedulerError::UnknownRun { .. }
                 | SchedulerError::InvalidRequest { .. }
+                | SchedulerError::InvalidToken(_)
                 | SchedulerError::InvalidSchedule { .. }
         )
     }

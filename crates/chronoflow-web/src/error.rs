@@ -28,6 +28,9 @@ pub enum WebError {
     /// A listener that would expose the API without authentication.
     #[error("{0}")]
     Unsafe(String),
+    /// The system's random source failed (CSRF tokens cannot be made).
+    #[error("{0}")]
+    Randomness(String),
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),
     #[error(transparent)]
@@ -43,7 +46,7 @@ impl WebError {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
-            WebError::Unsafe(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::Unsafe(_) | WebError::Randomness(_) => StatusCode::INTERNAL_SERVER_ERROR,
             WebError::Scheduler(
                 SchedulerError::UnknownDag(_)
                 | SchedulerError::UnknownRun { .. }

@@ -92,7 +92,7 @@ impl Guard {
 
 fn getrandom(buf: &mut [u8]) -> Result<()> {
     getrandom::fill(buf)
-        .map_err(|e| WebError::Unsafe(format!("no randomness for the CSRF token: {e}")))
+        .map_err(|e| WebError::Randomness(format!("no randomness for the CSRF token: {e}")))
 }
 
 /// `host[:port]` or `[v6]:port` → the host part.

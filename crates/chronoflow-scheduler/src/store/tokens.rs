@@ -141,10 +141,9 @@ impl Store {
         now: i64,
     ) -> Result<(TokenRow, String)> {
         if name.trim().is_empty() || team.trim().is_empty() {
-            return Err(SchedulerError::InvalidRequest {
-                dag_id: String::new(),
-                message: "a token needs a name and a team (or '*' for all teams)".into(),
-            });
+            return Err(SchedulerError::InvalidToken(
+                "a token needs a name and a team (or '*' for all teams)".into(),
+            ));
         }
         let token_id = random_hex(6)?;
         let secret = random_hex(24)?;
@@ -206,12 +205,9 @@ impl Store {
         .await
         .map_err(SchedulerError::db("revoking a token"))?;
         if done.rows_affected() == 0 {
-            return Err(SchedulerError::InvalidRequest {
-                dag_id: String::new(),
-                message: format!(
-                    "no live token has id {token_id:?} (see `chronoflow tokens list`)"
-                ),
-            });
+            return Err(SchedulerError::InvalidToken(format!(
+                "no live token has id {token_id:?} (see `chronoflow tokens list`)"
+            )));
         }
         sqlx::query("DELETE FROM ui_sessions WHERE token_id = $1")
             .bind(token_id)
