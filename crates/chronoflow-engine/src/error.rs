@@ -39,6 +39,21 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// Two columns with one name: SQL could not tell them apart.
+    #[error("{file}: column {column:?} appears more than once")]
+    DuplicateColumn { file: String, column: String },
+    /// Rows whose columns do not fit the table's schema (see `schema::evolve`).
+    #[error("table {table}, partition {partition}: column {column:?} {reason}")]
+    SchemaMismatch {
+        table: String,
+        partition: String,
+        column: String,
+        reason: String,
+    },
+    /// A part file of a write disappeared before its manifest was committed (a vacuum with a
+    /// grace period shorter than the write?): committing would publish a broken partition.
+    #[error("{path} disappeared before the partition was committed; nothing was committed")]
+    VanishedFile { path: String },
     /// Bad input data (a file to import, a column, a value), with what was wrong.
     #[error("{file}: {message}")]
     Input { file: String, message: String },

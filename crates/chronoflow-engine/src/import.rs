@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::concat_batches;
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow::compute::{CastOptions, cast_with_options, concat_batches};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chronoflow_config::PartitionDate;
 
 use crate::error::{EngineError, Result};
+use crate::schema::check_unique_names;
 use crate::table_name::TableName;
 use crate::warehouse::{PartitionInfo, Warehouse, read_parquet_bytes};
 
@@ -23,9 +26,13 @@ pub struct ImportReport {
 }
 
 /// Reads `file` (`.csv` with a header row, or `.parquet`) and writes one partition per distinct
-/// value of `partition_column`, replacing partitions that exist. CSV types are inferred: integers
-/// as Int64, decimals as Float64, `true`/`false` as Boolean, everything else (dates included) as
-/// strings; empty fields are null.
+/// value of `partition_column`, replacing partitions that exist. CSV values of a column the table
+/// already has are read as the table's type; other CSV types are inferred: integers as Int64
+/// (too large for it: Float64, as Spark does), decimals as Float64, `true`/`false` as Boolean,
+/// everything else (dates included) as strings; empty fields are null.
+///
+/// The file's columns must fit the table's schema by the rule of `schema::evolve` (checked
+/// before anything is written); names must be unique and, in a CSV header, not empty.
 pub async fn import_file(
     warehouse: &Warehouse,
     table: &TableName,
@@ -33,7 +40,12 @@ pub async fn import_file(
     partition_column: &str,
 ) -> Result<ImportReport> {
     let name = file.display().to_string();
-    let batches = read_file(file)?;
+    let current = match warehouse.schema(table).await {
+        Ok(schema) => schema,
+        Err(EngineError::TableNotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let batches = read_file(file, current.as_deref().map(|s| (table, s)))?;
     let schema = batches
         .first()
         .map(RecordBatch::schema)
@@ -55,7 +67,7 @@ pub async fn import_file(
                     .join(", ")
             ),
         })?;
-    let data_schema = Arc::new(Schema::new(
+    let data_schema = Schema::new(
         schema
             .fields()
             .iter()
@@ -63,12 +75,22 @@ pub async fn import_file(
             .filter(|(i, _)| *i != column)
             .map(|(_, f)| f.as_ref().clone())
             .collect::<Vec<Field>>(),
-    ));
+    );
     let all = concat_batches(&schema, &batches).map_err(|source| EngineError::Arrow {
         context: format!("reading {name}"),
         source,
     })?;
     let by_day = rows_by_partition(&all, column, &name, partition_column)?;
+    // Checked once before writing, so a file that does not fit leaves the table untouched.
+    if let Some(first) = by_day.keys().next() {
+        let partition = format!("{partition_column}={first}");
+        crate::schema::evolve(table, &partition, current.as_deref(), &data_schema).map_err(
+            |e| EngineError::Input {
+                file: name.clone(),
+                message: e.to_string(),
+            },
+        )?;
+    }
 
     let mut partitions = Vec::new();
     for (ds, rows) in by_day {
@@ -84,11 +106,15 @@ pub async fn import_file(
                 .await?,
         );
     }
+    let schema = warehouse
+        .schema(table)
+        .await?
+        .unwrap_or_else(|| Arc::new(data_schema));
     Ok(ImportReport {
         table: table.clone(),
         rows: all.num_rows() as u64,
         partitions,
-        schema: data_schema,
+        schema,
     })
 }
 
@@ -149,56 +175,218 @@ fn rows_by_partition(
     Ok(out)
 }
 
-fn read_file(file: &Path) -> Result<Vec<RecordBatch>> {
+/// The rows of `file`; CSV columns the table has (`table`) are read as its types.
+fn read_file(file: &Path, table: Option<(&TableName, &Schema)>) -> Result<Vec<RecordBatch>> {
     let name = file.display().to_string();
     let bytes = std::fs::read(file).map_err(|source| EngineError::Io {
         path: name.clone(),
         source,
     })?;
-    match file
+    let batches = match file
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .as_deref()
     {
-        Some("parquet") | Some("pq") => read_parquet_bytes(bytes.into(), &name),
-        Some("csv") => read_csv(bytes, &name),
-        _ => Err(EngineError::Input {
-            file: name,
-            message: "unknown file type: expected .csv or .parquet".to_owned(),
-        }),
+        Some("parquet") | Some("pq") => read_parquet_bytes(bytes.into(), &name)?,
+        Some("csv") => read_csv(bytes, &name, table)?,
+        _ => {
+            return Err(EngineError::Input {
+                file: name,
+                message: "unknown file type: expected .csv or .parquet".to_owned(),
+            });
+        }
+    };
+    if let Some(first) = batches.first() {
+        check_unique_names(&first.schema(), &name)?;
     }
+    Ok(batches)
 }
 
-fn read_csv(bytes: Vec<u8>, name: &str) -> Result<Vec<RecordBatch>> {
+/// Reads every field as text first, then gives each column its type: the table's, or the one
+/// its values show. Doing the conversion here (not in Arrow's CSV reader) lets an error name the
+/// row, the column and the value, and lets an integer too large for Int64 become Float64.
+fn read_csv(
+    bytes: Vec<u8>,
+    name: &str,
+    table: Option<(&TableName, &Schema)>,
+) -> Result<Vec<RecordBatch>> {
     let arrow_err = |source| EngineError::Arrow {
         context: format!("reading {name}"),
         source,
     };
     let format = arrow::csv::reader::Format::default().with_header(true);
-    let (inferred, _) = format
-        .infer_schema(std::io::Cursor::new(&bytes), None)
+    let (header, _) = format
+        .infer_schema(std::io::Cursor::new(&bytes), Some(0))
         .map_err(arrow_err)?;
-    // Dates and times stay strings: Chronon's SQL treats `ds`-like columns as strings.
-    let schema = Arc::new(Schema::new(
-        inferred
+    if let Some(i) = header
+        .fields()
+        .iter()
+        .position(|f| f.name().trim().is_empty())
+    {
+        return Err(EngineError::Input {
+            file: name.to_owned(),
+            message: format!("column {} has no name in the header row", i + 1),
+        });
+    }
+    check_unique_names(&header, name)?;
+    let text = Arc::new(Schema::new(
+        header
             .fields()
             .iter()
-            .map(|f| {
-                let t = match f.data_type() {
-                    DataType::Int64 | DataType::Float64 | DataType::Boolean => {
-                        f.data_type().clone()
-                    }
-                    _ => DataType::Utf8,
-                };
-                Field::new(f.name(), t, true)
-            })
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
             .collect::<Vec<_>>(),
     ));
-    let reader = arrow::csv::ReaderBuilder::new(schema)
+    let reader = arrow::csv::ReaderBuilder::new(text.clone())
         .with_format(format)
         .with_batch_size(65_536)
         .build(std::io::Cursor::new(bytes))
         .map_err(arrow_err)?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(arrow_err)
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(arrow_err)?;
+
+    let mut fields = Vec::with_capacity(text.fields().len());
+    for (i, f) in text.fields().iter().enumerate() {
+        let column = batches.iter().map(|b| b.column(i).as_string::<i32>());
+        let known = table.and_then(|(_, s)| s.field_with_name(f.name()).ok());
+        let data_type = match known {
+            Some(field) => field.data_type().clone(),
+            None => infer_type(column),
+        };
+        fields.push(Field::new(f.name(), data_type, true));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let mut out = Vec::with_capacity(batches.len());
+    let mut first_row = 0usize;
+    for batch in &batches {
+        let columns = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let from_table = table
+                    .filter(|(_, s)| s.field_with_name(field.name()).is_ok())
+                    .map(|(t, _)| t);
+                convert(batch.column(i).as_string::<i32>(), field, from_table).map_err(
+                    |(row, value)| EngineError::Input {
+                        file: name.to_owned(),
+                        message: format!(
+                            "row {}, column {:?}: {value:?} is not a {}{}",
+                            first_row + row + 1,
+                            field.name(),
+                            field.data_type(),
+                            from_table.map_or(String::new(), |t| format!(
+                                " (the column's type in table {t})"
+                            ))
+                        ),
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        first_row += batch.num_rows();
+        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(arrow_err)?);
+    }
+    Ok(out)
+}
+
+/// The type the text values of a column show: Int64 if all are integers that fit, Float64 if
+/// all are numbers, Boolean if all are `true`/`false`, else Utf8 (also when all are null).
+fn infer_type<'a>(column: impl Iterator<Item = &'a StringArray>) -> DataType {
+    let (mut ints, mut floats, mut bools, mut any) = (true, true, true, false);
+    for value in column.flat_map(|a| a.iter().flatten()) {
+        any = true;
+        ints &= value.parse::<i64>().is_ok() && is_integer_text(value);
+        floats &= parse_float(value).is_some();
+        bools &= value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false");
+        if !ints && !floats && !bools {
+            return DataType::Utf8;
+        }
+    }
+    match (any, ints, floats, bools) {
+        (false, ..) => DataType::Utf8,
+        (_, true, ..) => DataType::Int64,
+        (_, _, true, _) => DataType::Float64,
+        (_, _, _, true) => DataType::Boolean,
+        _ => DataType::Utf8,
+    }
+}
+
+/// `-?[0-9]+`: what Arrow and Spark read as an integer (no `+`, no spaces).
+fn is_integer_text(value: &str) -> bool {
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A finite decimal number (`1`, `-2.5`, `.5`, `1e3`); not `inf` or `NaN`, which Rust would parse.
+fn parse_float(value: &str) -> Option<f64> {
+    let plain = value.bytes().any(|b| b.is_ascii_digit())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
+    value.parse::<f64>().ok().filter(|f| plain && f.is_finite())
+}
+
+/// Column `text` as `field`'s type; on a value that does not convert, its row and text.
+fn convert(
+    text: &StringArray,
+    field: &Field,
+    from_table: Option<&TableName>,
+) -> std::result::Result<ArrayRef, (usize, String)> {
+    let bad = |row: usize| (row, text.value(row).to_owned());
+    let first_bad = |ok: &dyn Fn(&str) -> bool| {
+        (0..text.len())
+            .find(|&row| text.is_valid(row) && !ok(text.value(row)))
+            .map(bad)
+    };
+    Ok(match field.data_type() {
+        DataType::Utf8 => Arc::new(text.clone()),
+        DataType::Int64 if from_table.is_none() => {
+            if let Some(e) = first_bad(&|v| v.parse::<i64>().is_ok()) {
+                return Err(e);
+            }
+            Arc::new(
+                text.iter()
+                    .map(|v| v.and_then(|v| v.parse::<i64>().ok()))
+                    .collect::<Int64Array>(),
+            )
+        }
+        DataType::Float64 if from_table.is_none() => {
+            if let Some(e) = first_bad(&|v| parse_float(v).is_some()) {
+                return Err(e);
+            }
+            Arc::new(
+                text.iter()
+                    .map(|v| v.and_then(parse_float))
+                    .collect::<Float64Array>(),
+            )
+        }
+        DataType::Boolean if from_table.is_none() => Arc::new(
+            text.iter()
+                .map(|v| v.map(|v| v.eq_ignore_ascii_case("true")))
+                .collect::<BooleanArray>(),
+        ),
+        other => {
+            // The table's type: Arrow's conversion, which is strict with `safe: false`; the
+            // lenient one finds the row to name.
+            let strict = CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            match cast_with_options(text, other, &strict) {
+                Ok(array) => array,
+                Err(_) => {
+                    let lenient = cast_with_options(text, other, &CastOptions::default()).ok();
+                    let row = (0..text.len())
+                        .find(|&row| {
+                            text.is_valid(row) && lenient.as_ref().is_none_or(|a| a.is_null(row))
+                        })
+                        .unwrap_or(0);
+                    return Err(if text.is_empty() {
+                        (0, String::new())
+                    } else {
+                        bad(row)
+                    });
+                }
+            }
+        }
+    })
 }

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod online;
 pub mod partial;
 mod quality;
+pub mod schema;
 pub mod source;
 pub mod staging;
 pub mod table_name;
@@ -24,4 +25,6 @@ pub mod window;
 pub use error::{EngineError, Result};
 pub use quality::{DEFAULT_QUALITY_RATIO, RowCountCheck, RowFlag, flag_row_counts};
 pub use table_name::TableName;
-pub use warehouse::{ColumnStats, PartitionInfo, PartitionStats, Warehouse};
+pub use warehouse::{
+    ColumnStats, PartitionInfo, PartitionStats, RemovedFile, VacuumReport, Warehouse,
+};

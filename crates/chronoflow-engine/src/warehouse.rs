@@ -6,7 +6,16 @@
 //! files. A writer uploads new part files under fresh names, then puts the manifest, then deletes
 //! the files of the previous manifest. A crash before the manifest leaves the old partition (or no
 //! partition) visible and some orphan files that no reader looks at; a rerun replaces everything.
+//!
+//! **Orphans.** Files in no manifest (from crashed or concurrent writers) are deleted once older
+//! than a grace period (default one hour), which must exceed the longest write: after every commit
+//! in the committed partition, and in the whole table by `vacuum`. A writer checks its files still
+//! exist before committing, so a too-short grace fails a write instead of breaking a partition.
+//!
+//! **Schema.** The table's schema lives in `_table.json` and changes only by the rule of
+//! `schema::evolve`; readers give every partition that schema.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,19 +29,23 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::parquet_to_arrow_schema;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
+use crate::schema::{self, ColumnSpec};
 use crate::table_name::TableName;
 
 const MANIFEST: &str = "_manifest.json";
 const TABLE_META: &str = "_table.json";
 /// Rows per part file: bounds the memory a single part needs while writing and reading.
 const ROWS_PER_FILE: usize = 1 << 20;
-/// Files not in any manifest and older than this are leftovers of a crashed writer.
-const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+/// Files not in any manifest and older than this are leftovers of a crashed writer: the default
+/// of `Warehouse::with_orphan_grace`.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 /// Manifests read at once by `partition_stats`: tables can have hundreds of partitions.
 const MANIFEST_READS: usize = 16;
 
@@ -43,6 +56,10 @@ pub const DEFAULT_WAREHOUSE: &str = "./.chronoflow/warehouse";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TableMeta {
     pub partition_column: String,
+    /// The columns of the table's files (without the partition column); `None` in tables
+    /// written before schemas were recorded, until their next write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<ColumnSpec>>,
 }
 
 /// What `_manifest.json` holds: the files that make up the partition, and their statistics (in the
@@ -169,6 +186,32 @@ pub struct Warehouse {
     store: Arc<dyn ObjectStore>,
     root: Path,
     uri: String,
+    /// The directory of a local warehouse, where a killed upload leaves staging files the
+    /// store's listings hide (`part-….parquet#1`).
+    local_dir: Option<PathBuf>,
+    orphan_grace: Duration,
+}
+
+/// A file `vacuum` removed (or would remove, on a dry run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedFile {
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// What `vacuum` did to one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VacuumReport {
+    pub removed: Vec<RemovedFile>,
+    /// Orphans younger than the grace period, left for a later vacuum (they may belong to a
+    /// write in progress).
+    pub young: usize,
+}
+
+impl VacuumReport {
+    pub fn bytes(&self) -> u64 {
+        self.removed.iter().map(|f| f.bytes).sum()
+    }
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -196,6 +239,8 @@ impl Warehouse {
                 store: Arc::new(store),
                 root: Path::default(),
                 uri: dir.display().to_string(),
+                local_dir: Some(dir),
+                orphan_grace: ORPHAN_GRACE,
             });
         }
         let url = url::Url::parse(uri).map_err(|e| invalid(e.to_string()))?;
@@ -212,7 +257,16 @@ impl Warehouse {
             store: Arc::from(store),
             root,
             uri: uri.to_owned(),
+            local_dir: None,
+            orphan_grace: ORPHAN_GRACE,
         })
+    }
+
+    /// How old a file in no manifest must be before a commit deletes it (default one hour). It
+    /// must exceed the longest write to one partition: younger orphans may be a write in progress.
+    pub fn with_orphan_grace(mut self, grace: Duration) -> Self {
+        self.orphan_grace = grace;
+        self
     }
 
     pub fn uri(&self) -> &str {
@@ -399,7 +453,7 @@ impl Warehouse {
         let dir = self.partition_dir(table, &meta.partition_column, ds);
         // A concurrent rewrite may delete the files of the manifest just read: read it again.
         let mut attempts = 0;
-        loop {
+        let batches = loop {
             let manifest = self.manifest(table, &meta, ds).await?;
             match self.read_files(&dir, &manifest.files).await {
                 Err(EngineError::Store {
@@ -408,9 +462,19 @@ impl Warehouse {
                 }) if attempts < 3 => {
                     attempts += 1;
                 }
-                other => return other,
+                other => break other?,
             }
-        }
+        };
+        let Some(columns) = &meta.columns else {
+            return Ok(batches);
+        };
+        // Every partition in the table's schema: older ones lack the columns added since.
+        let schema = schema::from_specs(table, columns)?;
+        let partition = format!("{}={ds}", meta.partition_column);
+        batches
+            .iter()
+            .map(|b| schema::conform(b, &schema, table, &partition))
+            .collect()
     }
 
     async fn read_files(&self, dir: &Path, files: &[String]) -> Result<Vec<RecordBatch>> {
@@ -430,19 +494,22 @@ impl Warehouse {
         Ok(out)
     }
 
-    /// The schema of a table's files (from its latest partition), or `None` when it has none.
+    /// The table's schema (without the partition column): the recorded one, else (tables
+    /// written before schemas were recorded) its partitions' merged; `None` when it has none.
     pub async fn schema(&self, table: &TableName) -> Result<Option<SchemaRef>> {
-        let Some(last) = self.partitions(table).await?.last().copied() else {
-            return Ok(None);
-        };
-        let batches = self.read_partition(table, last).await?;
-        Ok(batches.first().map(RecordBatch::schema))
+        let meta = self.require_table(table).await?;
+        self.current_schema(table, &meta).await
     }
 
-    /// Creates the table if needed (recording its partition column), or checks the column matches.
-    pub async fn ensure_table(&self, table: &TableName, partition_column: &str) -> Result<()> {
+    /// Creates the table if needed (recording its partition column), or checks the column
+    /// matches; the table's metadata.
+    pub async fn ensure_table(
+        &self,
+        table: &TableName,
+        partition_column: &str,
+    ) -> Result<TableMeta> {
         match self.table_meta(table).await? {
-            Some(meta) if meta.partition_column == partition_column => Ok(()),
+            Some(meta) if meta.partition_column == partition_column => Ok(meta),
             Some(meta) => Err(EngineError::Input {
                 file: table.to_string(),
                 message: format!(
@@ -451,18 +518,70 @@ impl Warehouse {
                 ),
             }),
             None => {
-                let path = self.table_dir(table).join(TABLE_META);
-                let body = serde_json::to_vec_pretty(&TableMeta {
+                let meta = TableMeta {
                     partition_column: partition_column.to_owned(),
-                })
-                .expect("serializable");
-                self.store
-                    .put(&path, PutPayload::from(body))
-                    .await
-                    .map_err(Self::store_error(&path))?;
-                Ok(())
+                    columns: None,
+                };
+                self.put_table_meta(table, &meta).await?;
+                Ok(meta)
             }
         }
+    }
+
+    async fn put_table_meta(&self, table: &TableName, meta: &TableMeta) -> Result<()> {
+        let path = self.table_dir(table).join(TABLE_META);
+        let body = serde_json::to_vec_pretty(meta).expect("serializable");
+        self.store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(Self::store_error(&path))?;
+        Ok(())
+    }
+
+    /// The schema the table has, recorded or (for tables written before schemas were recorded)
+    /// merged from its partitions' file footers.
+    async fn current_schema(
+        &self,
+        table: &TableName,
+        meta: &TableMeta,
+    ) -> Result<Option<SchemaRef>> {
+        match &meta.columns {
+            Some(columns) => schema::from_specs(table, columns).map(Some),
+            None => self.schema_from_footers(table, meta).await,
+        }
+    }
+
+    /// The union of the partitions' file schemas (footers only), the later partition's type
+    /// winning a conflict: readers then name the partitions that do not fit.
+    async fn schema_from_footers(
+        &self,
+        table: &TableName,
+        meta: &TableMeta,
+    ) -> Result<Option<SchemaRef>> {
+        let partitions = self.partitions_of(table, meta).await?;
+        let schemas: Vec<Option<SchemaRef>> = futures::stream::iter(partitions)
+            .map(|ds| async move {
+                let manifest = match self.manifest(table, meta, ds).await {
+                    Ok(m) => m,
+                    Err(EngineError::PartitionNotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let Some(first) = manifest.files.first() else {
+                    return Ok(None);
+                };
+                let path = self
+                    .partition_dir(table, &meta.partition_column, ds)
+                    .join(first.as_str());
+                self.file_schema(&path).await.map(Some)
+            })
+            .buffered(MANIFEST_READS)
+            .try_collect()
+            .await?;
+        Ok(schemas
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.fields().is_empty())
+            .reduce(|a, b| Arc::new(schema::union_latest(&a, &b))))
     }
 
     /// Writes (or replaces) partition `ds` atomically. `batches` must not contain the partition column.
@@ -473,7 +592,10 @@ impl Warehouse {
         ds: PartitionDate,
         batches: &[RecordBatch],
     ) -> Result<PartitionInfo> {
-        let (dir, previous) = self.prepare_write(table, partition_column, ds).await?;
+        let write = self
+            .prepare_write(table, partition_column, ds, batches)
+            .await?;
+        let (dir, previous, batches) = (write.dir, write.previous, &write.batches[..]);
 
         let writer_id = unique_id();
         let mut files = Vec::new();
@@ -494,7 +616,12 @@ impl Warehouse {
             rows,
             stats: Some(PartitionStats::of_batches(batches)),
         };
+        self.check_files_exist(&dir, &manifest.files).await?;
         self.commit_manifest(&dir, &manifest).await?;
+        if let Some(schema) = &write.recorded {
+            self.keep_schema_recorded(table, partition_column, schema, ds)
+                .await?;
+        }
 
         self.clean_partition(&dir, &manifest, previous.as_ref())
             .await?;
@@ -515,8 +642,11 @@ impl Warehouse {
         ds: PartitionDate,
         batches: &[RecordBatch],
     ) -> Result<PartitionInfo> {
-        let (dir, previous) = self.prepare_write(table, partition_column, ds).await?;
-        let mut manifest = previous.unwrap_or(Manifest {
+        let write = self
+            .prepare_write(table, partition_column, ds, batches)
+            .await?;
+        let (dir, batches) = (write.dir, &write.batches[..]);
+        let mut manifest = write.previous.unwrap_or(Manifest {
             files: Vec::new(),
             rows: 0,
             stats: Some(PartitionStats::default()),
@@ -532,7 +662,15 @@ impl Warehouse {
         manifest.files.push(name);
         manifest.rows += added.rows;
         manifest.stats = manifest.stats.map(|s| s.merge(&added));
+        // The older files are the previous manifest's: only the new one can have vanished.
+        self.check_files_exist(&dir, &manifest.files[manifest.files.len() - 1..])
+            .await?;
         self.commit_manifest(&dir, &manifest).await?;
+        if let Some(schema) = &write.recorded {
+            self.keep_schema_recorded(table, partition_column, schema, ds)
+                .await?;
+        }
+        self.clean_partition(&dir, &manifest, None).await?;
         Ok(PartitionInfo {
             ds,
             rows: manifest.rows,
@@ -540,23 +678,155 @@ impl Warehouse {
         })
     }
 
-    /// Creates the table if needed; the partition's directory and its current manifest, if any.
+    /// Creates the table if needed and checks `batches` against its schema, recording the
+    /// schema they evolve it to (before any file is written, so a reader never meets a column
+    /// the table does not list).
     async fn prepare_write(
         &self,
         table: &TableName,
         partition_column: &str,
         ds: PartitionDate,
-    ) -> Result<(Path, Option<Manifest>)> {
-        self.ensure_table(table, partition_column).await?;
+        batches: &[RecordBatch],
+    ) -> Result<PreparedWrite> {
+        let meta = self.ensure_table(table, partition_column).await?;
         let dir = self.partition_dir(table, partition_column, ds);
-        let meta = TableMeta {
-            partition_column: partition_column.to_owned(),
+        let partition = format!("{partition_column}={ds}");
+        let current = self.current_schema(table, &meta).await?;
+        let evolved = match batches.first() {
+            Some(first) => Some(Arc::new(schema::evolve(
+                table,
+                &partition,
+                current.as_deref(),
+                &first.schema(),
+            )?)),
+            None => current.clone(),
         };
-        match self.manifest(table, &meta, ds).await {
-            Ok(m) => Ok((dir, Some(m))),
-            Err(EngineError::PartitionNotFound { .. }) => Ok((dir, None)),
-            Err(e) => Err(e),
+        let mut recorded = None;
+        if let Some(evolved) = &evolved
+            && (meta.columns.is_none() || current.as_ref() != Some(evolved))
+        {
+            let meta = TableMeta {
+                columns: Some(schema::to_specs(evolved)),
+                ..meta.clone()
+            };
+            self.put_table_meta(table, &meta).await?;
+            recorded = Some(evolved.clone());
         }
+        let batches = match &evolved {
+            // Each batch on its own: callers may pass batches of different column orders.
+            Some(schema) if batches.is_empty() => vec![RecordBatch::new_empty(schema.clone())],
+            Some(schema) => batches
+                .iter()
+                .map(|b| {
+                    schema::evolve(table, &partition, Some(schema), &b.schema())?;
+                    schema::conform(b, schema, table, &partition)
+                })
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        let previous = match self.manifest(table, &meta, ds).await {
+            Ok(m) => Some(m),
+            Err(EngineError::PartitionNotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(PreparedWrite {
+            dir,
+            previous,
+            batches,
+            recorded,
+        })
+    }
+
+    /// The Arrow schema of a Parquet file, from its footer alone.
+    async fn file_schema(&self, path: &Path) -> Result<SchemaRef> {
+        let invalid = |why: String| EngineError::Parquet {
+            path: path.to_string(),
+            source: parquet::errors::ParquetError::General(why),
+        };
+        let size = self
+            .store
+            .head(path)
+            .await
+            .map_err(Self::store_error(path))?
+            .size;
+        let Some(footer_start) = size.checked_sub(8).filter(|_| size >= 12) else {
+            return Err(invalid(format!(
+                "{size} bytes is too short for a Parquet file"
+            )));
+        };
+        let tail = self
+            .store
+            .get_range(path, footer_start..size)
+            .await
+            .map_err(Self::store_error(path))?;
+        if tail.len() != 8 || &tail[4..] != b"PAR1" {
+            return Err(invalid(
+                "not a Parquet file (no PAR1 at its end)".to_owned(),
+            ));
+        }
+        let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+        let start = footer_start
+            .checked_sub(len)
+            .ok_or_else(|| invalid(format!("its footer claims {len} bytes")))?;
+        let footer = self
+            .store
+            .get_range(path, start..footer_start)
+            .await
+            .map_err(Self::store_error(path))?;
+        let perr = |source| EngineError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        let metadata = ParquetMetaDataReader::decode_metadata(&footer).map_err(perr)?;
+        let file = metadata.file_metadata();
+        parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+            .map(Arc::new)
+            .map_err(perr)
+    }
+
+    /// After a commit that changed the schema: a writer changing it at the same time may have
+    /// put its own over ours; merge ours back so the table lists every committed column.
+    async fn keep_schema_recorded(
+        &self,
+        table: &TableName,
+        partition_column: &str,
+        ours: &SchemaRef,
+        ds: PartitionDate,
+    ) -> Result<()> {
+        let meta = self.require_table(table).await?;
+        let current = self.current_schema(table, &meta).await?;
+        if let Some(current) = &current
+            && ours
+                .fields()
+                .iter()
+                .all(|f| current.field_with_name(f.name()).is_ok())
+        {
+            return Ok(());
+        }
+        let partition = format!("{partition_column}={ds}");
+        let merged = schema::evolve(table, &partition, current.as_deref(), ours)?;
+        let meta = TableMeta {
+            columns: Some(schema::to_specs(&merged)),
+            ..meta
+        };
+        self.put_table_meta(table, &meta).await
+    }
+
+    /// An error if a file about to be committed is gone: a manifest must never list a missing file.
+    async fn check_files_exist(&self, dir: &Path, files: &[String]) -> Result<()> {
+        for name in files {
+            let path = dir.clone().join(name.as_str());
+            match self.store.head(&path).await {
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(EngineError::VanishedFile {
+                        path: path.to_string(),
+                    });
+                }
+                Err(e) => return Err(Self::store_error(&path)(e)),
+            }
+        }
+        Ok(())
     }
 
     /// The commit point of a partition write: before this put readers see the old manifest's files,
@@ -571,34 +841,200 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Deletes the previous version's files and old orphans (files in no manifest, from crashed writers).
+    /// After a commit: deletes the previous version's files and the partition's orphans older
+    /// than the grace period. Never a file the manifest now in the store lists (another writer
+    /// may have committed since ours).
     async fn clean_partition(
         &self,
         dir: &Path,
-        current: &Manifest,
+        ours: &Manifest,
         previous: Option<&Manifest>,
     ) -> Result<()> {
         let objects = self.list_all(dir).await?;
+        let latest = self.manifest_at(dir).await?;
+        let referenced = |name: &str| {
+            ours.files.iter().any(|f| f == name)
+                || latest
+                    .as_ref()
+                    .is_some_and(|m| m.files.iter().any(|f| f == name))
+        };
         let now = SystemTime::now();
         for o in objects {
             let Some(name) = o.location.filename() else {
                 continue;
             };
-            if name == MANIFEST || current.files.iter().any(|f| f == name) {
+            if !is_part_file(name) || referenced(name) {
                 continue;
             }
             let superseded = previous.is_some_and(|p| p.files.iter().any(|f| f == name));
-            let age = now
-                .duration_since(SystemTime::from(o.last_modified))
-                .unwrap_or_default();
-            if superseded || age > ORPHAN_GRACE {
-                match self.store.delete(&o.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(Self::store_error(&o.location)(e)),
-                }
+            if superseded || age(now, o.last_modified) > self.orphan_grace {
+                self.delete(&o.location).await?;
+            }
+        }
+        for leftover in self.local_staging_files(dir, now) {
+            if leftover.age > self.orphan_grace {
+                remove_local(&leftover.path)?;
             }
         }
         Ok(())
+    }
+
+    /// The manifest in directory `dir`, if any.
+    async fn manifest_at(&self, dir: &Path) -> Result<Option<Manifest>> {
+        let path = dir.clone().join(MANIFEST);
+        match self.store.get(&path).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(Self::store_error(&path))?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| EngineError::Corrupt {
+                        table: dir.to_string(),
+                        reason: format!("{path} is not valid: {e}"),
+                    })
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Self::store_error(&path)(e)),
+        }
+    }
+
+    async fn delete(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Self::store_error(path)(e)),
+        }
+    }
+
+    /// Staging files of uploads killed mid-write under `dir` (local warehouses only: the store's
+    /// listings hide them), with their sizes and ages.
+    fn local_staging_files(&self, dir: &Path, now: SystemTime) -> Vec<LocalLeftover> {
+        let Some(root) = &self.local_dir else {
+            return Vec::new();
+        };
+        let mut fs_dir = root.clone();
+        fs_dir.extend(dir.parts().map(|p| p.as_ref().to_owned()));
+        let Ok(entries) = std::fs::read_dir(&fs_dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                e.file_name().to_str().is_some_and(|n| {
+                    n.split_once('#')
+                        .is_some_and(|(base, _)| is_part_file(base) || base == MANIFEST)
+                })
+            })
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                let modified = meta.modified().ok()?;
+                Some(LocalLeftover {
+                    path: e.path(),
+                    bytes: meta.len(),
+                    age: now.duration_since(modified).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes the files of `table` that no manifest lists (leftovers of crashed or concurrent
+    /// writers) and that are older than `older_than`; with `dry_run`, only reports them.
+    /// Manifests, `_table.json` and files not named like part files are never touched.
+    pub async fn vacuum(
+        &self,
+        table: &TableName,
+        older_than: Duration,
+        dry_run: bool,
+    ) -> Result<VacuumReport> {
+        let meta = self.require_table(table).await?;
+        let table_dir = self.table_dir(table);
+        let prefix = format!("{}=", meta.partition_column);
+        // Grouped by partition directory, so each manifest is read once, after the listing: a
+        // manifest committed since the listing then protects its files too.
+        let mut by_dir: std::collections::BTreeMap<Path, Vec<object_store::ObjectMeta>> =
+            std::collections::BTreeMap::new();
+        for o in self.list_all(&table_dir).await? {
+            let parts: Vec<_> = o.location.parts().collect();
+            let Some(parent) = parts.len().checked_sub(1).map(|n| &parts[..n]) else {
+                continue;
+            };
+            let in_partition = parent.len() == table_dir.parts().count() + 1
+                && parent
+                    .last()
+                    .is_some_and(|p| p.as_ref().starts_with(&prefix));
+            if in_partition && o.location.filename().is_some_and(is_part_file) {
+                by_dir
+                    .entry(Path::from_iter(parent.iter().cloned()))
+                    .or_default()
+                    .push(o);
+            }
+        }
+        let now = SystemTime::now();
+        let mut report = VacuumReport::default();
+        for (dir, objects) in by_dir {
+            let manifest = self.manifest_at(&dir).await?;
+            for o in objects {
+                let name = o.location.filename().unwrap_or_default();
+                if manifest
+                    .as_ref()
+                    .is_some_and(|m| m.files.iter().any(|f| f == name))
+                {
+                    continue;
+                }
+                if age(now, o.last_modified) <= older_than {
+                    report.young += 1;
+                    continue;
+                }
+                if !dry_run {
+                    self.delete(&o.location).await?;
+                }
+                report.removed.push(RemovedFile {
+                    path: o.location.to_string(),
+                    bytes: o.size,
+                });
+            }
+        }
+        if self.local_dir.is_some() {
+            for partition in self.partition_dirs_on_disk(&table_dir, &prefix) {
+                for leftover in self.local_staging_files(&partition, now) {
+                    if leftover.age <= older_than {
+                        report.young += 1;
+                        continue;
+                    }
+                    if !dry_run {
+                        remove_local(&leftover.path)?;
+                    }
+                    // Named like the store's paths, relative to the warehouse.
+                    let name = leftover.path.file_name().unwrap_or_default();
+                    report.removed.push(RemovedFile {
+                        path: format!("{partition}/{}", name.to_string_lossy()),
+                        bytes: leftover.bytes,
+                    });
+                }
+            }
+        }
+        report.removed.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(report)
+    }
+
+    /// The partition directories of a local table, from the file system (a directory holding
+    /// only staging files is invisible to the store's listing).
+    fn partition_dirs_on_disk(&self, table_dir: &Path, prefix: &str) -> Vec<Path> {
+        let Some(root) = &self.local_dir else {
+            return Vec::new();
+        };
+        let mut fs_dir = root.clone();
+        fs_dir.extend(table_dir.parts().map(|p| p.as_ref().to_owned()));
+        let Ok(entries) = std::fs::read_dir(&fs_dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.starts_with(prefix)
+                    .then(|| table_dir.clone().join(name.as_str()))
+            })
+            .collect()
     }
 
     /// Deletes a partition (its manifest first, so it disappears at once).
@@ -638,6 +1074,43 @@ impl Warehouse {
         ds: PartitionDate,
     ) -> (Arc<dyn ObjectStore>, Path) {
         (self.store.clone(), self.partition_dir(table, column, ds))
+    }
+}
+
+/// What `prepare_write` found and decided.
+struct PreparedWrite {
+    dir: Path,
+    previous: Option<Manifest>,
+    /// The rows to write, in the table's schema.
+    batches: Vec<RecordBatch>,
+    /// The schema this write recorded in `_table.json`, if it changed it.
+    recorded: Option<SchemaRef>,
+}
+
+struct LocalLeftover {
+    path: PathBuf,
+    bytes: u64,
+    age: Duration,
+}
+
+/// Whether `name` is a data file a writer of this module creates.
+fn is_part_file(name: &str) -> bool {
+    name.starts_with("part-") && name.ends_with(".parquet")
+}
+
+fn age(now: SystemTime, modified: chrono::DateTime<chrono::Utc>) -> Duration {
+    now.duration_since(SystemTime::from(modified))
+        .unwrap_or_default()
+}
+
+fn remove_local(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(EngineError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
     }
 }
 

@@ -357,9 +357,10 @@ async fn a_write_keeps_row_and_null_counts_in_its_manifest() {
     // A column of type Null is all nulls; an empty partition has fraction 0, not NaN.
     let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Null, true)]));
     let nulls = RecordBatch::try_new(schema, vec![Arc::new(NullArray::new(3))]).unwrap();
+    let n = TableName::parse("ns.nulls").unwrap();
     warehouse
         .write_partition(
-            &t,
+            &n,
             "ds",
             d("2024-01-03"),
             &[nulls.clone(), nulls.slice(0, 0)],
@@ -370,11 +371,12 @@ async fn a_write_keeps_row_and_null_counts_in_its_manifest() {
         .write_partition(&t, "ds", d("2024-01-04"), &[batch(0..0)])
         .await
         .unwrap();
+    let nulls = warehouse.partition_stats(&n).await.unwrap();
+    assert_eq!(nulls[0].1, stats(3, &[("n", 3)]));
+    assert_eq!(nulls[0].1.as_ref().unwrap().null_fraction("n"), Some(1.0));
     let all = warehouse.partition_stats(&t).await.unwrap();
-    assert_eq!(all[2].1, stats(3, &[("n", 3)]));
-    assert_eq!(all[2].1.as_ref().unwrap().null_fraction("n"), Some(1.0));
-    assert_eq!(all[3].1, stats(0, &[("id", 0), ("tag", 0)]));
-    assert_eq!(all[3].1.as_ref().unwrap().null_fraction("tag"), Some(0.0));
+    assert_eq!(all[2].1, stats(0, &[("id", 0), ("tag", 0)]));
+    assert_eq!(all[2].1.as_ref().unwrap().null_fraction("tag"), Some(0.0));
 }
 
 #[tokio::test]
@@ -424,14 +426,15 @@ async fn appends_merge_stats_and_overwrites_replace_them() {
     );
     assert_eq!(merged.null_fraction("tag"), Some(0.5));
 
-    // A rewrite replaces the statistics with those of the new rows only (102 has no tag).
+    // A rewrite replaces the statistics with those of the new rows only (102 has no tag; the
+    // table's column `extra` is null in all of them).
     warehouse
         .write_partition(&t, "ds", ds, &[batch(100..103)])
         .await
         .unwrap();
     assert_eq!(
         stats_of(&warehouse, &t).await[0].1,
-        stats(3, &[("id", 0), ("tag", 1)])
+        stats(3, &[("id", 0), ("tag", 1), ("extra", 3)])
     );
 }
 
@@ -498,4 +501,646 @@ async fn stats_of_a_missing_table_name_it() {
     let t = TableName::parse("ns.none").unwrap();
     let err = warehouse.partition_stats(&t).await.unwrap_err();
     assert!(matches!(err, EngineError::TableNotFound { .. }), "{err}");
+}
+
+// ---- Schema evolution (issue 11, item 3) ----
+
+fn csv_import_dir() -> (tempfile::TempDir, Warehouse) {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().join("wh").to_str().unwrap()).unwrap();
+    (dir, warehouse)
+}
+
+async fn import_csv(
+    warehouse: &Warehouse,
+    dir: &std::path::Path,
+    table: &TableName,
+    text: &str,
+) -> Result<chronoflow_engine::import::ImportReport, EngineError> {
+    let file = dir.join("in.csv");
+    std::fs::write(&file, text).unwrap();
+    import_file(warehouse, table, &file, "ds").await
+}
+
+async fn export_json(warehouse: &Warehouse, t: &TableName) -> Result<String, EngineError> {
+    let mut out = Vec::new();
+    export_table(warehouse, t, None, ExportFormat::Json, &mut out).await?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+fn parquet_file(path: &std::path::Path, batch: &RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[tokio::test]
+async fn import_with_a_changed_column_type_is_rejected_naming_table_partition_column_and_types() {
+    let (dir, warehouse) = csv_import_dir();
+    let t = TableName::parse("data.t").unwrap();
+    import_csv(
+        &warehouse,
+        dir.path(),
+        &t,
+        "ds,id,price\n2024-01-01,1,1.5\n",
+    )
+    .await
+    .unwrap();
+    // CSV: values are read as the table's types, so a text value in an Int64 column is named.
+    let err = import_csv(&warehouse, dir.path(), &t, "ds,id,price\n2024-01-02,x7,2\n")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "row 1, column \"id\": \"x7\" is not a Int64 (the column's type in table data.t)"
+        ),
+        "{err}"
+    );
+    // Parquet: the file's own type is compared with the table's.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("ds", DataType::Utf8, false),
+        Field::new("id", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["2024-01-02"])),
+            Arc::new(StringArray::from(vec!["7"])),
+        ],
+    )
+    .unwrap();
+    let file = dir.path().join("in.parquet");
+    parquet_file(&file, &batch);
+    let err = import_file(&warehouse, &t, &file, "ds")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "table data.t, partition ds=2024-01-02: column \"id\" is Utf8 in this write but Int64 in the table"
+        ),
+        "{err}"
+    );
+    // Nothing was written: the table is as it was, and reads.
+    assert_eq!(warehouse.partitions(&t).await.unwrap(), [d("2024-01-01")]);
+    assert_eq!(
+        export_json(&warehouse, &t).await.unwrap(),
+        "{\"id\":1,\"price\":1.5,\"ds\":\"2024-01-01\"}\n"
+    );
+}
+
+#[tokio::test]
+async fn import_with_reordered_columns_is_stored_in_the_table_order() {
+    let (dir, warehouse) = csv_import_dir();
+    let t = TableName::parse("data.t").unwrap();
+    import_csv(&warehouse, dir.path(), &t, "ds,id,name\n2024-01-01,1,a\n")
+        .await
+        .unwrap();
+    import_csv(&warehouse, dir.path(), &t, "name,ds,id\nb,2024-01-02,2\n")
+        .await
+        .unwrap();
+    // Before: export refused the two schemas, and DataFusion scans failed on them.
+    assert_eq!(
+        export_json(&warehouse, &t).await.unwrap(),
+        "{\"id\":1,\"name\":\"a\",\"ds\":\"2024-01-01\"}\n{\"id\":2,\"name\":\"b\",\"ds\":\"2024-01-02\"}\n"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_nullable_column_is_filled_with_nulls_and_a_missing_required_one_is_rejected() {
+    let (dir, warehouse) = csv_import_dir();
+    let t = TableName::parse("data.t").unwrap();
+    import_csv(&warehouse, dir.path(), &t, "ds,id,name\n2024-01-01,1,a\n")
+        .await
+        .unwrap();
+    import_csv(&warehouse, dir.path(), &t, "ds,id\n2024-01-02,2\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        export_json(&warehouse, &t).await.unwrap(),
+        "{\"id\":1,\"name\":\"a\",\"ds\":\"2024-01-01\"}\n{\"id\":2,\"name\":null,\"ds\":\"2024-01-02\"}\n"
+    );
+
+    // A column the table declares not nullable cannot be left out.
+    let r = TableName::parse("data.required").unwrap();
+    warehouse
+        .write_partition(&r, "ds", d("2024-01-01"), &[batch(0..3)])
+        .await
+        .unwrap();
+    let tags_only = batch(0..2).project(&[1]).unwrap();
+    let err = warehouse
+        .write_partition(&r, "ds", d("2024-01-02"), &[tags_only])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::SchemaMismatch { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "table data.required, partition ds=2024-01-02: column \"id\" (Int64, not nullable in the table) is missing from this write"
+    );
+    assert_eq!(warehouse.partitions(&r).await.unwrap(), [d("2024-01-01")]);
+}
+
+#[tokio::test]
+async fn duplicate_and_empty_column_names_are_rejected_naming_the_column() {
+    let (dir, warehouse) = csv_import_dir();
+    let t = TableName::parse("data.t").unwrap();
+    let err = import_csv(&warehouse, dir.path(), &t, "ds,id,id\n2024-01-01,1,2\n")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::DuplicateColumn { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("in.csv: column \"id\" appears more than once"),
+        "{err}"
+    );
+    let err = import_csv(&warehouse, dir.path(), &t, "ds,id,\n2024-01-01,1,2\n")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("column 3 has no name in the header row"),
+        "{err}"
+    );
+
+    // Parquet can hold two columns of one name too.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("ds", DataType::Utf8, false),
+        Field::new("x", DataType::Int64, true),
+        Field::new("x", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["2024-01-01"])),
+            Arc::new(Int64Array::from(vec![1])),
+            Arc::new(StringArray::from(vec!["a"])),
+        ],
+    )
+    .unwrap();
+    let file = dir.path().join("dup.parquet");
+    parquet_file(&file, &batch);
+    let err = import_file(&warehouse, &t, &file, "ds").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("dup.parquet: column \"x\" appears more than once"),
+        "{err}"
+    );
+    assert!(warehouse.table_meta(&t).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn csv_integers_too_large_for_int64_import_as_float64() {
+    let (dir, warehouse) = csv_import_dir();
+    let t = TableName::parse("data.big").unwrap();
+    let report = import_csv(
+        &warehouse,
+        dir.path(),
+        &t,
+        "ds,n,m\n2024-01-01,99999999999999999999,-9223372036854775808\n",
+    )
+    .await
+    .unwrap();
+    let types: Vec<String> = report
+        .schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}:{}", f.name(), f.data_type()))
+        .collect();
+    assert_eq!(types, ["n:Float64", "m:Int64"]);
+    assert_eq!(
+        export_json(&warehouse, &t).await.unwrap(),
+        "{\"n\":1e+20,\"m\":-9223372036854775808,\"ds\":\"2024-01-01\"}\n"
+    );
+}
+
+#[tokio::test]
+async fn parquet_import_widens_int32_into_an_int64_table() {
+    let (dir, warehouse) = csv_import_dir();
+    let t = TableName::parse("data.t").unwrap();
+    import_csv(&warehouse, dir.path(), &t, "ds,id\n2024-01-01,1\n")
+        .await
+        .unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("ds", DataType::Utf8, false),
+        Field::new("id", DataType::Int32, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["2024-01-02"])),
+            Arc::new(arrow::array::Int32Array::from(vec![2])),
+        ],
+    )
+    .unwrap();
+    let file = dir.path().join("narrow.parquet");
+    parquet_file(&file, &batch);
+    import_file(&warehouse, &t, &file, "ds").await.unwrap();
+    let read = warehouse.read_partition(&t, d("2024-01-02")).await.unwrap();
+    assert_eq!(read[0].schema().field(0).data_type(), &DataType::Int64);
+    assert_eq!(
+        export_json(&warehouse, &t).await.unwrap(),
+        "{\"id\":1,\"ds\":\"2024-01-01\"}\n{\"id\":2,\"ds\":\"2024-01-02\"}\n"
+    );
+}
+
+#[tokio::test]
+async fn a_rewrite_adding_a_column_keeps_every_partition_readable() {
+    // A backfill rerun with --force after a config gained a feature: one partition has it.
+    let warehouse = Warehouse::open("memory://").unwrap();
+    let t = TableName::parse("out.features").unwrap();
+    for day in ["2024-01-01", "2024-01-02"] {
+        warehouse
+            .write_partition(&t, "ds", d(day), &[batch(0..2)])
+            .await
+            .unwrap();
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("tag", DataType::Utf8, true),
+        Field::new("new_feature", DataType::Int64, false),
+    ]));
+    let wider = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![5])),
+            Arc::new(StringArray::from(vec!["t5"])),
+            Arc::new(Int64Array::from(vec![50])),
+        ],
+    )
+    .unwrap();
+    warehouse
+        .write_partition(&t, "ds", d("2024-01-02"), &[wider])
+        .await
+        .unwrap();
+    assert_eq!(
+        export_json(&warehouse, &t).await.unwrap(),
+        "{\"id\":0,\"tag\":null,\"new_feature\":null,\"ds\":\"2024-01-01\"}\n\
+         {\"id\":1,\"tag\":\"t1\",\"new_feature\":null,\"ds\":\"2024-01-01\"}\n\
+         {\"id\":5,\"tag\":\"t5\",\"new_feature\":50,\"ds\":\"2024-01-02\"}\n"
+    );
+    let schema = warehouse.schema(&t).await.unwrap().unwrap();
+    assert!(schema.field_with_name("new_feature").unwrap().is_nullable());
+}
+
+#[tokio::test]
+async fn a_rewrite_with_a_changed_type_is_rejected_and_the_table_stays_readable() {
+    let warehouse = Warehouse::open("memory://").unwrap();
+    let t = TableName::parse("out.features").unwrap();
+    for day in ["2024-01-01", "2024-01-02"] {
+        warehouse
+            .write_partition(&t, "ds", d(day), &[batch(0..2)])
+            .await
+            .unwrap();
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("tag", DataType::Utf8, true),
+    ]));
+    let retyped = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["a"])),
+            Arc::new(StringArray::from(vec!["b"])),
+        ],
+    )
+    .unwrap();
+    let err = warehouse
+        .write_partition(&t, "ds", d("2024-01-02"), &[retyped])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "table out.features, partition ds=2024-01-02: column \"id\" is Utf8 in this write but Int64 in the table"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        rows(&warehouse.read_partition(&t, d("2024-01-02")).await.unwrap()),
+        2
+    );
+    export_json(&warehouse, &t).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_table_written_before_schemas_were_recorded_gets_one_from_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+    let t = TableName::parse("ns.old").unwrap();
+    warehouse
+        .write_partition(&t, "ds", d("2024-01-01"), &[batch(0..2)])
+        .await
+        .unwrap();
+    let legacy = |extra: bool| {
+        let mut fields = vec![Field::new("id", DataType::Int64, false)];
+        let mut columns: Vec<arrow::array::ArrayRef> = vec![Arc::new(Int64Array::from(vec![9]))];
+        if extra {
+            fields.push(Field::new("late", DataType::Utf8, true));
+            columns.push(Arc::new(StringArray::from(vec!["x"])));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    };
+    // What an older version left: a `_table.json` without columns and partitions that disagree
+    // (02 lacks `tag`, 03 has a column `late` the others lack).
+    let (store, _) = warehouse.raw_partition_path(&t, "ds", d("2024-01-01"));
+    store
+        .put(
+            &object_store::path::Path::from("ns/old/_table.json"),
+            PutPayload::from(r#"{"partition_column": "ds"}"#),
+        )
+        .await
+        .unwrap();
+    for (day, extra) in [("2024-01-02", false), ("2024-01-03", true)] {
+        let (_, partition) = warehouse.raw_partition_path(&t, "ds", d(day));
+        let mut bytes = Vec::new();
+        let b = legacy(extra);
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut bytes, b.schema(), None).unwrap();
+        writer.write(&b).unwrap();
+        writer.close().unwrap();
+        store
+            .put(
+                &partition.clone().join("part-old-00000.parquet"),
+                PutPayload::from(bytes),
+            )
+            .await
+            .unwrap();
+        store
+            .put(
+                &partition.join("_manifest.json"),
+                PutPayload::from(r#"{"files": ["part-old-00000.parquet"], "rows": 1}"#),
+            )
+            .await
+            .unwrap();
+    }
+    let schema = warehouse.schema(&t).await.unwrap().unwrap();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["id", "tag", "late"]);
+    // The next write records it, and every partition then reads in it.
+    warehouse
+        .write_partition(&t, "ds", d("2024-01-04"), &[batch(7..8)])
+        .await
+        .unwrap();
+    let meta = warehouse.table_meta(&t).await.unwrap().unwrap();
+    assert_eq!(meta.columns.unwrap().len(), 3);
+    assert_eq!(
+        export_json(&warehouse, &t).await.unwrap().lines().count(),
+        2 + 1 + 1 + 1
+    );
+}
+
+#[tokio::test]
+async fn a_backfill_reads_across_partitions_with_and_without_a_new_column() {
+    use chronoflow_config::{Config, Layout, RepoFile, RepoFiles, repo};
+    let (dir, warehouse) = csv_import_dir();
+    let events = TableName::parse("t.events").unwrap();
+    import_csv(
+        &warehouse,
+        dir.path(),
+        &events,
+        "ds,user,ts,value\n2024-03-01,a,1709251200000,1\n",
+    )
+    .await
+    .unwrap();
+    // A day later the feed gained a column and moved the others around.
+    import_csv(
+        &warehouse,
+        dir.path(),
+        &events,
+        "value,country,ts,user,ds\n10,fr,1709337600000,a,2024-03-02\n",
+    )
+    .await
+    .unwrap();
+    let gb = serde_json::json!({
+        "metaData": {"name": "t.gb.v1", "team": "t", "outputNamespace": "out"},
+        "sources": [{"events": {"table": "t.events", "query": {"selects": {"user": "user", "value": "value", "country": "country"}, "timeColumn": "ts"}}}],
+        "keyColumns": ["user"],
+        "aggregations": [{"inputColumn": "value", "operation": 7}, {"inputColumn": "country", "operation": 3}],
+    });
+    let r = repo::load(RepoFiles {
+        layouts: vec![Layout::Airbnb {
+            prefix: String::new(),
+        }],
+        files: vec![RepoFile {
+            path: "production/group_bys/t/gb.v1".to_owned(),
+            contents: gb.to_string().into_bytes(),
+        }],
+    });
+    assert!(!r.has_errors(), "{:#?}", r.diagnostics);
+    let loaded = r.config("t.gb.v1").unwrap();
+    let Config::GroupBy(g) = &loaded.config else {
+        panic!("not a GroupBy")
+    };
+    chronoflow_engine::jobs::backfill_group_by(&warehouse, loaded, g, &[d("2024-03-02")])
+        .await
+        .unwrap();
+    let out = export_json(&warehouse, &TableName::parse("out.t_gb_v1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        "{\"user\":\"a\",\"value_sum\":11,\"country_last\":\"fr\",\"ds\":\"2024-03-02\"}\n"
+    );
+}
+
+// ---- Orphan files (issue 11, item 6) ----
+
+const TWO_HOURS: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
+fn age_file(path: &std::path::Path, by: std::time::Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - by)
+        .unwrap();
+}
+
+fn write_file(path: &std::path::Path, bytes: &[u8], age: Option<std::time::Duration>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+    if let Some(age) = age {
+        age_file(path, age);
+    }
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn vacuum_removes_only_old_orphans_and_keeps_referenced_and_young_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+    let t = TableName::parse("ns.t").unwrap();
+    for (day, ids) in [("2024-01-01", 0..4), ("2024-01-02", 4..10)] {
+        warehouse
+            .write_partition(&t, "ds", d(day), &[batch(ids)])
+            .await
+            .unwrap();
+    }
+    let before = export_json(&warehouse, &t).await.unwrap();
+    let table_dir = dir.path().join("ns/t");
+    let p1 = table_dir.join("ds=2024-01-01");
+    // Committed files are old too: age alone never makes a file an orphan.
+    for f in std::fs::read_dir(&p1).unwrap().flatten() {
+        age_file(&f.path(), TWO_HOURS);
+    }
+    // A --force rerun killed after uploading a part; one killed mid-upload (the local store's
+    // staging file); a crashed first write of a partition (no manifest); a write in progress.
+    write_file(
+        &p1.join("part-killed-00000.parquet"),
+        &[7; 100],
+        Some(TWO_HOURS),
+    );
+    write_file(
+        &p1.join("part-killed-00001.parquet#2"),
+        &[7; 30],
+        Some(TWO_HOURS),
+    );
+    write_file(
+        &table_dir.join("ds=2024-01-05/part-crashed-00000.parquet"),
+        &[7; 50],
+        Some(TWO_HOURS),
+    );
+    write_file(&p1.join("part-inflight-00000.parquet"), &[7; 10], None);
+    // Not ours: never touched.
+    write_file(&p1.join("notes.txt"), b"keep", Some(TWO_HOURS));
+    let all = files_under(&table_dir);
+
+    let dry = warehouse
+        .vacuum(&t, std::time::Duration::from_secs(3600), true)
+        .await
+        .unwrap();
+    assert_eq!(files_under(&table_dir), all, "a dry run removes nothing");
+    let removed: Vec<(String, u64)> = dry
+        .removed
+        .iter()
+        .map(|f| {
+            let name = f.path.rsplit('/').take(2).collect::<Vec<_>>();
+            (format!("{}/{}", name[1], name[0]), f.bytes)
+        })
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            ("ds=2024-01-01/part-killed-00000.parquet".to_owned(), 100),
+            ("ds=2024-01-01/part-killed-00001.parquet#2".to_owned(), 30),
+            ("ds=2024-01-05/part-crashed-00000.parquet".to_owned(), 50),
+        ]
+    );
+    assert_eq!(dry.bytes(), 180);
+    assert_eq!(dry.young, 1);
+
+    let done = warehouse
+        .vacuum(&t, std::time::Duration::from_secs(3600), false)
+        .await
+        .unwrap();
+    assert_eq!(done, dry);
+    let left = files_under(&table_dir);
+    assert!(
+        !left
+            .iter()
+            .any(|f| f.contains("killed") || f.contains("crashed")),
+        "{left:?}"
+    );
+    assert!(left.contains(&"ds=2024-01-01/part-inflight-00000.parquet".to_owned()));
+    assert!(left.contains(&"ds=2024-01-01/notes.txt".to_owned()));
+    assert!(left.contains(&"ds=2024-01-01/_manifest.json".to_owned()));
+    assert!(left.contains(&"_table.json".to_owned()));
+    assert_eq!(export_json(&warehouse, &t).await.unwrap(), before);
+
+    // A second vacuum finds nothing more.
+    let again = warehouse
+        .vacuum(&t, std::time::Duration::from_secs(3600), false)
+        .await
+        .unwrap();
+    assert!(again.removed.is_empty());
+}
+
+#[tokio::test]
+async fn a_commit_removes_old_orphans_of_its_partition_appends_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+    let t = TableName::parse("ns.log").unwrap();
+    let ds = d("2024-01-01");
+    warehouse
+        .append_partition(&t, "ds", ds, &[batch(0..2)])
+        .await
+        .unwrap();
+    let p = dir.path().join("ns/log/ds=2024-01-01");
+    write_file(
+        &p.join("part-killed-00000.parquet"),
+        &[1; 8],
+        Some(TWO_HOURS),
+    );
+    write_file(&p.join("_manifest.json#4"), &[1; 8], Some(TWO_HOURS));
+    write_file(&p.join("part-young-00000.parquet"), &[1; 8], None);
+    warehouse
+        .append_partition(&t, "ds", ds, &[batch(2..3)])
+        .await
+        .unwrap();
+    let left = files_under(&p);
+    assert!(
+        !left.iter().any(|f| f.contains("killed") || f.contains('#')),
+        "{left:?}"
+    );
+    assert!(left.contains(&"part-young-00000.parquet".to_owned()));
+    assert_eq!(rows(&warehouse.read_partition(&t, ds).await.unwrap()), 3);
+
+    // The grace period is the warehouse's to choose.
+    let quick = Warehouse::open(dir.path().to_str().unwrap())
+        .unwrap()
+        .with_orphan_grace(std::time::Duration::ZERO);
+    quick
+        .write_partition(&t, "ds", ds, &[batch(0..1)])
+        .await
+        .unwrap();
+    assert_eq!(files_under(&p).len(), 2, "{:?}", files_under(&p));
+}
+
+#[tokio::test]
+async fn vacuum_in_memory_uses_the_store_listing_times() {
+    let warehouse = Warehouse::open("memory://").unwrap();
+    let t = TableName::parse("ns.t").unwrap();
+    warehouse
+        .write_partition(&t, "ds", d("2024-01-01"), &[batch(0..3)])
+        .await
+        .unwrap();
+    let (store, p) = warehouse.raw_partition_path(&t, "ds", d("2024-01-01"));
+    store
+        .put(
+            &p.join("part-killed-00000.parquet"),
+            PutPayload::from(vec![0u8; 5]),
+        )
+        .await
+        .unwrap();
+    let young = warehouse
+        .vacuum(&t, std::time::Duration::from_secs(3600), false)
+        .await
+        .unwrap();
+    assert_eq!((young.removed.len(), young.young), (0, 1));
+    let all = warehouse
+        .vacuum(&t, std::time::Duration::ZERO, false)
+        .await
+        .unwrap();
+    assert_eq!(all.bytes(), 5);
+    assert_eq!(
+        rows(&warehouse.read_partition(&t, d("2024-01-01")).await.unwrap()),
+        3
+    );
 }
