@@ -122,6 +122,51 @@ async fn run_async(command: TableCommand) -> anyhow::Result<()> {
                 }
             }
         }
+        TableCommand::Vacuum {
+            table,
+            older_than,
+            dry_run,
+            warehouse,
+        } => {
+            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let tables = match table {
+                Some(t) => vec![TableName::parse(&t)?],
+                None => warehouse.tables().await?,
+            };
+            let verb = if dry_run { "would remove" } else { "removed" };
+            let (mut text, mut files, mut bytes, mut young) = (String::new(), 0, 0, 0);
+            for table in &tables {
+                let report = warehouse.vacuum(table, older_than, dry_run).await?;
+                for file in &report.removed {
+                    text.push_str(&format!("{verb}\t{}\t{} bytes\n", file.path, file.bytes));
+                }
+                files += report.removed.len();
+                bytes += report.bytes();
+                young += report.young;
+            }
+            super::output::emit(&text, None)?;
+            let plural =
+                |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+            eprintln!(
+                "{verb} {} ({bytes} bytes) in {}; {} younger than {} kept",
+                plural(files, "orphan file"),
+                plural(tables.len(), "table"),
+                plural(young, "orphan"),
+                age_text(older_than),
+            );
+        }
     }
     Ok(())
+}
+
+/// `older_than` as the CLI takes it.
+fn age_text(age: std::time::Duration) -> String {
+    let secs = age.as_secs();
+    match secs {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
