@@ -17,6 +17,15 @@ pub struct PartitionRange {
     pub end: PartitionDate,
 }
 
+/// The most days one command or request covers unless told otherwise (`run
+/// --allow-large-range`): a mistyped year would otherwise write thousands of empty partitions
+/// or queue thousands of runs. The REST API's backfills stop at this many runs.
+pub const MAX_RANGE_DAYS: i64 = 10_000;
+
+/// The years a date given on a command line or in a request may have. [`PartitionDate`] reads
+/// any four-digit year; `0001` or `9999` there is a typo or a sentinel, not a partition to compute.
+pub const SANE_YEARS: std::ops::RangeInclusive<i32> = 1900..=2999;
+
 /// A range whose end is before its start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("empty partition range: end {end} is before start {start}")]

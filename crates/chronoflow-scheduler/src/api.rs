@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -58,17 +59,28 @@ pub fn router(state: ApiState) -> axum::Router {
 }
 
 /// Errors as JSON: 404 for unknown names, 400 for bad requests, 500 for the system's own.
-pub struct ApiError(SchedulerError);
+pub enum ApiError {
+    Store(SchedulerError),
+    /// A path, query string or body the extractors could not read.
+    Malformed(String),
+}
 
 impl From<SchedulerError> for ApiError {
     fn from(e: SchedulerError) -> Self {
-        ApiError(e)
+        ApiError::Store(e)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match &self.0 {
+        let e = match self {
+            ApiError::Store(e) => e,
+            ApiError::Malformed(message) => {
+                return (StatusCode::BAD_REQUEST, Json(json!({ "error": message })))
+                    .into_response();
+            }
+        };
+        let status = match &e {
             SchedulerError::UnknownDag(_)
             | SchedulerError::UnknownRun { .. }
             | SchedulerError::UnknownTask { .. } => StatusCode::NOT_FOUND,
@@ -76,9 +88,61 @@ impl IntoResponse for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self.0, "API request failed");
+            tracing::error!(error = %e, "API request failed");
         }
-        (status, Json(json!({ "error": self.0.to_string() }))).into_response()
+        (status, Json(json!({ "error": e.to_string() }))).into_response()
+    }
+}
+
+/// axum's `Path`, `Query` and `Json`, whose rejections (plain text, some 422) answer like every
+/// other error of this API: JSON, 400. The router is served without the web crate's guard too
+/// (tests, embedders), so it cannot rely on the guard to rewrite them.
+struct ApiPath<T>(T);
+struct ApiQuery<T>(T);
+struct ApiJson<T>(T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|e| ApiError::Malformed(e.body_text()))
+    }
+}
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::Malformed(e.body_text()))
+    }
+}
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Json::from_request(request, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(|e| ApiError::Malformed(format!("body: {}", e.body_text())))
     }
 }
 
@@ -98,7 +162,7 @@ async fn list_dags(State(s): State<ApiState>) -> ApiResult<Json<serde_json::Valu
 
 async fn get_dag(
     State(s): State<ApiState>,
-    Path(dag_id): Path<String>,
+    ApiPath(dag_id): ApiPath<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let dag = s.store.dag(&dag_id).await?;
     let spec = s.store.spec(&dag_id, dag.version).await?;
@@ -107,7 +171,7 @@ async fn get_dag(
 
 async fn pause(
     State(s): State<ApiState>,
-    Path(dag_id): Path<String>,
+    ApiPath(dag_id): ApiPath<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.store.set_paused(&dag_id, true, s.clock.now_ms()).await?;
     Ok(Json(json!({ "dag_id": dag_id, "paused": true })))
@@ -115,7 +179,7 @@ async fn pause(
 
 async fn unpause(
     State(s): State<ApiState>,
-    Path(dag_id): Path<String>,
+    ApiPath(dag_id): ApiPath<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.store.set_paused(&dag_id, false, s.clock.now_ms()).await?;
     Ok(Json(json!({ "dag_id": dag_id, "paused": false })))
@@ -130,8 +194,8 @@ struct RangeBody {
 
 async fn trigger(
     State(s): State<ApiState>,
-    Path(dag_id): Path<String>,
-    Json(body): Json<RangeBody>,
+    ApiPath(dag_id): ApiPath<String>,
+    ApiJson(body): ApiJson<RangeBody>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let trigger = RunTrigger::Manual {
         start_ds: body.start_ds,
@@ -142,8 +206,8 @@ async fn trigger(
 
 async fn backfill(
     State(s): State<ApiState>,
-    Path(dag_id): Path<String>,
-    Json(body): Json<RangeBody>,
+    ApiPath(dag_id): ApiPath<String>,
+    ApiJson(body): ApiJson<RangeBody>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let trigger = RunTrigger::Backfill {
         start_ds: body.start_ds,
@@ -158,10 +222,13 @@ async fn create_runs(
     trigger: RunTrigger,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let ids = s.store.trigger(&dag_id, trigger, s.clock.now_ms()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "dag_id": dag_id, "run_ids": ids })),
-    ))
+    // A backfill whose dates all have runs creates nothing: that is not a 201.
+    let status = if ids.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(json!({ "dag_id": dag_id, "run_ids": ids }))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,13 +240,17 @@ struct RunsQuery {
 
 async fn list_runs(
     State(s): State<ApiState>,
-    Query(q): Query<RunsQuery>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    // `?state=&dag_id=` (a form's empty fields) filter nothing.
+    fn given(v: &Option<String>) -> Option<&str> {
+        v.as_deref().filter(|v| !v.is_empty())
+    }
     let runs = s
         .store
         .runs(
-            q.dag_id.as_deref(),
-            q.state.as_deref(),
+            given(&q.dag_id),
+            given(&q.state),
             q.limit.unwrap_or(100).clamp(1, 10_000),
         )
         .await?;
@@ -188,7 +259,7 @@ async fn list_runs(
 
 async fn list_tasks(
     State(s): State<ApiState>,
-    Path((dag_id, run_id)): Path<(String, String)>,
+    ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(
         json!({ "task_instances": s.store.task_instances(&dag_id, &run_id).await? }),
@@ -203,8 +274,8 @@ struct ClearQuery {
 
 async fn clear(
     State(s): State<ApiState>,
-    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
-    Query(q): Query<ClearQuery>,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<ClearQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let cleared = s
         .store
@@ -220,14 +291,13 @@ struct MarkBody {
 
 async fn mark(
     State(s): State<ApiState>,
-    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
-    body: Result<Json<MarkBody>, JsonRejection>,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
+    ApiJson(body): ApiJson<MarkBody>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let bad = |message: String| SchedulerError::InvalidRequest {
         dag_id: dag_id.clone(),
         message,
     };
-    let Json(body) = body.map_err(|e| bad(format!("body: {}", e.body_text())))?;
     let state = match body.state.as_str() {
         "success" => TaskState::Success,
         "failed" => TaskState::Failed,
@@ -250,7 +320,7 @@ async fn mark(
 
 async fn stop(
     State(s): State<ApiState>,
-    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.store
         .stop(&dag_id, &run_id, &task_id, s.clock.now_ms())
@@ -270,8 +340,8 @@ struct LogsQuery {
 
 async fn logs(
     State(s): State<ApiState>,
-    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
-    Query(q): Query<LogsQuery>,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<Response> {
     let offset = match q.offset.as_deref() {
         None | Some("") => 0,

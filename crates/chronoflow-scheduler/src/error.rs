@@ -4,19 +4,16 @@ use thiserror::Error;
 
 pub type Result<T, E = SchedulerError> = std::result::Result<T, E>;
 
+/// Each variant's message includes its cause, and no variant reports the cause again as its
+/// `source()`: printers that walk the chain (`anyhow`'s `{:#}`) would print it twice.
 #[derive(Debug, Error)]
 pub enum SchedulerError {
-    #[error("state store {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("state store: {context}: {source}")]
+    #[error("state store {url}: {cause}")]
+    Connect { url: String, cause: sqlx::Error },
+    #[error("state store: {context}: {cause}")]
     Database {
         context: &'static str,
-        #[source]
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     #[error("state store schema: {0}")]
     Schema(String),
@@ -43,13 +40,35 @@ pub enum SchedulerError {
         version: i64,
         message: String,
     },
-    #[error("{0}")]
+    /// A stored value that is not what the schema says (edited by hand, a half-applied
+    /// migration, a type the other database stores differently), named so it can be fixed.
+    #[error("state store: {table}{row}, column {column}: {message}")]
+    CorruptValue {
+        table: &'static str,
+        /// The row's key as far as it could be read, ` (dag_id "d", run_id "r")`, or empty.
+        row: String,
+        column: String,
+        message: String,
+    },
+    /// A request parameter that is not one of the values it may take.
+    #[error("{name}: {message}")]
+    InvalidParameter { name: String, message: String },
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
 impl SchedulerError {
     pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> SchedulerError {
-        move |source| SchedulerError::Database { context, source }
+        move |cause| SchedulerError::Database { context, cause }
+    }
+
+    /// A stored DAG version or value that cannot be read: it concerns the one DAG (or run) it
+    /// belongs to, and the scheduler goes on with the others.
+    pub fn is_corrupt_data(&self) -> bool {
+        matches!(
+            self,
+            SchedulerError::CorruptSpec { .. } | SchedulerError::CorruptValue { .. }
+        )
     }
 
     /// Client errors (unknown names, bad parameters) as opposed to failures of the system.
@@ -61,6 +80,7 @@ impl SchedulerError {
                 | SchedulerError::UnknownRun { .. }
                 | SchedulerError::InvalidRequest { .. }
                 | SchedulerError::InvalidToken(_)
+                | SchedulerError::InvalidParameter { .. }
                 | SchedulerError::InvalidSchedule { .. }
         )
     }

@@ -213,7 +213,14 @@ impl Scheduler {
         let mut partitions = PartitionCache::default();
         for t in &due {
             self.metrics.sensor_pokes.fetch_add(1, Ordering::Relaxed);
-            let spec = self.store.spec(&t.dag_id, t.version).await?;
+            let spec = match self.store.spec(&t.dag_id, t.version).await {
+                Ok(spec) => spec,
+                Err(e) => {
+                    // An unreadable DAG version: the other sensors go on.
+                    self.store.skip_corrupt(e)?;
+                    continue;
+                }
+            };
             let Some(task) = spec.task(&t.task_id) else {
                 continue;
             };

@@ -1,10 +1,10 @@
 //! The DAG registry: versions from re-planning, pause flags, the last plan's status.
 
 use serde::Serialize;
-use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::Store;
+use super::row::Stored;
 use super::transact;
 use crate::error::{Result, SchedulerError};
 use crate::spec::DagSpec;
@@ -31,15 +31,16 @@ pub struct SyncReport {
     pub rejected: Vec<(String, String)>,
 }
 
-fn dag_row(r: &AnyRow) -> DagRow {
-    DagRow {
-        dag_id: r.get("dag_id"),
-        version: r.get("version"),
-        team: r.get("team"),
-        paused: r.get::<i64, _>("paused") != 0,
-        removed: r.get::<i64, _>("removed") != 0,
-        last_logical_ms: r.get("last_logical_ms"),
-    }
+fn dag_row(r: &AnyRow) -> Result<DagRow> {
+    let r = Stored::new("dags", r);
+    Ok(DagRow {
+        dag_id: r.get("dag_id")?,
+        version: r.get("version")?,
+        team: r.get("team")?,
+        paused: r.flag("paused")?,
+        removed: r.flag("removed")?,
+        last_logical_ms: r.get("last_logical_ms")?,
+    })
 }
 
 impl Store {
@@ -71,16 +72,13 @@ impl Store {
             let mut known: std::collections::BTreeMap<String, (i64, bool, String)> = current
                 .iter()
                 .map(|r| {
-                    (
-                        r.get::<String, _>("dag_id"),
-                        (
-                            r.get::<i64, _>("version"),
-                            r.get::<i64, _>("removed") != 0,
-                            r.get::<String, _>("spec_hash"),
-                        ),
-                    )
+                    let r = Stored::new("dags", r);
+                    Ok((
+                        r.get("dag_id")?,
+                        (r.get("version")?, r.flag("removed")?, r.get("spec_hash")?),
+                    ))
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             for (spec, hash) in valid {
                 let team = spec.team.clone().unwrap_or_default();
                 match known.remove(&spec.dag_id) {
@@ -140,6 +138,11 @@ impl Store {
     }
 
     pub async fn dags(&self) -> Result<Vec<DagRow>> {
+        self.dags_each().await?.into_iter().collect()
+    }
+
+    /// Every DAG, each read on its own: a row that cannot be read does not hide the others.
+    pub(crate) async fn dags_each(&self) -> Result<Vec<Result<DagRow>>> {
         let rows = sqlx::query("SELECT * FROM dags ORDER BY dag_id")
             .fetch_all(&self.pool)
             .await
@@ -154,7 +157,7 @@ impl Store {
             .await
             .map_err(SchedulerError::db("reading a DAG"))?
             .ok_or_else(|| SchedulerError::UnknownDag(dag_id.to_owned()))?;
-        Ok(dag_row(&row))
+        dag_row(&row)
     }
 
     /// The current spec of `dag_id`.
@@ -212,13 +215,11 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .map_err(SchedulerError::db("reading the plan status"))?;
-        Ok(row.map(|r| {
-            (
-                r.get::<i64, _>("ok") != 0,
-                r.get("message"),
-                r.get("updated_ms"),
-            )
-        }))
+        row.map(|r| {
+            let r = Stored::new("plan_status", &r);
+            Ok((r.flag("ok")?, r.get("message")?, r.get("updated_ms")?))
+        })
+        .transpose()
     }
 
     /// The content hashes of the last successful metadata uploads of `jobs`.
@@ -241,7 +242,8 @@ impl Store {
                 .await
                 .map_err(SchedulerError::db("reading metadata uploads"))?
             {
-                out.insert(r.get("job_id"), r.get("content_hash"));
+                let r = Stored::new("metadata_uploads", &r);
+                out.insert(r.get("job_id")?, r.get("content_hash")?);
             }
         }
         Ok(out)
@@ -310,14 +312,18 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .map_err(SchedulerError::db("reading a streaming job"))?;
-        Ok(row.map(|r| StreamingJob {
-            job_id: r.get("job_id"),
-            worker_id: r.get("worker_id"),
-            host: r.get("host"),
-            pid: r.get("pid"),
-            started_ms: r.get("started_ms"),
-            log_path: r.get("log_path"),
-        }))
+        row.map(|r| {
+            let r = Stored::new("streaming_jobs", &r);
+            Ok(StreamingJob {
+                job_id: r.get("job_id")?,
+                worker_id: r.get("worker_id")?,
+                host: r.get("host")?,
+                pid: r.get("pid")?,
+                started_ms: r.get("started_ms")?,
+                log_path: r.get("log_path")?,
+            })
+        })
+        .transpose()
     }
 
     pub async fn record_streaming(

@@ -6,12 +6,13 @@
 //! task instances then DAG, so concurrent schedulers and workers cannot deadlock each other.
 
 mod dags;
+mod row;
 mod runs;
 mod tasks;
 mod tokens;
 mod views;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -19,10 +20,12 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Row};
+
+use row::Stored;
 use tokio::sync::Notify;
 
 pub use dags::{DagRow, StreamingJob, SyncReport};
-pub use runs::{RunRow, RunTrigger};
+pub use runs::{RUN_STATES, RunRow, RunTrigger};
 pub use tasks::{Claimed, FinishOutcome, TaskInstanceRow, TaskTryRow};
 pub use tokens::{ALL_TEAMS, Role, Session, TokenRow};
 pub use views::{ActiveTask, RunCells, RunMark, TryUsage};
@@ -83,6 +86,8 @@ pub struct Store {
     /// Woken after a commit that queued tasks, so idle workers in this process claim them at
     /// once instead of at their next poll.
     pub work_available: Notify,
+    /// The unreadable stored values already logged (see [`Store::skip_corrupt`]).
+    corrupt_logged: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -105,9 +110,9 @@ impl Store {
                 "unsupported database URL {url:?}: use sqlite://<path> or postgres://..."
             )));
         };
-        let connect_err = |source| SchedulerError::Connect {
+        let connect_err = |cause| SchedulerError::Connect {
             url: redact(url),
-            source,
+            cause,
         };
         let mut full_url = url.to_owned();
         if dialect == Dialect::Sqlite && !url.contains("mode=") {
@@ -152,6 +157,7 @@ impl Store {
             specs: Mutex::new(HashMap::new()),
             team_limits: RwLock::new(BTreeMap::new()),
             work_available: Notify::new(),
+            corrupt_logged: Mutex::new(HashSet::new()),
         };
         store.migrate().await?;
         Ok(store)
@@ -307,16 +313,16 @@ impl Store {
             return Ok(spec);
         }
         let key = (dag_id.to_owned(), version);
-        let row = sqlx::query("SELECT spec FROM dag_versions WHERE dag_id = $1 AND version = $2")
-            .bind(dag_id)
-            .bind(version)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(SchedulerError::db("reading a DAG version"))?
-            .ok_or_else(|| SchedulerError::UnknownDag(dag_id.to_owned()))?;
-        let text: String = row
-            .try_get("spec")
-            .map_err(SchedulerError::db("reading a DAG version"))?;
+        let row = sqlx::query(
+            "SELECT dag_id, version, spec FROM dag_versions WHERE dag_id = $1 AND version = $2",
+        )
+        .bind(dag_id)
+        .bind(version)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(SchedulerError::db("reading a DAG version"))?
+        .ok_or_else(|| SchedulerError::UnknownDag(dag_id.to_owned()))?;
+        let text: String = Stored::new("dag_versions", &row).get("spec")?;
         let spec: DagSpec =
             serde_json::from_str(&text).map_err(|e| SchedulerError::CorruptSpec {
                 dag_id: dag_id.to_owned(),
@@ -326,6 +332,22 @@ impl Store {
         let spec = Arc::new(spec);
         self.specs.lock().unwrap().insert(key, spec.clone());
         Ok(spec)
+    }
+
+    /// For the loops that work through every DAG or run: an error of stored data (one DAG's
+    /// unreadable spec or row) is logged, once, and the caller skips what it belongs to and goes
+    /// on with the others; it meets the same error every loop until someone fixes the row, so
+    /// only the first is logged. Any other error is returned.
+    pub(crate) fn skip_corrupt(&self, e: SchedulerError) -> Result<()> {
+        if !e.is_corrupt_data() {
+            return Err(e);
+        }
+        let message = e.to_string();
+        let mut logged = self.corrupt_logged.lock().unwrap();
+        if logged.len() < 10_000 && logged.insert(message.clone()) {
+            tracing::error!(error = %message, "skipped until the stored value is fixed");
+        }
+        Ok(())
     }
 
     /// Housekeeping the scheduler runs every few seconds. On PostgreSQL, every state change of a
@@ -363,7 +385,7 @@ impl Store {
     /// state, for snapshot tests.
     pub async fn dump(&self, epoch_ms: i64) -> Result<String> {
         let rel = |v: Option<i64>| {
-            v.map(|v| format!("{:+}", v - epoch_ms))
+            v.map(|v| format!("{:+}", v.saturating_sub(epoch_ms)))
                 .unwrap_or("-".into())
         };
         let mut out = String::new();
@@ -375,13 +397,14 @@ impl Store {
         .map_err(SchedulerError::db("dumping"))?;
         out.push_str("dags:\n");
         for r in rows {
+            let r = Stored::new("dags", &r);
             out.push_str(&format!(
                 "  {} v{} paused={} removed={} last={}\n",
-                r.get::<String, _>("dag_id"),
-                r.get::<i64, _>("version"),
-                r.get::<i64, _>("paused"),
-                r.get::<i64, _>("removed"),
-                rel(r.get::<Option<i64>, _>("last_logical_ms")),
+                r.get::<String>("dag_id")?,
+                r.get::<i64>("version")?,
+                r.get::<i64>("paused")?,
+                r.get::<i64>("removed")?,
+                rel(r.get::<Option<i64>>("last_logical_ms")?),
             ));
         }
         let rows = sqlx::query(
@@ -392,19 +415,20 @@ impl Store {
         .map_err(SchedulerError::db("dumping"))?;
         out.push_str("runs:\n");
         for r in rows {
+            let r = Stored::new("dag_runs", &r);
             out.push_str(&format!(
                 "  {}/{} {} ds={} range={}..{} {} unfinished={} failed={} started={} ended={}\n",
-                r.get::<String, _>("dag_id"),
-                r.get::<String, _>("run_id"),
-                r.get::<String, _>("run_type"),
-                r.get::<String, _>("ds"),
-                r.get::<String, _>("start_ds"),
-                r.get::<String, _>("end_ds"),
-                r.get::<String, _>("state"),
-                r.get::<i64, _>("unfinished"),
-                r.get::<i64, _>("failed"),
-                rel(r.get("started_ms")),
-                rel(r.get("ended_ms")),
+                r.get::<String>("dag_id")?,
+                r.get::<String>("run_id")?,
+                r.get::<String>("run_type")?,
+                r.get::<String>("ds")?,
+                r.get::<String>("start_ds")?,
+                r.get::<String>("end_ds")?,
+                r.get::<String>("state")?,
+                r.get::<i64>("unfinished")?,
+                r.get::<i64>("failed")?,
+                rel(r.get("started_ms")?),
+                rel(r.get("ended_ms")?),
             ));
         }
         let rows = sqlx::query(
@@ -415,18 +439,18 @@ impl Store {
         .map_err(SchedulerError::db("dumping"))?;
         out.push_str("task instances:\n");
         for r in rows {
-            let error: Option<String> = r.get("error");
+            let r = Stored::new("task_instances", &r);
+            let error: Option<String> = r.get("error")?;
             out.push_str(&format!(
                 "  {}/{}/{} {} try={}/{} next={} worker={}{}\n",
-                r.get::<String, _>("dag_id"),
-                r.get::<String, _>("run_id"),
-                r.get::<String, _>("task_id"),
-                r.get::<String, _>("state"),
-                r.get::<i64, _>("try_number"),
-                r.get::<i64, _>("max_tries"),
-                rel(r.get("next_ms")),
-                r.get::<Option<String>, _>("worker_id")
-                    .unwrap_or("-".into()),
+                r.get::<String>("dag_id")?,
+                r.get::<String>("run_id")?,
+                r.get::<String>("task_id")?,
+                r.get::<String>("state")?,
+                r.get::<i64>("try_number")?,
+                r.get::<i64>("max_tries")?,
+                rel(r.get("next_ms")?),
+                r.get::<Option<String>>("worker_id")?.unwrap_or("-".into()),
                 error.map(|e| format!(" error={e:?}")).unwrap_or_default(),
             ));
         }
@@ -438,15 +462,16 @@ impl Store {
         .map_err(SchedulerError::db("dumping"))?;
         out.push_str("tries:\n");
         for r in rows {
-            let error: Option<String> = r.get("error");
+            let r = Stored::new("task_tries", &r);
+            let error: Option<String> = r.get("error")?;
             out.push_str(&format!(
                 "  {}/{}/{}#{} {} {}{}\n",
-                r.get::<String, _>("dag_id"),
-                r.get::<String, _>("run_id"),
-                r.get::<String, _>("task_id"),
-                r.get::<i64, _>("try_number"),
-                r.get::<String, _>("worker_id"),
-                r.get::<String, _>("state"),
+                r.get::<String>("dag_id")?,
+                r.get::<String>("run_id")?,
+                r.get::<String>("task_id")?,
+                r.get::<i64>("try_number")?,
+                r.get::<String>("worker_id")?,
+                r.get::<String>("state")?,
                 error.map(|e| format!(" error={e:?}")).unwrap_or_default(),
             ));
         }
@@ -479,10 +504,7 @@ async fn apply_migrations(conn: &mut AnyConnection) -> Result<()> {
             sqlx::query(AssertSqlSafe(sql))
                 .execute(&mut *conn)
                 .await
-                .map_err(|source| SchedulerError::Database {
-                    context: "migrating",
-                    source,
-                })?;
+                .map_err(SchedulerError::db("migrating"))?;
         }
         sqlx::query("INSERT INTO chronoflow_schema (version, applied_ms) VALUES ($1, $2)")
             .bind(version)
@@ -508,10 +530,10 @@ fn statements(step: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 pub(crate) fn is_conflict(e: &SchedulerError) -> bool {
-    let SchedulerError::Database { source, .. } = e else {
+    let SchedulerError::Database { cause, .. } = e else {
         return false;
     };
-    match source {
+    match cause {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             let message = db.message();

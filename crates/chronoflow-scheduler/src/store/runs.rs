@@ -2,14 +2,17 @@
 //! `max_active_runs`.
 
 use serde::Serialize;
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 
-use super::Store;
+use super::row::Stored;
 use super::transact;
+use super::{DagRow, Store};
 use crate::error::{Result, SchedulerError};
 use crate::spec::DagSpec;
 use crate::timetable::{ds_of, iso, ms_of_ds};
+use chronoflow_config::PartitionDate;
+use chronoflow_plan::partitions::{MAX_RANGE_DAYS, SANE_YEARS};
 use sqlx::AssertSqlSafe;
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,45 +33,28 @@ pub struct RunRow {
     pub ended_ms: Option<i64>,
 }
 
-/// [`run_row`] that reports type drift in the store as an error instead of panicking.
-pub(crate) fn run_row_checked(r: &AnyRow) -> Result<RunRow> {
-    let e = SchedulerError::db;
+pub(crate) fn run_row(r: &AnyRow) -> Result<RunRow> {
+    let r = Stored::new("dag_runs", r);
     Ok(RunRow {
-        dag_id: r.try_get("dag_id").map_err(e("reading a run"))?,
-        run_id: r.try_get("run_id").map_err(e("reading a run"))?,
-        version: r.try_get("version").map_err(e("reading a run"))?,
-        run_type: r.try_get("run_type").map_err(e("reading a run"))?,
-        logical_ms: r.try_get("logical_ms").map_err(e("reading a run"))?,
-        ds: r.try_get("ds").map_err(e("reading a run"))?,
-        start_ds: r.try_get("start_ds").map_err(e("reading a run"))?,
-        end_ds: r.try_get("end_ds").map_err(e("reading a run"))?,
-        state: r.try_get("state").map_err(e("reading a run"))?,
-        unfinished: r.try_get("unfinished").map_err(e("reading a run"))?,
-        failed: r.try_get("failed").map_err(e("reading a run"))?,
-        created_ms: r.try_get("created_ms").map_err(e("reading a run"))?,
-        started_ms: r.try_get("started_ms").map_err(e("reading a run"))?,
-        ended_ms: r.try_get("ended_ms").map_err(e("reading a run"))?,
+        dag_id: r.get("dag_id")?,
+        run_id: r.get("run_id")?,
+        version: r.get("version")?,
+        run_type: r.get("run_type")?,
+        logical_ms: r.get("logical_ms")?,
+        ds: r.get("ds")?,
+        start_ds: r.get("start_ds")?,
+        end_ds: r.get("end_ds")?,
+        state: r.get("state")?,
+        unfinished: r.get("unfinished")?,
+        failed: r.get("failed")?,
+        created_ms: r.get("created_ms")?,
+        started_ms: r.get("started_ms")?,
+        ended_ms: r.get("ended_ms")?,
     })
 }
 
-fn run_row(r: &AnyRow) -> RunRow {
-    RunRow {
-        dag_id: r.get("dag_id"),
-        run_id: r.get("run_id"),
-        version: r.get("version"),
-        run_type: r.get("run_type"),
-        logical_ms: r.get("logical_ms"),
-        ds: r.get("ds"),
-        start_ds: r.get("start_ds"),
-        end_ds: r.get("end_ds"),
-        state: r.get("state"),
-        unfinished: r.get("unfinished"),
-        failed: r.get("failed"),
-        created_ms: r.get("created_ms"),
-        started_ms: r.get("started_ms"),
-        ended_ms: r.get("ended_ms"),
-    }
-}
+/// The states a run goes through: `queued`, `running`, then `success` or `failed`.
+pub const RUN_STATES: [&str; 4] = ["queued", "running", "success", "failed"];
 
 /// A run to create by hand.
 #[derive(Debug, Clone)]
@@ -80,6 +66,11 @@ pub enum RunTrigger {
     Backfill { start_ds: String, end_ds: String },
 }
 
+/// Manual runs of one DAG and range triggered within one second, at most (their ids differ
+/// by a suffix).
+const MAX_TRIGGERS_PER_SECOND: u32 = 100;
+
+#[derive(Clone)]
 struct NewRun {
     run_id: String,
     run_type: &'static str,
@@ -90,69 +81,80 @@ struct NewRun {
 }
 
 impl Store {
-    /// Creates the runs the timetables make due at `now` (as `queued`). Returns how many.
+    /// Creates the runs the timetables make due at `now` (as `queued`). Returns how many. A DAG
+    /// whose stored state cannot be read is logged and skipped: the others go on.
     pub async fn create_due_runs(&self, now: i64) -> Result<usize> {
-        let dags = self.dags().await?;
         let mut created = 0;
-        for dag in dags.iter().filter(|d| !d.paused && !d.removed) {
-            let spec = self.spec(&dag.dag_id, dag.version).await?;
-            if spec.timetable.is_manual() {
-                continue;
+        for dag in self.dags_each().await? {
+            match async { self.create_due_runs_of(&dag?, now).await }.await {
+                Ok(n) => created += n,
+                Err(e) => self.skip_corrupt(e)?,
             }
-            let start = spec.start_date.as_deref().and_then(ms_of_ds);
-            // Cheap check outside the transaction; repeated inside under the DAG's lock.
-            if spec
-                .timetable
-                .due(spec.catchup, start, dag.last_logical_ms, now)
-                .is_empty()
-            {
-                continue;
-            }
-            created += transact!(self, "creating due runs", c, {
-                let spec = spec.clone();
-
-                let last = lock_dag(self, c, &spec.dag_id).await?;
-                let due = spec.timetable.due(spec.catchup, start, last, now);
-                let Some(&newest) = due.last() else {
-                    return Ok(0);
-                };
-                let runs: Vec<NewRun> = if spec.fills_missing && due.len() > 1 {
-                    // One run fills every missed partition (Chronon's jobs compute all
-                    // missing partitions up to ds).
-                    vec![NewRun {
-                        run_id: format!("scheduled__{}", iso(newest)),
-                        run_type: "scheduled",
-                        logical_ms: newest,
-                        ds: ds_of(newest),
-                        start_ds: ds_of(due[0]),
-                        end_ds: ds_of(newest),
-                    }]
-                } else {
-                    due.iter()
-                        .map(|&t| NewRun {
-                            run_id: format!("scheduled__{}", iso(t)),
-                            run_type: "scheduled",
-                            logical_ms: t,
-                            ds: ds_of(t),
-                            start_ds: ds_of(t),
-                            end_ds: ds_of(t),
-                        })
-                        .collect()
-                };
-                let mut n = 0;
-                for run in &runs {
-                    let version = run_version(c, &spec.dag_id).await?;
-                    n += insert_run(c, &spec.dag_id, &version, run, now).await?;
-                }
-                sqlx::query("UPDATE dags SET last_logical_ms = $1 WHERE dag_id = $2")
-                    .bind(newest)
-                    .bind(&spec.dag_id)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(SchedulerError::db("creating due runs"))?;
-                Ok(n)
-            })?;
         }
+        Ok(created)
+    }
+
+    async fn create_due_runs_of(&self, dag: &DagRow, now: i64) -> Result<usize> {
+        if dag.paused || dag.removed {
+            return Ok(0);
+        }
+        let spec = self.spec(&dag.dag_id, dag.version).await?;
+        if spec.timetable.is_manual() {
+            return Ok(0);
+        }
+        let start = spec.start_date.as_deref().and_then(ms_of_ds);
+        // Cheap check outside the transaction; repeated inside under the DAG's lock.
+        if spec
+            .timetable
+            .due(spec.catchup, start, dag.last_logical_ms, now)
+            .is_empty()
+        {
+            return Ok(0);
+        }
+        let created = transact!(self, "creating due runs", c, {
+            let spec = spec.clone();
+
+            let last = lock_dag(self, c, &spec.dag_id).await?;
+            let due = spec.timetable.due(spec.catchup, start, last, now);
+            let Some(&newest) = due.last() else {
+                return Ok(0);
+            };
+            let runs: Vec<NewRun> = if spec.fills_missing && due.len() > 1 {
+                // One run fills every missed partition (Chronon's jobs compute all
+                // missing partitions up to ds).
+                vec![NewRun {
+                    run_id: format!("scheduled__{}", iso(newest)),
+                    run_type: "scheduled",
+                    logical_ms: newest,
+                    ds: ds_of(newest),
+                    start_ds: ds_of(due[0]),
+                    end_ds: ds_of(newest),
+                }]
+            } else {
+                due.iter()
+                    .map(|&t| NewRun {
+                        run_id: format!("scheduled__{}", iso(t)),
+                        run_type: "scheduled",
+                        logical_ms: t,
+                        ds: ds_of(t),
+                        start_ds: ds_of(t),
+                        end_ds: ds_of(t),
+                    })
+                    .collect()
+            };
+            let mut n = 0;
+            for run in &runs {
+                let version = run_version(c, &spec.dag_id).await?;
+                n += insert_run(c, &spec.dag_id, &version, run, now).await?;
+            }
+            sqlx::query("UPDATE dags SET last_logical_ms = $1 WHERE dag_id = $2")
+                .bind(newest)
+                .bind(&spec.dag_id)
+                .execute(&mut *c)
+                .await
+                .map_err(SchedulerError::db("creating due runs"))?;
+            Ok(n)
+        })?;
         Ok(created as usize)
     }
 
@@ -173,12 +175,30 @@ impl Store {
                 (start_ds.clone(), end_ds.clone())
             }
         };
-        let start = ms_of_ds(&start_ds)
-            .ok_or_else(|| bad(format!("start_ds {start_ds:?} is not a yyyy-MM-dd date")))?;
-        let end = ms_of_ds(&end_ds)
-            .ok_or_else(|| bad(format!("end_ds {end_ds:?} is not a yyyy-MM-dd date")))?;
-        if start > end {
+        let date = |name: &str, ds: &str| {
+            let date = PartitionDate::parse(ds)
+                .map_err(|_| bad(format!("{name} {ds:?} is not a yyyy-MM-dd date")))?;
+            if !SANE_YEARS.contains(&date.year()) {
+                return Err(bad(format!(
+                    "{name} {ds} is outside the years {}..={}",
+                    SANE_YEARS.start(),
+                    SANE_YEARS.end()
+                )));
+            }
+            Ok(date)
+        };
+        let (first, last) = (date("start_ds", &start_ds)?, date("end_ds", &end_ds)?);
+        if first > last {
             return Err(bad(format!("start_ds {start_ds} is after end_ds {end_ds}")));
+        }
+        let (start, end) = (first.epoch_millis(), last.epoch_millis());
+        // A manual run of a scheduled DAG is for end_ds; of the others, for the whole range.
+        let whole_range = spec.timetable.is_manual() || spec.fills_missing;
+        let days = first.days_until(last) + 1;
+        if matches!(trigger, RunTrigger::Manual { .. }) && whole_range && days > MAX_RANGE_DAYS {
+            return Err(bad(format!(
+                "{start_ds}..{end_ds} is {days} days, more than one run covers ({MAX_RANGE_DAYS}): trigger it in parts"
+            )));
         }
         let runs: Vec<NewRun> = match trigger {
             RunTrigger::Manual { .. } => vec![NewRun {
@@ -186,7 +206,7 @@ impl Store {
                 run_type: "manual",
                 logical_ms: end,
                 ds: end_ds.clone(),
-                start_ds: if spec.timetable.is_manual() || spec.fills_missing {
+                start_ds: if whole_range {
                     start_ds.clone()
                 } else {
                     end_ds.clone()
@@ -215,8 +235,10 @@ impl Store {
                         start_ds: ds_of(t),
                         end_ds: ds_of(t),
                     });
-                    if out.len() > 10_000 {
-                        return Err(bad("a backfill of more than 10000 runs".into()));
+                    if out.len() as i64 > MAX_RANGE_DAYS {
+                        return Err(bad(format!(
+                            "a backfill of more than {MAX_RANGE_DAYS} runs: backfill the range in parts"
+                        )));
                     }
                     match spec.timetable.interval_end(t) {
                         Some(next) if next > t => t = next,
@@ -226,6 +248,7 @@ impl Store {
                 out
             }
         };
+        let manual = matches!(trigger, RunTrigger::Manual { .. });
         transact!(self, "triggering runs", c, {
             let runs = &runs;
 
@@ -235,6 +258,30 @@ impl Store {
             for run in runs {
                 if insert_run(c, dag_id, &version, run, now).await? == 1 {
                     ids.push(run.run_id.clone());
+                    continue;
+                }
+                if !manual {
+                    // A backfill creates the dates that have no run yet.
+                    continue;
+                }
+                // Every trigger is a new run: one in the same second as another over the same
+                // range gets the next free `__<n>` suffix.
+                let mut created = false;
+                for n in 2..=MAX_TRIGGERS_PER_SECOND {
+                    let again = NewRun {
+                        run_id: format!("{}__{n}", run.run_id),
+                        ..run.clone()
+                    };
+                    if insert_run(c, dag_id, &version, &again, now).await? == 1 {
+                        ids.push(again.run_id);
+                        created = true;
+                        break;
+                    }
+                }
+                if !created {
+                    return Err(bad(format!(
+                        "{MAX_TRIGGERS_PER_SECOND} runs over {start_ds}..{end_ds} were triggered this second already; try again in a second"
+                    )));
                 }
             }
             Ok(ids)
@@ -251,30 +298,44 @@ impl Store {
         .await
         .map_err(SchedulerError::db("finding queued runs"))?
         .iter()
-        .map(|r| r.get("dag_id"))
-        .collect();
+        .map(|r| Stored::new("dag_runs", r).get("dag_id"))
+        .collect::<Result<_>>()?;
         let mut started = Vec::new();
         for dag_id in dag_ids {
-            let dag = self.dag(&dag_id).await?;
-            let current = self.spec(&dag_id, dag.version).await?;
-            let limit = i64::from(current.max_active_runs);
-            let runs: Vec<(String, i64)> = transact!(self, "starting runs", c, {
-                let dag_id = dag_id.clone();
+            if let Err(e) = self.start_queued_runs_of(&dag_id, now, &mut started).await {
+                self.skip_corrupt(e)?;
+            }
+        }
+        Ok(started)
+    }
 
-                lock_dag(self, c, &dag_id).await?;
-                let active: i64 = sqlx::query(
-                    "SELECT count(*) AS n FROM dag_runs WHERE dag_id = $1 AND state = 'running'",
-                )
-                .bind(&dag_id)
-                .fetch_one(&mut *c)
-                .await
-                .map_err(SchedulerError::db("counting active runs"))?
-                .get("n");
-                let free = (limit - active).max(0);
-                if free == 0 {
-                    return Ok(Vec::new());
-                }
-                let rows = sqlx::query(
+    async fn start_queued_runs_of(
+        &self,
+        dag_id: &str,
+        now: i64,
+        started: &mut Vec<(String, String)>,
+    ) -> Result<()> {
+        let dag_id = dag_id.to_owned();
+        let dag = self.dag(&dag_id).await?;
+        let current = self.spec(&dag_id, dag.version).await?;
+        let limit = i64::from(current.max_active_runs);
+        let runs: Vec<(String, i64)> = transact!(self, "starting runs", c, {
+            let dag_id = dag_id.clone();
+
+            lock_dag(self, c, &dag_id).await?;
+            let active: i64 = sqlx::query(
+                "SELECT count(*) AS n FROM dag_runs WHERE dag_id = $1 AND state = 'running'",
+            )
+            .bind(&dag_id)
+            .fetch_one(&mut *c)
+            .await
+            .map_err(SchedulerError::db("counting active runs"))
+            .and_then(|r| Stored::new("dag_runs", &r).get("n"))?;
+            let free = (limit - active).max(0);
+            if free == 0 {
+                return Ok(Vec::new());
+            }
+            let rows = sqlx::query(
                             "SELECT run_id, version FROM dag_runs WHERE dag_id = $1 AND state = 'queued' ORDER BY logical_ms, run_id LIMIT $2",
                         )
                         .bind(&dag_id)
@@ -282,19 +343,20 @@ impl Store {
                         .fetch_all(&mut *c)
                         .await
                         .map_err(SchedulerError::db("finding queued runs"))?;
-                Ok(rows
-                    .iter()
-                    .map(|r| (r.get::<String, _>("run_id"), r.get::<i64, _>("version")))
-                    .collect())
-            })?;
-            for (run_id, version) in runs {
-                let spec = self.spec(&dag_id, version).await?;
-                if self.start_run(&spec, &run_id, now).await? {
-                    started.push((dag_id.clone(), run_id));
-                }
+            rows.iter()
+                .map(|r| {
+                    let r = Stored::new("dag_runs", r);
+                    Ok((r.get("run_id")?, r.get("version")?))
+                })
+                .collect()
+        })?;
+        for (run_id, version) in runs {
+            let spec = self.spec(&dag_id, version).await?;
+            if self.start_run(&spec, &run_id, now).await? {
+                started.push((dag_id.clone(), run_id));
             }
         }
-        Ok(started)
+        Ok(())
     }
 
     /// Creates the task instances of a queued run and marks it running (false if another
@@ -314,13 +376,14 @@ impl Store {
                 .await
                 .map_err(SchedulerError::db("starting a run"))?;
             let Some(row) = row else { return Ok(false) };
-            if row.get::<String, _>("state") != "queued" {
+            let row = Stored::new("dag_runs", &row);
+            if row.get::<String>("state")? != "queued" {
                 return Ok(false);
             }
-            let logical: i64 = row.get("logical_ms");
-            let version: i64 = row.get("version");
+            let logical: i64 = row.get("logical_ms")?;
+            let version: i64 = row.get("version")?;
             let (ds, start_ds, end_ds): (String, String, String) =
-                (row.get("ds"), row.get("start_ds"), row.get("end_ds"));
+                (row.get("ds")?, row.get("start_ds")?, row.get("end_ds")?);
             let team = spec.team.clone().unwrap_or_default();
             const COLUMNS: usize = 17;
             for chunk in spec.tasks.chunks(500) {
@@ -387,12 +450,29 @@ impl Store {
         })
     }
 
+    /// Runs, newest first: of one DAG, in one state (one of [`RUN_STATES`]), at most `limit`
+    /// (1 or more).
     pub async fn runs(
         &self,
         dag_id: Option<&str>,
         state: Option<&str>,
         limit: i64,
     ) -> Result<Vec<RunRow>> {
+        if let Some(state) = state
+            && !RUN_STATES.contains(&state)
+        {
+            return Err(SchedulerError::InvalidParameter {
+                name: "state".into(),
+                message: format!("{state:?} is not a run state ({})", RUN_STATES.join(", ")),
+            });
+        }
+        if limit < 1 {
+            // SQLite reads a negative LIMIT as none at all; PostgreSQL refuses it.
+            return Err(SchedulerError::InvalidParameter {
+                name: "limit".into(),
+                message: format!("{limit} is not a number of runs (1 or more)"),
+            });
+        }
         if let Some(dag_id) = dag_id {
             self.dag(dag_id).await?;
         }
@@ -405,7 +485,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(SchedulerError::db("listing runs"))?;
-        Ok(rows.iter().map(run_row).collect())
+        rows.iter().map(run_row).collect()
     }
 
     pub async fn run(&self, dag_id: &str, run_id: &str) -> Result<RunRow> {
@@ -416,7 +496,7 @@ impl Store {
             .await
             .map_err(SchedulerError::db("reading a run"))?;
         match row {
-            Some(r) => Ok(run_row(&r)),
+            Some(r) => run_row(&r),
             None => {
                 self.dag(dag_id).await?;
                 Err(SchedulerError::UnknownRun {
@@ -443,16 +523,16 @@ pub(crate) async fn lock_dag(
     .await
     .map_err(SchedulerError::db("locking a DAG"))?
     .ok_or_else(|| SchedulerError::UnknownDag(dag_id.to_owned()))?;
-    Ok(row.get("last_logical_ms"))
+    Stored::new("dags", &row).get("last_logical_ms")
 }
 
 async fn run_version(c: &mut AnyConnection, dag_id: &str) -> Result<i64> {
-    Ok(sqlx::query("SELECT version FROM dags WHERE dag_id = $1")
+    let row = sqlx::query("SELECT dag_id, version FROM dags WHERE dag_id = $1")
         .bind(dag_id)
         .fetch_one(&mut *c)
         .await
-        .map_err(SchedulerError::db("reading a DAG version"))?
-        .get("version"))
+        .map_err(SchedulerError::db("reading a DAG version"))?;
+    Stored::new("dags", &row).get("version")
 }
 
 /// Notes in the DAG's row that its runs changed (see `dags.runs_version`), when `changed` rows of

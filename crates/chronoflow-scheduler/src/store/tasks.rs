@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 
+use super::row::Stored;
 use super::transact;
 use super::{Store, placeholders};
 use crate::error::{Result, SchedulerError};
@@ -38,29 +39,30 @@ pub struct TaskInstanceRow {
     pub error: Option<String>,
 }
 
-fn ti_row(r: &AnyRow) -> TaskInstanceRow {
-    TaskInstanceRow {
-        dag_id: r.get("dag_id"),
-        run_id: r.get("run_id"),
-        task_id: r.get("task_id"),
-        version: r.get("version"),
-        team: r.get("team"),
-        is_sensor: r.get::<i64, _>("is_sensor") != 0,
-        state: r.get("state"),
-        try_number: r.get("try_number"),
-        max_tries: r.get("max_tries"),
-        ds: r.get("ds"),
-        start_ds: r.get("start_ds"),
-        end_ds: r.get("end_ds"),
-        ready_ms: r.get("ready_ms"),
-        queued_ms: r.get("queued_ms"),
-        started_ms: r.get("started_ms"),
-        ended_ms: r.get("ended_ms"),
-        heartbeat_ms: r.get("heartbeat_ms"),
-        next_ms: r.get("next_ms"),
-        worker_id: r.get("worker_id"),
-        error: r.get("error"),
-    }
+fn ti_row(r: &AnyRow) -> Result<TaskInstanceRow> {
+    let r = Stored::new("task_instances", r);
+    Ok(TaskInstanceRow {
+        dag_id: r.get("dag_id")?,
+        run_id: r.get("run_id")?,
+        task_id: r.get("task_id")?,
+        version: r.get("version")?,
+        team: r.get("team")?,
+        is_sensor: r.flag("is_sensor")?,
+        state: r.get("state")?,
+        try_number: r.get("try_number")?,
+        max_tries: r.get("max_tries")?,
+        ds: r.get("ds")?,
+        start_ds: r.get("start_ds")?,
+        end_ds: r.get("end_ds")?,
+        ready_ms: r.get("ready_ms")?,
+        queued_ms: r.get("queued_ms")?,
+        started_ms: r.get("started_ms")?,
+        ended_ms: r.get("ended_ms")?,
+        heartbeat_ms: r.get("heartbeat_ms")?,
+        next_ms: r.get("next_ms")?,
+        worker_id: r.get("worker_id")?,
+        error: r.get("error")?,
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,18 +83,19 @@ pub struct TaskTryRow {
     pub max_rss_kb: Option<i64>,
 }
 
-fn try_row(r: &AnyRow) -> std::result::Result<TaskTryRow, sqlx::Error> {
+fn try_row(r: &AnyRow) -> Result<TaskTryRow> {
+    let r = Stored::new("task_tries", r);
     Ok(TaskTryRow {
-        try_number: r.try_get("try_number")?,
-        worker_id: r.try_get("worker_id")?,
-        state: r.try_get("state")?,
-        started_ms: r.try_get("started_ms")?,
-        ended_ms: r.try_get("ended_ms")?,
-        error: r.try_get("error")?,
-        log_path: r.try_get("log_path")?,
-        exit_code: r.try_get("exit_code")?,
-        cpu_ms: r.try_get("cpu_ms")?,
-        max_rss_kb: r.try_get("max_rss_kb")?,
+        try_number: r.get("try_number")?,
+        worker_id: r.get("worker_id")?,
+        state: r.get("state")?,
+        started_ms: r.get("started_ms")?,
+        ended_ms: r.get("ended_ms")?,
+        error: r.get("error")?,
+        log_path: r.get("log_path")?,
+        exit_code: r.get("exit_code")?,
+        cpu_ms: r.get("cpu_ms")?,
+        max_rss_kb: r.get("max_rss_kb")?,
     })
 }
 
@@ -113,21 +116,22 @@ pub struct Claimed {
     pub started_ms: i64,
 }
 
-fn claimed(r: &AnyRow) -> Claimed {
-    Claimed {
-        dag_id: r.get("dag_id"),
-        run_id: r.get("run_id"),
-        task_id: r.get("task_id"),
-        version: r.get("version"),
-        team: r.get("team"),
-        ds: r.get("ds"),
-        start_ds: r.get("start_ds"),
-        end_ds: r.get("end_ds"),
-        try_number: r.get("try_number"),
-        max_tries: r.get("max_tries"),
-        ready_ms: r.get("ready_ms"),
-        started_ms: r.get::<Option<i64>, _>("started_ms").unwrap_or_default(),
-    }
+fn claimed(r: &AnyRow) -> Result<Claimed> {
+    let r = Stored::new("task_instances", r);
+    Ok(Claimed {
+        dag_id: r.get("dag_id")?,
+        run_id: r.get("run_id")?,
+        task_id: r.get("task_id")?,
+        version: r.get("version")?,
+        team: r.get("team")?,
+        ds: r.get("ds")?,
+        start_ds: r.get("start_ds")?,
+        end_ds: r.get("end_ds")?,
+        try_number: r.get("try_number")?,
+        max_tries: r.get("max_tries")?,
+        ready_ms: r.get("ready_ms")?,
+        started_ms: r.get::<Option<i64>>("started_ms")?.unwrap_or_default(),
+    })
 }
 
 /// How a try ended, as its runner saw it.
@@ -159,7 +163,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(SchedulerError::db("listing task instances"))?;
-        Ok(rows.iter().map(ti_row).collect())
+        rows.iter().map(ti_row).collect()
     }
 
     pub async fn task_instance(
@@ -178,7 +182,7 @@ impl Store {
         .await
         .map_err(SchedulerError::db("reading a task instance"))?;
         match row {
-            Some(r) => Ok(ti_row(&r)),
+            Some(r) => ti_row(&r),
             None => {
                 self.run(dag_id, run_id).await?;
                 Err(SchedulerError::UnknownTask {
@@ -205,10 +209,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(SchedulerError::db("listing tries"))?;
-        rows.iter()
-            .map(try_row)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(SchedulerError::db("reading tries"))
+        rows.iter().map(try_row).collect()
     }
 
     /// Task instances per state, for metrics.
@@ -217,7 +218,12 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(SchedulerError::db("counting task instances"))?;
-        Ok(rows.iter().map(|r| (r.get("state"), r.get("n"))).collect())
+        rows.iter()
+            .map(|r| {
+                let r = Stored::new("task_instances", r);
+                Ok((r.get("state")?, r.get("n")?))
+            })
+            .collect()
     }
 
     pub async fn register_worker(
@@ -283,14 +289,15 @@ impl Store {
                     .await
                     .map_err(SchedulerError::db("heartbeat"))?
                 {
+                    let r = Stored::new("task_instances", &r);
                     held.push((
                         format!(
                             "{}/{}/{}",
-                            r.get::<String, _>("dag_id"),
-                            r.get::<String, _>("run_id"),
-                            r.get::<String, _>("task_id")
+                            r.get::<String>("dag_id")?,
+                            r.get::<String>("run_id")?,
+                            r.get::<String>("task_id")?
                         ),
-                        r.get::<i64, _>("try_number"),
+                        r.get("try_number")?,
                     ));
                 }
             }
@@ -338,7 +345,7 @@ impl Store {
                 .fetch_all(&mut *c)
                 .await
                 .map_err(SchedulerError::db("claiming tasks"))?;
-            let claimed: Vec<Claimed> = rows.iter().map(claimed).collect();
+            let claimed = rows.iter().map(claimed).collect::<Result<Vec<_>>>()?;
             for t in &claimed {
                 insert_try(c, t, &worker_id, log_path(t), now).await?;
             }
@@ -533,9 +540,7 @@ impl Store {
                 .await
                 .map_err(SchedulerError::db("reading upstream states"))?
             {
-                states.push(
-                    TaskState::parse(&r.get::<String, _>("state")).unwrap_or(TaskState::Waiting),
-                );
+                states.push(Stored::new("task_instances", &r).task_state("state")?);
             }
         }
         if states.len() < task.upstream.len() {
@@ -590,19 +595,20 @@ impl Store {
         .await
         .map_err(SchedulerError::db("reading a DAG"))?;
         let Some(row) = row else { return Ok(0) };
-        if row.get::<i64, _>("paused") != 0 {
+        let row = Stored::new("dags", &row);
+        if row.flag("paused")? {
             return Ok(0);
         }
-        let spec = self.spec_in(c, dag_id, row.get("version")).await?;
-        let team: String = row.get("team");
+        let spec = self.spec_in(c, dag_id, row.get("version")?).await?;
+        let team: String = row.get("team")?;
         let active: i64 = sqlx::query(
             "SELECT count(*) AS n FROM task_instances WHERE dag_id = $1 AND state IN ('queued', 'running') AND is_sensor = 0",
         )
         .bind(dag_id)
         .fetch_one(&mut *c)
         .await
-        .map_err(SchedulerError::db("counting active tasks"))?
-        .get("n");
+        .map_err(SchedulerError::db("counting active tasks"))
+        .and_then(|r| Stored::new("task_instances", &r).get("n"))?;
         let mut free = i64::from(spec.concurrency) - active;
         let team_limit = self.team_limits.read().unwrap().get(&team).copied();
         if let Some(limit) = team_limit {
@@ -612,8 +618,8 @@ impl Store {
             .bind(&team)
             .fetch_one(&mut *c)
             .await
-            .map_err(SchedulerError::db("counting active tasks"))?
-            .get("n");
+            .map_err(SchedulerError::db("counting active tasks"))
+            .and_then(|r| Stored::new("task_instances", &r).get("n"))?;
             free = free.min(i64::from(limit) - team_active);
         }
         if free <= 0 {
@@ -651,27 +657,34 @@ impl Store {
         .map_err(SchedulerError::db("finding dead tasks"))?;
         let mut failed = Vec::new();
         for r in rows {
-            let t = claimed(&r);
-            let worker: Option<String> = r.get("worker_id");
-            let worker = worker.unwrap_or_default();
-            let seen: Option<i64> = r.get("heartbeat_ms");
-            let error = format!(
-                "worker {worker} stopped heartbeating (last seen {} s before)",
-                (now - seen.unwrap_or(now)) / 1000
-            );
-            let state = self
-                .finish(
-                    &t,
-                    Some(&worker),
-                    FinishOutcome::Failed(error.clone()),
-                    retry_cap_seconds,
-                    None,
-                    None,
-                    now,
-                )
-                .await?;
-            if state == Some(TaskState::Failed) {
-                failed.push((t, error));
+            let reaped = async {
+                let t = claimed(&r)?;
+                let r = Stored::new("task_instances", &r);
+                let worker: Option<String> = r.get("worker_id")?;
+                let worker = worker.unwrap_or_default();
+                let seen: Option<i64> = r.get("heartbeat_ms")?;
+                let error = format!(
+                    "worker {worker} stopped heartbeating (last seen {} s before)",
+                    now.saturating_sub(seen.unwrap_or(now)) / 1000
+                );
+                let state = self
+                    .finish(
+                        &t,
+                        Some(&worker),
+                        FinishOutcome::Failed(error.clone()),
+                        retry_cap_seconds,
+                        None,
+                        None,
+                        now,
+                    )
+                    .await?;
+                Ok((state == Some(TaskState::Failed)).then_some((t, error)))
+            }
+            .await;
+            match reaped {
+                Ok(Some(t)) => failed.push(t),
+                Ok(None) => {}
+                Err(e) => self.skip_corrupt(e)?,
             }
         }
         Ok(failed)
@@ -695,7 +708,7 @@ impl Store {
         for r in &rows {
             let error = format!("worker {worker_id} restarted while running this try");
             self.finish(
-                &claimed(r),
+                &claimed(r)?,
                 Some(worker_id),
                 FinishOutcome::Failed(error),
                 retry_cap_seconds,
@@ -720,15 +733,19 @@ impl Store {
         .map_err(SchedulerError::db("finding retries"))?;
         let mut by_dag: BTreeMap<String, Vec<(String, String, bool)>> = BTreeMap::new();
         for r in &rows {
-            by_dag.entry(r.get("dag_id")).or_default().push((
-                r.get("run_id"),
-                r.get("task_id"),
-                r.get::<i64, _>("is_sensor") != 0,
-            ));
+            let r = Stored::new("task_instances", r);
+            let task = (|| {
+                let key = (r.get("run_id")?, r.get("task_id")?, r.flag("is_sensor")?);
+                Ok((r.get::<String>("dag_id")?, key))
+            })();
+            match task {
+                Ok((dag_id, key)) => by_dag.entry(dag_id).or_default().push(key),
+                Err(e) => self.skip_corrupt(e)?,
+            }
         }
         let mut queued = 0;
         for (dag_id, tasks) in &by_dag {
-            queued += transact!(self, "waking retries", c, {
+            let woken = transact!(self, "waking retries", c, {
                 for (run_id, task_id, sensor) in tasks {
                     lock_run(self, c, dag_id, run_id).await?;
                     let sql = if *sensor {
@@ -746,7 +763,11 @@ impl Store {
                         .map_err(SchedulerError::db("waking a retry"))?;
                 }
                 self.fill_slots(c, dag_id, now).await
-            })?;
+            });
+            match woken {
+                Ok(n) => queued += n,
+                Err(e) => self.skip_corrupt(e)?,
+            }
         }
         if queued > 0 {
             self.work_available.notify_waiters();
@@ -770,7 +791,14 @@ impl Store {
                 .fetch_all(&mut *c)
                 .await
                 .map_err(SchedulerError::db("finding due sensors"))?;
-            let sensors: Vec<Claimed> = rows.iter().map(claimed).collect();
+            // A sensor whose row cannot be read is left leased; the others are poked.
+            let mut sensors = Vec::with_capacity(rows.len());
+            for r in &rows {
+                match claimed(r) {
+                    Ok(t) => sensors.push(t),
+                    Err(e) => self.skip_corrupt(e)?,
+                }
+            }
             for t in &sensors {
                 // A sensor's try is recorded the first time it is poked.
                 sqlx::query(
@@ -828,8 +856,7 @@ impl Store {
                         .await
                         .map_err(SchedulerError::db("clearing tasks"))?;
                 let Some(row) = row else { continue };
-                let state =
-                    TaskState::parse(&row.get::<String, _>("state")).unwrap_or(TaskState::Waiting);
+                let state = Stored::new("task_instances", &row).task_state("state")?;
                 if matches!(state, TaskState::Queued | TaskState::Running) {
                     return Err(SchedulerError::InvalidRequest {
                         dag_id: dag_id.to_owned(),
@@ -899,65 +926,74 @@ impl Store {
                 .map_err(SchedulerError::db("reconciling"))?;
         let mut moved = 0;
         let mut queued = 0;
-        for r in runs {
-            let (dag_id, run_id, version): (String, String, i64) =
-                (r.get("dag_id"), r.get("run_id"), r.get("version"));
-            let spec = self.spec(&dag_id, version).await?;
-            let (m, q) =
-                transact!(self, "reconciling", c, {
-                    let (spec, dag_id, run_id) = (spec.clone(), dag_id.clone(), run_id.clone());
-
-                    lock_run(self, c, &dag_id, &run_id).await?;
-                    // One read of the run's states; only tasks whose upstream is all done are
-                    // touched (a long chain of waiting tasks costs one query, not one each).
-                    let states: HashMap<String, TaskState> = sqlx::query(
-                    "SELECT task_id, state FROM task_instances WHERE dag_id = $1 AND run_id = $2",
-                )
-                .bind(&dag_id)
-                .bind(&run_id)
-                .fetch_all(&mut *c)
-                .await
-                .map_err(SchedulerError::db("reconciling"))?
-                .iter()
-                .map(|r| {
-                    let state: String = r.get("state");
-                    (r.get("task_id"), TaskState::parse(&state).unwrap_or(TaskState::Waiting))
-                })
-                .collect();
-                    let mut moved = 0;
-                    for task in &spec.tasks {
-                        if states.get(&task.task_id) != Some(&TaskState::Waiting) {
-                            continue;
-                        }
-                        let upstream = task
-                            .upstream
-                            .iter()
-                            .map(|u| states.get(u).copied().unwrap_or(TaskState::Waiting));
-                        if readiness(upstream).is_none() {
-                            continue;
-                        }
-                        if let Some(new) = self
-                            .check_ready(c, &spec, &run_id, &task.task_id, now)
-                            .await?
-                        {
-                            moved += 1;
-                            if new.is_terminal() {
-                                self.on_terminal(c, &spec, &run_id, &task.task_id, new, now)
-                                    .await?;
-                            }
-                        }
-                    }
-                    complete_run_if_done(c, &dag_id, &run_id, now).await?;
-                    let queued = self.fill_slots(c, &dag_id, now).await?;
-                    Ok((moved, queued))
-                })?;
-            moved += m;
-            queued += q;
+        for r in &runs {
+            match self.reconcile_run(r, now).await {
+                Ok((m, q)) => {
+                    moved += m;
+                    queued += q;
+                }
+                Err(e) => self.skip_corrupt(e)?,
+            }
         }
         if queued > 0 {
             self.work_available.notify_waiters();
         }
         Ok(moved)
+    }
+
+    /// [`Store::reconcile`] of one run: how many tasks moved, how many were queued.
+    async fn reconcile_run(&self, r: &AnyRow, now: i64) -> Result<(usize, u64)> {
+        let r = Stored::new("dag_runs", r);
+        let (dag_id, run_id, version): (String, String, i64) =
+            (r.get("dag_id")?, r.get("run_id")?, r.get("version")?);
+        let spec = self.spec(&dag_id, version).await?;
+        transact!(self, "reconciling", c, {
+            let (spec, dag_id, run_id) = (spec.clone(), dag_id.clone(), run_id.clone());
+
+            lock_run(self, c, &dag_id, &run_id).await?;
+            // One read of the run's states; only tasks whose upstream is all done are
+            // touched (a long chain of waiting tasks costs one query, not one each).
+            let states: HashMap<String, TaskState> = sqlx::query(
+                "SELECT task_id, state FROM task_instances WHERE dag_id = $1 AND run_id = $2",
+            )
+            .bind(&dag_id)
+            .bind(&run_id)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(SchedulerError::db("reconciling"))?
+            .iter()
+            .map(|r| {
+                let r = Stored::new("task_instances", r);
+                Ok((r.get("task_id")?, r.task_state("state")?))
+            })
+            .collect::<Result<_>>()?;
+            let mut moved = 0;
+            for task in &spec.tasks {
+                if states.get(&task.task_id) != Some(&TaskState::Waiting) {
+                    continue;
+                }
+                let upstream = task
+                    .upstream
+                    .iter()
+                    .map(|u| states.get(u).copied().unwrap_or(TaskState::Waiting));
+                if readiness(upstream).is_none() {
+                    continue;
+                }
+                if let Some(new) = self
+                    .check_ready(c, &spec, &run_id, &task.task_id, now)
+                    .await?
+                {
+                    moved += 1;
+                    if new.is_terminal() {
+                        self.on_terminal(c, &spec, &run_id, &task.task_id, new, now)
+                            .await?;
+                    }
+                }
+            }
+            complete_run_if_done(c, &dag_id, &run_id, now).await?;
+            let queued = self.fill_slots(c, &dag_id, now).await?;
+            Ok((moved, queued))
+        })
     }
 }
 
@@ -1161,13 +1197,9 @@ impl Store {
                     task_id: task_id.to_owned(),
                 });
             };
-            let previous: String = row
-                .try_get("state")
-                .map_err(SchedulerError::db("reading a task instance"))?;
-            let try_number: i64 = row
-                .try_get("try_number")
-                .map_err(SchedulerError::db("reading a task instance"))?;
-            let previous = TaskState::parse(&previous).unwrap_or(TaskState::Waiting);
+            let row = Stored::new("task_instances", &row);
+            let previous = row.task_state("state")?;
+            let try_number: i64 = row.get("try_number")?;
             if only_running && previous != TaskState::Running {
                 return Err(SchedulerError::InvalidRequest {
                     dag_id: dag_id.to_owned(),

@@ -253,7 +253,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(SchedulerError::db("listing a DAG's runs"))?;
-        rows.iter().map(super::runs::run_row_checked).collect()
+        rows.iter().map(super::runs::run_row).collect()
     }
 
     /// Task instances running or queued now, oldest first.
