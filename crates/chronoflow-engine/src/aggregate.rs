@@ -23,8 +23,39 @@ pub enum Out {
     FloatList(Vec<f64>),
     /// Sorted by key.
     Counts(Vec<(String, i64)>),
-    /// Per bucket value (sorted), the aggregate of that bucket's rows.
-    Buckets(Vec<(String, Out)>),
+    /// Per bucket value (sorted), the aggregate of that bucket's rows (never buckets again).
+    Buckets(#[serde(deserialize_with = "bucket_values")] Vec<(String, Out)>),
+}
+
+/// [`Out`] without `Buckets`, in the same order (so the same encoding): what a bucket holds.
+/// Decoding buckets through it keeps stored values one level deep, so damaged or hostile bytes
+/// cannot nest buckets until the decoder's recursion overflows the stack.
+#[derive(serde::Deserialize)]
+enum BucketOut {
+    Int(i64),
+    Float(f64),
+    Scalar(Val),
+    List(Vec<Val>),
+    FloatList(Vec<f64>),
+    Counts(Vec<(String, i64)>),
+}
+
+fn bucket_values<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, Out)>, D::Error> {
+    let buckets: Vec<(String, BucketOut)> = serde::Deserialize::deserialize(d)?;
+    Ok(buckets
+        .into_iter()
+        .map(|(b, o)| {
+            let o = match o {
+                BucketOut::Int(x) => Out::Int(x),
+                BucketOut::Float(x) => Out::Float(x),
+                BucketOut::Scalar(x) => Out::Scalar(x),
+                BucketOut::List(x) => Out::List(x),
+                BucketOut::FloatList(x) => Out::FloatList(x),
+                BucketOut::Counts(x) => Out::Counts(x),
+            };
+            (b, o)
+        })
+        .collect())
 }
 
 /// The Arrow type an operation produces from an input of kind `input`.
@@ -113,6 +144,10 @@ pub fn compute(agg: &Aggregation, rows: &[(i64, &Val)]) -> Option<Out> {
             let mut sorted: Vec<f64> = floats().collect();
             sorted.sort_by(f64::total_cmp);
             let n = sorted.len();
+            if n == 0 {
+                // Only non-numeric values (rows of another definition): nothing to rank.
+                return None;
+            }
             Out::FloatList(
                 agg.percentiles
                     .iter()

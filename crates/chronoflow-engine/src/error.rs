@@ -57,6 +57,19 @@ pub enum EngineError {
     /// Bad input data (a file to import, a column, a value), with what was wrong.
     #[error("{file}: {message}")]
     Input { file: String, message: String },
+    /// A time (epoch millis) outside what the engine computes with: 1970-01-01 to 9999-12-31.
+    #[error(
+        "{what} {millis} is outside the supported time range: epoch milliseconds from 0 \
+         (1970-01-01T00:00:00Z) to 253402300799999 (9999-12-31T23:59:59.999Z)"
+    )]
+    TimeOutOfRange { what: String, millis: i64 },
+    /// A stored online value (a batch's tile or row, a streamed row) that does not fit the
+    /// GroupBy definition reading it: written by another definition, or damaged.
+    #[error(
+        "{group_by}: a stored value does not fit its definition ({message}); upload and replay \
+         it again"
+    )]
+    StoredValue { group_by: String, message: String },
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

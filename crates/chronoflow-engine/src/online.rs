@@ -14,6 +14,13 @@
 //!
 //! Streamed rows come from [`stream_rows`]: raw source rows (a replayed table partition today, a
 //! topic's events later) evaluated through the source's query exactly as the backfill reads it.
+//!
+//! Stored values are data, not trusted: a batch records the layout of its rows ([`RowSchema`]:
+//! input columns with their types, bucket columns), streamed rows are stored with its
+//! fingerprint, and [`OnlineGroupBy::features_at`] checks every tile and row against the
+//! definition before counting it. Anything that does not fit (another definition, damaged
+//! bytes) is an [`EngineError::StoredValue`], never a panic or a silently wrong value; which
+//! streamed rows are counted at all is the fetcher's rule (rows of another layout are skipped).
 
 use std::collections::BTreeMap;
 
@@ -32,7 +39,8 @@ use crate::table_name::TableName;
 use crate::value::{ScalarKind, Val};
 use crate::warehouse::Warehouse;
 use crate::window::{
-    DAY, date_of, end_of_day, oldest_partition, round_down, tail_hop, window_start,
+    DAY, check_time, date_of, date_of_day, end_of_day, oldest_partition, round_down, tail_hop,
+    window_start,
 };
 
 /// A key's values, in the GroupBy's key column order.
@@ -62,7 +70,91 @@ impl OnlineRow {
     }
 
     pub fn partition(&self) -> PartitionDate {
-        date_of(self.day * DAY)
+        date_of_day(self.day)
+    }
+}
+
+/// The layout of [`OnlineRow`]s: what each of `inputs` and `buckets` holds. A batch records the
+/// one it was made with; streamed rows carry its [`fingerprint`](RowSchema::fingerprint), so
+/// rows made by another definition (a column added, removed, or of another type) are told
+/// apart from rows that fit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowSchema {
+    /// Per distinct aggregation input column, in [`OnlineRow::inputs`] order: its name and the
+    /// kind of its values (of its elements, for a list column).
+    pub inputs: Vec<(String, ScalarKind)>,
+    /// The bucket columns, in [`OnlineRow::buckets`] order.
+    pub buckets: Vec<String>,
+}
+
+/// Bumped when [`OnlineRow`]'s own encoding changes, so older rows stop matching.
+const ROW_FORMAT: u32 = 1;
+
+impl RowSchema {
+    fn of(shape: &Shape) -> RowSchema {
+        let Shape::Aggregated {
+            aggregations,
+            input_kinds,
+            ..
+        } = shape
+        else {
+            return RowSchema::default();
+        };
+        // First-use order, as `jobs::input_columns` numbers the inputs.
+        let mut inputs: Vec<(String, ScalarKind)> = Vec::new();
+        for (agg, kind) in aggregations.iter().zip(input_kinds) {
+            if !inputs.iter().any(|(name, _)| *name == agg.input_column) {
+                inputs.push((agg.input_column.clone(), *kind));
+            }
+        }
+        RowSchema {
+            inputs,
+            buckets: jobs::bucket_columns(aggregations),
+        }
+    }
+
+    /// A stable 64-bit digest (FNV-1a) of the layout and of [`ROW_FORMAT`].
+    pub fn fingerprint(&self) -> u64 {
+        let text = serde_json::to_vec(&(ROW_FORMAT, self)).expect("names and kinds serialize");
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+
+    /// Why `row` does not have this layout, if it does not.
+    pub fn check(&self, row: &OnlineRow) -> std::result::Result<(), String> {
+        if row.inputs.len() != self.inputs.len() || row.buckets.len() != self.buckets.len() {
+            return Err(format!(
+                "a row with {} input and {} bucket values, expected {} and {}",
+                row.inputs.len(),
+                row.buckets.len(),
+                self.inputs.len(),
+                self.buckets.len()
+            ));
+        }
+        for ((name, kind), v) in self.inputs.iter().zip(&row.inputs) {
+            self.check_value(name, *kind, v.as_ref())?;
+        }
+        Ok(())
+    }
+
+    fn check_value(
+        &self,
+        column: &str,
+        kind: ScalarKind,
+        v: Option<&Val>,
+    ) -> std::result::Result<(), String> {
+        match v {
+            Some(v) if v.kind() != kind => Err(format!(
+                "column {column:?} holds {kind:?} values, got {:?} {}",
+                v.kind(),
+                crate::features::val_json(v)
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -94,6 +186,8 @@ pub struct ServingInfo {
     /// Per aggregation, what it produces (empty without aggregations).
     pub aggregation_kinds: Vec<OutKind>,
     pub features: Vec<String>,
+    /// The layout of the rows it keeps, which streamed rows must share to be counted.
+    pub row_schema: RowSchema,
 }
 
 /// A batch upload: its description and one value per key, keys sorted.
@@ -114,6 +208,13 @@ pub fn is_temporal(gb: &GroupBy) -> bool {
 fn input_error(gb: &GroupBy, message: impl Into<String>) -> EngineError {
     EngineError::Input {
         file: gb.metadata.name.clone(),
+        message: message.into(),
+    }
+}
+
+fn stored_error(group_by: &str, message: impl Into<String>) -> EngineError {
+    EngineError::StoredValue {
+        group_by: group_by.to_owned(),
         message: message.into(),
     }
 }
@@ -150,6 +251,7 @@ pub async fn compute_upload(
             ..
         } = &data.shape
         else {
+            // `is_temporal` requires aggregations, and a GroupBy with them loads aggregated.
             unreachable!("temporal GroupBys aggregate");
         };
         tiled = aggregations
@@ -186,7 +288,9 @@ pub async fn compute_upload(
                         None => i64::MIN,
                     };
                     let agg = &aggregations[f.aggregation];
-                    Partial::of(agg, ts, v).add_to(agg, tiles.entry(start).or_default());
+                    Partial::of(agg, ts, v)
+                        .and_then(|p| p.add_to(agg, tiles.entry(start).or_default()))
+                        .map_err(|e| input_error(gb, format!("feature {}: {e}", f.name)))?;
                 }
             }
             if !kept.is_empty() || tiles.iter().any(|t| !t.is_empty()) {
@@ -208,6 +312,7 @@ pub async fn compute_upload(
     let key_kinds = data
         .key_types
         .iter()
+        // `index_group_by` only records key types it made from a `ScalarKind`.
         .map(|t| ScalarKind::of(t).expect("keys were checked when loading"))
         .collect();
     let aggregation_kinds = match &data.shape {
@@ -224,6 +329,7 @@ pub async fn compute_upload(
             key_kinds,
             aggregation_kinds,
             features: data.feature_names(),
+            row_schema: RowSchema::of(&data.shape),
         },
         entries,
     })
@@ -264,6 +370,8 @@ pub struct OnlineGroupBy {
     buckets: usize,
     /// ZL dialect: a window's head is inclusive.
     inclusive: bool,
+    /// The fingerprint of `info.row_schema`, which streamed rows must carry.
+    row_layout: u64,
 }
 
 impl OnlineGroupBy {
@@ -283,6 +391,16 @@ impl OnlineGroupBy {
                     "the uploaded batch was made from a different definition; upload again",
                 ));
             }
+            let schema = &info.row_schema;
+            let names = |columns: &[(String, ScalarKind)]| -> Vec<String> {
+                columns.iter().map(|(n, _)| n.clone()).collect()
+            };
+            if names(&schema.inputs) != input_names || schema.buckets != bucket_names {
+                return Err(input_error(
+                    gb,
+                    "the uploaded batch's rows do not have the definition's columns; upload again",
+                ));
+            }
             let index = jobs::input_index(&aggregations, &input_names);
             plan_features(
                 &aggregations,
@@ -292,6 +410,7 @@ impl OnlineGroupBy {
             )
         };
         Ok(OnlineGroupBy {
+            row_layout: info.row_schema.fingerprint(),
             info,
             batch_ds,
             aggregations,
@@ -306,21 +425,43 @@ impl OnlineGroupBy {
         self.batch_ds
     }
 
+    /// The fingerprint of the batch's row layout: streamed rows count only if they carry it.
+    pub fn row_layout(&self) -> u64 {
+        self.row_layout
+    }
+
+    fn stored_error(&self, message: impl Into<String>) -> EngineError {
+        stored_error(&self.info.group_by, message)
+    }
+
     /// The features of one key at time `at` (epoch millis), in [`ServingInfo::features`] order.
-    /// `batch` is the key's batch value (if the batch has one); `streamed` its streamed rows,
-    /// of which only partitions after the batch day count (earlier ones are in the batch).
+    /// `batch` is the key's batch value (if the batch has one); `streamed` its streamed rows
+    /// (of this batch's [`RowSchema`]), of which only partitions after the batch day count
+    /// (earlier ones are in the batch). A time outside [`check_time`]'s range, or a stored
+    /// value that does not fit the definition, is an error.
     pub fn features_at(
         &self,
         batch: Option<&BatchValue>,
         streamed: &[OnlineRow],
         at: i64,
-    ) -> Vec<Option<Out>> {
+    ) -> Result<Vec<Option<Out>>> {
+        check_time("at_millis", at)?;
         let (tiles, rows): (&[Vec<(i64, Partial)>], &[OnlineRow]) = match batch {
-            Some(BatchValue::Finalized(values)) => return values.clone(),
-            None if !self.info.temporal => return vec![None; self.info.features.len()],
+            Some(BatchValue::Finalized(values)) => {
+                if values.len() != self.info.features.len() {
+                    return Err(self.stored_error(format!(
+                        "{} values for {} features",
+                        values.len(),
+                        self.info.features.len()
+                    )));
+                }
+                return Ok(values.clone());
+            }
+            None if !self.info.temporal => return Ok(vec![None; self.info.features.len()]),
             Some(BatchValue::Temporal { tiles, rows }) => (tiles, rows),
             None => (&[], &[]),
         };
+        self.check_tiles(tiles)?;
         let batch_day = self.batch_ds.epoch_millis().div_euclid(DAY);
         let mut data = KeyedRows {
             inputs: vec![Vec::new(); self.inputs],
@@ -332,6 +473,11 @@ impl OnlineGroupBy {
             .iter()
             .chain(streamed.iter().filter(|r| r.day > batch_day))
         {
+            // Every column gets one value per row, or none: columns stay aligned.
+            self.info
+                .row_schema
+                .check(row)
+                .map_err(|e| self.stored_error(e))?;
             data.ts.push(Some(row.ts));
             data.ds.push(row.partition());
             data.is_entity.push(false);
@@ -350,7 +496,13 @@ impl OnlineGroupBy {
             a: date_of(at),
         };
         if !self.info.tiled {
-            return compute_features(&self.aggregations, &self.features, &data, &order, as_of);
+            return Ok(compute_features(
+                &self.aggregations,
+                &self.features,
+                &data,
+                &order,
+                as_of,
+            ));
         }
         let mut counted = Vec::new();
         let mut by_bucket = BTreeMap::new();
@@ -363,15 +515,48 @@ impl OnlineGroupBy {
                 let mut partial: Option<Partial> = None;
                 for (tile, p) in tiles.get(i).map(Vec::as_slice).unwrap_or_default() {
                     if start.is_none_or(|s| *tile >= s) {
-                        p.clone().add_to(agg, &mut partial);
+                        p.clone().add_to(agg, &mut partial)?;
                     }
                 }
                 count_rows(f, &data, &order, as_of, &mut counted, &mut by_bucket);
-                partial::fold(agg, &mut partial, counted.iter().copied());
-                partial.and_then(|p| p.finalize(agg))
+                partial::fold(agg, &mut partial, counted.iter().copied())?;
+                Ok(partial.and_then(|p| p.finalize(agg)))
             })
-            .collect()
+            .collect::<std::result::Result<_, String>>()
+            .map_err(|e| self.stored_error(e))
     }
+
+    /// Checks that stored tiles are partials of their feature's operation over values of its
+    /// input's type, at most one list per feature.
+    fn check_tiles(&self, tiles: &[Vec<(i64, Partial)>]) -> Result<()> {
+        if tiles.len() > self.features.len() {
+            return Err(self.stored_error(format!(
+                "tiles for {} features, it has {}",
+                tiles.len(),
+                self.features.len()
+            )));
+        }
+        let schema = &self.info.row_schema;
+        for (f, tiles) in self.features.iter().zip(tiles) {
+            let agg = &self.aggregations[f.aggregation];
+            let (column, kind) = &schema.inputs[f.input];
+            for (_, p) in tiles {
+                let fits = p.fits(agg).and_then(|()| {
+                    p.values()
+                        .try_for_each(|v| schema.check_value(column, *kind, Some(v)))
+                });
+                fits.map_err(|e| self.stored_error(format!("feature {}: {e}", f.name)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Streamed rows by key, and the layout they were made with.
+#[derive(Debug, Default)]
+pub struct StreamedRows {
+    pub schema: RowSchema,
+    pub rows: Vec<(Key, OnlineRow)>,
 }
 
 /// Raw rows of one of `gb`'s event sources, evaluated through that source's query and turned
@@ -383,10 +568,12 @@ pub async fn stream_rows(
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     partition_column: &str,
-) -> Result<Vec<(Key, OnlineRow)>> {
-    let source = &gb.sources[source_index];
-    let Source::Events(events) = source else {
-        return Err(input_error(gb, "only event sources stream"));
+) -> Result<StreamedRows> {
+    let Some(source @ Source::Events(events)) = gb.sources.get(source_index) else {
+        return Err(input_error(
+            gb,
+            format!("source {source_index} is not one of its event sources: only those stream"),
+        ));
     };
     let table = TableName::parse(&events.table.table)?;
     let evaluated = source::evaluate(
@@ -402,7 +589,7 @@ pub async fn stream_rows(
     rows_by_key(gb, evaluated)
 }
 
-fn rows_by_key(gb: &GroupBy, evaluated: RecordBatch) -> Result<Vec<(Key, OnlineRow)>> {
+fn rows_by_key(gb: &GroupBy, evaluated: RecordBatch) -> Result<StreamedRows> {
     let data = jobs::index_group_by(gb, &[(evaluated, false)])?;
     let rows = &data.rows;
     let mut keys: Vec<&Key> = rows.by_key.keys().collect();
@@ -415,7 +602,10 @@ fn rows_by_key(gb: &GroupBy, evaluated: RecordBatch) -> Result<Vec<(Key, OnlineR
             out.push((key.clone(), OnlineRow::of(rows, r, ts)));
         }
     }
-    Ok(out)
+    Ok(StreamedRows {
+        schema: RowSchema::of(&data.shape),
+        rows: out,
+    })
 }
 
 /// The event sources of `gb` reading `table`, or an error naming the tables it does read.
@@ -449,14 +639,14 @@ pub async fn replay_partition(
     gb: &GroupBy,
     table: &TableName,
     day: PartitionDate,
-) -> Result<Vec<(Key, OnlineRow)>> {
+) -> Result<StreamedRows> {
     if !is_temporal(gb) {
         return Err(input_error(
             gb,
             "only TEMPORAL GroupBys (a topic, or accuracy TEMPORAL) take streamed rows",
         ));
     }
-    let mut out = Vec::new();
+    let mut out: Option<StreamedRows> = None;
     for source in sources_reading(gb, table)? {
         let evaluated = source::load(
             warehouse,
@@ -470,9 +660,19 @@ pub async fn replay_partition(
             &gb.metadata.name,
         )
         .await?;
-        out.extend(rows_by_key(gb, evaluated)?);
+        let streamed = rows_by_key(gb, evaluated)?;
+        match &mut out {
+            None => out = Some(streamed),
+            Some(out) if out.schema == streamed.schema => out.rows.extend(streamed.rows),
+            Some(_) => {
+                return Err(input_error(
+                    gb,
+                    format!("its sources reading {table} give its columns different types"),
+                ));
+            }
+        }
     }
-    Ok(out)
+    Ok(out.unwrap_or_default())
 }
 
 /// The partitions of `table` (an event source of `gb`) after `since`, oldest first.
@@ -527,6 +727,10 @@ mod tests {
                 OutKind::List(ScalarKind::Int),
             ],
             features: Vec::new(),
+            row_schema: RowSchema {
+                inputs: vec![("refund_amt".to_owned(), ScalarKind::Int)],
+                buckets: Vec::new(),
+            },
         };
         OnlineGroupBy::new(&gb, dialect, info).unwrap()
     }
@@ -562,15 +766,15 @@ mod tests {
             row("2023-11-30", 13, 1000),
         ];
         assert_eq!(
-            sum_3d(&gb.features_at(Some(&batch), &streamed, at)),
+            sum_3d(&gb.features_at(Some(&batch), &streamed, at).unwrap()),
             Some(Out::Int(12))
         );
         // A key with streamed rows only.
         assert_eq!(
-            sum_3d(&gb.features_at(None, &streamed, at)),
+            sum_3d(&gb.features_at(None, &streamed, at).unwrap()),
             Some(Out::Int(7))
         );
-        assert_eq!(sum_3d(&gb.features_at(None, &[], at)), None);
+        assert_eq!(sum_3d(&gb.features_at(None, &[], at).unwrap()), None);
     }
 
     #[test]
@@ -582,7 +786,7 @@ mod tests {
         let mut late = row("2023-11-30", 0, 9);
         late.ts = PartitionDate::parse("2023-11-28").unwrap().epoch_millis() + 5 * 3_600_000;
         assert_eq!(
-            sum_3d(&gb.features_at(None, &[late], at)),
+            sum_3d(&gb.features_at(None, &[late], at).unwrap()),
             Some(Out::Int(9))
         );
     }

@@ -49,13 +49,14 @@ pub fn has_partial(agg: &Aggregation, input: ScalarKind) -> bool {
 }
 
 impl Partial {
-    /// The partial of one row (`has_partial` must hold).
-    pub fn of(agg: &Aggregation, ts: i64, v: &Val) -> Partial {
+    /// The partial of one row, or why `agg` has none for it (an operation without a partial, or
+    /// a value of the wrong type: a row written by another definition).
+    pub fn of(agg: &Aggregation, ts: i64, v: &Val) -> Result<Partial, String> {
         use Operation::*;
-        match agg.operation {
+        Ok(match agg.operation {
             Count => Partial::Count(1),
-            Sum => Partial::IntSum(int(v), 1),
-            Average => Partial::IntMean(int(v) as f64, 1),
+            Sum => Partial::IntSum(int(v)?, 1),
+            Average => Partial::IntMean(int(v)? as f64, 1),
             Min => Partial::Min(v.clone()),
             Max => Partial::Max(v.clone()),
             First | FirstK => Partial::Earliest(vec![(ts, v.clone())]),
@@ -69,31 +70,103 @@ impl Partial {
                 Partial::Counts(BTreeMap::from([(v.key_text(), 1)]))
             }
             Variance | Skew | Kurtosis | ApproxPercentile => {
-                unreachable!("no partial for {:?}", agg.operation)
+                return Err(format!(
+                    "{} has no partial aggregate",
+                    agg.operation.lower_name()
+                ));
             }
-        }
+        })
     }
 
     /// Adds `self` to `acc`, or starts it.
-    pub fn add_to(self, agg: &Aggregation, acc: &mut Option<Partial>) {
+    pub fn add_to(self, agg: &Aggregation, acc: &mut Option<Partial>) -> Result<(), String> {
         match acc {
             Some(acc) => acc.merge(agg, self),
-            None => *acc = Some(self),
+            None => {
+                self.fits(agg)?;
+                *acc = Some(self);
+                Ok(())
+            }
         }
     }
 
-    /// Adds `other` (of the same aggregation) to `self`.
-    pub fn merge(&mut self, agg: &Aggregation, other: Partial) {
+    /// Whether this is the kind of partial `agg` makes: a stored partial of another operation
+    /// (another definition, damaged bytes) is an error rather than a wrong merge.
+    pub fn fits(&self, agg: &Aggregation) -> Result<(), String> {
+        use Operation::*;
+        let fits = match self {
+            Partial::Count(_) => agg.operation == Count,
+            Partial::IntSum(..) => agg.operation == Sum,
+            Partial::IntMean(..) => agg.operation == Average,
+            Partial::Min(_) => agg.operation == Min,
+            Partial::Max(_) => agg.operation == Max,
+            Partial::Earliest(_) => matches!(agg.operation, First | FirstK),
+            Partial::Latest(_) => matches!(agg.operation, Last | LastK),
+            Partial::Largest(_) => matches!(agg.operation, TopK | UniqueTopK),
+            Partial::Smallest(_) => agg.operation == BottomK,
+            Partial::Distinct(_) => matches!(
+                agg.operation,
+                UniqueCount | ApproxUniqueCount | BoundedUniqueCount
+            ),
+            Partial::Counts(_) => matches!(
+                agg.operation,
+                Histogram | ApproxHistogramK | ApproxFrequentK | ApproxHeavyHittersK
+            ),
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(format!(
+                "a partial aggregate {} cannot be one of {}",
+                self.variant_name(),
+                agg.operation.lower_name()
+            ))
+        }
+    }
+
+    fn variant_name(&self) -> &'static str {
+        match self {
+            Partial::Count(_) => "Count",
+            Partial::IntSum(..) => "IntSum",
+            Partial::IntMean(..) => "IntMean",
+            Partial::Min(_) => "Min",
+            Partial::Max(_) => "Max",
+            Partial::Earliest(_) => "Earliest",
+            Partial::Latest(_) => "Latest",
+            Partial::Largest(_) => "Largest",
+            Partial::Smallest(_) => "Smallest",
+            Partial::Distinct(_) => "Distinct",
+            Partial::Counts(_) => "Counts",
+        }
+    }
+
+    /// The values this partial holds, to check their types.
+    pub fn values(&self) -> Box<dyn Iterator<Item = &Val> + '_> {
+        match self {
+            Partial::Count(_) | Partial::IntSum(..) | Partial::IntMean(..) | Partial::Counts(_) => {
+                Box::new(std::iter::empty())
+            }
+            Partial::Min(v) | Partial::Max(v) => Box::new(std::iter::once(v)),
+            Partial::Earliest(r) | Partial::Latest(r) => Box::new(r.iter().map(|(_, v)| v)),
+            Partial::Largest(v) | Partial::Smallest(v) | Partial::Distinct(v) => Box::new(v.iter()),
+        }
+    }
+
+    /// Adds `other` (of the same aggregation) to `self`. Counts saturate: stored counts are
+    /// data, and a damaged one must not overflow.
+    pub fn merge(&mut self, agg: &Aggregation, other: Partial) -> Result<(), String> {
         let k = keep(agg);
+        other.fits(agg)?;
         match (self, other) {
-            (Partial::Count(a), Partial::Count(b)) => *a += b,
+            (Partial::Count(a), Partial::Count(b)) => *a = a.saturating_add(b),
             (Partial::IntSum(a, n), Partial::IntSum(b, m)) => {
+                // Wrapping, as `compute` sums integers.
                 *a = a.wrapping_add(b);
-                *n += m;
+                *n = n.saturating_add(m);
             }
             (Partial::IntMean(a, n), Partial::IntMean(b, m)) => {
                 *a += b;
-                *n += m;
+                *n = n.saturating_add(m);
             }
             (Partial::Min(a), Partial::Min(b)) => {
                 if b < *a {
@@ -137,11 +210,19 @@ impl Partial {
             }
             (Partial::Counts(a), Partial::Counts(b)) => {
                 for (key, n) in b {
-                    *a.entry(key).or_default() += n;
+                    let count = a.entry(key).or_default();
+                    *count = count.saturating_add(n);
                 }
             }
-            (a, b) => unreachable!("partials of one aggregation: {a:?} and {b:?}"),
+            (a, b) => {
+                return Err(format!(
+                    "partial aggregates {} and {} cannot be merged",
+                    a.variant_name(),
+                    b.variant_name()
+                ));
+            }
         }
+        Ok(())
     }
 
     /// The finalized value: what `compute` gives over the rows this partial was made of.
@@ -174,10 +255,13 @@ fn finite(o: &Out) -> bool {
     !matches!(o, Out::Float(x) if !x.is_finite())
 }
 
-fn int(v: &Val) -> i64 {
+fn int(v: &Val) -> Result<i64, String> {
     match v {
-        Val::Int(i) => *i,
-        other => unreachable!("integer partials take integers, got {other:?}"),
+        Val::Int(i) => Ok(*i),
+        other => Err(format!(
+            "integer partials take integers, got {}",
+            crate::features::val_json(other)
+        )),
     }
 }
 
@@ -194,10 +278,11 @@ pub fn fold<'a>(
     agg: &Aggregation,
     partial: &mut Option<Partial>,
     rows: impl IntoIterator<Item = (i64, &'a Val)>,
-) {
+) -> Result<(), String> {
     for (ts, v) in rows {
-        Partial::of(agg, ts, v).add_to(agg, partial);
+        Partial::of(agg, ts, v)?.add_to(agg, partial)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -252,11 +337,11 @@ mod tests {
 
             let split = split.min(vals.len());
             let (mut left, mut right) = (None, None);
-            fold(&agg, &mut left, vals[..split].iter().map(|(t, v)| (*t, v)));
-            fold(&agg, &mut right, vals[split..].iter().map(|(t, v)| (*t, v)));
+            fold(&agg, &mut left, vals[..split].iter().map(|(t, v)| (*t, v))).unwrap();
+            fold(&agg, &mut right, vals[split..].iter().map(|(t, v)| (*t, v))).unwrap();
             // Merge the later part first: order must not matter.
             let merged = match (right, left) {
-                (Some(mut r), Some(l)) => { r.merge(&agg, l); Some(r) }
+                (Some(mut r), Some(l)) => { r.merge(&agg, l).unwrap(); Some(r) }
                 (r, l) => r.or(l),
             };
             prop_assert_eq!(merged.and_then(|p| p.finalize(&agg)), expected);

@@ -29,6 +29,16 @@ impl Val {
         }
     }
 
+    /// The kind of scalar this is.
+    pub fn kind(&self) -> ScalarKind {
+        match self {
+            Val::Bool(_) => ScalarKind::Bool,
+            Val::Int(_) => ScalarKind::Int,
+            Val::Float(_) => ScalarKind::Float,
+            Val::Str(_) => ScalarKind::Str,
+        }
+    }
+
     /// The text of the value, for histogram and bucket keys.
     pub fn key_text(&self) -> String {
         match self {

@@ -3,9 +3,29 @@
 
 use chronoflow_config::{PartitionDate, Window};
 
+use crate::error::{EngineError, Result};
+
 pub const MINUTE: i64 = 60_000;
 pub const HOUR: i64 = 60 * MINUTE;
 pub const DAY: i64 = 24 * HOUR;
+
+/// The times a caller may ask about (a fetch's `at`): from 1970-01-01 to the end of 9999-12-31,
+/// the span of the partition dates (`yyyy-MM-dd`) the warehouse can name. Window arithmetic on
+/// them never comes near `i64`'s ends.
+pub const MIN_TIME: i64 = 0;
+pub const MAX_TIME: i64 = 253_402_300_799_999;
+
+/// `millis` if it is within [`MIN_TIME`]..=[`MAX_TIME`], else an error naming it as `what`.
+pub fn check_time(what: &str, millis: i64) -> Result<i64> {
+    if (MIN_TIME..=MAX_TIME).contains(&millis) {
+        Ok(millis)
+    } else {
+        Err(EngineError::TimeOutOfRange {
+            what: what.to_owned(),
+            millis,
+        })
+    }
+}
 
 /// The resolution a window's start is rounded down to: 1 day for windows of 12 days or more,
 /// 1 hour for 12 hours or more, else 5 minutes.
@@ -19,9 +39,11 @@ pub fn tail_hop(window_millis: i64) -> i64 {
     }
 }
 
-/// `floor(t / h) * h`, flooring toward negative infinity.
+/// `floor(t / h) * h`, flooring toward negative infinity; `h` must be positive (a tail hop).
+/// Saturates at `i64::MIN`: a time that far back rounds to the beginning of time instead of
+/// overflowing (callers reject such times from users with [`check_time`]).
 pub fn round_down(t: i64, h: i64) -> i64 {
-    t.div_euclid(h) * h
+    t.div_euclid(h).saturating_mul(h)
 }
 
 /// The first millisecond a window ending at `end` covers: `round(end - W, tailHop(W))`.
@@ -42,11 +64,18 @@ pub fn end_of_day(d: PartitionDate) -> i64 {
     d.add_days(1).epoch_millis()
 }
 
-/// The UTC date of epoch millis.
+/// The UTC date of epoch millis (saturating at the ends of the calendar).
 pub fn date_of(millis: i64) -> PartitionDate {
-    PartitionDate::from_ymd(1970, 1, 1)
-        .expect("valid")
-        .add_days(millis.div_euclid(DAY))
+    date_of_day(millis.div_euclid(DAY))
+}
+
+/// The date `day` days after 1970-01-01 (saturating at the ends of the calendar).
+pub fn date_of_day(day: i64) -> PartitionDate {
+    epoch_date().add_days(day)
+}
+
+fn epoch_date() -> PartitionDate {
+    PartitionDate::from_ymd(1970, 1, 1).expect("1970-01-01 is a valid date")
 }
 
 #[cfg(test)]

@@ -2,6 +2,20 @@
 //!
 //! Keys are a tag byte and the key values in postcard; batch values, serving info and streamed
 //! rows are postcard too: compact, and decoded in microseconds on the fetch path.
+//!
+//! Stored bytes are checked, never trusted: every decoder here returns an error for bytes it
+//! cannot read (property-tested with random and damaged bytes), and the engine checks what
+//! decodes against the GroupBy's definition. Two things are versioned:
+//! - the serving info entry's key names its layout ([`SERVING_INFO_KEY`]): a batch uploaded
+//!   before rows carried a [`RowSchema`](chronoflow_engine::online::RowSchema) has no such
+//!   entry, and fetching it says to upload it again;
+//! - each streamed row starts with [`STREAMED_TAG`] and the fingerprint of the row layout it was
+//!   made with. The streaming dataset is append-only, so rows of another layout (made by another
+//!   definition of the GroupBy, or written before rows were versioned) stay in it: a fetch skips
+//!   them, counts them ([`stale_streamed_rows`]) and logs it, and counts the rows a replay with
+//!   the served definition appends instead.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chronoflow_config::{Config, ConfigKind, Dialect};
 use chronoflow_engine::online::{Key, OnlineRow, ServingInfo};
@@ -13,14 +27,18 @@ use serde_json::{Map, Value};
 use crate::error::{Result, ServeError};
 
 /// The batch entry describing the batch itself. Data keys start with `KEY_TAG`, so they never
-/// collide with it.
-pub const SERVING_INFO_KEY: &[u8] = b"\0serving_info";
+/// collide with it. The suffix is the batch layout's version: batches of an older layout have
+/// no entry of this name, so they are never read as this one.
+pub const SERVING_INFO_KEY: &[u8] = b"\0serving_info.2";
 const KEY_TAG: u8 = 1;
+
+/// The first bytes of every streamed row value (then the row layout's fingerprint).
+pub const STREAMED_TAG: [u8; 2] = [0xC7, 0x02];
 
 /// The KV key of a GroupBy key.
 pub fn key_bytes(key: &[Option<Val>]) -> Vec<u8> {
     let mut out = vec![KEY_TAG];
-    out.extend(postcard::to_allocvec(key).expect("keys serialize"));
+    out.extend(encode(&key));
     out
 }
 
@@ -31,6 +49,7 @@ pub fn key_of(bytes: &[u8]) -> Option<Key> {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // postcard fails only for what serde's derives never produce (sequences of unknown length).
     postcard::to_allocvec(value).expect("values serialize")
 }
 
@@ -78,10 +97,80 @@ pub struct StoredServingInfo {
 
 /// A streamed row as appended. `origin` (partition day, position in it) keeps two identical
 /// events apart, and makes a rerun of the same replay append nothing new.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamedRow {
     pub origin: (i64, u64),
     pub row: OnlineRow,
+}
+
+/// A streamed row's stored bytes: [`STREAMED_TAG`], the fingerprint of the row layout it was
+/// made with (little-endian), then the row.
+pub fn encode_streamed(layout: u64, row: &StreamedRow) -> Vec<u8> {
+    let mut out = STREAMED_TAG.to_vec();
+    out.extend(layout.to_le_bytes());
+    out.extend(encode(row));
+    out
+}
+
+/// Decodes a streamed row's stored bytes: `None` when it was made with another layout than
+/// `layout` (or before rows were versioned), an error when its bytes are damaged.
+pub fn decode_streamed(bytes: &[u8], layout: u64, what: &str) -> Result<Option<StreamedRow>> {
+    let Some(rest) = bytes.strip_prefix(&STREAMED_TAG) else {
+        return Ok(None);
+    };
+    match rest.split_first_chunk::<8>() {
+        Some((stored, row)) if u64::from_le_bytes(*stored) == layout => postcard::from_bytes(row)
+            .map(Some)
+            .map_err(|e| ServeError::Config {
+                name: what.to_owned(),
+                message: format!(
+                    "a streamed row cannot be decoded ({e}); replay its partition again"
+                ),
+            }),
+        _ => Ok(None),
+    }
+}
+
+/// Streamed rows skipped by this process's fetches for having another layout than the batch
+/// served.
+static STALE_STREAMED_ROWS: AtomicU64 = AtomicU64::new(0);
+
+/// How many streamed rows of another layout this process's fetches skipped.
+pub fn stale_streamed_rows() -> u64 {
+    STALE_STREAMED_ROWS.load(Ordering::Relaxed)
+}
+
+/// The rows among one key's streamed `values` (of `dataset`) made with row layout `layout`.
+/// The others are skipped and counted, and logged each time the count doubles (a log line per
+/// fetch would flood the log when a definition changed and its rows were not replayed yet).
+pub fn streamed_rows(values: &[Vec<u8>], layout: u64, dataset: &str) -> Result<Vec<OnlineRow>> {
+    let mut rows = Vec::with_capacity(values.len());
+    let mut stale = 0u64;
+    for value in values {
+        match decode_streamed(value, layout, dataset)? {
+            Some(streamed) => rows.push(streamed.row),
+            None => stale += 1,
+        }
+    }
+    if stale > 0 {
+        let before = STALE_STREAMED_ROWS.fetch_add(stale, Ordering::Relaxed);
+        let after = before.saturating_add(stale);
+        if before == 0 || after.ilog2() > before.ilog2() {
+            tracing::warn!(
+                dataset,
+                skipped = after,
+                "streamed rows made by another definition of the GroupBy (or by an older \
+                 chronoflow) are not counted; replay its partitions after the batch day again"
+            );
+        }
+    }
+    Ok(rows)
+}
+
+/// A fetch's time (`at_millis`), checked: a time before 1970 or after 9999 is the caller's error.
+pub fn fetch_time(at: i64) -> Result<i64> {
+    chronoflow_engine::window::check_time("at_millis", at)
+        .map_err(|e| ServeError::BadRequest(e.to_string()))
 }
 
 /// Reads a GroupBy key from request JSON. Numeric keys also accept their decimal text (as

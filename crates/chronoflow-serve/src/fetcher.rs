@@ -14,10 +14,10 @@ use chronoflow_config::naming::{
 };
 use chronoflow_config::{Config, ConfigKind, Join, JoinPart};
 use chronoflow_engine::features::out_json;
-use chronoflow_engine::online::{BatchValue, Key, OnlineGroupBy, OnlineRow};
+use chronoflow_engine::online::{BatchValue, Key, OnlineGroupBy};
 use serde_json::{Map, Value};
 
-use crate::codec::{self, SERVING_INFO_KEY, StoredConfig, StoredServingInfo, StreamedRow};
+use crate::codec::{self, SERVING_INFO_KEY, StoredConfig, StoredServingInfo};
 use crate::error::{Result, ServeError};
 use crate::kv::SharedKv;
 use crate::logging::{FetchLogger, LoggedJoin};
@@ -75,6 +75,7 @@ impl Fetcher {
         requests: &[KeySet],
         at: i64,
     ) -> Result<Vec<Features>> {
+        let at = codec::fetch_time(at)?;
         let name = normalize_join_name(name);
         let (served, values) = self.part_features(&name, requests, None, at).await?;
         Ok(values
@@ -98,6 +99,7 @@ impl Fetcher {
         requests: &[KeySet],
         at: i64,
     ) -> Result<Vec<Features>> {
+        let at = codec::fetch_time(at)?;
         let name = normalize_join_name(name);
         let served = self.join(&name).await?;
         let join = &served.join;
@@ -207,11 +209,12 @@ impl Fetcher {
                 .as_deref()
                 .map(|b| codec::decode(b, &served.batch_dataset))
                 .transpose()?;
-            let rows: Vec<OnlineRow> = streamed
-                .iter()
-                .map(|b| codec::decode::<StreamedRow>(b, &served.streaming_dataset).map(|s| s.row))
-                .collect::<Result<_>>()?;
-            let features = served.online.features_at(batch.as_ref(), &rows, at);
+            let rows = codec::streamed_rows(
+                streamed,
+                served.online.row_layout(),
+                &served.streaming_dataset,
+            )?;
+            let features = served.online.features_at(batch.as_ref(), &rows, at)?;
             out.push(
                 features
                     .iter()

@@ -16,6 +16,7 @@ use chronoflow_engine::{EngineError, TableName, Warehouse};
 use crate::codec::{self, SERVING_INFO_KEY, StoredConfig, StoredServingInfo, StreamedRow};
 use crate::error::{Result, ServeError};
 use crate::kv::{Entry, KvStore};
+use chronoflow_engine::online::{BatchValue, StreamedRows};
 
 /// Entries per KV write while loading a batch.
 const CHUNK: usize = 5_000;
@@ -67,12 +68,12 @@ pub async fn upload(
     key_bytes.append_value(SERVING_INFO_KEY);
     value_bytes.append_value(codec::encode(&info));
     key_json.append_null();
-    value_json.append_value(serde_json::to_string(&info.info).expect("serializable"));
+    value_json.append_value(to_json(loaded, &info.info)?);
     for (key, value) in &upload.entries {
         key_bytes.append_value(codec::key_bytes(key));
         value_bytes.append_value(codec::encode(value));
-        key_json.append_value(serde_json::to_string(key).expect("serializable"));
-        value_json.append_value(serde_json::to_string(value).expect("serializable"));
+        key_json.append_value(to_json(loaded, key)?);
+        value_json.append_value(to_json(loaded, value)?);
     }
     let schema = Schema::new(vec![
         Field::new("key_bytes", DataType::Binary, false),
@@ -86,11 +87,19 @@ pub async fn upload(
         Arc::new(key_json.finish()),
         Arc::new(value_json.finish()),
     ];
+    // Every column got one value per entry, of its declared type.
     let batch = RecordBatch::try_new(Arc::new(schema), columns).expect("consistent columns");
     let table = TableName::parse(&upload_table(&loaded.output_table(), loaded.dialect))?;
     Ok(warehouse
         .write_partition(&table, "ds", ds, &[batch])
         .await?)
+}
+
+fn to_json<T: serde::Serialize>(loaded: &LoadedConfig, value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| ServeError::Config {
+        name: loaded.name().to_owned(),
+        message: format!("a value cannot be written as JSON: {e}"),
+    })
 }
 
 /// `upload-to-kv`: loads partition `ds` of the upload table into the KV store beside the batch
@@ -134,12 +143,10 @@ pub async fn upload_to_kv(
             entries.push((keys.value(r).to_vec(), values.value(r).to_vec()));
         }
     }
-    if !entries.iter().any(|(k, _)| k == SERVING_INFO_KEY) {
-        return Err(ServeError::Config {
-            name: loaded.name().to_owned(),
-            message: format!("{table} partition {ds} has no serving info row: upload it again"),
-        });
-    }
+    check_upload(&entries).map_err(|message| ServeError::Config {
+        name: loaded.name().to_owned(),
+        message: format!("{table} partition {ds}: {message}; upload it again"),
+    })?;
     let dataset = batch_dataset(loaded.name());
     // Reloading the day being served (a rerun, a fix) loads a second slot beside it.
     let version = match kv.active_version(&dataset).await? {
@@ -156,6 +163,33 @@ pub async fn upload_to_kv(
     }
     kv.commit_batch(&dataset, &version).await?;
     Ok(total)
+}
+
+/// Checks that an upload partition's entries decode as the fetcher will read them: one serving
+/// info of this layout, and keys and batch values that decode. What the KV serves is then known
+/// to be readable, whatever happened to the partition since `upload` wrote it.
+fn check_upload(entries: &[Entry]) -> std::result::Result<(), String> {
+    let mut infos = 0;
+    for (i, (key, value)) in entries.iter().enumerate() {
+        if key == SERVING_INFO_KEY {
+            infos += 1;
+            codec::decode::<StoredServingInfo>(value, "serving info")
+                .map_err(|e| format!("its serving info row: {e}"))?;
+        } else if codec::key_of(key).is_none() {
+            return Err(format!("row {i} has a key that cannot be decoded"));
+        } else {
+            codec::decode::<BatchValue>(value, "value").map_err(|e| format!("row {i}: {e}"))?;
+        }
+    }
+    match infos {
+        1 => Ok(()),
+        0 => Err(
+            "it has no serving info row of this chronoflow's layout (uploaded by an older \
+             version, or damaged)"
+                .to_owned(),
+        ),
+        n => Err(format!("it has {n} serving info rows")),
+    }
 }
 
 /// The KV dataset holding a config's definition for the fetcher: Chronon's
@@ -215,9 +249,9 @@ pub async fn replay(
     let dataset = streaming_dataset(loaded.name());
     let mut report = ReplayReport::default();
     for day in online::partitions_after(warehouse, gb, &table, since).await? {
-        let rows = online::replay_partition(warehouse, gb, &table, day).await?;
-        let n = rows.len();
-        append_streamed(kv, &dataset, day, rows).await?;
+        let streamed = online::replay_partition(warehouse, gb, &table, day).await?;
+        let n = streamed.rows.len();
+        append_streamed(kv, &dataset, day, streamed).await?;
         report.partitions += 1;
         report.rows += n;
         progress(day, n);
@@ -225,15 +259,18 @@ pub async fn replay(
     Ok(report)
 }
 
-/// Appends one partition's streamed rows; a row's origin is its day and position.
+/// Appends one partition's streamed rows, tagged with their layout; a row's origin is its day
+/// and position.
 pub async fn append_streamed(
     kv: &dyn KvStore,
     dataset: &str,
     day: PartitionDate,
-    rows: Vec<(online::Key, online::OnlineRow)>,
+    streamed: StreamedRows,
 ) -> Result<()> {
     let day_number = day.epoch_millis().div_euclid(DAY);
-    let entries: Vec<Entry> = rows
+    let layout = streamed.schema.fingerprint();
+    let entries: Vec<Entry> = streamed
+        .rows
         .into_iter()
         .enumerate()
         .map(|(i, (key, row))| {
@@ -241,7 +278,10 @@ pub async fn append_streamed(
                 origin: (day_number, i as u64),
                 row,
             };
-            (codec::key_bytes(&key), codec::encode(&streamed))
+            (
+                codec::key_bytes(&key),
+                codec::encode_streamed(layout, &streamed),
+            )
         })
         .collect();
     for chunk in entries.chunks(CHUNK) {

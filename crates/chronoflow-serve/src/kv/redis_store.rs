@@ -90,6 +90,19 @@ impl RedisKv {
     fn batch_prefix(&self, dataset: &str) -> String {
         format!("{}:{dataset}:v:", self.prefix)
     }
+
+    /// A reply is the server's data: one that does not answer every key asked is an error, so
+    /// callers can pair values with keys.
+    fn check_len<T>(&self, what: &str, asked: usize, reply: Vec<T>) -> Result<Vec<T>> {
+        if reply.len() == asked {
+            Ok(reply)
+        } else {
+            Err(ServeError::Redis {
+                url: self.url.clone(),
+                message: format!("{what} answered {} values for {asked} keys", reply.len()),
+            })
+        }
+    }
 }
 
 impl KvStore for RedisKv {
@@ -184,10 +197,11 @@ impl KvStore for RedisKv {
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| self.err(e))?;
-            values.ok_or_else(|| ServeError::Dataset {
+            let values = values.ok_or_else(|| ServeError::Dataset {
                 dataset: dataset.to_owned(),
                 message: "no batch has been uploaded".to_owned(),
-            })
+            })?;
+            self.check_len("HMGET", keys.len(), values)
         })
     }
 
@@ -230,7 +244,7 @@ impl KvStore for RedisKv {
             for set in &mut sets {
                 set.sort();
             }
-            Ok(sets)
+            self.check_len("SMEMBERS", keys.len(), sets)
         })
     }
 
