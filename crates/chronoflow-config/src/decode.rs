@@ -97,6 +97,12 @@ impl DecodeContext<'_> {
         d.found = Some(describe(found));
     }
 
+    /// How many errors this file has so far: a decoder compares it before and after to know
+    /// whether what it decoded is whole.
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
     pub fn missing(&mut self, path: &JsonPath, expected: &str) {
         let d = self.error(
             DiagnosticCode::MissingField,
@@ -165,6 +171,12 @@ impl Fields {
 
     pub fn has(&self, name: &str) -> bool {
         matches!(self.map.get(name), Some(v) if !v.is_null())
+    }
+
+    /// Whether the field is present and an empty array (`[]`, which can mean something else
+    /// than an absent field).
+    pub fn is_empty_array(&self, name: &str) -> bool {
+        matches!(self.map.get(name), Some(Value::Array(items)) if items.is_empty())
     }
 
     pub fn field_path(&self, name: &str) -> JsonPath {

@@ -47,10 +47,18 @@ pub enum DiagnosticCode {
     Unsupported,
     /// A file that is not where the repo layout expects configs.
     UnexpectedFile,
-    /// Two configs share one name.
+    /// Two configs share one name, or two jobs one table.
     DuplicateName,
-    /// The config disagrees with where it lives (team directory, file name).
+    /// Two columns of one output share a name: features, keys, derivations, Join parts.
+    DuplicateColumn,
+    /// A column a config reads (a key, an aggregation's input, a bucket) is not selected by the
+    /// source it is read from.
+    MissingColumn,
+    /// The config disagrees with where it lives (team directory, file name) or with the configs
+    /// it uses.
     Inconsistent,
+    /// A config uses another config the repo does not hold (or holds only with errors).
+    UnknownConfig,
     /// A team used by a config is not declared.
     UnknownTeam,
     /// Jobs that wait on each other.
@@ -68,7 +76,10 @@ impl DiagnosticCode {
             DiagnosticCode::Unsupported => "unsupported",
             DiagnosticCode::UnexpectedFile => "unexpected-file",
             DiagnosticCode::DuplicateName => "duplicate-name",
+            DiagnosticCode::DuplicateColumn => "duplicate-column",
+            DiagnosticCode::MissingColumn => "missing-column",
             DiagnosticCode::Inconsistent => "inconsistent",
+            DiagnosticCode::UnknownConfig => "unknown-config",
             DiagnosticCode::UnknownTeam => "unknown-team",
             DiagnosticCode::DependencyCycle => "dependency-cycle",
         }

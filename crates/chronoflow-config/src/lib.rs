@@ -17,6 +17,7 @@ pub mod naming;
 pub mod parse;
 pub mod repo;
 pub mod teams;
+mod validate;
 
 pub use date::PartitionDate;
 pub use dependency::PartitionDependency;

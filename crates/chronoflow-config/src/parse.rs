@@ -15,6 +15,7 @@ use crate::decode::{
 use crate::dependency::{PartitionDependency, parse_spec};
 use crate::diagnostic::{DiagnosticCode, Severity};
 use crate::model::*;
+use crate::validate;
 
 /// Dialect markers of SPEC §1: ZL metadata carries `executionInfo`/`version`/`sourceFile`/
 /// `columnHashes`, names end in `__<n>`, joins carry `useLongNames`; AB carries
@@ -64,12 +65,31 @@ pub fn decode_config(cx: &mut DecodeContext<'_>, kind: ConfigKind, value: Value)
 }
 
 pub fn group_by(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<GroupBy> {
+    let errors = cx.error_count();
     let mut f = cx.object(value, &path)?;
     let metadata = required_metadata(cx, &mut f);
     let has_sources = f.has("sources");
     let sources = f.list(cx, "sources", source);
     let has_keys = f.has("keyColumns");
+    if f.is_empty_array("keyColumns") {
+        cx.invalid_value(
+            &f.field_path("keyColumns"),
+            "a GroupBy needs at least one key column: without, its backfill writes no rows and nothing can be fetched",
+            "non-empty array of key column names",
+            &Value::Array(vec![]),
+        );
+    }
     let key_columns = f.string_list(cx, "keyColumns");
+    if f.is_empty_array("aggregations") {
+        // Chronon's compilers read `[]` as "no aggregation" (the selected columns are the
+        // features) or as zero features, depending on which of them reads it.
+        cx.invalid_value(
+            &f.field_path("aggregations"),
+            "aggregations is empty: the GroupBy would have no features; omit it to make the selected columns the features",
+            "non-empty array of aggregations, or no field",
+            &Value::Array(vec![]),
+        );
+    }
     let aggregations = f.list(cx, "aggregations", aggregation);
     let explicit_accuracy = f.integer(cx, "accuracy").and_then(|code| {
         let a = Accuracy::from_code(code);
@@ -106,7 +126,7 @@ pub fn group_by(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Opt
         cx.missing(&f.field_path("keyColumns"), "array of key column names");
     }
     f.finish(cx);
-    Some(GroupBy {
+    let group_by = GroupBy {
         metadata: metadata?,
         sources,
         key_columns,
@@ -114,10 +134,15 @@ pub fn group_by(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Opt
         explicit_accuracy,
         backfill_start_date,
         derivations,
-    })
+    };
+    if cx.error_count() == errors {
+        validate::group_by(cx, &group_by, &path);
+    }
+    Some(group_by)
 }
 
 pub fn join(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<Join> {
+    let errors = cx.error_count();
     let mut f = cx.object(value, &path)?;
     let metadata = required_metadata(cx, &mut f);
     let left = match f.take("left") {
@@ -178,7 +203,7 @@ pub fn join(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<
     let row_ids = f.string_list(cx, "rowIds");
     let use_long_names = f.boolean(cx, "useLongNames");
     f.finish(cx);
-    Some(Join {
+    let join = Join {
         metadata: metadata?,
         left: left?,
         join_parts,
@@ -189,7 +214,11 @@ pub fn join(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Option<
         skew_keys,
         row_ids,
         use_long_names,
-    })
+    };
+    if cx.error_count() == errors {
+        validate::join(cx, &join, &path);
+    }
+    Some(join)
 }
 
 pub fn staging_query(
@@ -200,6 +229,16 @@ pub fn staging_query(
     let mut f = cx.object(value, &path)?;
     let metadata = required_metadata(cx, &mut f);
     let query = f.required_string(cx, "query");
+    if let Some(q) = &query
+        && q.trim().is_empty()
+    {
+        cx.invalid_value(
+            &f.field_path("query"),
+            "the query is empty: the backfill would have nothing to run",
+            "a Spark SQL query",
+            &Value::String(q.clone()),
+        );
+    }
     let start_partition = f.date(cx, "startPartition");
     let setups = f.string_list(cx, "setups");
     let table_dependencies = f
@@ -722,6 +761,18 @@ fn aggregation(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Opti
         None
     };
     let arg_map = f.string_map(cx, "argMap");
+    // Chronon unpacks an aggregation into one feature per bucket and window: an empty list
+    // (unlike an absent one) gives no feature at all.
+    for (name, absent_means) in [("windows", "unwindowed"), ("buckets", "unbucketed")] {
+        if f.is_empty_array(name) {
+            cx.invalid_value(
+                &f.field_path(name),
+                format!("{name} is empty: Chronon computes no feature from this aggregation; omit it for an {absent_means} one"),
+                "non-empty array, or no field",
+                &Value::Array(vec![]),
+            );
+        }
+    }
     let windows = f.list(cx, "windows", window).unwrap_or_default();
     let buckets = f.string_list(cx, "buckets");
     let arg_path = f.field_path("argMap");

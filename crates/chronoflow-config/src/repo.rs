@@ -1,9 +1,9 @@
 //! A repo of compiled configs: classify files by layout, decode them (in parallel), and check
-//! what only the whole repo can tell (duplicate names, teams, namespaces).
+//! what only the whole repo can tell (duplicate names, teams, namespaces, online Joins' GroupBys).
 //!
 //! Pure: it works on file contents already in memory; `fs::read_repo` is the adapter that reads them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -341,6 +341,8 @@ pub fn load(files: RepoFiles) -> Repo {
     let mut diagnostics = Vec::new();
     let mut teams = Teams::default();
     let mut drafts = Vec::new();
+    // Configs left out for their errors: what uses them is not blamed a second time.
+    let mut broken: BTreeSet<String> = BTreeSet::new();
     for d in decoded {
         let file_has_error = d.diagnostics.iter().any(Diagnostic::is_error);
         diagnostics.extend(d.diagnostics);
@@ -350,10 +352,12 @@ pub fn load(files: RepoFiles) -> Repo {
         if let Some((team, info)) = d.team_metadata {
             teams.teams.insert(team, info);
         }
-        if let Some(c) = d.config
-            && !file_has_error
-        {
-            drafts.push(c);
+        match d.config {
+            Some(c) if !file_has_error => drafts.push(c),
+            Some((_, c)) => {
+                broken.insert(c.name().to_owned());
+            }
+            None => {}
         }
     }
 
@@ -417,6 +421,7 @@ pub fn load(files: RepoFiles) -> Repo {
                 "no output namespace: set metaData.outputNamespace or the team's namespace",
             );
             d.expected = Some("a namespace".to_owned());
+            broken.insert(name);
             continue;
         };
         by_name.insert(name, draft.path.clone());
@@ -430,6 +435,9 @@ pub fn load(files: RepoFiles) -> Repo {
         });
     }
     configs.sort_by(|a, b| a.name().cmp(b.name()));
+    // Like a file with an error, an online Join whose GroupBys cannot be served is left out.
+    let rejected = crate::validate::online_join_parts(&configs, &broken, &mut diagnostics);
+    configs.retain(|c| !rejected.contains(c.name()));
     diagnostics.sort_by(|a, b| (&a.file, a.severity, &a.path).cmp(&(&b.file, b.severity, &b.path)));
     Repo {
         layouts,
