@@ -1,18 +1,27 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use chronoflow_config::DiagnosticCounts;
+use chronoflow_config::{DiagnosticCounts, Severity};
 use chronoflow_plan::{Dag, Plan, render};
 
 use crate::cli::{PlanArgs, PlanFormat};
 
+/// Prints the plan of the configs that load; errors and warnings go to stderr, and any error
+/// makes the exit code 1, as `check`'s: a plan missing configs is not a plan to deploy.
 pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let repo = super::load_repo(&args.repo.repo)?;
     let mut plan = chronoflow_plan::plan(&repo);
     let counts = DiagnosticCounts::of(&plan.diagnostics);
+    for d in plan
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity != Severity::Notice)
+    {
+        eprintln!("{d}");
+    }
     if counts.errors > 0 {
         eprintln!(
-            "warning: {} configs were left out of the plan for {} errors; run `chronoflow check` for details",
+            "{} configs were left out of the plan for {} errors; run `chronoflow check` for details",
             configs_with_errors(&plan),
             counts.errors
         );
@@ -28,7 +37,11 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         PlanFormat::Mermaid => render::mermaid(&dags),
     };
     super::output::emit(&rendered, args.out.as_deref())?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if counts.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn configs_with_errors(plan: &Plan) -> usize {
