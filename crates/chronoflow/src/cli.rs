@@ -330,20 +330,24 @@ pub struct RunArgs {
     pub repo: RepoArg,
     #[command(flatten)]
     pub warehouse: WarehouseArg,
-    /// Run for this one partition.
+    /// Run for this one partition (years 1900 to 2999).
     #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["start_ds", "end_ds"])]
     pub ds: Option<String>,
     /// First partition of a range (with --end-ds).
     #[arg(long, value_name = "YYYY-MM-DD", requires = "end_ds")]
     pub start_ds: Option<String>,
-    /// Last partition of a range, inclusive.
+    /// Last partition of a range, inclusive. A range of more than 10,000 days is refused
+    /// unless --allow-large-range is given.
     #[arg(long, value_name = "YYYY-MM-DD", requires = "start_ds")]
     pub end_ds: Option<String>,
-    /// Partitions computed per step; results do not depend on it, memory does.
-    #[arg(long, value_name = "N", default_value_t = 30)]
+    /// Run a range of more than 10,000 days (the limit catches mistyped years).
+    #[arg(long)]
+    pub allow_large_range: bool,
+    /// Partitions computed per step (1 or more); results do not depend on it, memory does.
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub step_days: u32,
-    /// Steps run at once.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    /// Steps run at once (1 or more).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub parallelism: usize,
     /// Recompute partitions that already exist (by default only missing ones are computed).
     #[arg(long)]

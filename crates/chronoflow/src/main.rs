@@ -29,8 +29,70 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", describe(&err));
             ExitCode::from(2)
         }
+    }
+}
+
+/// The error and its causes, each once. `{:#}` prints every level of the chain, and a level
+/// whose message already includes its cause (`#[error("{path}: {source}")]` beside
+/// `#[source]`, a common shape in dependencies too) would print that cause twice.
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        previous = text;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    /// The shape that printed its cause twice: a message that includes its source, as
+    /// `#[error("cannot read {path}: {source}")]` with `#[source]` makes.
+    #[derive(Debug)]
+    struct Read {
+        path: String,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Read {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot read {}: {}", self.path, self.source)
+        }
+    }
+
+    impl std::error::Error for Read {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_its_parents_message_prints_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let err = anyhow::Error::from(Read {
+            path: "a.json".into(),
+            source: io,
+        })
+        .context("loading the repo");
+        assert_eq!(
+            format!("{err:#}"),
+            "loading the repo: cannot read a.json: no such file: no such file"
+        );
+        assert_eq!(
+            describe(&err),
+            "loading the repo: cannot read a.json: no such file"
+        );
     }
 }

@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use chronoflow_config::{LoadedConfig, PartitionDate};
 use chronoflow_engine::Warehouse;
 use chronoflow_engine::backfill::{BackfillOptions, backfill_range};
-use chronoflow_plan::partitions::PartitionRange;
+use chronoflow_plan::partitions::{MAX_RANGE_DAYS, PartitionRange, SANE_YEARS};
 
 use chronoflow_serve::upload as online;
 
@@ -96,13 +96,33 @@ fn find_config<'r>(
 }
 
 fn date_range(args: &RunArgs) -> anyhow::Result<PartitionRange> {
-    let parse = |s: &str| PartitionDate::parse(s).map_err(anyhow::Error::from);
     let range = match (&args.ds, &args.start_ds, &args.end_ds) {
-        (Some(ds), _, _) => PartitionRange::single(parse(ds)?),
-        (None, Some(a), Some(b)) => PartitionRange::new(parse(a)?, parse(b)?)?,
+        (Some(ds), _, _) => PartitionRange::single(parse_date("--ds", ds)?),
+        (None, Some(a), Some(b)) => {
+            PartitionRange::new(parse_date("--start-ds", a)?, parse_date("--end-ds", b)?)?
+        }
         _ => bail!("give --ds, or --start-ds and --end-ds"),
     };
+    if range.len() > MAX_RANGE_DAYS && !args.allow_large_range {
+        bail!(
+            "{range} is {} days, more than {MAX_RANGE_DAYS}: pass --allow-large-range if that is meant",
+            range.len()
+        );
+    }
     Ok(range)
+}
+
+/// A date given as `flag`: `yyyy-MM-dd`, in a year a partition may have.
+fn parse_date(flag: &str, text: &str) -> anyhow::Result<PartitionDate> {
+    let date = PartitionDate::parse(text).with_context(|| flag.to_owned())?;
+    if !SANE_YEARS.contains(&date.year()) {
+        bail!(
+            "{flag} {text}: the year is outside {}..={}",
+            SANE_YEARS.start(),
+            SANE_YEARS.end()
+        );
+    }
+    Ok(date)
 }
 
 async fn backfill(
@@ -240,7 +260,7 @@ async fn streaming(
             "--mode streaming reads no topic yet: give --replay-table <ns.table> and --since <YYYY-MM-DD> to replay a table's partitions after the batch day"
         );
     };
-    let since = PartitionDate::parse(since)?;
+    let since = parse_date("--since", since)?;
     let kv = chronoflow_serve::kv::open(&args.kv.kv).await?;
     let report = online::replay(
         warehouse,
