@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::failpoint::FailPoints;
 use crate::metrics::Metrics;
 use crate::spec::{Action, DagSpec};
-use crate::state::TaskState;
+use crate::state::{TaskState, seconds_ms};
 use crate::store::{Claimed, FinishOutcome, Store};
 
 /// Sensors poked per loop, at most.
@@ -101,7 +101,7 @@ impl Scheduler {
             .store
             .reap_dead(
                 now,
-                self.config.heartbeat_timeout_seconds as i64 * 1000,
+                seconds_ms(self.config.heartbeat_timeout_seconds),
                 self.config.retry_max_delay_seconds,
             )
             .await?;
@@ -239,7 +239,7 @@ impl Scheduler {
             };
             let outcome = match self.check(&task.action, t, &mut partitions).await {
                 Ok(true) => FinishOutcome::Success,
-                Ok(false) if now - t.started_ms >= timeout_s as i64 * 1000 => {
+                Ok(false) if now.saturating_sub(t.started_ms) >= seconds_ms(timeout_s) => {
                     FinishOutcome::TimedOut(format!(
                         "sensor timed out after {} s: {}",
                         timeout_s,
@@ -247,7 +247,7 @@ impl Scheduler {
                     ))
                 }
                 Ok(false) => FinishOutcome::NotYet {
-                    next_ms: now + poke_s.max(1) as i64 * 1000,
+                    next_ms: now.saturating_add(seconds_ms(poke_s.max(1))),
                 },
                 Err(e) => FinishOutcome::Failed(e),
             };

@@ -94,17 +94,24 @@ pub fn readiness(upstream: impl IntoIterator<Item = TaskState>) -> Option<TaskSt
 /// deterministic jitter of up to ±10% derived from the task's key (so tests are repeatable and
 /// many tasks failing together do not retry in lockstep).
 pub fn retry_delay_ms(base_seconds: u64, cap_seconds: u64, next_try: i64, key: &str) -> i64 {
-    let exponent = (next_try - 2).clamp(0, 30) as u32;
-    let base_ms = base_seconds.saturating_mul(1000);
-    let raw = base_ms.saturating_mul(1u64 << exponent);
-    let capped = raw
-        .min(cap_seconds.saturating_mul(1000))
-        .max(base_ms.min(cap_seconds * 1000)) as i64;
+    let exponent = next_try.saturating_sub(2).clamp(0, 30) as u32;
+    let base_ms = seconds_ms(base_seconds);
+    let cap_ms = seconds_ms(cap_seconds);
+    let capped = base_ms
+        .saturating_mul(1 << exponent)
+        .min(cap_ms)
+        .max(base_ms.min(cap_ms));
     let hash = chronoflow_config::repo::content_hash(format!("{key}#{next_try}").as_bytes());
     let h = u64::from_str_radix(&hash[..8], 16).unwrap_or(0);
-    // -10% .. +10%, in thousandths.
+    // -10% .. +10%, in thousandths (of a tenth first: no overflow near i64::MAX).
     let permille = (h % 201) as i64 - 100;
-    capped + capped * permille / 1000
+    capped.saturating_add(capped / 1000 * permille)
+}
+
+/// `seconds` (from the configuration or a spec, so any `u64`) in milliseconds, saturating at
+/// `i64::MAX`: a huge timeout means "never", not an overflow.
+pub fn seconds_ms(seconds: u64) -> i64 {
+    i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -119,6 +126,26 @@ mod tests {
         assert_eq!(readiness([Success, Running]), None);
         assert_eq!(readiness([UpForRetry, Success]), None);
         assert_eq!(readiness([Waiting, Failed]), Some(UpstreamFailed));
+    }
+
+    /// `retry_max_delay_seconds = 18446744073709551615` in chronoflow.toml overflowed
+    /// `cap_seconds * 1000` (a panic in debug builds, a negative delay in release).
+    #[test]
+    fn huge_configured_seconds_saturate_instead_of_overflowing() {
+        for (base, cap, try_number) in [
+            (u64::MAX, u64::MAX, i64::MAX),
+            (u64::MAX, 60, 2),
+            (60, u64::MAX, i64::MIN),
+            (0, 0, 0),
+        ] {
+            let delay = retry_delay_ms(base, cap, try_number, "t");
+            assert!(delay >= 0, "{base} {cap} {try_number}: {delay}");
+        }
+        // The cap still holds.
+        let capped = retry_delay_ms(u64::MAX, 60, 2, "t");
+        assert!((54_000..=66_000).contains(&capped), "{capped}");
+        assert_eq!(seconds_ms(u64::MAX), i64::MAX);
+        assert_eq!(seconds_ms(5), 5_000);
     }
 
     #[test]

@@ -491,7 +491,7 @@ impl Worker {
                     .worker_alive(
                         &s.worker_id,
                         now,
-                        self.config.heartbeat_timeout_seconds as i64 * 1000,
+                        crate::state::seconds_ms(self.config.heartbeat_timeout_seconds),
                     )
                     .await
                     .map_err(|e| e.to_string())?

@@ -363,7 +363,7 @@ impl Store {
             "SELECT 1 AS one FROM workers WHERE worker_id = $1 AND stopped_ms IS NULL AND heartbeat_ms >= $2",
         )
         .bind(worker_id)
-        .bind(now - timeout_ms)
+        .bind(now.saturating_sub(timeout_ms))
         .fetch_optional(&self.pool)
         .await
         .map_err(SchedulerError::db("reading a worker"))?;

@@ -429,7 +429,11 @@ impl Store {
                 let base = task.map(|t| t.retry_delay_seconds).unwrap_or(60);
                 let key = format!("{}/{}/{}", t.dag_id, t.run_id, t.task_id);
                 let delay = retry_delay_ms(base, retry_cap_seconds, t.try_number + 1, &key);
-                (TaskState::UpForRetry, Some(now + delay), Some(e))
+                (
+                    TaskState::UpForRetry,
+                    Some(now.saturating_add(delay)),
+                    Some(e),
+                )
             }
             FinishOutcome::Failed(e) => (TaskState::Failed, None, Some(e)),
         };
@@ -646,7 +650,7 @@ impl Store {
         timeout_ms: i64,
         retry_cap_seconds: u64,
     ) -> Result<Vec<(Claimed, String)>> {
-        let cutoff = now - timeout_ms;
+        let cutoff = now.saturating_sub(timeout_ms);
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {CLAIMED_COLUMNS}, worker_id, heartbeat_ms \
              FROM task_instances WHERE state = 'running' AND is_sensor = 0 AND heartbeat_ms < $1"
@@ -785,7 +789,7 @@ impl Store {
                 self.skip_locked()
             );
             let rows = sqlx::query(AssertSqlSafe(sql))
-                .bind(now + lease_ms)
+                .bind(now.saturating_add(lease_ms))
                 .bind(now)
                 .bind(max as i64)
                 .fetch_all(&mut *c)
