@@ -174,8 +174,8 @@ pub struct WorkerArgs {
     pub state: StateArgs,
     #[command(flatten)]
     pub warehouse: WarehouseArg,
-    /// Tasks run at once (default: the number of CPUs).
-    #[arg(long, value_name = "N")]
+    /// Tasks run at once, 1 or more (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub slots: Option<usize>,
     /// This worker's name (default: host and process id).
     #[arg(long, value_name = "NAME")]
@@ -188,8 +188,8 @@ pub struct WorkerArgs {
 pub struct StandaloneArgs {
     #[command(flatten)]
     pub scheduler: SchedulerArgs,
-    /// Tasks run at once (default: the number of CPUs).
-    #[arg(long, value_name = "N")]
+    /// Tasks run at once, 1 or more (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub slots: Option<usize>,
     /// Exit once no run is queued or running (after triggering backfills, say).
     #[arg(long)]

@@ -160,3 +160,17 @@ fn an_error_prints_each_cause_once() {
         "{err}"
     );
 }
+
+/// A worker of 0 slots claimed nothing, ever: `standalone --until-idle` waited forever.
+#[test]
+fn zero_worker_slots_are_refused() {
+    for command in ["worker", "standalone"] {
+        let out = chronoflow(&[command, "--slots", "0"]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(
+            stderr(&out).contains("invalid value '0' for '--slots <N>'"),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
+}
