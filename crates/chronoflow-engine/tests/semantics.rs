@@ -281,13 +281,17 @@ async fn aggregation_over_the_wrong_type_names_config_aggregation_column_and_typ
         "t.gb.v1: aggregation sum over column \"category\" of type Utf8: it needs a numeric column"
     );
 
-    let aggs = json!([{"inputColumn": "nope", "operation": 6}]);
+    // `check` rejects an input the source does not select; the engine names it too, for a
+    // config it is handed directly.
+    let aggs = json!([{"inputColumn": "value", "operation": 6}]);
     let repo = load(&[("group_bys/t/gb.v1", group_by("t.gb.v1", aggs, false))]);
     let loaded = repo.config("t.gb.v1").unwrap();
     let Config::GroupBy(gb) = &loaded.config else {
         panic!()
     };
-    let err = backfill_group_by(&w, loaded, gb, &[d("2024-03-10")])
+    let mut gb = gb.clone();
+    gb.aggregations.as_mut().unwrap()[0].input_column = "nope".to_owned();
+    let err = backfill_group_by(&w, loaded, &gb, &[d("2024-03-10")])
         .await
         .unwrap_err()
         .to_string();
