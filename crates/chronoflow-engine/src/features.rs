@@ -134,6 +134,7 @@ pub fn count_rows<'d>(
     by_bucket: &mut BTreeMap<&'d str, Vec<(i64, &'d Val)>>,
 ) {
     let AsOf::Time { end, inclusive, a } = as_of;
+    // The end of a calendar day (within ±2^53 ms) minus a window (under 2^59 ms): no overflow.
     let entity_end = end_of_day(a);
     let values = &data.inputs[f.input];
     let (start, oldest) = match f.window {

@@ -539,6 +539,8 @@ impl OnlineGroupBy {
         let schema = &self.info.row_schema;
         for (f, tiles) in self.features.iter().zip(tiles) {
             let agg = &self.aggregations[f.aggregation];
+            // `new` checked that the schema lists the definition's input columns, which
+            // `f.input` numbers.
             let (column, kind) = &schema.inputs[f.input];
             for (_, p) in tiles {
                 let fits = p.fits(agg).and_then(|()| {
