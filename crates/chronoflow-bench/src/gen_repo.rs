@@ -184,12 +184,20 @@ fn generate(root: &Path, configs: usize, teams: usize) -> anyhow::Result<usize> 
                     Some(s) if rng.below(2) == 0 => s.clone(),
                     _ => format!("raw.checkouts_{}", rng.below(50)),
                 };
-                let parts: Vec<Value> = (0..2 + rng.below(3))
+                let mut parts: Vec<Value> = (0..2 + rng.below(3))
                     .map(|_| {
                         let gb = &group_bys[t][rng.below(group_bys[t].len() as u64) as usize];
                         json!({"groupBy": gb})
                     })
                     .collect();
+                // A GroupBy drawn twice gets a prefix, as Chronon needs to tell its columns apart.
+                for k in 1..parts.len() {
+                    if parts[..k].iter().any(|p| {
+                        p["groupBy"]["metaData"]["name"] == parts[k]["groupBy"]["metaData"]["name"]
+                    }) {
+                        parts[k]["prefix"] = json!(format!("p{k}"));
+                    }
+                }
                 let mut deps = vec![dependency(&left_table, 0)];
                 for p in &parts {
                     for d in p["groupBy"]["metaData"]["dependencies"]
@@ -200,12 +208,17 @@ fn generate(root: &Path, configs: usize, teams: usize) -> anyhow::Result<usize> 
                         deps.push(d.as_str().unwrap_or_default().to_owned());
                     }
                 }
+                // Online only if every part's GroupBy is online: fetches need their uploads.
+                let online = rng.below(4) == 0
+                    && parts
+                        .iter()
+                        .all(|p| p["groupBy"]["metaData"]["online"] == json!(1));
                 write(
                     root,
                     &format!("production/joins/{team}/training_{n}.v1"),
                     &json!({
                         "metaData": {
-                            "name": name, "online": u8::from(rng.below(4) == 0), "production": 0,
+                            "name": name, "online": u8::from(online), "production": 0,
                             "customJson": json!({"check_consistency": rng.below(10) == 0, "lag": 0}).to_string(),
                             "dependencies": deps, "tableProperties": {"source": "chronon"},
                             "outputNamespace": format!("{team}_db"), "team": team,
