@@ -67,6 +67,14 @@ pub async fn import_file(
                     .join(", ")
             ),
         })?;
+    if schema.fields().len() == 1 {
+        return Err(EngineError::Input {
+            file: name.clone(),
+            message: format!(
+                "the file has no column besides the partition column {partition_column:?}"
+            ),
+        });
+    }
     let data_schema = Schema::new(
         schema
             .fields()

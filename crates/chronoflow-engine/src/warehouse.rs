@@ -1178,7 +1178,27 @@ pub(crate) fn write_parquet_bytes(batches: &[RecordBatch], path: &str) -> Result
     Ok(Bytes::from(buf))
 }
 
+/// The rows of a Parquet file. The parquet crate can panic on a damaged file (found by
+/// tests/import_fuzz.rs: an assertion in its RLE decoder on a flipped byte), so a panic while
+/// decoding is turned into an error naming the file.
 pub(crate) fn read_parquet_bytes(bytes: Bytes, path: &str) -> Result<Vec<RecordBatch>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_parquet(bytes, path)))
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(EngineError::Parquet {
+                path: path.to_owned(),
+                source: parquet::errors::ParquetError::General(format!(
+                    "the file is damaged (the decoder failed: {why})"
+                )),
+            })
+        })
+}
+
+fn decode_parquet(bytes: Bytes, path: &str) -> Result<Vec<RecordBatch>> {
     let perr = |source| EngineError::Parquet {
         path: path.to_owned(),
         source,
