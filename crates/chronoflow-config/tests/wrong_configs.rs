@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 const PURCHASES: &str = "compiled/production/group_bys/quickstart/purchases.v1";
 const RETURNS: &str = "compiled/production/group_bys/quickstart/returns.v1";
+const USERS: &str = "compiled/production/group_bys/quickstart/users.v1";
 const TRAINING_V1: &str = "compiled/production/joins/quickstart/training_set.v1";
 const TRAINING_V2: &str = "compiled/production/joins/quickstart/training_set.v2";
 
@@ -403,5 +404,20 @@ fn an_empty_staging_query_is_an_error() {
         DiagnosticCode::InvalidValue,
         "compiled/production/staging_queries/quickstart/nothing.v1",
         "$.query",
+    );
+}
+
+#[test]
+fn empty_selects_are_an_error_through_the_keys_they_miss() {
+    let repo = quickstart_with(USERS, |mut v| {
+        v["sources"][0]["entities"]["query"]["selects"] = json!({});
+        Some(v)
+    });
+    only_diagnostic(
+        &repo,
+        Severity::Error,
+        DiagnosticCode::MissingColumn,
+        USERS,
+        "$.sources[0].entities.query.selects",
     );
 }
