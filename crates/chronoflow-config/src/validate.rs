@@ -294,6 +294,8 @@ pub(crate) fn join(cx: &mut DecodeContext<'_>, join: &Join, path: &JsonPath) {
         .expected = Some("at least one join part".to_owned());
     }
 
+    key_mappings(cx, join, path);
+
     let left = naming::selected_columns(join.left.query());
     let mut columns = Columns::default();
     columns.claim(cx, &path.field("left"), left.iter().cloned(), "");
@@ -321,6 +323,37 @@ pub(crate) fn join(cx: &mut DecodeContext<'_>, join: &Join, path: &JsonPath) {
         features.extend(names);
     }
     derivations(cx, &features, &join.derivations, &left, path);
+}
+
+/// `keyMapping` maps a left column to one of the part's keys. An entry for anything else, or a
+/// second one for the same key, would be ignored (the key then read from another column than
+/// the author named), where Chronon joins on exactly the mapping.
+fn key_mappings(cx: &mut DecodeContext<'_>, join: &Join, path: &JsonPath) {
+    for (i, part) in join.join_parts.iter().enumerate() {
+        let mapping_path = path.field("joinParts").index(i).field("keyMapping");
+        let keys = &part.group_by.key_columns;
+        let mut mapped: Vec<&str> = Vec::new();
+        for (left, right) in &part.key_mapping {
+            let message = if !keys.contains(right) {
+                format!(
+                    "left column {left:?} is mapped to {right:?}, which is not a key of GroupBy {:?}",
+                    part.group_by.metadata.name
+                )
+            } else if mapped.contains(&right.as_str()) {
+                format!("key {right:?} is already mapped from another left column")
+            } else {
+                mapped.push(right);
+                continue;
+            };
+            let d = cx.error(
+                DiagnosticCode::InvalidValue,
+                &mapping_path.field(left),
+                message,
+            );
+            d.expected = Some(format!("one unmapped key of {}", quoted_list(keys)));
+            d.found = Some(right.clone());
+        }
+    }
 }
 
 /// An online Join is served by fetching each part's GroupBy from the KV store, which only the

@@ -421,3 +421,35 @@ fn empty_selects_are_an_error_through_the_keys_they_miss() {
         "$.sources[0].entities.query.selects",
     );
 }
+
+#[test]
+fn a_key_mapping_to_something_not_a_key_is_an_error_not_ignored() {
+    let repo = quickstart_with(TRAINING_V1, |mut v| {
+        v["joinParts"][0]["keyMapping"] = json!({"user_id": "userid"});
+        Some(v)
+    });
+    let d = only_diagnostic(
+        &repo,
+        Severity::Error,
+        DiagnosticCode::InvalidValue,
+        TRAINING_V1,
+        "$.joinParts[0].keyMapping.user_id",
+    );
+    assert_eq!(d.found.as_deref(), Some("userid"));
+}
+
+#[test]
+fn a_key_mapped_from_two_left_columns_is_an_error() {
+    let repo = quickstart_with(TRAINING_V1, |mut v| {
+        v["left"]["events"]["query"]["selects"]["buyer"] = json!("user_id");
+        v["joinParts"][0]["keyMapping"] = json!({"user_id": "user_id", "buyer": "user_id"});
+        Some(v)
+    });
+    only_diagnostic(
+        &repo,
+        Severity::Error,
+        DiagnosticCode::InvalidValue,
+        TRAINING_V1,
+        "$.joinParts[0].keyMapping.buyer",
+    );
+}
