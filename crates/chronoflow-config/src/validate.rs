@@ -1,7 +1,7 @@
 //! Checks no single field can fail: configs that decode cleanly but would compute the wrong
 //! thing. Two features with one output column name (a table cannot hold both), a key or input
-//! its source does not select, sources of mixed kinds, a Join without features, an online Join
-//! whose GroupBys nothing uploads.
+//! its source does not select, sources of mixed kinds, a `keyMapping` the engine would ignore, a
+//! Join without features, an online Join whose GroupBys nothing uploads.
 //!
 //! The decoders run the per-config checks on a config (or an inlined GroupBy or Join) only when
 //! it decoded without errors, so the names compared are the ones the engine would write;
