@@ -139,7 +139,7 @@ pub(crate) fn evolve(
                     field.name(),
                     format!(
                         "is {} in this write but {} in the table; a column cannot change type \
-                         (write the rows to a new table instead)",
+                         (write to a new table instead, e.g. a new version of the config)",
                         new.data_type(),
                         field.data_type()
                     ),

@@ -1,5 +1,6 @@
 //! The warehouse on a real local directory and on the in-memory store: round trips, atomic
 //! replacement, crash leftovers, and errors that name what is missing.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::sync::Arc;
 
@@ -1142,5 +1143,76 @@ async fn vacuum_in_memory_uses_the_store_listing_times() {
     assert_eq!(
         rows(&warehouse.read_partition(&t, d("2024-01-01")).await.unwrap()),
         3
+    );
+}
+
+#[tokio::test]
+async fn a_forced_backfill_of_one_day_after_a_config_gained_a_feature_keeps_the_table_readable() {
+    use chronoflow_config::{Layout, RepoFile, RepoFiles, repo};
+    use chronoflow_engine::backfill::{BackfillOptions, backfill_range};
+    use chronoflow_plan::partitions::PartitionRange;
+    let (dir, warehouse) = csv_import_dir();
+    import_csv(
+        &warehouse,
+        dir.path(),
+        &TableName::parse("t.events").unwrap(),
+        "ds,user,ts,value\n2024-03-01,a,1709251200000,1\n2024-03-02,a,1709337600000,10\n",
+    )
+    .await
+    .unwrap();
+    let config = |aggregations: serde_json::Value| {
+        let gb = serde_json::json!({
+            "metaData": {"name": "t.gb.v1", "team": "t", "outputNamespace": "out"},
+            "sources": [{"events": {"table": "t.events", "query": {"selects": {"user": "user", "value": "value"}, "timeColumn": "ts"}}}],
+            "keyColumns": ["user"],
+            "aggregations": aggregations,
+        });
+        let r = repo::load(RepoFiles {
+            layouts: vec![Layout::Airbnb {
+                prefix: String::new(),
+            }],
+            files: vec![RepoFile {
+                path: "production/group_bys/t/gb.v1".to_owned(),
+                contents: gb.to_string().into_bytes(),
+            }],
+        });
+        assert!(!r.has_errors(), "{:#?}", r.diagnostics);
+        r
+    };
+    let range = PartitionRange::new(d("2024-03-01"), d("2024-03-02")).unwrap();
+    let before = config(serde_json::json!([{"inputColumn": "value", "operation": 7}]));
+    backfill_range(
+        &warehouse,
+        before.config("t.gb.v1").unwrap(),
+        range,
+        BackfillOptions::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    // The config gains a COUNT; only the last day is recomputed.
+    let after = config(serde_json::json!([
+        {"inputColumn": "value", "operation": 7},
+        {"inputColumn": "value", "operation": 6},
+    ]));
+    backfill_range(
+        &warehouse,
+        after.config("t.gb.v1").unwrap(),
+        PartitionRange::single(d("2024-03-02")),
+        BackfillOptions {
+            force: true,
+            ..BackfillOptions::default()
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    let out = export_json(&warehouse, &TableName::parse("out.t_gb_v1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        "{\"user\":\"a\",\"value_sum\":1,\"value_count\":null,\"ds\":\"2024-03-01\"}\n\
+         {\"user\":\"a\",\"value_sum\":11,\"value_count\":2,\"ds\":\"2024-03-02\"}\n"
     );
 }
