@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -198,15 +199,15 @@ async fn main() -> anyhow::Result<()> {
     let events = metrics
         .trace
         .as_ref()
-        .unwrap()
+        .expect("the benchmark's metrics were created with a trace")
         .events
         .lock()
-        .unwrap()
+        .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let mut claimed: HashMap<String, Instant> = HashMap::new();
     let mut succeeded: HashMap<String, Instant> = HashMap::new();
     for (key, event, at) in events {
-        let task = key.rsplit('/').next().unwrap().to_owned();
+        let task = key.rsplit('/').next().unwrap_or(&key).to_owned();
         match event {
             TraceEvent::Claimed => claimed.insert(task, at),
             TraceEvent::Succeeded => succeeded.insert(task, at),

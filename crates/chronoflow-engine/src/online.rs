@@ -167,10 +167,13 @@ pub enum BatchValue {
     /// starting at `i64::MIN`); and the rows later windows can still count that are not in tiles,
     /// sorted by time.
     Temporal {
-        tiles: Vec<Vec<(i64, Partial)>>,
+        tiles: Vec<FeatureTiles>,
         rows: Vec<OnlineRow>,
     },
 }
+
+/// One feature's tiles: `(start, partial)` in start order.
+pub type FeatureTiles = Vec<(i64, Partial)>;
 
 /// What a batch says about itself, so a fetcher can read its values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -446,7 +449,7 @@ impl OnlineGroupBy {
         at: i64,
     ) -> Result<Vec<Option<Out>>> {
         check_time("at_millis", at)?;
-        let (tiles, rows): (&[Vec<(i64, Partial)>], &[OnlineRow]) = match batch {
+        let (tiles, rows): (&[FeatureTiles], &[OnlineRow]) = match batch {
             Some(BatchValue::Finalized(values)) => {
                 if values.len() != self.info.features.len() {
                     return Err(self.stored_error(format!(
@@ -528,7 +531,7 @@ impl OnlineGroupBy {
 
     /// Checks that stored tiles are partials of their feature's operation over values of its
     /// input's type, at most one list per feature.
-    fn check_tiles(&self, tiles: &[Vec<(i64, Partial)>]) -> Result<()> {
+    fn check_tiles(&self, tiles: &[FeatureTiles]) -> Result<()> {
         if tiles.len() > self.features.len() {
             return Err(self.stored_error(format!(
                 "tiles for {} features, it has {}",

@@ -1,6 +1,7 @@
 //! Online values from users and from storage are data, not trusted: times anywhere in `i64`,
 //! rows and tiles of another definition or damaged. Each gets an error or a correct result,
 //! never a panic (regression tests for issue 11, then properties over random values).
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use chronoflow_config::{
     Aggregation, Config, ConfigKind, Dialect, Operation, PartitionDate, TimeUnit, Window,

@@ -2,6 +2,7 @@
 //! numbers, broken UTF-8) and randomly damaged Parquet files, imported into a fresh table and
 //! into one that already has a schema: an import is an error or a correct import, never a
 //! panic, and a failed import leaves no partition behind.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

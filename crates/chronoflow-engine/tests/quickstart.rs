@@ -1,6 +1,7 @@
 //! The quickstart computed end to end on the local engine, checked against values derived by
 //! hand from `fixtures/chronon/quickstart/data/*.csv` and SPEC §4. (An independent brute-force
 //! check of every value agreed too; the rows below are the ones worth reading.)
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::path::{Path, PathBuf};
 

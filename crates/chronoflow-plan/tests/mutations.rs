@@ -4,6 +4,7 @@
 //!
 //! Where `robustness.rs` damages one file alone, this mutates one file of a whole sample repo,
 //! so the checks that need the other configs (a Join's GroupBys) run too.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! The planner on real configs (golden JSON plans plus readable spot checks) and on small
 //! hand-written repos that pin each planning rule.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::path::{Path, PathBuf};
 

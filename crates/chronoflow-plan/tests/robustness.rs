@@ -1,6 +1,7 @@
 //! Randomly damaged sample configs (wrong types, missing fields, truncated files, huge numbers,
 //! stray bytes) never panic the loader or the planner, and every diagnostic names the file and
 //! a JSON path.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::path::Path;
 use std::sync::OnceLock;

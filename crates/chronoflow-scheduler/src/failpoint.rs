@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Result, SchedulerError};
@@ -33,7 +34,10 @@ impl FailPoints {
     /// Arms `point` to fail its next `times` checks.
     pub fn arm(&self, point: &'static str, times: u32) {
         assert!(POINTS.contains(&point), "unknown fail point {point}");
-        self.armed.lock().unwrap().insert(point, times);
+        self.armed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(point, times);
         self.armed_any.store(true, Ordering::SeqCst);
     }
 
@@ -41,7 +45,7 @@ impl FailPoints {
         if !self.armed_any.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut armed = self.armed.lock().unwrap();
+        let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
         match armed.get_mut(point) {
             Some(n) if *n > 0 => {
                 *n -= 1;

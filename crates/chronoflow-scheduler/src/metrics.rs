@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::state::TaskState;
@@ -18,7 +19,7 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn observe(&self, seconds: f64) {
-        let mut h = self.inner.lock().unwrap();
+        let mut h = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if h.0.is_empty() {
             h.0 = vec![0; BUCKETS.len()];
         }
@@ -32,7 +33,7 @@ impl Histogram {
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
-        let h = self.inner.lock().unwrap();
+        let h = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (i, b) in BUCKETS.iter().enumerate() {
             let n = h.0.get(i).copied().unwrap_or(0);
@@ -83,7 +84,11 @@ impl Metrics {
     pub fn record(&self, task: impl FnOnce() -> String, event: TraceEvent) {
         if let Some(trace) = &self.trace {
             let now = std::time::Instant::now();
-            trace.events.lock().unwrap().push((task(), event, now));
+            trace
+                .events
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((task(), event, now));
         }
     }
 

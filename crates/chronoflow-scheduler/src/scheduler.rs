@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -111,7 +112,10 @@ impl Scheduler {
         }
         report.sensors_poked = self.poke_sensors(now).await?;
         let due = {
-            let mut last = self.last_maintenance.lock().unwrap();
+            let mut last = self
+                .last_maintenance
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let due = last.is_none_or(|t| t.elapsed() >= MAINTENANCE_EVERY);
             if due {
                 *last = Some(Instant::now());

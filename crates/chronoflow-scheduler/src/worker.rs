@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use std::collections::{HashMap, HashSet};
@@ -140,7 +141,7 @@ impl Worker {
                     let asked = Instant::now();
                     let tries: Vec<Claimed> = held
                         .lock()
-                        .unwrap()
+                        .unwrap_or_else(PoisonError::into_inner)
                         .values()
                         .map(|h| h.claimed.clone())
                         .collect();
@@ -150,7 +151,7 @@ impl Worker {
                             // away (we were presumed dead) or stopped by request: stop it, so it
                             // does not run beside its retry. (Dropping a command kills it.)
                             let still: HashSet<(String, i64)> = still.into_iter().collect();
-                            held.lock().unwrap().retain(|key, h| {
+                            held.lock().unwrap_or_else(PoisonError::into_inner).retain(|key, h| {
                                 let lost = h.since < asked && !still.contains(key);
                                 if lost {
                                     tracing::warn!(task = %key.0, try_number = key.1, "try stopped or taken over by another worker; stopping it");
@@ -204,12 +205,15 @@ impl Worker {
                 let claimed = t.clone();
                 let (cancel, cancelled) = oneshot::channel();
                 // Registered before the task can finish, so its removal below always finds it.
-                let mut guard = held.lock().unwrap();
+                let mut guard = held.lock().unwrap_or_else(PoisonError::into_inner);
                 running.spawn(async move {
                     if let Err(e) = me.execute(t, Some(cancelled)).await {
                         tracing::error!(error = %e, "task bookkeeping failed");
                     }
-                    held_by_task.lock().unwrap().remove(&task_key);
+                    held_by_task
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&task_key);
                     drop(permit);
                     slot_freed.notify_one();
                 });

@@ -1,5 +1,6 @@
 //! The scheduler core, driven step by step with a fake clock and failures injected at named
 //! points; the whole state store is snapshotted after each step.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::sync::Arc;
 

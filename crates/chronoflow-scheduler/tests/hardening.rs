@@ -1,6 +1,7 @@
 //! What users and networks can send, and what a damaged state store holds: a clear error, never
 //! a panic, never a silent default. The REST API is driven through the real router over a real
 //! SQLite store holding the quickstart repo's DAGs; the store is damaged with plain SQL.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::sync::Arc;
 
@@ -373,7 +374,7 @@ async fn a_corrupt_dag_is_skipped_and_the_scheduler_loop_goes_on_with_the_others
     let runs = store.runs(None, None, 100).await.unwrap();
     for spec in &scheduled[2..] {
         assert!(
-            runs.iter().any(|r| &r.dag_id == &spec.dag_id),
+            runs.iter().any(|r| r.dag_id == spec.dag_id),
             "{}",
             spec.dag_id
         );

@@ -2,6 +2,7 @@
 //! values gets random and damaged bytes, and a real embedded store serving the quickstart gets
 //! hostile times, rows of another definition, rows from before rows were versioned and damaged
 //! values. Each answer is a value or a clear error, never a panic (issue 11).
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::path::{Path, PathBuf};
 

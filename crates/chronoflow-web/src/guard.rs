@@ -70,9 +70,7 @@ impl Guard {
 
     fn host_allowed(&self, host: &str) -> bool {
         let name = host_name(host).to_ascii_lowercase();
-        name == "localhost"
-            || name.parse::<IpAddr>().is_ok()
-            || self.allowed_hosts.iter().any(|h| *h == name)
+        name == "localhost" || name.parse::<IpAddr>().is_ok() || self.allowed_hosts.contains(&name)
     }
 
     async fn auth_required(&self, ctx: &crate::WebContext) -> Result<bool> {
@@ -131,7 +129,7 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -106,8 +106,11 @@ impl GridCache {
 /// runs of the DAGs whose version moved.
 #[derive(Default)]
 pub(crate) struct ListCache {
-    dags: Mutex<HashMap<String, (i64, Arc<Vec<RunMark>>)>>,
+    dags: Mutex<HashMap<String, VersionedMarks>>,
 }
+
+/// A DAG's `runs_version` and its run marks as of that version.
+type VersionedMarks = (i64, Arc<Vec<RunMark>>);
 
 impl ListCache {
     async fn recent_runs(

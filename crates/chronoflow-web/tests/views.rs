@@ -1,6 +1,7 @@
 //! The repo, tables and online pages' JSON over the whole app (guard included): a real SQLite
 //! store, a warehouse with the quickstart's data (and its uploads and backfills where a page
 //! needs them), an embedded KV store and a fetcher, and the quickstart repo.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 //! The `chronoflow` binary, run as a real process.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,6 +1,7 @@
 //! Command lines a user can get wrong: ranges of thousands of years, zero-sized steps, unknown
 //! filters. Each is a clear error naming the flag before any work starts, and every error
 //! prints each of its causes once.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

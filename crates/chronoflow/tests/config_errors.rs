@@ -1,5 +1,6 @@
 //! `check` and `plan` on a repo whose configs decode cleanly but are wrong, run as real processes:
 //! both name the problem and exit 1.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

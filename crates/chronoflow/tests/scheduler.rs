@@ -1,4 +1,5 @@
 //! The scheduler as real processes: crashes, bad input, the HTTP API.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! and streaming replay through the CLI, fetches through the HTTP fetcher and `fetch`, and the
 //! values compared with what the backfills compute. Embedded KV always; Redis too when
 //! `REDIS_URL` is set.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 mod common;
 

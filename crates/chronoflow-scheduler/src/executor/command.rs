@@ -7,6 +7,7 @@ use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 
 use chronoflow_config::Repo;
@@ -83,7 +84,7 @@ impl CommandExecutor {
     /// The loaded repo, reloaded when the job's config changed since it was read.
     fn repo_for(&self, task: &TaskRun) -> Option<Arc<Repo>> {
         let dir = self.repo_dir.as_ref()?;
-        let mut cached = self.repo.lock().unwrap();
+        let mut cached = self.repo.lock().unwrap_or_else(PoisonError::into_inner);
         let fresh = cached.as_ref().is_some_and(|r| {
             r.configs
                 .iter()

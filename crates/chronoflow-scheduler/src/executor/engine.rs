@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 
 use chronoflow_config::{LoadedConfig, PartitionDate, Repo};
@@ -40,7 +41,7 @@ impl EngineExecutor {
                 c.path == task.job.conf_path && c.content_hash == task.job.content_hash
             })
         };
-        let mut cached = self.repo.lock().unwrap();
+        let mut cached = self.repo.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(repo) = cached.as_ref()
             && let Some(i) = find(repo)
         {

@@ -14,6 +14,7 @@ mod views;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -172,7 +173,10 @@ impl Store {
     }
 
     pub fn set_team_limits(&self, limits: BTreeMap<String, u32>) {
-        *self.team_limits.write().unwrap() = limits;
+        *self
+            .team_limits
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = limits;
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -296,7 +300,7 @@ impl Store {
     fn cached_spec(&self, dag_id: &str, version: i64) -> Option<Arc<DagSpec>> {
         self.specs
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&(dag_id.to_owned(), version))
             .cloned()
     }
@@ -330,7 +334,10 @@ impl Store {
                 message: e.to_string(),
             })?;
         let spec = Arc::new(spec);
-        self.specs.lock().unwrap().insert(key, spec.clone());
+        self.specs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, spec.clone());
         Ok(spec)
     }
 
@@ -343,7 +350,10 @@ impl Store {
             return Err(e);
         }
         let message = e.to_string();
-        let mut logged = self.corrupt_logged.lock().unwrap();
+        let mut logged = self
+            .corrupt_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if logged.len() < 10_000 && logged.insert(message.clone()) {
             tracing::error!(error = %message, "skipped until the stored value is fixed");
         }

@@ -1,6 +1,7 @@
 //! Task instances: readiness, concurrency slots, claims, results, retries, sensors, clearing.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::PoisonError;
 
 use serde::Serialize;
 use sqlx::AnyConnection;
@@ -614,7 +615,12 @@ impl Store {
         .map_err(SchedulerError::db("counting active tasks"))
         .and_then(|r| Stored::new("task_instances", &r).get("n"))?;
         let mut free = i64::from(spec.concurrency) - active;
-        let team_limit = self.team_limits.read().unwrap().get(&team).copied();
+        let team_limit = self
+            .team_limits
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&team)
+            .copied();
         if let Some(limit) = team_limit {
             let team_active: i64 = sqlx::query(
                 "SELECT count(*) AS n FROM task_instances WHERE team = $1 AND state IN ('queued', 'running') AND is_sensor = 0",
