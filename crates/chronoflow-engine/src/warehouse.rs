@@ -692,15 +692,11 @@ impl Warehouse {
         let dir = self.partition_dir(table, partition_column, ds);
         let partition = format!("{partition_column}={ds}");
         let current = self.current_schema(table, &meta).await?;
-        let evolved = match batches.first() {
-            Some(first) => Some(Arc::new(schema::evolve(
-                table,
-                &partition,
-                current.as_deref(),
-                &first.schema(),
-            )?)),
-            None => current.clone(),
-        };
+        // Every batch may widen the schema (callers may pass batches of different columns).
+        let evolved = batches.iter().try_fold(current.clone(), |schema, b| {
+            schema::evolve(table, &partition, schema.as_deref(), &b.schema())
+                .map(|s| Some(Arc::new(s)))
+        })?;
         let mut recorded = None;
         if let Some(evolved) = &evolved
             && (meta.columns.is_none() || current.as_ref() != Some(evolved))
@@ -713,14 +709,10 @@ impl Warehouse {
             recorded = Some(evolved.clone());
         }
         let batches = match &evolved {
-            // Each batch on its own: callers may pass batches of different column orders.
             Some(schema) if batches.is_empty() => vec![RecordBatch::new_empty(schema.clone())],
             Some(schema) => batches
                 .iter()
-                .map(|b| {
-                    schema::evolve(table, &partition, Some(schema), &b.schema())?;
-                    schema::conform(b, schema, table, &partition)
-                })
+                .map(|b| schema::conform(b, schema, table, &partition))
                 .collect::<Result<_>>()?,
             None => Vec::new(),
         };

@@ -1216,3 +1216,31 @@ async fn a_forced_backfill_of_one_day_after_a_config_gained_a_feature_keeps_the_
          {\"user\":\"a\",\"value_sum\":11,\"value_count\":2,\"ds\":\"2024-03-02\"}\n"
     );
 }
+
+#[tokio::test]
+async fn one_write_of_batches_with_different_columns_takes_them_all() {
+    let warehouse = Warehouse::open("memory://").unwrap();
+    let t = TableName::parse("ns.mixed").unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("extra", DataType::Utf8, true),
+        Field::new("id", DataType::Int64, false),
+    ]));
+    let other = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["x"])),
+            Arc::new(Int64Array::from(vec![9])),
+        ],
+    )
+    .unwrap();
+    warehouse
+        .write_partition(&t, "ds", d("2024-01-01"), &[batch(0..2), other])
+        .await
+        .unwrap();
+    assert_eq!(
+        export_json(&warehouse, &t).await.unwrap(),
+        "{\"id\":0,\"tag\":null,\"extra\":null,\"ds\":\"2024-01-01\"}\n\
+         {\"id\":1,\"tag\":\"t1\",\"extra\":null,\"ds\":\"2024-01-01\"}\n\
+         {\"id\":9,\"tag\":null,\"extra\":\"x\",\"ds\":\"2024-01-01\"}\n"
+    );
+}
