@@ -46,6 +46,9 @@ const ROWS_PER_FILE: usize = 1 << 20;
 /// Files not in any manifest and older than this are leftovers of a crashed writer: the default
 /// of `Warehouse::with_orphan_grace`.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+/// The environment variable that sets the grace period of the warehouses a process opens (an
+/// age such as `30m` or `2h`).
+pub const ORPHAN_GRACE_ENV: &str = "CHRONOFLOW_ORPHAN_GRACE";
 /// Manifests read at once by `partition_stats`: tables can have hundreds of partitions.
 const MANIFEST_READS: usize = 16;
 
@@ -229,6 +232,20 @@ impl Warehouse {
             uri: uri.to_owned(),
             reason,
         };
+        let grace = match std::env::var(ORPHAN_GRACE_ENV) {
+            Ok(text) => {
+                parse_age(&text).map_err(|e| invalid(format!("{ORPHAN_GRACE_ENV}: {e}")))?
+            }
+            Err(_) => ORPHAN_GRACE,
+        };
+        Ok(Warehouse::open_store(uri)?.with_orphan_grace(grace))
+    }
+
+    fn open_store(uri: &str) -> Result<Self> {
+        let invalid = |reason: String| EngineError::InvalidWarehouse {
+            uri: uri.to_owned(),
+            reason,
+        };
         if !uri.contains("://") {
             std::fs::create_dir_all(uri)
                 .map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
@@ -248,7 +265,7 @@ impl Warehouse {
             let path = url
                 .to_file_path()
                 .map_err(|()| invalid("not a local path".to_owned()))?;
-            return Warehouse::open(&path.display().to_string());
+            return Warehouse::open_store(&path.display().to_string());
         }
         let options = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
         let (store, root) =
@@ -1067,6 +1084,27 @@ impl Warehouse {
     ) -> (Arc<dyn ObjectStore>, Path) {
         (self.store.clone(), self.partition_dir(table, column, ds))
     }
+}
+
+/// An age as people write it: `90s`, `30m`, `1h`, `2d` (or `0`).
+pub fn parse_age(text: &str) -> std::result::Result<Duration, String> {
+    let bad = || format!("{text:?} is not an age such as 90s, 30m, 1h or 2d");
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "" if n == 0 => 0,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
 }
 
 /// What `prepare_write` found and decided.

@@ -481,7 +481,7 @@ pub enum TableCommand {
         table: Option<String>,
         /// Only files older than this: `90s`, `30m`, `1h`, `2d`. Younger ones may belong to a
         /// write in progress, so keep it above the longest write.
-        #[arg(long, value_name = "AGE", default_value = "1h", value_parser = parse_age)]
+        #[arg(long, value_name = "AGE", default_value = "1h", value_parser = chronoflow_engine::warehouse::parse_age)]
         older_than: std::time::Duration,
         /// Print what would be removed; remove nothing.
         #[arg(long)]
@@ -489,27 +489,6 @@ pub enum TableCommand {
         #[command(flatten)]
         warehouse: WarehouseArg,
     },
-}
-
-/// `90s`, `30m`, `1h`, `2d` (or `0`).
-fn parse_age(text: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("{text:?} is not an age such as 90s, 30m, 1h or 2d");
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "" if n == 0 => 0,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(unit_secs)
-        .map(std::time::Duration::from_secs)
-        .ok_or_else(bad)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

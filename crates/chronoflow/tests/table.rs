@@ -172,3 +172,43 @@ fn vacuum_prints_and_removes_only_old_orphans_and_reads_stay_equal() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn the_grace_period_of_commits_comes_from_chronoflow_orphan_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let csv = dir.path().join("a.csv");
+    std::fs::write(&csv, "ds,id\n2024-01-01,1\n").unwrap();
+    ok(&chronoflow(
+        &wh,
+        &["table", "import", "data.t", csv.to_str().unwrap()],
+    ));
+    let young = wh.join("data/t/ds=2024-01-01/part-killed-00000.parquet");
+    std::fs::write(&young, [0u8; 5]).unwrap();
+    // The default hour keeps it...
+    ok(&chronoflow(
+        &wh,
+        &["table", "import", "data.t", csv.to_str().unwrap()],
+    ));
+    assert!(young.exists());
+    // ... a grace of zero does not.
+    let mut import = Command::new(env!("CARGO_BIN_EXE_chronoflow"));
+    import
+        .args(["table", "import", "data.t", csv.to_str().unwrap()])
+        .env("CHRONOFLOW_WAREHOUSE", &wh);
+    ok(&import
+        .env("CHRONOFLOW_ORPHAN_GRACE", "0s")
+        .output()
+        .unwrap());
+    assert!(!young.exists());
+    let bad = import
+        .env("CHRONOFLOW_ORPHAN_GRACE", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("CHRONOFLOW_ORPHAN_GRACE: \"soon\" is not an age"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
