@@ -78,11 +78,12 @@ impl Fetcher {
         let at = codec::fetch_time(at)?;
         let name = normalize_join_name(name);
         let (served, values) = self.part_features(&name, requests, None, at).await?;
+        let names = &served.online.info.features;
         Ok(values
             .into_iter()
             .map(|features| {
-                let mut out = Features::new();
-                for (f, v) in served.online.info.features.iter().zip(features) {
+                let mut out = Features::with_capacity(names.len());
+                for (f, v) in names.iter().zip(features) {
                     out.insert(f.clone(), v);
                 }
                 out
@@ -113,13 +114,30 @@ impl Fetcher {
             self.part_features(&part.group_by.metadata.name, requests, Some(part), at)
         }))
         .await;
-        let mut out = vec![Features::new(); requests.len()];
+        let width = parts
+            .iter()
+            .map(|p| {
+                p.as_ref()
+                    .map_or(1, |(gb, _)| gb.online.info.features.len())
+            })
+            .sum();
+        let mut out: Vec<Features> = (0..requests.len())
+            .map(|_| Features::with_capacity(width))
+            .collect();
         for (prefix, result) in served.prefixes.iter().zip(parts) {
             match result {
                 Ok((gb, values)) => {
+                    // Named once per request, not once per key set.
+                    let names: Vec<String> = gb
+                        .online
+                        .info
+                        .features
+                        .iter()
+                        .map(|f| prefixed_feature(prefix, f))
+                        .collect();
                     for (features, row) in out.iter_mut().zip(values) {
-                        for (f, v) in gb.online.info.features.iter().zip(row) {
-                            features.insert(prefixed_feature(prefix, f), v);
+                        for (name, v) in names.iter().zip(row) {
+                            features.insert(name.clone(), v);
                         }
                     }
                 }

@@ -4,59 +4,104 @@
 //!   `{"results": [{"status": "Success", "entityKeys": {...}, "features": {...}}]}`;
 //! - `GET /health`.
 //!
-//! Unknown names are 404, unreadable bodies and keys 400, a KV store that cannot be reached 503;
-//! a Join part that fails is an `<prefix>_exception` feature, and the request still succeeds.
+//! Unknown names are 404, unreadable bodies, query strings and keys 400, a KV store that cannot
+//! be reached 503; a Join part that fails is an `<prefix>_exception` feature, and the request
+//! still succeeds. Every error is a JSON `{"error": "..."}`.
+//!
+//! [`FetchLimits`] bound what one request can ask: a body over `max_body_bytes` or more than
+//! `max_keys_per_request` key sets is 413, and beyond `max_concurrent_fetches` fetches in flight
+//! a request is refused at once with 503 and `Retry-After`.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
 use crate::error::ServeError;
 use crate::fetcher::{Features, Fetcher, KeySet};
+use crate::server::{self, ServerLimits};
 
 #[derive(Debug, Deserialize)]
 struct FetchParams {
     at_millis: Option<i64>,
 }
 
+/// Bounds on what fetch requests may ask of the fetcher.
+#[derive(Debug, Clone)]
+pub struct FetchLimits {
+    /// Key sets in one request.
+    pub max_keys_per_request: usize,
+    /// Size of a request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Fetches answered at once; more are refused with 503.
+    pub max_concurrent_fetches: usize,
+}
+
+impl Default for FetchLimits {
+    /// 1,000 key sets answer in a few milliseconds and a response of about 1 MB; callers with
+    /// more keys split them, which also spreads them over the fetcher's cores. 1 MiB of body holds
+    /// 1,000 key sets of 1 KB. 64 fetches in flight keep at most 64,000 key sets in memory.
+    fn default() -> FetchLimits {
+        FetchLimits {
+            max_keys_per_request: 1_000,
+            max_body_bytes: 1 << 20,
+            max_concurrent_fetches: 64,
+        }
+    }
+}
+
+struct Served {
+    fetcher: Arc<Fetcher>,
+    limits: FetchLimits,
+    /// One permit per fetch in flight.
+    fetches: Semaphore,
+}
+
 /// The fetcher's routes.
-pub fn router(fetcher: Arc<Fetcher>) -> Router {
+pub fn router(fetcher: Arc<Fetcher>, limits: FetchLimits) -> Router {
+    let served = Arc::new(Served {
+        fetcher,
+        fetches: Semaphore::new(limits.max_concurrent_fetches.max(1)),
+        limits: limits.clone(),
+    });
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/v1/fetch/join/{*name}", post(fetch_join))
         .route("/v1/fetch/groupby/{*name}", post(fetch_group_by))
-        .with_state(fetcher)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(served)
 }
 
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, |d| d.as_millis().try_into().unwrap_or(i64::MAX))
 }
 
 async fn fetch_join(
-    State(fetcher): State<Arc<Fetcher>>,
-    Path(name): Path<String>,
-    Query(params): Query<FetchParams>,
-    body: Bytes,
+    State(served): State<Arc<Served>>,
+    name: Result<Path<String>, PathRejection>,
+    params: Result<Query<FetchParams>, QueryRejection>,
+    request: Request,
 ) -> Response {
-    fetch(&fetcher, Kind::Join, &name, params, &body).await
+    fetch(&served, Kind::Join, name, params, request).await
 }
 
 async fn fetch_group_by(
-    State(fetcher): State<Arc<Fetcher>>,
-    Path(name): Path<String>,
-    Query(params): Query<FetchParams>,
-    body: Bytes,
+    State(served): State<Arc<Served>>,
+    name: Result<Path<String>, PathRejection>,
+    params: Result<Query<FetchParams>, QueryRejection>,
+    request: Request,
 ) -> Response {
-    fetch(&fetcher, Kind::GroupBy, &name, params, &body).await
+    fetch(&served, Kind::GroupBy, name, params, request).await
 }
 
 enum Kind {
@@ -65,20 +110,66 @@ enum Kind {
 }
 
 async fn fetch(
-    fetcher: &Fetcher,
+    served: &Served,
     kind: Kind,
-    name: &str,
-    params: FetchParams,
-    body: &[u8],
+    name: Result<Path<String>, PathRejection>,
+    params: Result<Query<FetchParams>, QueryRejection>,
+    request: Request,
 ) -> Response {
-    let requests = match parse_key_sets(body) {
+    // Refused before the body is read, so a saturated fetcher buffers no more bodies.
+    let Ok(_permit) = served.fetches.try_acquire() else {
+        let message = format!(
+            "the fetcher is answering {} requests already (--max-concurrent-fetches): retry later",
+            served.limits.max_concurrent_fetches
+        );
+        let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    let name = match name {
+        Ok(Path(name)) => name,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad name in the path: {e}"),
+            );
+        }
+    };
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad query string: {e}")),
+    };
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+            let message = format!(
+                "the request body is larger than {} bytes (--max-body-bytes): split the key sets \
+                 over several requests",
+                served.limits.max_body_bytes
+            );
+            return error(StatusCode::PAYLOAD_TOO_LARGE, message);
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+    };
+    let requests = match parse_key_sets(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    let max = served.limits.max_keys_per_request;
+    if requests.len() > max {
+        let message = format!(
+            "{} key sets in one request, more than the limit of {max} \
+             (--max-keys-per-request): split them over several requests",
+            requests.len()
+        );
+        return error(StatusCode::PAYLOAD_TOO_LARGE, message);
+    }
     let at = params.at_millis.unwrap_or_else(now_millis);
     let result = match kind {
-        Kind::Join => fetcher.fetch_join(name, &requests, at).await,
-        Kind::GroupBy => fetcher.fetch_group_by(name, &requests, at).await,
+        Kind::Join => served.fetcher.fetch_join(&name, &requests, at).await,
+        Kind::GroupBy => served.fetcher.fetch_group_by(&name, &requests, at).await,
     };
     respond(result, &requests)
 }
@@ -106,17 +197,34 @@ pub fn parse_key_sets(body: &[u8]) -> Result<Vec<KeySet>, String> {
         .collect()
 }
 
+/// The response body, serialized straight from the key sets and their features: building it as
+/// a `Value` first cloned every key set and doubled the memory a request holds.
+#[derive(Serialize)]
+struct FetchResponse<'a> {
+    results: Vec<FetchResult<'a>>,
+}
+
+#[derive(Serialize)]
+struct FetchResult<'a> {
+    status: &'static str,
+    #[serde(rename = "entityKeys")]
+    entity_keys: &'a KeySet,
+    features: &'a Features,
+}
+
 fn respond(result: Result<Vec<Features>, ServeError>, requests: &[KeySet]) -> Response {
     match result {
         Ok(features) => {
-            let results: Vec<Value> = requests
+            let results = requests
                 .iter()
-                .zip(features)
-                .map(|(keys, features)| {
-                    json!({"status": "Success", "entityKeys": keys, "features": features})
+                .zip(&features)
+                .map(|(entity_keys, features)| FetchResult {
+                    status: "Success",
+                    entity_keys,
+                    features,
                 })
                 .collect();
-            axum::Json(json!({ "results": results })).into_response()
+            axum::Json(FetchResponse { results }).into_response()
         }
         Err(e) => error(status_of(&e), e.to_string()),
     }
@@ -141,9 +249,15 @@ fn error(status: StatusCode, message: String) -> Response {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     fetcher: Arc<Fetcher>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    fetch_limits: FetchLimits,
+    server_limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(fetcher))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(
+        listener,
+        router(fetcher, fetch_limits),
+        server_limits,
+        shutdown,
+    )
+    .await
 }

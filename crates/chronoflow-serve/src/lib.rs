@@ -1,5 +1,6 @@
 //! Online serving (SPEC §4.6): the KV store, the batch side (upload, upload-to-kv,
-//! metadata-upload, streaming replay), the fetcher with its HTTP server, and fetch logging.
+//! metadata-upload, streaming replay), the fetcher with its HTTP routes, fetch logging, and the
+//! bounded HTTP server every port of chronoflow runs on (`server`).
 //!
 //! Values are computed by the engine's `online` module with the backfill's own aggregation code;
 //! this crate stores, moves and serves them.
@@ -10,6 +11,7 @@ pub mod fetcher;
 pub mod http;
 pub mod kv;
 pub mod logging;
+pub mod server;
 pub mod upload;
 
 pub use error::{Result, ServeError};

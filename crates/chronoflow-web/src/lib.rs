@@ -16,7 +16,6 @@ mod operate;
 mod repo;
 mod tables;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -28,6 +27,7 @@ use chronoflow_scheduler::config::SchedulerConfig;
 use chronoflow_scheduler::store::Store;
 use chronoflow_serve::Fetcher;
 use chronoflow_serve::kv::SharedKv;
+use chronoflow_serve::server::ServerLimits;
 
 pub use error::{Result, WebError};
 pub use guard::{GuardOptions, check_listener};
@@ -108,17 +108,24 @@ pub fn app(api: ApiState, ctx: WebState, extra: Option<Router>) -> Router {
     app.layer(axum::middleware::from_fn_with_state(ctx, guard::check))
 }
 
-/// Serves `app` on `listener` until `shutdown` turns true.
+/// Serves `app` on `listener` with the default [`ServerLimits`] until `shutdown` turns true.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    serve_with_limits(listener, app, ServerLimits::default(), shutdown).await
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true, on the bounded server every port of
+/// chronoflow runs on (header and request timeouts, a cap on connections).
+pub async fn serve_with_limits(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ServerLimits,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    chronoflow_serve::server::serve(listener, app, limits, async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     })
     .await

@@ -147,6 +147,8 @@ pub struct SchedulerArgs {
     pub listen: Option<String>,
     #[command(flatten)]
     pub web: WebArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// How the API port guards itself and what the UI's quality page flags.
@@ -202,6 +204,8 @@ pub struct StandaloneArgs {
     /// otherwise).
     #[arg(long, conflicts_with = "listen")]
     pub no_api: bool,
+    #[command(flatten)]
+    pub fetch_limits: FetchLimitArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -407,6 +411,61 @@ pub struct ServeArgs {
     /// Turn fetch logging off (by default Joins with samplePercent > 0 are logged).
     #[arg(long)]
     pub no_fetch_log: bool,
+    #[command(flatten)]
+    pub fetch_limits: FetchLimitArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// What one fetch request may ask (`serve`, and `standalone`'s `/v1/fetch/...` routes).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FetchLimitArgs {
+    /// Key sets in one fetch request; a request with more is refused (413) and should be split.
+    #[arg(long, value_name = "N", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_keys_per_request: u64,
+    /// Size of a fetch request body, in bytes; a larger body is refused (413).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_body_bytes: u64,
+    /// Fetch requests answered at once; beyond it a request is refused at once with 503 and
+    /// `Retry-After: 1` rather than queued.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_concurrent_fetches: u64,
+}
+
+impl FetchLimitArgs {
+    pub fn limits(&self) -> chronoflow_serve::http::FetchLimits {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        chronoflow_serve::http::FetchLimits {
+            max_keys_per_request: size(self.max_keys_per_request),
+            max_body_bytes: size(self.max_body_bytes),
+            max_concurrent_fetches: size(self.max_concurrent_fetches),
+        }
+    }
+}
+
+/// How an HTTP server bounds its clients (the fetcher, and the API and UI port).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Seconds a client has to send a request's headers (and an idle connection to start its
+    /// next request) before it is disconnected.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request has to be answered, reading its body included; then it gets a 408.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub request_timeout_secs: u64,
+    /// Connections served at once; further clients wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+}
+
+impl ServerArgs {
+    pub fn limits(&self) -> chronoflow_serve::server::ServerLimits {
+        chronoflow_serve::server::ServerLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

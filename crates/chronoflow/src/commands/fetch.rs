@@ -44,6 +44,10 @@ pub fn fetch(args: &FetchArgs) -> anyhow::Result<ExitCode> {
 pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = super::service::runtime()?;
     runtime.block_on(async {
+        // Bind first: a port that is taken must not leave a KV store or a log writer behind.
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
         let kv = SharedKv::new(args.kv.kv.clone());
         // Open now so a store that is locked or unreachable is reported at once; later outages
         // are reported per request.
@@ -55,15 +59,19 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             Some(FetchLogger::start(warehouse, Duration::from_secs(5)))
         };
         let fetcher = Arc::new(Fetcher::new(kv, logger.clone()));
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
         tracing::info!(address = %listener.local_addr()?, kv = %args.kv.kv, "fetcher listening");
         eprintln!("fetcher listening on http://{}", listener.local_addr()?);
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        chronoflow_serve::http::serve(listener, fetcher, shutdown).await?;
+        chronoflow_serve::http::serve(
+            listener,
+            fetcher,
+            args.fetch_limits.limits(),
+            args.server.limits(),
+            shutdown,
+        )
+        .await?;
         if let Some(logger) = logger {
             logger.flush().await;
             if logger.dropped() > 0 {

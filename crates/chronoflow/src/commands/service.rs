@@ -19,6 +19,7 @@ use chronoflow_scheduler::spec::{DagSpec, specs_from_plan};
 use chronoflow_scheduler::store::Store;
 use chronoflow_scheduler::worker::Worker;
 use chronoflow_serve::Fetcher;
+use chronoflow_serve::http::FetchLimits;
 use chronoflow_serve::kv::SharedKv;
 use chronoflow_serve::logging::FetchLogger;
 use tokio::sync::watch;
@@ -205,18 +206,27 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-/// Serves the scheduler API and the web UI, and with a fetcher its `/v1/fetch/...` routes, on
-/// one port behind the web guard.
-async fn serve_api(
-    listen: &str,
-    p: &Parts,
-    args: &SchedulerArgs,
-    serving: Option<(Arc<Fetcher>, SharedKv)>,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// The API port's listener. Bound before the state store or the KV store is opened, so an
+/// address that is taken fails without creating either.
+async fn bind_api(listen: Option<&str>) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
+    Ok(Some(listener))
+}
+
+/// Serves the scheduler API and the web UI, and with a fetcher its `/v1/fetch/...` routes, on
+/// one port behind the web guard.
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    p: &Parts,
+    args: &SchedulerArgs,
+    serving: Option<(Arc<Fetcher>, SharedKv, FetchLimits)>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let address = listener.local_addr()?;
     chronoflow_web::check_listener(
         address,
@@ -229,9 +239,9 @@ async fn serve_api(
         clock: p.clock.clone(),
         metrics: p.metrics.clone(),
     };
-    let (fetcher, kv) = match serving {
-        Some((fetcher, kv)) => (Some(fetcher), Some(kv)),
-        None => (None, None),
+    let (fetcher, kv, fetch_limits) = match serving {
+        Some((fetcher, kv, limits)) => (Some(fetcher), Some(kv), limits),
+        None => (None, None, FetchLimits::default()),
     };
     let web = Arc::new(chronoflow_web::WebContext::new(
         p.store.clone(),
@@ -246,9 +256,11 @@ async fn serve_api(
             allowed_hosts: args.web.allowed_hosts.clone(),
         },
     )?);
-    let app = chronoflow_web::app(state, web, fetcher.map(chronoflow_serve::http::router));
+    let fetch_routes = fetcher.map(|f| chronoflow_serve::http::router(f, fetch_limits));
+    let app = chronoflow_web::app(state, web, fetch_routes);
+    let limits = args.server.limits();
     Ok(tokio::spawn(async move {
-        if let Err(e) = chronoflow_web::serve(listener, app, shutdown).await {
+        if let Err(e) = chronoflow_web::serve_with_limits(listener, app, limits, shutdown).await {
             tracing::error!(error = %e, "HTTP API stopped");
         }
     }))
@@ -268,6 +280,12 @@ fn new_scheduler(p: &Parts) -> Scheduler {
 pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
     let s = &args.scheduler;
     runtime()?.block_on(async {
+        let listener = bind_api(match (&s.listen, args.no_api) {
+            (_, true) => None,
+            (Some(listen), false) => Some(listen.as_str()),
+            (None, false) => Some(DEFAULT_LISTEN),
+        })
+        .await?;
         let p = parts(&s.state, &s.source.repo.repo, &s.warehouse.warehouse).await?;
         let shutdown = shutdown_signal();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -285,11 +303,6 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
         if let Some((false, message, _)) = p.store.plan_status().await? {
             tracing::error!(error = %message, "the repo does not plan");
         }
-        let listen = match (&s.listen, args.no_api) {
-            (_, true) => None,
-            (Some(listen), false) => Some(listen.as_str()),
-            (None, false) => Some(DEFAULT_LISTEN),
-        };
         // One KV handle for the uploads the worker runs and the fetches the API answers: the
         // embedded store can be open in one process only.
         let kv = SharedKv::new(args.kv.kv.clone());
@@ -298,9 +311,10 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
             Duration::from_secs(5),
         );
         let fetcher = Arc::new(Fetcher::new(kv.clone(), Some(logger.clone())));
-        let api = match listen {
-            Some(listen) => {
-                Some(serve_api(listen, &p, s, Some((fetcher, kv.clone())), stop_rx.clone()).await?)
+        let api = match listener {
+            Some(listener) => {
+                let serving = Some((fetcher, kv.clone(), args.fetch_limits.limits()));
+                Some(serve_api(listener, &p, s, serving, stop_rx.clone()).await?)
             }
             None => None,
         };
@@ -362,6 +376,7 @@ async fn report_runs(store: &Store) -> anyhow::Result<()> {
 
 pub fn scheduler(args: &SchedulerArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
+        let listener = bind_api(args.listen.as_deref()).await?;
         let p = parts(
             &args.state,
             &args.source.repo.repo,
@@ -370,8 +385,8 @@ pub fn scheduler(args: &SchedulerArgs) -> anyhow::Result<ExitCode> {
         .await?;
         let shutdown = shutdown_signal();
         let scheduler = new_scheduler(&p);
-        let api = match &args.listen {
-            Some(listen) => Some(serve_api(listen, &p, args, None, shutdown.clone()).await?),
+        let api = match listener {
+            Some(listener) => Some(serve_api(listener, &p, args, None, shutdown.clone()).await?),
             None => None,
         };
         let every = Duration::from_secs(args.source.replan_seconds.max(1));
