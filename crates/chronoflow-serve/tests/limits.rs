@@ -123,6 +123,40 @@ fn key_sets(n: usize) -> String {
     Value::Array(keys).to_string()
 }
 
+/// The response is written straight from the key sets and features (no JSON tree built first):
+/// its shape is the documented one.
+#[tokio::test]
+async fn each_result_carries_its_status_key_set_and_features() {
+    let app = app(FetchLimits::default());
+    let sent = json!([{ "user_id": 26 }, { "user_id": "5" }, { "user_id": null }]);
+    let (status, _, body) = send(
+        &app,
+        post(&format!("{JOIN}?at_millis={AT}"), sent.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().expect("results");
+    assert_eq!(results.len(), 3);
+    for (result, keys) in results.iter().zip(sent.as_array().expect("array")) {
+        assert_eq!(result["status"], "Success");
+        assert_eq!(&result["entityKeys"], keys);
+        let features = result["features"].as_object().expect("features");
+        assert!(
+            features
+                .keys()
+                .any(|f| f.starts_with("quickstart_purchases_v1_"))
+                && features
+                    .keys()
+                    .any(|f| f.starts_with("quickstart_returns_v1_")),
+            "{result}"
+        );
+    }
+    // User 26 bought something in the windows; a null key has null features.
+    let features = |i: usize| results[i]["features"].as_object().expect("features");
+    assert!(features(0).values().any(|v| !v.is_null()), "{body}");
+    assert!(features(2).values().all(Value::is_null), "{body}");
+}
+
 #[tokio::test]
 async fn more_key_sets_than_the_limit_is_413_naming_the_limit_and_the_count() {
     let app = app(FetchLimits {
