@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chronoflow_engine::Warehouse;
 use chronoflow_scheduler::api::ApiState;
-use chronoflow_scheduler::clock::{Clock, SystemClock};
+use chronoflow_scheduler::clock::{Clock, ScaledClock, SystemClock, clock_from_env};
 use chronoflow_scheduler::config::SchedulerConfig;
 use chronoflow_scheduler::executor::{EngineExecutor, Executors};
 use chronoflow_scheduler::failpoint::FailPoints;
@@ -126,7 +126,17 @@ async fn parts(state: &StateArgs, repo: &Path, warehouse: &str) -> anyhow::Resul
         config,
         warehouse,
         metrics: Arc::new(Metrics::default()),
-        clock: Arc::new(SystemClock),
+        clock: {
+            let clock = clock_from_env().map_err(anyhow::Error::msg)?;
+            if std::env::var_os(ScaledClock::ENV).is_some() {
+                tracing::warn!(
+                    now_ms = clock.now_ms(),
+                    "running on simulated time ({})",
+                    ScaledClock::ENV
+                );
+            }
+            clock
+        },
     })
 }
 
