@@ -564,9 +564,9 @@ async fn derive(
             e.to_string().lines().next().unwrap_or_default()
         ),
     };
-    let df = ctx.sql(&sql).await.map_err(df_err)?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(df_err)?;
+    let (schema, batches) = crate::source::collect_sql(&ctx, &sql)
+        .await
+        .map_err(df_err)?;
     arrow::compute::concat_batches(&schema, &batches)
         .map_err(arrow_err(format!("derivations of {config}")))
 }

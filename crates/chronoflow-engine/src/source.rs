@@ -165,10 +165,39 @@ async fn run(
     ctx: &SessionContext,
     sql: &str,
 ) -> std::result::Result<RecordBatch, datafusion::error::DataFusionError> {
-    let df = ctx.sql(sql).await?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
+    let (schema, batches) = collect_sql(ctx, sql).await?;
     arrow::compute::concat_batches(&schema, &batches).map_err(Into::into)
+}
+
+/// Plans and runs `sql`, with a panic inside DataFusion or Arrow turned into an error. Config
+/// expressions are user input, and some of DataFusion's functions panic instead of failing (e.g.
+/// `repeat('x', 100000000)` over a hundred rows overflows a string array's 32-bit offsets), so
+/// every query made of them runs here: the caller's error then names the config.
+pub(crate) async fn collect_sql(
+    ctx: &SessionContext,
+    sql: &str,
+) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), datafusion::error::DataFusionError> {
+    use futures::FutureExt;
+    let query = async {
+        let df = ctx.sql(sql).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        Ok((schema, batches))
+    };
+    // Unwind safety: the context and the query's state are dropped or left unused after a panic.
+    std::panic::AssertUnwindSafe(query)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(datafusion::error::DataFusionError::Execution(format!(
+                "the query engine failed ({why}); the result is likely too large"
+            )))
+        })
 }
 
 /// Finds which expression failed, so the error names it.
@@ -251,4 +280,36 @@ fn with_partition(
             source,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+
+    use super::*;
+
+    /// Found by bench/probe: `repeat('x', 100000000)` in a select overflowed a string array's
+    /// offsets inside DataFusion, which panicked and killed the whole process. That case needs
+    /// gigabytes, so a function that panics stands in for DataFusion's own here.
+    #[tokio::test]
+    async fn a_panic_inside_datafusion_is_an_error_not_a_crash() {
+        let ctx = session();
+        ctx.register_udf(create_udf(
+            "explode",
+            vec![DataType::Int64],
+            DataType::Int64,
+            Volatility::Immutable,
+            Arc::new(|_: &[ColumnarValue]| panic!("offset overflow")),
+        ));
+        let err = collect_sql(&ctx, "SELECT explode(x) FROM (VALUES (1)) AS t(x)")
+            .await
+            .expect_err("the panic is an error");
+        assert!(
+            err.to_string().contains("offset overflow"),
+            "the error says why: {err}"
+        );
+        // The session still answers afterwards.
+        let (_, batches) = collect_sql(&ctx, "SELECT 1").await.expect("still usable");
+        assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    }
 }

@@ -145,9 +145,9 @@ pub async fn backfill_staging_query(
         ctx.register_table(reference.clone(), Arc::new(mem))
             .map_err(df_err)?;
     }
-    let df = ctx.sql(&sql).await.map_err(df_err)?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(df_err)?;
+    let (schema, batches) = crate::source::collect_sql(&ctx, &sql)
+        .await
+        .map_err(df_err)?;
     let result =
         arrow::compute::concat_batches(&schema, &batches).map_err(|source| EngineError::Arrow {
             context: format!("{name}: query result"),
