@@ -6,6 +6,7 @@
 //! same atomic multi-get as the values). Join definitions are cached for a few seconds.
 
 use std::collections::HashMap;
+use std::sync::PoisonError;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -182,7 +183,10 @@ impl Fetcher {
                 return Ok((served, values));
             }
             // A new batch was switched in since its info was decoded: decode it and read again.
-            self.group_bys.write().expect("not poisoned").remove(name);
+            self.group_bys
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(name);
         }
     }
 
@@ -245,7 +249,12 @@ impl Fetcher {
 
     /// The served form of GroupBy `name`, from the cache or the batch's info entry.
     async fn group_by(&self, name: &str) -> Result<Arc<ServedGroupBy>> {
-        if let Some(s) = self.group_bys.read().expect("not poisoned").get(name) {
+        if let Some(s) = self
+            .group_bys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
             return Ok(s.clone());
         }
         let dataset = batch_dataset(name);
@@ -284,14 +293,18 @@ impl Fetcher {
         });
         self.group_bys
             .write()
-            .expect("not poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(name.to_owned(), served.clone());
         Ok(served)
     }
 
     /// The definition of Join `name`, read again after [`JOIN_TTL`].
     async fn join(&self, name: &str) -> Result<Arc<ServedJoin>> {
-        if let Some(j) = self.joins.read().expect("not poisoned").get(name)
+        if let Some(j) = self
+            .joins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
             && j.loaded_at.elapsed() < JOIN_TTL
         {
             return Ok(j.clone());
@@ -339,7 +352,7 @@ impl Fetcher {
         });
         self.joins
             .write()
-            .expect("not poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(name.to_owned(), served.clone());
         Ok(served)
     }

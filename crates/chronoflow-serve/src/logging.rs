@@ -6,6 +6,7 @@
 //! it never waits on the writer. When the writer falls behind, records are dropped and counted.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -108,7 +109,7 @@ impl FetchLogger {
         let new_schema = self
             .schemas
             .lock()
-            .expect("not poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert((join.name.to_owned(), join.version.to_owned()));
         if new_schema {
             let features: Vec<&String> = responses
