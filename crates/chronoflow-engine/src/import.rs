@@ -211,6 +211,17 @@ fn read_file(file: &Path, table: Option<(&TableName, &Schema)>) -> Result<Vec<Re
     Ok(batches)
 }
 
+/// Cells Arrow's CSV reader decodes at once. It reserves room for a whole batch up front (an
+/// offset and about 8 bytes of text per cell), so rows per batch shrink as columns grow: a fixed
+/// 65,536 rows made a 1-row file of 4,000 columns take 8 GB.
+const CSV_BATCH_CELLS: usize = 4 << 20;
+
+/// Rows per batch of a CSV file with `columns` columns: at most 65,536, at most
+/// [`CSV_BATCH_CELLS`] cells, at least one row.
+fn csv_batch_rows(columns: usize) -> usize {
+    (CSV_BATCH_CELLS / columns.max(1)).clamp(1, 65_536)
+}
+
 /// Reads every field as text first, then gives each column its type: the table's, or the one
 /// its values show. Doing the conversion here (not in Arrow's CSV reader) lets an error name the
 /// row, the column and the value, and lets an integer too large for Int64 become Float64.
@@ -247,7 +258,7 @@ fn read_csv(
     ));
     let reader = arrow::csv::ReaderBuilder::new(text.clone())
         .with_format(format)
-        .with_batch_size(65_536)
+        .with_batch_size(csv_batch_rows(text.fields().len()))
         .build(std::io::Cursor::new(bytes))
         .map_err(arrow_err)?;
     let batches = reader.collect::<Result<Vec<_>, _>>().map_err(arrow_err)?;
