@@ -647,3 +647,30 @@ fn every_route_answers_any_parameters_with_a_json_2xx_or_4xx() {
         .unwrap();
     eprintln!("2000 random API calls in {:.1?}", started.elapsed());
 }
+
+/// Found by bench/probe: a state store file that is not a SQLite database (a stray file, a
+/// damaged copy) made every command retry its connection for 30 s, logging an error each time,
+/// and then fail with "pool timed out" instead of the reason.
+#[tokio::test]
+async fn a_state_store_that_is_not_a_database_fails_at_once_naming_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let mut garbage = b"SQLite format 3\0".to_vec();
+    garbage.resize(4096, 0xff);
+    std::fs::write(&path, garbage).unwrap();
+
+    let started = std::time::Instant::now();
+    let err = Store::open_sqlite(&path).await.unwrap_err();
+
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(text.contains("not a database"), "{text}");
+    assert!(
+        text.contains("state.db"),
+        "the error names the store: {text}"
+    );
+}

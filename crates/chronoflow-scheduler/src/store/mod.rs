@@ -97,6 +97,15 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Every SQLite connection's setup. WAL lets readers run beside the one writer; NORMAL syncs at
+/// checkpoints (a process crash loses nothing, a power cut at most the last commits).
+const SQLITE_PRAGMAS: [&str; 4] = [
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA foreign_keys = ON",
+];
+
 impl Store {
     /// Opens (and creates or migrates) the store at `url`: `sqlite://<path>` or
     /// `postgres://...`.
@@ -128,20 +137,28 @@ impl Store {
             Dialect::Sqlite => 1,
             Dialect::Postgres => 10,
         };
+        if dialect == Dialect::Sqlite {
+            // The pool retries a connection whose setup fails until its acquire timeout: a file
+            // that is not a SQLite database took 30 s of logged retries and ended in "pool timed
+            // out". One connection set up first fails at once, with SQLite's own reason.
+            let mut conn = <AnyConnection as sqlx::Connection>::connect_with(&options)
+                .await
+                .map_err(connect_err)?;
+            for pragma in SQLITE_PRAGMAS {
+                sqlx::query(pragma)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(connect_err)?;
+            }
+            let _ = sqlx::Connection::close(conn).await;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
-                        // WAL lets readers run beside the one writer; NORMAL syncs at checkpoints
-                        // (a process crash loses nothing, a power cut at most the last commits).
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = NORMAL",
-                            "PRAGMA busy_timeout = 10000",
-                            "PRAGMA foreign_keys = ON",
-                        ] {
+                        for pragma in SQLITE_PRAGMAS {
                             sqlx::query(pragma).execute(&mut *conn).await?;
                         }
                     }
