@@ -163,9 +163,19 @@ pub struct WebArgs {
     #[arg(long)]
     pub insecure_no_auth: bool,
     /// The data-quality page flags a partition whose row count is below this ratio of the
-    /// trailing median of earlier partitions, or above the median divided by it.
-    #[arg(long, value_name = "RATIO", default_value_t = 0.5)]
+    /// trailing median of earlier partitions, or above the median divided by it (more than 0,
+    /// at most 1).
+    #[arg(long, value_name = "RATIO", default_value_t = 0.5, value_parser = parse_quality_ratio)]
     pub quality_ratio: f64,
+}
+
+/// A ratio in (0, 1]. Checked here: the tables page is the first to use it, and with NaN or 0
+/// a server started cleanly and then answered every tables request with an error.
+fn parse_quality_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        _ => Err(format!("{text:?} is not a ratio in (0, 1]")),
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -175,3 +175,34 @@ fn zero_worker_slots_are_refused() {
         );
     }
 }
+
+/// Found by bench/probe: `--quality-ratio NaN` (or 0, or 2) started a server whose tables page
+/// then failed on every request; the flag is now checked before anything starts.
+#[test]
+fn a_quality_ratio_outside_zero_to_one_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("state.db").display());
+    let repo = quickstart();
+    for ratio in ["NaN", "0", "2", "-0.5", "inf", "half"] {
+        let out = chronoflow(&[
+            "standalone",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--database-url",
+            &db,
+            "--until-idle",
+            "--no-api",
+            &format!("--quality-ratio={ratio}"),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{ratio}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--quality-ratio") && stderr(&out).contains("is not a ratio"),
+            "{ratio}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        !dir.path().join("state.db").exists(),
+        "nothing started, so no state store was created"
+    );
+}
