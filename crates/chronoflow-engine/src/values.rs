@@ -51,7 +51,8 @@ pub fn take_rows(
 
 /// The JSON value of row `row` of `array`.
 pub fn to_json(array: &dyn Array, row: usize) -> Value {
-    if array.is_null(row) {
+    // A column of Arrow's Null type has no validity buffer, so `is_null` says false for it.
+    if array.is_null(row) || array.data_type() == &DataType::Null {
         return Value::Null;
     }
     macro_rules! num {
@@ -98,17 +99,37 @@ pub fn to_json(array: &dyn Array, row: usize) -> Value {
             }
         }
         DataType::Timestamp(unit, _) => {
-            let v = array
-                .as_primitive::<arrow::datatypes::Int64Type>()
-                .value(row);
+            use arrow::datatypes::{
+                TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+                TimestampSecondType,
+            };
+            // Epoch millis, rounded down (before 1970 too). Each unit has its own array type:
+            // reading one as Int64 panicked on every timestamp column.
             let millis = match unit {
-                TimeUnit::Second => v.saturating_mul(1000),
-                TimeUnit::Millisecond => v,
-                TimeUnit::Microsecond => v / 1000,
-                TimeUnit::Nanosecond => v / 1_000_000,
+                TimeUnit::Second => array
+                    .as_primitive::<TimestampSecondType>()
+                    .value(row)
+                    .saturating_mul(1000),
+                TimeUnit::Millisecond => {
+                    array.as_primitive::<TimestampMillisecondType>().value(row)
+                }
+                TimeUnit::Microsecond => array
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .value(row)
+                    .div_euclid(1000),
+                TimeUnit::Nanosecond => array
+                    .as_primitive::<TimestampNanosecondType>()
+                    .value(row)
+                    .div_euclid(1_000_000),
             };
             Value::from(millis)
         }
+        DataType::Float16 => float(
+            array
+                .as_primitive::<arrow::datatypes::Float16Type>()
+                .value(row)
+                .to_f64(),
+        ),
         DataType::List(_) => list(array.as_list::<i32>().value(row).as_ref()),
         DataType::LargeList(_) => list(array.as_list::<i64>().value(row).as_ref()),
         DataType::FixedSizeList(_, _) => list(array.as_fixed_size_list().value(row).as_ref()),
@@ -173,6 +194,28 @@ pub fn to_csv_field(array: &dyn Array, row: usize) -> String {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// Found by bench/probe: exporting a Parquet-imported timestamp column (any unit, with or
+    /// without a time zone) panicked reading it as Int64; a column of the Null type exported
+    /// `""` instead of null.
+    #[test]
+    fn timestamps_export_as_epoch_millis_and_null_columns_as_null_not_a_panic() {
+        let micros = TimestampMicrosecondArray::from(vec![1_500, -1_500]).with_timezone("+05:30");
+        assert_eq!(to_json(&micros, 0), Value::from(1));
+        assert_eq!(to_json(&micros, 1), Value::from(-2));
+        let seconds = TimestampSecondArray::from(vec![i64::MAX]);
+        assert_eq!(to_json(&seconds, 0), Value::from(i64::MAX));
+        let millis = TimestampMillisecondArray::from(vec![1_701_374_234_059]);
+        assert_eq!(to_csv_field(&millis, 0), "1701374234059");
+        let nanos = TimestampNanosecondArray::from(vec![1_701_374_234_059_999_999]);
+        assert_eq!(to_json(&nanos, 0), Value::from(1_701_374_234_059_i64));
+        let nulls = NullArray::new(2);
+        assert_eq!(to_json(&nulls, 1), Value::Null);
+        assert_eq!(to_csv_field(&nulls, 1), "");
+        let halves =
+            arrow::compute::cast(&Float32Array::from(vec![1.5]), &DataType::Float16).unwrap();
+        assert_eq!(to_json(halves.as_ref(), 0), Value::from(1.5));
+    }
 
     #[test]
     fn scalars_nulls_and_non_finite_floats() {
