@@ -500,6 +500,20 @@ def data_cases(env):
         cli(env, a, "import parquet Int32 into an Int64 column", "any", ["table", "import", "data.pq_date32", f"{d}/i32.parquet"])
         pq.write_table(pa.table({"ds": pa.array(["2023-01-03"]), "v": pa.array(["7"])}), f"{d}/vstr.parquet")
         cli(env, a, "import parquet text into an Int64 column", "error", ["table", "import", "data.pq_date32", f"{d}/vstr.parquet"])
+        # A source whose time column is a timestamp of microseconds (as Spark writes Parquet):
+        # the GroupBy backfill must count the same rows as with epoch millis.
+        import pyarrow.csv as pcsv
+        t = pcsv.read_csv(f"{QS}/data/purchases.csv", convert_options=pcsv.ConvertOptions(column_types={"ds": pa.string()}))
+        micros = pa.array([v * 1000 for v in t["ts"].to_pylist()], type=pa.timestamp("us", tz="UTC"))
+        pq.write_table(t.set_column(t.schema.get_field_index("ts"), "ts", micros), f"{d}/purchases_us.parquet")
+        wh_us = f"{env.root}/wh-ts-us"
+        env.run(["table", "import", "data.purchases", f"{d}/purchases_us.parquet", "--warehouse", wh_us])
+        conf = "compiled/production/group_bys/quickstart/purchases.v1"
+        backfill = ["run", "--repo", QS, "--conf", conf, "--ds", "2023-11-29", "--force"]
+        _, _, want, _ = env.run(backfill)
+        cli(env, a, "GroupBy over a timestamp[us] time column", "ok", [*backfill, "--warehouse", wh_us],
+            check=lambda rc, o, e: None if e.split(b" rows=")[-1] == want.split(b" rows=")[-1]
+            else f"{short(e)} but with epoch millis: {short(want)}")
         cli(env, a, "export after type-drift imports", "ok", ["table", "export", "data.pq_date32", "--format", "json"],
             check=lambda rc, o, e: None if all(json.loads(l)["v"] in (1, 7) for l in o.decode().splitlines()) else f"values changed: {short(o)}")
     except ImportError:
