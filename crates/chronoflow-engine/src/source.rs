@@ -172,6 +172,16 @@ async fn run(
     arrow::compute::concat_batches(&schema, &batches).map_err(Into::into)
 }
 
+/// What config SQL may be: queries. DataFusion also runs `COPY ... TO '<any path>'`, `CREATE
+/// EXTERNAL TABLE ... LOCATION '<any path>'` and `SET`: a StagingQuery's text wrote a file
+/// outside the warehouse (found by bench/probe).
+fn queries_only() -> datafusion::execution::context::SQLOptions {
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
 /// Plans and runs `sql`, with a panic inside DataFusion or Arrow turned into an error. Config
 /// expressions are user input, and some of DataFusion's functions panic instead of failing (e.g.
 /// `repeat('x', 100000000)` over a hundred rows overflows a string array's 32-bit offsets), so
@@ -182,7 +192,7 @@ pub(crate) async fn collect_sql(
 ) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), datafusion::error::DataFusionError> {
     use futures::FutureExt;
     let query = async {
-        let df = ctx.sql(sql).await?;
+        let df = ctx.sql_with_options(sql, queries_only()).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         Ok((schema, batches))
@@ -208,7 +218,8 @@ pub(crate) async fn collect_sql(
 /// row 1,000 times further in the future and a backfill silently counted none of them. (An
 /// expression that does not plan is reported by the query itself.)
 async fn is_timestamp(ctx: &SessionContext, expr: &str) -> bool {
-    match ctx.sql(&format!("SELECT {expr} FROM __src LIMIT 0")).await {
+    let sql = format!("SELECT {expr} FROM __src LIMIT 0");
+    match ctx.sql_with_options(&sql, queries_only()).await {
         Ok(df) => df
             .schema()
             .fields()
@@ -377,5 +388,25 @@ mod tests {
                 .unwrap();
             assert_eq!(ts.values().to_vec(), expected.to_vec());
         }
+    }
+
+    /// Found by bench/probe: a StagingQuery of `COPY (SELECT 1) TO '<path>'` wrote that file.
+    #[tokio::test]
+    async fn config_sql_cannot_write_files_or_define_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("written.csv");
+        let ctx = session();
+        for sql in [
+            format!("COPY (SELECT 1 AS x) TO '{}'", target.display()),
+            format!(
+                "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '{}'",
+                dir.path().display()
+            ),
+            "SET datafusion.execution.batch_size = 1".to_owned(),
+        ] {
+            let err = collect_sql(&ctx, &sql).await.expect_err(&sql);
+            assert!(err.to_string().contains("not supported"), "{sql}: {err}");
+        }
+        assert!(!target.exists(), "COPY wrote {}", target.display());
     }
 }
