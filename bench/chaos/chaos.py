@@ -137,7 +137,10 @@ def setup(env):
         f"retry_max_delay_seconds = {10 * SPEED}",
     ]
     for dag in daily:
-        toml += [f'[dags."{dag}"]', "catchup = true", f'start_date = "{FIRST_DS.isoformat()}"']
+        # Kills come far more often than in life, and a try killed with its worker counts as a
+        # try (as in Airflow): enough retries that only a real failure exhausts them.
+        toml += [f'[dags."{dag}"]', "catchup = true", f'start_date = "{FIRST_DS.isoformat()}"',
+                 "retries = 10"]
     (env.repo / "chronoflow.toml").write_text("\n".join(toml) + "\n")
 
     # The quickstart's data, with a users snapshot and checkouts for every day the DAGs run.
@@ -277,6 +280,14 @@ def chaos(env, survivor, victims, uploads):
                 time.sleep(rng.uniform(0, 1.5))
                 up.kill()
                 kills["upload-to-kv"] = kills.get("upload-to-kv", 0) + 1
+        # A worker caught running a try is killed now and then (a kill between tries tests little).
+        busy = {int(pid) for (pid,) in env.psql(
+            "SELECT DISTINCT w.pid FROM task_instances t JOIN workers w ON w.worker_id = t.worker_id "
+            "WHERE t.state = 'running' AND t.is_sensor = 0")}
+        busy_victims = [v for v in victims if v.alive() and v.proc.pid in busy]
+        if busy_victims and rng.random() < 0.3:
+            rng.choice(busy_victims).kill()
+            kills["worker_mid_try"] = kills.get("worker_mid_try", 0) + 1
         if time.time() >= next_kill:
             p = rng.choice([v for v in victims if v.alive()] or victims)
             sig = signal.SIGKILL if rng.random() < 0.8 else signal.SIGTERM
@@ -284,7 +295,7 @@ def chaos(env, survivor, victims, uploads):
             kind = p.name.rstrip("0123456789")
             kills[kind] = kills.get(kind, 0) + 1
             next_kill = time.time() + rng.uniform(3, 12)
-        time.sleep(1)
+        time.sleep(0.5)
     return rss, kills
 
 
@@ -382,7 +393,7 @@ def main():
     log(f"daily DAGs: {', '.join(daily)}")
     survivor = Proc(env, "standalone",
                     ["standalone", "--repo", str(env.repo), "--listen", f"127.0.0.1:{env.api_port}",
-                     "--tick-ms", "200", "--slots", "2", "--replan-seconds", "10"], victim=False)
+                     "--tick-ms", "200", "--slots", "1", "--replan-seconds", "10"], victim=False)
     victims = [
         Proc(env, "scheduler2", ["scheduler", "--repo", str(env.repo), "--tick-ms", "200"]),
         Proc(env, "worker1", ["worker", "--repo", str(env.repo), "--slots", "2"]),
