@@ -366,6 +366,29 @@ def config_cases(env):
     check_and_run("join: left table missing", jn(lambda c: c["left"]["events"].update(table="data.nope")), "any", path=jp, ds="2023-11-30")
     check_and_run("join: part prefix ../", jn(lambda c: c["joinParts"][0].update(prefix="../../")), "any", path=jp, ds="2023-11-30")
     check_and_run("join: groupBy is a string", jn(lambda c: c["joinParts"][0].update(groupBy="quickstart.purchases.v1")), "any", path=jp, ds="2023-11-30")
+    # StagingQueries: the query text is SQL run as it is, with macros.
+    sqp = "compiled/production/staging_queries/quickstart/sq.v1"
+    evil = f"{env.root}/written-by-a-staging-query.csv"
+    for case, query in [
+        ("macros", "SELECT user_id, ds FROM data.users WHERE ds BETWEEN '{{ start_date }}' AND '{{ end_date }}'"),
+        ("ds_add of 1e11 days", "SELECT * FROM data.users WHERE ds = '{{ macros.ds_add(ds, 99999999999) }}'"),
+        ("unterminated macro", "SELECT * FROM data.users WHERE ds = '{{ ds"),
+        ("no ds column", "SELECT 1 AS x"),
+        ("ds ../../x", "SELECT user_id, '../../x' AS ds FROM data.users"),
+        ("ds null", "SELECT user_id, NULL AS ds FROM data.users"),
+        ("two statements", "SELECT user_id, ds FROM data.users; DROP TABLE data.users"),
+        ("table ../../etc", "SELECT * FROM `../../etc`.passwd"),
+        ("CREATE TABLE", "CREATE TABLE x AS SELECT 1"),
+        ("COPY TO a file", f"COPY (SELECT 1 AS x) TO '{evil}'"),
+        ("CREATE EXTERNAL TABLE", "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/'"),
+        ("SET", "SET datafusion.execution.batch_size = 1"),
+    ]:
+        text = json.dumps({"metaData": {"name": "quickstart.sq.v1", "team": "quickstart", "outputNamespace": "default"},
+                           "query": query, "startPartition": "2023-11-01"})
+        check_and_run(f"staging query: {case}", text, "any", path=sqp)
+        if os.path.exists(evil):
+            record(a, f"staging query: {case} wrote no file", "error", "WRONG", f"wrote {evil}")
+            os.remove(evil)
     # Repo shapes.
     r = copy_repo(f"{env.root}/repos/loop")
     os.symlink(f"{r}/compiled/production", f"{r}/compiled/production/group_bys/quickstart/loop")
