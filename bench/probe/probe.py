@@ -218,6 +218,20 @@ def cli_cases(env):
         cli(env, a, f"fetch --at-millis {at}", "any", ["fetch", "-n", "quickstart/training_set.v2", "-k", '{"user_id": 5}', "--at-millis", at])
     for n in ["", "../../x", "quickstart/../../x", "quickstart.purchases.v1", "a" * 10000]:
         cli(env, a, f"fetch -n {n[:20]!r} (group-by)", "any", ["fetch", "-t", "group-by", "-n", n, "-k", '{"user_id": 5}'])
+    # A fetch at a time before the end of the served batch's day (2023-11-29): an error, or the
+    # value the raw events give at that time, never one that counts later events.
+    at = 1_701_000_000_000  # 2023-11-26T12:00:00Z
+    rows = [r for r in csv_rows(f"{QS}/data/purchases.csv") if r["user_id"] == "5"]
+    want = sum(int(r["purchase_price"]) for r in rows if at - 30 * 86_400_000 <= int(r["ts"]) < at) or None
+
+    def point_in_time(rc, out, err):
+        if rc != 0:
+            return None
+        got = json.loads(out)["features"]["purchase_price_sum_30d"]
+        return None if got == want else f"sum_30d {got} at 2023-11-26T12:00Z (events then give {want}): counts events after the fetch time"
+
+    cli(env, a, "fetch before the served batch's day", "any",
+        ["fetch", "-t", "group-by", "-n", "quickstart.purchases.v1", "-k", '{"user_id": 5}', "--at-millis", str(at)], check=point_in_time)
     cli(env, a, "serve --listen garbage", "error", ["serve", "--listen", "not-an-addr"], timeout=10)
     cli(env, a, "serve --listen port 99999", "error", ["serve", "--listen", "127.0.0.1:99999"], timeout=10)
     # standalone --until-idle ends once nothing is due: with every DAG paused, at once.
@@ -261,6 +275,12 @@ def cli_cases(env):
 
 
 # ---------------------------------------------------------------- configs
+
+
+def csv_rows(path):
+    import csv
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def write(path, data):
