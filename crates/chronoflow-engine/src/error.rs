@@ -63,6 +63,19 @@ pub enum EngineError {
          (1970-01-01T00:00:00Z) to 253402300799999 (9999-12-31T23:59:59.999Z)"
     )]
     TimeOutOfRange { what: String, millis: i64 },
+    /// A fetch at a time the served batch cannot answer: the batch of day `D` holds the events
+    /// of `D` and before, so counting it at an earlier time would count events after that time.
+    #[error(
+        "{group_by}: at_millis {at} is before the end of the served batch's day {batch_ds}, \
+         whose events it would count; the batch answers times from {from} on (upload an earlier \
+         day's batch to fetch at earlier times)"
+    )]
+    BeforeBatch {
+        group_by: String,
+        at: i64,
+        batch_ds: String,
+        from: i64,
+    },
     /// A stored online value (a batch's tile or row, a streamed row) that does not fit the
     /// GroupBy definition reading it: written by another definition, or damaged.
     #[error(

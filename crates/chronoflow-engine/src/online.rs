@@ -449,6 +449,19 @@ impl OnlineGroupBy {
         at: i64,
     ) -> Result<Vec<Option<Out>>> {
         check_time("at_millis", at)?;
+        // The batch of day D is a fetch's state from the end of D on (as the backfill of a left
+        // row of day D+1 reads D's snapshot); before that it would count later events (found by
+        // bench/probe: a fetch at noon three days before the batch counted the two purchases
+        // after it). Chronon refuses such a request too.
+        let from = self.batch_ds.epoch_millis().saturating_add(DAY);
+        if at < from {
+            return Err(EngineError::BeforeBatch {
+                group_by: self.info.group_by.clone(),
+                at,
+                batch_ds: self.batch_ds.to_string(),
+                from,
+            });
+        }
         let (tiles, rows): (&[FeatureTiles], &[OnlineRow]) = match batch {
             Some(BatchValue::Finalized(values)) => {
                 if values.len() != self.info.features.len() {

@@ -234,7 +234,10 @@ fn respond(result: Result<Vec<Features>, ServeError>, requests: &[KeySet]) -> Re
 pub fn status_of(e: &ServeError) -> StatusCode {
     match e {
         ServeError::UnknownName { .. } => StatusCode::NOT_FOUND,
-        ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ServeError::BadRequest(_)
+        | ServeError::Engine(chronoflow_engine::EngineError::BeforeBatch { .. }) => {
+            StatusCode::BAD_REQUEST
+        }
         ServeError::Embedded { .. } | ServeError::Redis { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ServeError::Config { .. } => StatusCode::NOT_IMPLEMENTED,
         ServeError::Dataset { .. } | ServeError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
