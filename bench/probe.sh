@@ -2,7 +2,7 @@
 # Hostile inputs against the real binary, from outside: CLI flags and arguments, configs, data
 # files, HTTP requests to the API and the fetcher (path traversal, bombs, slowloris, floods),
 # damaged stores and killed processes. Prints one line per case (expected class, outcome) and
-# exits 1 on any PANIC, HANG or WRONG. About 4 minutes on 2 cores (debug build). No external
+# exits 1 on any PANIC, HANG or WRONG. About 740 cases in 75 s on 2 cores (debug build). No external
 # service needed. Python 3 only (pyarrow, when installed, adds Parquet files of nested types).
 #
 #   bench/probe.sh                          (builds the debug binary)
