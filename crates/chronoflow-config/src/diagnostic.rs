@@ -63,6 +63,9 @@ pub enum DiagnosticCode {
     UnknownTeam,
     /// Jobs that wait on each other.
     DependencyCycle,
+    /// A file or directory of the repo that cannot be read: a dangling symlink, a symlink loop,
+    /// no permission. The other files still load.
+    UnreadableFile,
 }
 
 impl DiagnosticCode {
@@ -82,6 +85,7 @@ impl DiagnosticCode {
             DiagnosticCode::UnknownConfig => "unknown-config",
             DiagnosticCode::UnknownTeam => "unknown-team",
             DiagnosticCode::DependencyCycle => "dependency-cycle",
+            DiagnosticCode::UnreadableFile => "unreadable-file",
         }
     }
 }

@@ -24,5 +24,5 @@ pub use dependency::PartitionDependency;
 pub use diagnostic::{Diagnostic, DiagnosticCode, DiagnosticCounts, Severity};
 pub use error::ConfigError;
 pub use model::*;
-pub use repo::{Layout, LoadedConfig, Repo, RepoFile, RepoFiles};
+pub use repo::{Layout, LoadedConfig, Repo, RepoFile, RepoFiles, UnreadableEntry};
 pub use teams::{TeamInfo, Teams};

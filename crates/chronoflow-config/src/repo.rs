@@ -38,6 +38,16 @@ pub struct RepoFile {
 pub struct RepoFiles {
     pub layouts: Vec<Layout>,
     pub files: Vec<RepoFile>,
+    /// Entries that could not be read, each an error diagnostic; the other files still load.
+    pub unreadable: Vec<UnreadableEntry>,
+}
+
+/// A file or directory of the repo that could not be read, and why.
+#[derive(Debug, Clone)]
+pub struct UnreadableEntry {
+    /// Relative to the repo directory, `/`-separated.
+    pub path: String,
+    pub reason: String,
 }
 
 /// A config that decoded without errors.
@@ -333,12 +343,27 @@ pub fn content_hash(bytes: &[u8]) -> String {
 /// Decodes every file and checks the repo as a whole. Deterministic: the result does not depend
 /// on the order of `files`.
 pub fn load(files: RepoFiles) -> Repo {
-    let RepoFiles { layouts, mut files } = files;
+    let RepoFiles {
+        layouts,
+        mut files,
+        unreadable,
+    } = files;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let file_count = files.len();
     let decoded: Vec<Decoded> = files.par_iter().map(|f| decode_file(&layouts, f)).collect();
 
-    let mut diagnostics = Vec::new();
+    let mut diagnostics: Vec<Diagnostic> = unreadable
+        .into_iter()
+        .map(|u| {
+            Diagnostic::new(
+                Severity::Error,
+                DiagnosticCode::UnreadableFile,
+                u.path,
+                "",
+                u.reason,
+            )
+        })
+        .collect();
     let mut teams = Teams::default();
     let mut drafts = Vec::new();
     // Configs left out for their errors: what uses them is not blamed a second time.

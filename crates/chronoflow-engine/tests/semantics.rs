@@ -125,6 +125,7 @@ fn load(configs: &[(&str, Value)]) -> chronoflow_config::Repo {
             prefix: String::new(),
         }],
         files,
+        unreadable: Vec::new(),
     });
     assert!(!r.has_errors(), "{:#?}", r.diagnostics);
     r

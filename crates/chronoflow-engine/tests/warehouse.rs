@@ -928,6 +928,7 @@ async fn a_backfill_reads_across_partitions_with_and_without_a_new_column() {
             path: "production/group_bys/t/gb.v1".to_owned(),
             contents: gb.to_string().into_bytes(),
         }],
+        unreadable: Vec::new(),
     });
     assert!(!r.has_errors(), "{:#?}", r.diagnostics);
     let loaded = r.config("t.gb.v1").unwrap();
@@ -1175,6 +1176,7 @@ async fn a_forced_backfill_of_one_day_after_a_config_gained_a_feature_keeps_the_
                 path: "production/group_bys/t/gb.v1".to_owned(),
                 contents: gb.to_string().into_bytes(),
             }],
+            unreadable: Vec::new(),
         });
         assert!(!r.has_errors(), "{:#?}", r.diagnostics);
         r

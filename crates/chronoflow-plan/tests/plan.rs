@@ -285,6 +285,7 @@ fn ab_repo(configs: &[(&str, serde_json::Value)]) -> Repo {
             prefix: String::new(),
         }],
         files,
+        unreadable: Vec::new(),
     })
 }
 

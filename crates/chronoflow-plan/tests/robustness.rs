@@ -174,7 +174,8 @@ proptest! {
         let repo = repo::load(RepoFiles {
             layouts: vec![layout.clone()],
             files: vec![RepoFile { path: path.clone(), contents }],
-        });
+ unreadable: Vec::new(),
+});
         for d in &repo.diagnostics {
             prop_assert_eq!(&d.file, path);
             prop_assert!(d.path.starts_with('$'), "path {:?}", d.path);
@@ -206,6 +207,7 @@ fn a_truncated_file_reports_its_line_and_column() {
             path: path.clone(),
             contents: bytes,
         }],
+        unreadable: Vec::new(),
     });
     let d = &repo.diagnostics[0];
     assert_eq!(d.code, chronoflow_config::DiagnosticCode::InvalidJson);
