@@ -203,6 +203,8 @@ fn parse_json(file: &RepoFile, diagnostics: &mut Vec<Diagnostic>) -> Option<Valu
             )
         })
         .and_then(|text| {
+            // A byte-order mark (some editors write one) is not JSON, but it is not content either.
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
             serde_json::from_str::<Value>(text).map_err(|e| {
                 format!(
                     "invalid JSON at line {} column {}: {e}",
@@ -309,6 +311,7 @@ pub fn decode_text(
     kind: ConfigKind,
     layout_dialect: Dialect,
 ) -> Result<(Dialect, Config), String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: Value =
         serde_json::from_str(text).map_err(|e| format!("{file}: invalid JSON: {e}"))?;
     let dialect = parse::detect_dialect(&value, layout_dialect);

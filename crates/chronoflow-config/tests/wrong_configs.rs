@@ -454,3 +454,22 @@ fn a_key_mapped_from_two_left_columns_is_an_error() {
         "$.joinParts[0].keyMapping.buyer",
     );
 }
+
+/// Regression (hostile-input probe): a config saved with a UTF-8 byte-order mark was "invalid JSON".
+#[test]
+fn a_config_with_a_byte_order_mark_loads_like_without() {
+    let mut files = quickstart();
+    let i = files.files.iter().position(|f| f.path == USERS).unwrap();
+    let mut contents = "\u{feff}".as_bytes().to_vec();
+    contents.extend_from_slice(&files.files[i].contents);
+    files.files[i].contents = contents;
+    let repo = repo::load(files);
+    assert!(
+        repo.diagnostics
+            .iter()
+            .all(|d| d.severity == Severity::Notice),
+        "{:#?}",
+        repo.diagnostics
+    );
+    assert!(repo.configs.iter().any(|c| c.path == USERS));
+}

@@ -251,7 +251,8 @@ async fn list_runs(
         .runs(
             given(&q.dag_id),
             given(&q.state),
-            q.limit.unwrap_or(100).clamp(1, 10_000),
+            // Below 1 is the store's 400 (it was silently 1); above 10,000 reads 10,000.
+            q.limit.unwrap_or(100).min(10_000),
         )
         .await?;
     Ok(Json(json!({ "runs": runs })))

@@ -151,6 +151,13 @@ async fn runs_with_an_unknown_state_filter_is_a_400_not_an_empty_list() {
     let (status, body) = f.call("GET", "/api/v1/runs?limit=lots", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(error_of(&body).contains("limit"), "{body}");
+    // Regression (hostile-input probe): a negative limit was clamped to 1 run without a word.
+    let (status, body) = f.call("GET", "/api/v1/runs?limit=-5", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error_of(&body).contains("-5 is not a number of runs"),
+        "{body}"
+    );
     let err = f.store.runs(None, None, -1).await.unwrap_err();
     assert!(err.to_string().contains("limit: -1"), "{err}");
 }

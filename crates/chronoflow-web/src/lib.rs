@@ -105,7 +105,33 @@ pub fn app(api: ApiState, ctx: WebState, extra: Option<Router>) -> Router {
     if let Some(extra) = extra {
         app = app.merge(extra);
     }
-    app.layer(axum::middleware::from_fn_with_state(ctx, guard::check))
+    // Unknown paths and methods answer JSON like every other error (axum's own are empty). Set
+    // here, on the merged router: a fallback on one of the routers merged above would clash.
+    app.fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(ctx, guard::check))
+}
+
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    json_error(
+        axum::http::StatusCode::NOT_FOUND,
+        format!("no route {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    json_error(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not answer {method}", uri.path()),
+    )
+}
+
+fn json_error(status: axum::http::StatusCode, message: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 /// Serves `app` on `listener` with the default [`ServerLimits`] until `shutdown` turns true.

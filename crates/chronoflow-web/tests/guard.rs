@@ -399,6 +399,25 @@ async fn every_documented_ui_route_answers() {
 }
 
 /// Bad parameters get a 400 with a JSON message naming them, whichever layer rejects them.
+/// Regression: unknown paths and methods got axum's empty-body 404/405 (found by the
+/// hostile-input probe); every error on the API port is JSON naming what was wrong.
+#[tokio::test]
+async fn unknown_paths_and_methods_get_json_errors() {
+    let s = start().await;
+    let (status, head, body) = send(s.addr, "GET", "/api/v1/nope", &[], "").await;
+    assert_eq!(status, 404, "{head}");
+    assert!(
+        body.contains(r#""error":"no route GET /api/v1/nope""#),
+        "{body}"
+    );
+    let (status, head, body) = send(s.addr, "DELETE", "/api/v1/dags", &[], "").await;
+    assert_eq!(status, 405, "{head}");
+    assert!(
+        body.contains("/api/v1/dags does not answer DELETE"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn bad_parameters_get_json_messages() {
     let s = start().await;
