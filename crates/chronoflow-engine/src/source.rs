@@ -202,11 +202,7 @@ pub(crate) async fn collect_sql(
         .catch_unwind()
         .await
         .unwrap_or_else(|panic| {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let why = crate::error::panic_message(panic.as_ref());
             Err(datafusion::error::DataFusionError::Execution(format!(
                 "the query engine failed ({why}); the result is likely too large"
             )))

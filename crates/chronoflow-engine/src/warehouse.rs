@@ -1214,11 +1214,7 @@ pub(crate) fn write_parquet_bytes(batches: &[RecordBatch], path: &str) -> Result
 pub(crate) fn read_parquet_bytes(bytes: Bytes, path: &str) -> Result<Vec<RecordBatch>> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_parquet(bytes, path)))
         .unwrap_or_else(|panic| {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let why = crate::error::panic_message(panic.as_ref());
             Err(EngineError::Parquet {
                 path: path.to_owned(),
                 source: parquet::errors::ParquetError::General(format!(
