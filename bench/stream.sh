@@ -121,7 +121,7 @@ if [[ "$PARTS" == *" freshness "* ]]; then
     elif [[ "$("$cf" --help 2>&1)" == *streams* ]]; then
       # standalone's worker supervises the stream (the embedded store is open in its process only):
       # every DAG paused but the quickstart's streaming keep-alive, brokers from [streaming].
-      export CHRONOFLOW_DATABASE_URL="sqlite://$W/state.db" CHRONOFLOW_HOME="$W/home"
+      export CHRONOFLOW_DATABASE_URL="sqlite://$W/state.db" CHRONOFLOW_HOME="$W/home" CHRONOFLOW_KAFKA_BROKERS="$BROKERS"
       printf '[streaming]\nkafka_brokers = "%s"\n' "$BROKERS" > "$W/chronoflow.toml"
       rm -rf "$W/state.db" "$W/home"; mkdir -p "$W/home"
       "$cf" dags sync --repo "$repo" --config "$W/chronoflow.toml" >/dev/null

@@ -34,7 +34,8 @@ def main():
         store = r["label"].split("-")[-1]
         other = feast_best.get(peer.get(store, ""))
         ratio = f"{r['events_per_s'] / other:.1f}x" if other else "-"
-        print(f"| chronoflow consumer (steady {fmt(r.get('steady_events_per_s'))}/s) | {store} | "
+        steady = f" (steady {r['steady_events_per_s']:,}/s)" if r.get("steady_events_per_s") else ""
+        print(f"| chronoflow consumer{steady} | {store} | "
               f"{r['records']:,} | {r['seconds']} | {r['events_per_s']:,} | {ratio} |")
     for r in feast:
         how = f"push of {r['batch']:,} rows" if r["batch"] > 1 else "push of 1 row"
