@@ -1,4 +1,5 @@
-//! Alerts: a task's final failure and a sensor's timeout go to the log and to a webhook.
+//! Alerts: a task's final failure, a sensor's timeout and a stream that keeps crashing (and
+//! its recovery) go to the log and to a webhook.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,17 +11,31 @@ use crate::store::Claimed;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Alert {
-    /// `task_failed` or `sensor_timeout`.
+    /// `task_failed`, `sensor_timeout`, `stream_crashing` or `stream_recovered`.
     pub event: &'static str,
     pub dag_id: String,
+    /// Empty (and left out) for a stream's alerts: a stream outlives the runs that keep it.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub run_id: String,
     pub task_id: String,
     pub team: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub ds: String,
+    #[serde(skip_serializing_if = "is_zero")]
     pub try_number: i64,
     pub error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_path: Option<String>,
+    /// The streaming job (stream alerts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Consecutive crashes (stream alerts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crashes: Option<u32>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl Alert {
@@ -41,6 +56,35 @@ impl Alert {
             try_number: t.try_number,
             error,
             log_path,
+            job: None,
+            crashes: None,
+        }
+    }
+
+    /// An alert about the stream of `job` (kept alive by task `task_id` of `dag_id`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn for_stream(
+        event: &'static str,
+        dag_id: &str,
+        task_id: &str,
+        team: &str,
+        job: &str,
+        crashes: u32,
+        error: String,
+        log_path: Option<String>,
+    ) -> Alert {
+        Alert {
+            event,
+            dag_id: dag_id.to_owned(),
+            run_id: String::new(),
+            task_id: task_id.to_owned(),
+            team: team.to_owned(),
+            ds: String::new(),
+            try_number: 0,
+            error,
+            log_path,
+            job: Some(job.to_owned()),
+            crashes: Some(crashes),
         }
     }
 }
@@ -63,16 +107,20 @@ impl Alerter {
     /// Logs the alert and posts it to the team's webhook in the background (a slow or dead
     /// webhook never holds up scheduling).
     pub fn send(&self, alert: Alert) {
-        tracing::error!(
-            event = alert.event,
-            dag_id = %alert.dag_id,
-            run_id = %alert.run_id,
-            task_id = %alert.task_id,
-            ds = %alert.ds,
-            try_number = alert.try_number,
-            error = %alert.error,
-            "alert"
-        );
+        if alert.event == "stream_recovered" {
+            tracing::info!(event = alert.event, job = ?alert.job, "alert");
+        } else {
+            tracing::error!(
+                event = alert.event,
+                dag_id = %alert.dag_id,
+                run_id = %alert.run_id,
+                task_id = %alert.task_id,
+                ds = %alert.ds,
+                try_number = alert.try_number,
+                error = %alert.error,
+                "alert"
+            );
+        }
         let Some(url) = self.config.alert_webhook_of(&alert.team).map(str::to_owned) else {
             return;
         };

@@ -38,6 +38,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/api/v1/dags/{dag_id}/runs", post(trigger))
         .route("/api/v1/dags/{dag_id}/backfill", post(backfill))
         .route("/api/v1/runs", get(list_runs))
+        .route("/api/v1/streams", get(list_streams))
         .route("/api/v1/dags/{dag_id}/runs/{run_id}/tasks", get(list_tasks))
         .route(
             "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
@@ -256,6 +257,28 @@ async fn list_runs(
         )
         .await?;
     Ok(Json(json!({ "runs": runs })))
+}
+
+/// Every stream, as its supervisor last recorded it, with `stale` (its supervisor stopped
+/// writing: the worker died or hangs) and `up` computed at the time of the request.
+async fn list_streams(State(s): State<ApiState>) -> ApiResult<Json<serde_json::Value>> {
+    let now = crate::clock::SystemClock.now_ms();
+    let streams: Vec<serde_json::Value> = s
+        .store
+        .streaming_jobs()
+        .await?
+        .into_iter()
+        .map(|row| {
+            let (stale, up) = (row.observed_state(now) == "stale", row.is_up(now));
+            let mut value = serde_json::to_value(row).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("stale".to_owned(), stale.into());
+                object.insert("up".to_owned(), up.into());
+            }
+            value
+        })
+        .collect();
+    Ok(Json(json!({ "streams": streams })))
 }
 
 async fn list_tasks(
@@ -511,11 +534,16 @@ fn log_header(t: &crate::store::TaskTryRow) -> String {
 
 async fn metrics(State(s): State<ApiState>) -> ApiResult<Response> {
     let states = s.store.state_counts().await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(&states),
-    )
-        .into_response())
+    let mut text = s.metrics.render(&states);
+    // Streams run in wall time, whatever the scheduler's clock. A row that cannot be read must
+    // not take the task metrics down with it.
+    match s.store.streaming_jobs().await {
+        Ok(streams) => {
+            crate::metrics::render_streams(&mut text, &streams, crate::clock::SystemClock.now_ms())
+        }
+        Err(e) => tracing::warn!(error = %e, "reading streams for /metrics"),
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 async fn openapi() -> Response {

@@ -34,6 +34,35 @@ pub struct SchedulerConfig {
     pub dags: BTreeMap<String, DagOverride>,
     /// Keyed by `<dag_id>.<task_id>`.
     pub tasks: BTreeMap<String, TaskOverride>,
+    /// How workers keep streaming jobs alive (`[streaming]`).
+    pub streaming: StreamingConfig,
+}
+
+/// `[streaming]`: the long-running consumers a worker supervises for teams on the in-process
+/// executor.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// The Kafka bootstrap servers (`host:port,...`) given to every consumer; unset, the
+    /// consumer uses its own default (the topic's `bootstrap` in the config, if any).
+    pub kafka_brokers: Option<String>,
+    /// The cap of the restart backoff (1 s, doubling per consecutive crash).
+    pub backoff_max_seconds: u64,
+    /// Consecutive crashes after which one alert is sent (and one more when it recovers).
+    pub alert_after_crashes: u32,
+    /// How long a stopped consumer gets after SIGTERM before it is killed.
+    pub stop_grace_seconds: u64,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            kafka_brokers: None,
+            backoff_max_seconds: 60,
+            alert_after_crashes: 5,
+            stop_grace_seconds: 10,
+        }
+    }
 }
 
 impl Default for SchedulerConfig {
@@ -49,6 +78,7 @@ impl Default for SchedulerConfig {
             teams: BTreeMap::new(),
             dags: BTreeMap::new(),
             tasks: BTreeMap::new(),
+            streaming: StreamingConfig::default(),
         }
     }
 }
@@ -157,6 +187,12 @@ impl SchedulerConfig {
         if self.heartbeat_timeout_seconds <= self.heartbeat_interval_seconds {
             return Err("heartbeat_timeout_seconds must exceed heartbeat_interval_seconds".into());
         }
+        if self.streaming.backoff_max_seconds == 0 {
+            return Err("streaming.backoff_max_seconds must be 1 or more".into());
+        }
+        if self.streaming.alert_after_crashes == 0 {
+            return Err("streaming.alert_after_crashes must be 1 or more".into());
+        }
         for (dag, o) in &self.dags {
             if let Some(d) = &o.start_date {
                 chronoflow_config::PartitionDate::parse(d)
@@ -172,6 +208,17 @@ impl SchedulerConfig {
             .get(team)
             .and_then(|t| t.executor.as_deref())
             .unwrap_or(&self.default_executor)
+    }
+
+    /// Whether `team`'s jobs run in the worker process (so its streaming jobs are supervised
+    /// by the worker rather than started as detached commands).
+    pub fn runs_in_process(&self, team: &str) -> bool {
+        let name = self.executor_of(team);
+        name == IN_PROCESS
+            || matches!(
+                self.executors.get(name),
+                Some(ExecutorConfig::InProcess) | None
+            )
     }
 
     pub fn alert_webhook_of(&self, team: &str) -> Option<&str> {
@@ -207,6 +254,38 @@ mod tests {
         assert_eq!(c.executor_of("quickstart"), IN_PROCESS);
         assert_eq!(c.executor_of("other"), "cluster");
         assert_eq!(c.dags["chronon_join_quickstart"].retries, Some(3));
+    }
+
+    #[test]
+    fn streaming_section_has_defaults_and_is_checked() {
+        let c = SchedulerConfig::parse("").unwrap();
+        assert_eq!(c.streaming, StreamingConfig::default());
+        assert!(c.runs_in_process("any"));
+        let c = SchedulerConfig::parse(
+            "[streaming]\nkafka_brokers = \"k1:9092,k2:9092\"\nbackoff_max_seconds = 30\nalert_after_crashes = 3\nstop_grace_seconds = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.streaming.kafka_brokers.as_deref(),
+            Some("k1:9092,k2:9092")
+        );
+        assert_eq!(
+            (
+                c.streaming.backoff_max_seconds,
+                c.streaming.alert_after_crashes
+            ),
+            (30, 3)
+        );
+        let err = SchedulerConfig::parse("[streaming]\nalert_after_crashes = 0").unwrap_err();
+        assert!(err.contains("alert_after_crashes"), "{err}");
+        let err = SchedulerConfig::parse("[streaming]\nbrokers = \"x\"").unwrap_err();
+        assert!(err.contains("brokers"), "{err}");
+        let c = SchedulerConfig::parse(
+            "default_executor = \"c\"\n[executors.c]\nkind = \"command\"\nargv = [\"x\"]\n[executors.e]\nkind = \"in_process\"\n[teams.t]\nexecutor = \"e\"\n",
+        )
+        .unwrap();
+        assert!(!c.runs_in_process("other"));
+        assert!(c.runs_in_process("t"));
     }
 
     #[test]

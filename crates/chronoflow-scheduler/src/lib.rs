@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod spec;
 pub mod state;
 pub mod store;
+pub mod streams;
 pub mod timetable;
 pub mod worker;
 

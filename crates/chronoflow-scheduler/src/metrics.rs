@@ -151,3 +151,80 @@ impl Metrics {
         out
     }
 }
+
+/// Appends the metrics of every stream (from the `streaming_jobs` rows, so any process serving
+/// the API shows every worker's streams), labeled by GroupBy. `now_ms` is wall time.
+pub fn render_streams(out: &mut String, streams: &[crate::store::StreamingJob], now_ms: i64) {
+    type Value = fn(&crate::store::StreamingJob, i64) -> Option<String>;
+    let families: [(&str, &str, &str, Value); 6] = [
+        (
+            "chronoflow_stream_records_read_total",
+            "counter",
+            "Records the stream's consumer read from its topic (since it started).",
+            |s, _| s.status_int("records_read").map(|n| n.to_string()),
+        ),
+        (
+            "chronoflow_stream_rows_written_total",
+            "counter",
+            "Rows the stream's consumer appended to the KV store (since it started).",
+            |s, _| s.status_int("rows_written").map(|n| n.to_string()),
+        ),
+        (
+            "chronoflow_stream_malformed_total",
+            "counter",
+            "Records the stream's consumer could not decode (since it started).",
+            |s, _| s.status_int("malformed").map(|n| n.to_string()),
+        ),
+        (
+            "chronoflow_stream_last_event_age_seconds",
+            "gauge",
+            "Seconds since the event time of the newest record the stream read.",
+            |s, now| {
+                s.status_int("last_event_ms")
+                    .map(|t| (now.saturating_sub(t).max(0) as f64 / 1000.0).to_string())
+            },
+        ),
+        (
+            "chronoflow_stream_restarts_total",
+            "counter",
+            "Crashes of the stream since its worker took it.",
+            |s, _| Some(s.restarts.to_string()),
+        ),
+        (
+            "chronoflow_stream_up",
+            "gauge",
+            "1 when the stream is consuming (its supervisor reports it running, and not stale), else 0.",
+            |s, now| Some(if s.is_up(now) { "1" } else { "0" }.to_owned()),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for s in streams {
+            if let Some(v) = value(s, now_ms) {
+                let _ = writeln!(out, "{name}{{group_by=\"{}\"}} {v}", label(s.group_by()));
+            }
+        }
+    }
+    let name = "chronoflow_stream_lag";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Records of a topic partition the stream has not committed yet.\n# TYPE {name} gauge"
+    );
+    for s in streams {
+        for (partition, lag) in s.partition_lags() {
+            let _ = writeln!(
+                out,
+                "{name}{{group_by=\"{}\",partition=\"{partition}\"}} {lag}",
+                label(s.group_by())
+            );
+        }
+    }
+}
+
+/// A label value as the exposition format wants it: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -26,6 +26,7 @@ use crate::metrics::{Metrics, TraceEvent};
 use crate::spec::{Action, JobRef};
 use crate::state::TaskState;
 use crate::store::{Claimed, FinishOutcome, Store};
+use crate::streams::{Ensured, StreamSupervisor};
 
 /// A try this worker process is running.
 struct Held {
@@ -51,6 +52,9 @@ pub struct Worker {
     /// Where finished tries are reported (the warehouse's `chronoflow.job_runs`), if anywhere.
     history: Option<Arc<dyn TryHistory>>,
     alerter: Alerter,
+    /// Runs the streaming jobs of teams on the in-process executor (without it they fail, as
+    /// the in-process executor cannot start a detached process).
+    streams: Option<Arc<StreamSupervisor>>,
 }
 
 impl Worker {
@@ -79,7 +83,19 @@ impl Worker {
             metrics,
             poll: Duration::from_millis(100),
             history: None,
+            streams: None,
         }
+    }
+
+    /// Supervises the streaming jobs of teams on the in-process executor with `streams`
+    /// (stopped when the worker shuts down).
+    pub fn with_streams(mut self, streams: Arc<StreamSupervisor>) -> Self {
+        self.streams = Some(streams);
+        self
+    }
+
+    pub fn streams(&self) -> Option<&Arc<StreamSupervisor>> {
+        self.streams.as_ref()
     }
 
     /// Reports every try this worker finishes to `history`.
@@ -239,6 +255,11 @@ impl Worker {
         }
         tracing::info!(worker = %self.id, tasks = running.len(), "draining");
         while running.join_next().await.is_some() {}
+        if let Some(streams) = &self.streams {
+            // SIGTERM, then SIGKILL after the grace period; rows read `stopped`, and the next
+            // keep-alive elsewhere takes the streams over.
+            streams.shutdown().await;
+        }
         if let Some(history) = &self.history {
             history.flush().await;
         }
@@ -447,7 +468,13 @@ impl Worker {
         };
         match action {
             Action::Job(job) if job.mode == "streaming" => {
-                (outcome(self.keep_alive(t, job, log_path).await), None)
+                let kept = match &self.streams {
+                    Some(streams) if self.config.runs_in_process(&job.team) => {
+                        self.supervise(streams, t, job, log_path).await
+                    }
+                    _ => self.keep_alive(t, job, log_path).await,
+                };
+                (outcome(kept), None)
             }
             Action::Job(job) => {
                 let report = self.run_job(t, job, log_path).await;
@@ -469,8 +496,85 @@ impl Worker {
             .await
     }
 
-    /// Streaming keep-alive: leaves a running streaming job alone, starts it when absent, and
-    /// restarts it when its process died.
+    /// Streaming keep-alive on the in-process executor: hands the job to this worker's stream
+    /// supervisor unless another live worker runs it. The supervisor restarts it after crashes;
+    /// this task only (re)starts what no one supervises.
+    async fn supervise(
+        &self,
+        streams: &StreamSupervisor,
+        t: &Claimed,
+        job: &JobRef,
+        log_path: &std::path::Path,
+    ) -> std::result::Result<(), String> {
+        use std::io::Write;
+        let mut log = crate::executor::open_log(log_path)?;
+        let e = |e: crate::error::SchedulerError| e.to_string();
+        // A run of an older version of the DAG must not restart a stream the repo dropped.
+        let dag = self.store.dag(&t.dag_id).await.map_err(e)?;
+        let current = self.store.spec(&t.dag_id, dag.version).await.map_err(e)?;
+        let planned = !dag.removed
+            && current
+                .tasks
+                .iter()
+                .any(|task| matches!(&task.action, Action::Job(j) if j.job == job.job));
+        if !planned {
+            let _ = writeln!(
+                log,
+                "{} is no longer planned (DAG {} moved on): nothing to do",
+                job.job, t.dag_id
+            );
+            return Ok(());
+        }
+        let row = self.store.streaming_job(&job.job).await.map_err(e)?;
+        if let Some(s) = &row
+            && s.worker_id != self.id
+        {
+            let alive = self
+                .store
+                .worker_alive(
+                    &s.worker_id,
+                    self.clock.now_ms(),
+                    crate::state::seconds_ms(self.config.heartbeat_timeout_seconds),
+                )
+                .await
+                .map_err(e)?;
+            if alive {
+                let _ = writeln!(
+                    log,
+                    "{} runs on worker {} (pid {} on {}, {}); nothing to do",
+                    job.job, s.worker_id, s.pid, s.host, s.state
+                );
+                return Ok(());
+            }
+            let _ = writeln!(
+                log,
+                "{} was worker {}'s, which is gone: taking it over",
+                job.job, s.worker_id
+            );
+        }
+        match streams.ensure(job, &t.dag_id, &t.task_id).await? {
+            Ensured::Supervised => {
+                let _ = writeln!(
+                    log,
+                    "{} is supervised by this worker ({}); nothing to do",
+                    job.job,
+                    row.map_or_else(|| "no row".to_owned(), |r| r.state)
+                );
+            }
+            Ensured::Started => {
+                let _ = writeln!(
+                    log,
+                    "started {}; its output goes to {}",
+                    job.job,
+                    streams.paths(&job.job).log.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Streaming keep-alive on a command executor: leaves a running streaming job alone,
+    /// starts it when absent, and restarts it when its process died.
     async fn keep_alive(
         &self,
         t: &Claimed,

@@ -88,6 +88,7 @@ async fn create_v1_store(url: &str) {
         format!("INSERT INTO dag_runs VALUES ('d', '{RUN}', 1, 'scheduled', 0, '2026-11-20', '2026-11-20', '2026-11-20', 'success', 0, 0, 0, 1, 2)"),
         format!("INSERT INTO task_instances VALUES ('d', '{RUN}', 'a', 1, 'team', 0, 'success', 1, 2, 0, 0, '2026-11-20', '2026-11-20', '2026-11-20', 1, 1, 1, 2, 2, NULL, 'w1', NULL)"),
         format!("INSERT INTO task_tries VALUES ('d', '{RUN}', 'a', 1, 'w1', 'success', 1, 2, NULL, '/logs/1.log')"),
+        "INSERT INTO streaming_jobs VALUES ('t.gb/streaming', 'w1', 'h', 7, 1, '/logs/s.log')".into(),
     ]);
     for sql in statements {
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -116,6 +117,17 @@ async fn a_v1_store_upgrades_in_place(url: &str) {
         ("success", "w1", Some("/logs/1.log"))
     );
     assert_eq!((t.exit_code, t.cpu_ms, t.max_rss_kb), (None, None, None));
+    // A detached job's row from before stream supervision (v3) reads as running, never stale.
+    let stream = store
+        .streaming_job("t.gb/streaming")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stream.state.as_str(), stream.restarts, stream.updated_ms),
+        ("running", 0, None)
+    );
+    assert_eq!(stream.observed_state(i64::MAX), "running");
     drop(store);
 
     let mut c = sqlx::AnyConnection::connect(url).await.unwrap();
@@ -131,7 +143,7 @@ async fn a_v1_store_upgrades_in_place(url: &str) {
             .fetch_all(&mut c)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     c.close().await.unwrap();
 
     // Opening again applies nothing more; a fresh store gets every step.
@@ -141,7 +153,7 @@ async fn a_v1_store_upgrades_in_place(url: &str) {
         .fetch_one(&mut c)
         .await
         .unwrap();
-    assert_eq!(n, 2);
+    assert_eq!(n, 3);
 }
 
 #[tokio::test]

@@ -339,7 +339,7 @@ fn shell_words(argv: &[String]) -> String {
 /// The job dies with its worker: a worker killed with `kill -9` must not leave a job running
 /// beside its retry on another worker.
 #[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut std::process::Command) {
+pub(crate) fn die_with_parent(command: &mut std::process::Command) {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -352,4 +352,4 @@ fn die_with_parent(command: &mut std::process::Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut std::process::Command) {}
+pub(crate) fn die_with_parent(_command: &mut std::process::Command) {}

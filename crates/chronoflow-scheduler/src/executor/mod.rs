@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 pub use command::CommandExecutor;
-pub(crate) use command::open_log;
+pub(crate) use command::{die_with_parent, open_log};
 #[cfg(feature = "engine")]
 pub use engine::EngineExecutor;
 

@@ -29,6 +29,9 @@ pub struct SyncReport {
     pub unchanged: usize,
     /// Specs that were not applied, with why (the previous version, if any, stays).
     pub rejected: Vec<(String, String)>,
+    /// Streaming jobs no current spec runs any more: their rows are deleted, so the workers
+    /// supervising them stop them.
+    pub streams_removed: Vec<String>,
 }
 
 fn dag_row(r: &AnyRow) -> Result<DagRow> {
@@ -120,6 +123,20 @@ impl Store {
                     }
                 }
             }
+            // A rejected spec leaves its DAG at the previous version, whose streams stay.
+            let mut kept_specs = Vec::new();
+            for (dag_id, (version, removed, _)) in &known {
+                if !removed && rejected.contains(dag_id) {
+                    kept_specs.push(self.spec_in(c, dag_id, *version).await?);
+                }
+            }
+            let keep: std::collections::BTreeSet<&str> = valid
+                .iter()
+                .map(|(spec, _)| *spec)
+                .chain(kept_specs.iter().map(|s| &**s))
+                .flat_map(super::streams::streaming_jobs_of)
+                .collect();
+            report.streams_removed = super::streams::prune_streams(c, &keep).await?;
             for (dag_id, (_, removed, _)) in known {
                 if removed || rejected.contains(&dag_id) {
                     continue;
@@ -292,81 +309,4 @@ async fn insert_version(
     .await
     .map_err(SchedulerError::db("storing a DAG version"))?;
     Ok(())
-}
-
-/// A streaming job's process, as recorded by the worker that started it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct StreamingJob {
-    pub job_id: String,
-    pub worker_id: String,
-    pub host: String,
-    pub pid: i64,
-    pub started_ms: i64,
-    pub log_path: String,
-}
-
-impl Store {
-    pub async fn streaming_job(&self, job_id: &str) -> Result<Option<StreamingJob>> {
-        let row = sqlx::query("SELECT * FROM streaming_jobs WHERE job_id = $1")
-            .bind(job_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(SchedulerError::db("reading a streaming job"))?;
-        row.map(|r| {
-            let r = Stored::new("streaming_jobs", &r);
-            Ok(StreamingJob {
-                job_id: r.get("job_id")?,
-                worker_id: r.get("worker_id")?,
-                host: r.get("host")?,
-                pid: r.get("pid")?,
-                started_ms: r.get("started_ms")?,
-                log_path: r.get("log_path")?,
-            })
-        })
-        .transpose()
-    }
-
-    pub async fn record_streaming(
-        &self,
-        job_id: &str,
-        worker_id: &str,
-        host: &str,
-        pid: u32,
-        now: i64,
-        log_path: &str,
-    ) -> Result<()> {
-        transact!(self, "recording a streaming job", c, {
-            sqlx::query("DELETE FROM streaming_jobs WHERE job_id = $1")
-                .bind(job_id)
-                .execute(&mut *c)
-                .await
-                .map_err(SchedulerError::db("recording a streaming job"))?;
-            sqlx::query(
-                "INSERT INTO streaming_jobs (job_id, worker_id, host, pid, started_ms, log_path) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(job_id)
-            .bind(worker_id)
-            .bind(host)
-            .bind(i64::from(pid))
-            .bind(now)
-            .bind(log_path)
-            .execute(&mut *c)
-            .await
-            .map_err(SchedulerError::db("recording a streaming job"))?;
-            Ok(())
-        })
-    }
-
-    /// Whether `worker_id` heartbeated within `timeout_ms` and has not stopped.
-    pub async fn worker_alive(&self, worker_id: &str, now: i64, timeout_ms: i64) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT 1 AS one FROM workers WHERE worker_id = $1 AND stopped_ms IS NULL AND heartbeat_ms >= $2",
-        )
-        .bind(worker_id)
-        .bind(now.saturating_sub(timeout_ms))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(SchedulerError::db("reading a worker"))?;
-        Ok(row.is_some())
-    }
 }

@@ -8,6 +8,7 @@
 mod dags;
 mod row;
 mod runs;
+mod streams;
 mod tasks;
 mod tokens;
 mod views;
@@ -25,8 +26,9 @@ use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Row};
 use row::Stored;
 use tokio::sync::Notify;
 
-pub use dags::{DagRow, StreamingJob, SyncReport};
+pub use dags::{DagRow, SyncReport};
 pub use runs::{RUN_STATES, RunRow, RunTrigger};
+pub use streams::{StreamUpdate, StreamingJob};
 pub use tasks::{Claimed, FinishOutcome, TaskInstanceRow, TaskTryRow};
 pub use tokens::{ALL_TEAMS, Role, Session, TokenRow};
 pub use views::{ActiveTask, RunCells, RunMark, TryUsage};
@@ -74,6 +76,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     // 2: try resources, UI tokens and sessions, an index for recent failures.
     include_str!("schema_v2.sql"),
+    // 3: what the supervisor of each stream last saw.
+    include_str!("schema_v3.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

@@ -235,7 +235,11 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO workers (worker_id, host, pid, started_ms, heartbeat_ms) VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
+            // A worker restarted under the same id is alive again: a stop recorded by its
+            // previous process would make others take its streams over.
+            "INSERT INTO workers (worker_id, host, pid, started_ms, heartbeat_ms) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (worker_id) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
+             started_ms = excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms, stopped_ms = NULL",
         )
         .bind(worker_id)
         .bind(host)
