@@ -259,26 +259,31 @@ async fn list_runs(
     Ok(Json(json!({ "runs": runs })))
 }
 
-/// Every stream, as its supervisor last recorded it, with `stale` (its supervisor stopped
-/// writing: the worker died or hangs) and `up` computed at the time of the request.
+/// Every stream, as its supervisor last recorded it (`GET /api/v1/streams`).
 async fn list_streams(State(s): State<ApiState>) -> ApiResult<Json<serde_json::Value>> {
+    // Streams run in wall time, whatever the scheduler's clock.
     let now = crate::clock::SystemClock.now_ms();
     let streams: Vec<serde_json::Value> = s
         .store
         .streaming_jobs()
         .await?
         .into_iter()
-        .map(|row| {
-            let (stale, up) = (row.observed_state(now) == "stale", row.is_up(now));
-            let mut value = serde_json::to_value(row).unwrap_or_default();
-            if let Some(object) = value.as_object_mut() {
-                object.insert("stale".to_owned(), stale.into());
-                object.insert("up".to_owned(), up.into());
-            }
-            value
-        })
+        .map(|row| stream_view(row, now))
         .collect();
     Ok(Json(json!({ "streams": streams })))
+}
+
+/// A stream's row as the API and `streams list --format json` show it: the row, plus `stale`
+/// (its supervisor stopped writing: the worker died or hangs) and `up` as of `now_ms` (wall
+/// time).
+pub fn stream_view(row: crate::store::StreamingJob, now_ms: i64) -> serde_json::Value {
+    let (stale, up) = (row.observed_state(now_ms) == "stale", row.is_up(now_ms));
+    let mut value = serde_json::to_value(row).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("stale".to_owned(), stale.into());
+        object.insert("up".to_owned(), up.into());
+    }
+    value
 }
 
 async fn list_tasks(

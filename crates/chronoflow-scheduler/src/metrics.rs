@@ -211,10 +211,14 @@ pub fn render_streams(out: &mut String, streams: &[crate::store::StreamingJob], 
         "# HELP {name} Records of a topic partition the stream has not committed yet.\n# TYPE {name} gauge"
     );
     for s in streams {
-        for (partition, lag) in s.partition_lags() {
+        for (topic, partition, lag) in s.partition_lags() {
+            // A GroupBy may read several topics, whose partition numbers overlap.
+            let topic = topic
+                .map(|t| format!(",topic=\"{}\"", label(t)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{name}{{group_by=\"{}\",partition=\"{partition}\"}} {lag}",
+                "{name}{{group_by=\"{}\",partition=\"{partition}\"{topic}}} {lag}",
                 label(s.group_by())
             );
         }

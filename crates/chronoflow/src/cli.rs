@@ -54,6 +54,9 @@ pub enum Command {
     /// With no live token, the API serves loopback listeners without authentication.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Streaming jobs: list what the worker supervising each stream last recorded.
+    #[command(subcommand)]
+    Streams(StreamsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +326,20 @@ pub enum TasksCommand {
         try_number: Option<i64>,
         #[command(flatten)]
         state: StateArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StreamsCommand {
+    /// List every worker's streams: one line per streaming job with its state (`stale` when
+    /// its worker stopped updating it), pid@host, restarts, records read, malformed records,
+    /// total lag and freshness (time since its newest event).
+    List {
+        #[command(flatten)]
+        state: StateArgs,
+        /// `text`: one line per stream; `json`: the rows as `GET /api/v1/streams` returns them.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
     },
 }
 

@@ -72,8 +72,8 @@ impl StreamingJob {
         self.status.as_ref()?.get(field)?.as_i64()
     }
 
-    /// `(partition, lag)` of each partition the status lists.
-    pub fn partition_lags(&self) -> Vec<(i64, i64)> {
+    /// `(topic, partition, lag)` of each partition the status lists (the topic when it says).
+    pub fn partition_lags(&self) -> Vec<(Option<&str>, i64, i64)> {
         let Some(parts) = self
             .status
             .as_ref()
@@ -84,8 +84,21 @@ impl StreamingJob {
         };
         parts
             .iter()
-            .filter_map(|p| Some((p.get("partition")?.as_i64()?, p.get("lag")?.as_i64()?)))
+            .filter_map(|p| {
+                let topic = p.get("topic").and_then(|t| t.as_str());
+                Some((
+                    topic,
+                    p.get("partition")?.as_i64()?,
+                    p.get("lag")?.as_i64()?,
+                ))
+            })
             .collect()
+    }
+
+    /// The lag summed over partitions (negative lags, a watermark not fetched yet, count 0).
+    pub fn total_lag(&self) -> Option<i64> {
+        let lags = self.partition_lags();
+        (!lags.is_empty()).then(|| lags.iter().map(|(_, _, lag)| (*lag).max(0)).sum())
     }
 
     /// Whether the stream is consuming: supervised or not, its row says running and is not

@@ -5,6 +5,7 @@ mod plan;
 mod run;
 mod service;
 mod state;
+mod streams;
 mod table;
 mod tokens;
 
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fetch(args) => fetch::fetch(&args),
         Command::Serve(args) => fetch::serve(&args),
         Command::Tokens(command) => tokens::run(command),
+        Command::Streams(command) => streams::run(command),
     }
 }
 

@@ -17,6 +17,7 @@ use chronoflow_scheduler::metrics::Metrics;
 use chronoflow_scheduler::scheduler::{Scheduler, SpecSource};
 use chronoflow_scheduler::spec::{DagSpec, specs_from_plan};
 use chronoflow_scheduler::store::Store;
+use chronoflow_scheduler::streams::{ChildProcessLauncher, StreamLauncher, StreamSupervisor};
 use chronoflow_scheduler::worker::Worker;
 use chronoflow_serve::Fetcher;
 use chronoflow_serve::http::FetchLimits;
@@ -157,6 +158,7 @@ fn worker(
     slots: Option<usize>,
     id: Option<String>,
 ) -> anyhow::Result<Arc<Worker>> {
+    let streams_kv = kv.clone();
     let engine = EngineExecutor::new(repo.to_owned(), Warehouse::open(warehouse)?, kv);
     let executors = Executors::new(p.config.clone(), Arc::new(engine), Some(repo.to_owned()));
     let slots = slots.unwrap_or_else(|| {
@@ -174,6 +176,7 @@ fn worker(
     // Every finished try also lands in the warehouse's `chronoflow.job_runs` (flushed when the
     // worker stops).
     let history = JobRunWriter::start(Warehouse::open(warehouse)?, Duration::from_secs(5));
+    let streams = stream_supervisor(p, repo, state, warehouse, streams_kv, &id)?;
     Ok(Arc::new(
         Worker::new(
             id,
@@ -186,8 +189,91 @@ fn worker(
             p.metrics.clone(),
             Arc::new(FailPoints::default()),
         )
-        .with_history(Arc::new(history)),
+        .with_history(Arc::new(history))
+        .with_streams(streams),
     ))
+}
+
+/// The supervisor of the streams this worker runs (teams on the in-process executor). With a
+/// Redis KV store each stream is a child process (`chronoflow run --mode streaming`), so a crash
+/// stays in it; with the embedded store it runs in this process, because only one process can
+/// open the redb file (standalone's fetcher holds it).
+fn stream_supervisor(
+    p: &Parts,
+    repo: &Path,
+    state: &StateArgs,
+    warehouse: &str,
+    kv: SharedKv,
+    worker_id: &str,
+) -> anyhow::Result<Arc<StreamSupervisor>> {
+    let streaming = &p.config.streaming;
+    let redis = kv.spec().starts_with("redis://") || kv.spec().starts_with("rediss://");
+    let launcher: Arc<dyn StreamLauncher> = if redis {
+        let exe = std::env::current_exe().context("finding this program (streams run it)")?;
+        Arc::new(ChildProcessLauncher::chronoflow(
+            &exe,
+            repo,
+            warehouse,
+            kv.spec(),
+            streaming.kafka_brokers.as_deref(),
+            Duration::from_secs(streaming.stop_grace_seconds),
+        ))
+    } else {
+        in_process_launcher(repo, warehouse, kv, streaming.kafka_brokers.clone())
+    };
+    Ok(Arc::new(StreamSupervisor::new(
+        worker_id.to_owned(),
+        p.store.clone(),
+        p.config.clone(),
+        state.home.join("logs").join("streaming"),
+        launcher,
+    )))
+}
+
+/// Runs streams in this process, on its shared KV handle (the embedded store).
+///
+/// Not wired yet: it is to call `chronoflow_stream::run_stream` (the consumer library) with the
+/// job's config (`job.conf_path` in the repo), the warehouse, `kv`, the status file and
+/// `stop`. Until then each run fails with a message saying so (the supervisor restarts it with
+/// backoff and alerts after `alert_after_crashes`).
+pub fn in_process_launcher(
+    repo: &Path,
+    warehouse: &str,
+    kv: SharedKv,
+    kafka_brokers: Option<String>,
+) -> Arc<dyn StreamLauncher> {
+    Arc::new(InProcessLauncher {
+        repo: repo.to_owned(),
+        warehouse: warehouse.to_owned(),
+        kv,
+        kafka_brokers,
+    })
+}
+
+// The fields are what the consumer will need once `run` calls it.
+#[allow(dead_code)]
+struct InProcessLauncher {
+    repo: PathBuf,
+    warehouse: String,
+    kv: SharedKv,
+    kafka_brokers: Option<String>,
+}
+
+impl StreamLauncher for InProcessLauncher {
+    fn run(
+        &self,
+        job: chronoflow_scheduler::spec::JobRef,
+        _status_file: PathBuf,
+        _log_path: PathBuf,
+        _stop: watch::Receiver<bool>,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        Box::pin(async move {
+            Err(format!(
+                "in-process streaming not wired yet ({}): give the worker a redis:// KV store (--kv), whose streams run as child processes",
+                job.job
+            ))
+        })
+    }
 }
 
 /// Turns true on the first Ctrl-C (or SIGTERM); a second one exits at once.
