@@ -658,6 +658,8 @@ async fn run_child(
     let log = crate::executor::open_log(log_path)?;
     let mut header = log.try_clone().map_err(|e| e.to_string())?;
     let _ = writeln!(header, "$ {}", argv.join(" "));
+    // The log is shared by every run of the stream: an error quotes this run's output only.
+    let run_start = header.metadata().map(|m| m.len()).unwrap_or(0);
     let mut command = std::process::Command::new(&program);
     command
         .args(&argv[1..])
@@ -692,12 +694,12 @@ async fn run_child(
                     (Some(0), _) => Ok(()),
                     (Some(code), _) => Err(format!(
                         "{program:?} exited with status {code}; last lines of its output:\n{}",
-                        tail(log_path, 10)
+                        tail(log_path, run_start, 10)
                     )),
                     (None, signal) => Err(format!(
                         "{program:?} was killed by {}; last lines of its output:\n{}",
                         signal_name(signal.unwrap_or(0)),
-                        tail(log_path, 10)
+                        tail(log_path, run_start, 10)
                     )),
                 },
             };
@@ -745,13 +747,13 @@ fn signal_name(signal: i32) -> String {
     format!("signal {signal} ({name})")
 }
 
-/// The last `lines` lines of a log (of its last 64 KiB).
-fn tail(path: &Path, lines: usize) -> String {
+/// The last `lines` lines of a log written from byte `from` on (of its last 64 KiB).
+fn tail(path: &Path, from: u64, lines: usize) -> String {
     let Ok(mut file) = std::fs::File::open(path) else {
         return String::new();
     };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 << 10)));
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 << 10).max(from)));
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
     let text = String::from_utf8_lossy(&bytes);

@@ -146,6 +146,17 @@ impl Worker {
         if orphans > 0 {
             tracing::warn!(worker = %self.id, tries = orphans, "failed the tries of an earlier worker with this id");
         }
+        if let Some(streams) = &self.streams {
+            match self.resume_streams(streams).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(worker = %self.id, streams = n, "resumed streams that had no live worker")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "resuming streams failed; keep-alives will start them")
+                }
+            }
+        }
         // The tries this process runs: key and try number -> (claimed at, how to stop it).
         let held: Arc<Mutex<HashMap<(String, i64), Held>>> = Arc::default();
         let heartbeat = {
@@ -529,16 +540,7 @@ impl Worker {
         if let Some(s) = &row
             && s.worker_id != self.id
         {
-            let alive = self
-                .store
-                .worker_alive(
-                    &s.worker_id,
-                    self.clock.now_ms(),
-                    crate::state::seconds_ms(self.config.heartbeat_timeout_seconds),
-                )
-                .await
-                .map_err(e)?;
-            if alive {
+            if self.stream_owner_alive(&s.worker_id).await.map_err(e)? {
                 let _ = writeln!(
                     log,
                     "{} runs on worker {} (pid {} on {}, {}); nothing to do",
@@ -571,6 +573,71 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Whether `owner` (a worker) may still run its streams: it did not stop, and on this
+    /// machine its process exists, elsewhere it heartbeats. (Its streams die with it: a stream
+    /// is a child with PR_SET_PDEATHSIG, or runs in the worker's process.)
+    async fn stream_owner_alive(&self, owner: &str) -> Result<bool> {
+        let Some((host, pid, heartbeat_ms, stopped)) = self.store.worker_process(owner).await?
+        else {
+            return Ok(false);
+        };
+        if stopped {
+            return Ok(false);
+        }
+        if host == hostname() {
+            return Ok(pid_alive(pid));
+        }
+        let timeout = crate::state::seconds_ms(self.config.heartbeat_timeout_seconds);
+        Ok(self.clock.now_ms().saturating_sub(heartbeat_ms) <= timeout)
+    }
+
+    /// At start: takes back the streams that were running before and have no live owner now
+    /// (this worker's id from an earlier process, a worker that stopped or died), so a restart
+    /// does not leave them down until the next keep-alive (up to 10 minutes). Only streams a
+    /// current DAG still runs, for teams on the in-process executor.
+    async fn resume_streams(&self, streams: &StreamSupervisor) -> Result<usize> {
+        let mut orphaned = HashSet::new();
+        for row in self.store.streaming_jobs().await? {
+            if row.worker_id == self.id || !self.stream_owner_alive(&row.worker_id).await? {
+                orphaned.insert(row.job_id);
+            }
+        }
+        if orphaned.is_empty() {
+            return Ok(0);
+        }
+        let mut resumed = 0;
+        for dag in self.store.dags().await? {
+            if dag.removed {
+                continue;
+            }
+            let spec = match self.store.spec(&dag.dag_id, dag.version).await {
+                Ok(spec) => spec,
+                Err(e) => {
+                    self.store.skip_corrupt(e)?;
+                    continue;
+                }
+            };
+            for task in &spec.tasks {
+                let Action::Job(job) = &task.action else {
+                    continue;
+                };
+                if job.mode != "streaming"
+                    || !self.config.runs_in_process(&job.team)
+                    || !orphaned.remove(&job.job)
+                {
+                    continue;
+                }
+                match streams.ensure(job, &dag.dag_id, &task.task_id).await {
+                    Ok(_) => resumed += 1,
+                    Err(error) => {
+                        tracing::warn!(job = %job.job, %error, "resuming a stream failed; the next keep-alive retries")
+                    }
+                }
+            }
+        }
+        Ok(resumed)
     }
 
     /// Streaming keep-alive on a command executor: leaves a running streaming job alone,

@@ -500,6 +500,67 @@ async fn streams_of_live_workers_are_theirs_and_dead_workers_streams_are_taken_o
     );
 }
 
+/// A worker starting takes back the streams whose owner is gone (a dead process on this machine,
+/// a stopped worker) without waiting for a keep-alive, and leaves a live worker's alone; shutting
+/// down stops them.
+#[tokio::test]
+async fn a_starting_worker_resumes_streams_without_a_live_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(Backend::Sqlite, dir.path()).await.unwrap();
+    let fake = Fake::new(vec![]);
+    let s = setup(
+        store,
+        dir.path(),
+        "w1",
+        Arc::new(FakeLauncher(fake.clone())),
+    );
+    let mut other = streaming_job();
+    other.job = "team.other.v1/streaming".into();
+    let mut spec = streaming_dag(true);
+    spec.tasks.push(task("other_v1__streaming", other.clone()));
+    s.store.sync_dags(&[spec], s.clock.now_ms()).await.unwrap();
+    let now = s.clock.now_ms();
+    // w0 ran on this machine and was killed: its process is gone.
+    let mut gone = std::process::Command::new("/bin/true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let here = chronoflow_scheduler::worker::hostname();
+    s.store
+        .register_worker("w0", &here, dead_pid, now)
+        .await
+        .unwrap();
+    s.store
+        .claim_stream(JOB, "w0", &here, 1, now, "/w0.log")
+        .await
+        .unwrap();
+    // w9 runs elsewhere and heartbeats.
+    s.store
+        .register_worker("w9", "elsewhere", 9, now)
+        .await
+        .unwrap();
+    s.store
+        .claim_stream(&other.job, "w9", "elsewhere", 9, now, "/w9.log")
+        .await
+        .unwrap();
+
+    let (stop, stopped) = watch::channel(false);
+    let worker = Arc::new(s.worker);
+    let running = tokio::spawn(worker.clone().run(stopped));
+    until("w1 resumed the dead worker's stream", || async {
+        row(&s.store).await.unwrap().worker_id == "w1" && fake.starts().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.starts().len(), 1, "w9's stream is left alone");
+    let theirs = s.store.streaming_job(&other.job).await.unwrap().unwrap();
+    assert_eq!(theirs.worker_id, "w9");
+
+    stop.send_replace(true);
+    running.await.unwrap().unwrap();
+    assert_eq!(row(&s.store).await.unwrap().state, "stopped");
+    assert_eq!(fake.stops.load(Ordering::SeqCst), 1);
+}
+
 /// Shutting the worker down stops its streams; their rows read `stopped`.
 #[tokio::test]
 async fn shutdown_stops_streams() {
@@ -738,6 +799,8 @@ async fn child_exit_codes_and_signals_are_crashes_that_say_which() {
     let (result, _) = run(&sh("kill -9 $$"), dir.path(), None).await;
     let error = result.unwrap_err();
     assert!(error.contains("killed by signal 9 (SIGKILL)"), "{error}");
+    // The log is shared by the runs; an error quotes its own run's output only.
+    assert!(!error.contains("consuming"), "{error}");
 
     let (result, _) = run(&sh("kill -SEGV $$"), dir.path(), None).await;
     assert!(result.unwrap_err().contains("SIGSEGV"));

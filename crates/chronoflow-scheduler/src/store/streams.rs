@@ -264,6 +264,30 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Worker `worker_id` as it registered: `(host, pid, heartbeat_ms, stopped)`.
+    pub async fn worker_process(
+        &self,
+        worker_id: &str,
+    ) -> Result<Option<(String, i64, i64, bool)>> {
+        let row = sqlx::query(
+            "SELECT worker_id, host, pid, heartbeat_ms, stopped_ms FROM workers WHERE worker_id = $1",
+        )
+        .bind(worker_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(SchedulerError::db("reading a worker"))?;
+        row.map(|r| {
+            let r = Stored::new("workers", &r);
+            Ok((
+                r.get("host")?,
+                r.get("pid")?,
+                r.get("heartbeat_ms")?,
+                r.get::<Option<i64>>("stopped_ms")?.is_some(),
+            ))
+        })
+        .transpose()
+    }
+
     /// Whether `worker_id` heartbeated within `timeout_ms` and has not stopped.
     pub async fn worker_alive(&self, worker_id: &str, now: i64, timeout_ms: i64) -> Result<bool> {
         let row = sqlx::query(

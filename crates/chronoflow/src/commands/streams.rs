@@ -93,13 +93,30 @@ fn table(rows: &[StreamingJob], now: i64) -> String {
         out.push_str(&render(line));
         let down = matches!(row.observed_state(now), "backoff" | "failed");
         if let (true, Some(exit)) = (down, &row.last_exit) {
-            let first = exit.lines().next().unwrap_or_default();
-            let first: String = first.chars().take(120).collect();
-            out.push_str(&format!("  last exit: {first}"));
+            out.push_str(&format!("  last exit: {}", exit_summary(exit)));
         }
         out.push('\n');
     }
     out
+}
+
+/// A last exit on one line: how it ended and, for a process, the last line of its output (the
+/// error a consumer prints last), e.g. `"chronoflow" exited with status 2: error: ...`.
+fn exit_summary(exit: &str) -> String {
+    let mut lines = exit.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let how = first
+        .split_once("; last lines of its output:")
+        .map_or(first, |(how, _)| how);
+    let summary = match lines.next_back() {
+        Some(last) => format!("{how}: {last}"),
+        None => how.to_owned(),
+    };
+    let mut short: String = summary.chars().take(200).collect();
+    if short.len() < summary.len() {
+        short.push('…');
+    }
+    short
 }
 
 /// `42s`, `17m`, `5h`, `3d`.
@@ -116,6 +133,18 @@ fn age(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exits_fit_on_one_line() {
+        assert_eq!(exit_summary("boom"), "boom");
+        assert_eq!(
+            exit_summary(
+                "\"cf\" exited with status 2; last lines of its output:\nstarting\nerror: no topic\n"
+            ),
+            "\"cf\" exited with status 2: error: no topic"
+        );
+        assert_eq!(exit_summary(&"x".repeat(300)).chars().count(), 201);
+    }
 
     #[test]
     fn ages_are_short() {
