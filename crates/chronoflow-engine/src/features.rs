@@ -41,6 +41,9 @@ pub struct KeyedRows {
     pub all_events: bool,
     /// Per bucket column: the bucket of each row.
     pub buckets: Vec<Vec<Option<String>>>,
+    /// Per row, the [`ORIGIN`](crate::source::ORIGIN) value of the input row it came from, when
+    /// the input had that column (streamed records); empty otherwise.
+    pub origin: Vec<u32>,
     /// Per key: row indices sorted by time (rows without time first).
     pub by_key: HashMap<Vec<Option<Val>>, Vec<u32>, foldhash::fast::RandomState>,
 }

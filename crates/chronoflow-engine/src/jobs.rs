@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt32Type};
 use chronoflow_config::naming::{join_part_prefix, prefixed_feature};
 use chronoflow_config::{
     Accuracy, Aggregation, Dialect, GroupBy, Join, LoadedConfig, PartitionDate, Source,
@@ -323,6 +323,9 @@ pub(crate) fn index_group_by(
             .iter()
             .map(|b| column(batch, b))
             .collect::<Result<_>>()?;
+        let origin = batch
+            .column_by_name(source::ORIGIN)
+            .and_then(|c| c.as_primitive_opt::<UInt32Type>());
         for r in 0..batch.num_rows() {
             let key: Key = keys.iter().map(|k| val_at(k.as_ref(), r)).collect();
             if key.iter().all(Option::is_none) {
@@ -376,6 +379,9 @@ pub(crate) fn index_group_by(
                 }
                 for (i, b) in row_buckets.iter().enumerate() {
                     rows.buckets[i].push(b.clone());
+                }
+                if let Some(origin) = origin {
+                    rows.origin.push(origin.value(r));
                 }
                 rows.by_key.entry(key.clone()).or_default().push(index);
             }

@@ -12,8 +12,8 @@
 //!   the kept and streamed rows (partitions after `D`) it counts are added, and the result is
 //!   finalized: exactly what the Join backfill computes for a left row at that time.
 //!
-//! Streamed rows come from [`stream_rows`]: raw source rows (a replayed table partition today, a
-//! topic's events later) evaluated through the source's query exactly as the backfill reads it.
+//! Streamed rows come from [`replay_partition`] (a table's partition) and [`stream_records`] (a
+//! topic's records), evaluated through the source's query exactly as the backfill reads it.
 //!
 //! Stored values are data, not trusted: a batch records the layout of its rows ([`RowSchema`]:
 //! input columns with their types, bucket columns), streamed rows are stored with its
@@ -24,8 +24,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, AsArray, RecordBatch};
 use chronoflow_config::{Accuracy, Aggregation, Dialect, GroupBy, PartitionDate, Source};
 use serde::{Deserialize, Serialize};
 
@@ -577,36 +576,6 @@ pub struct StreamedRows {
     pub rows: Vec<(Key, OnlineRow)>,
 }
 
-/// Raw rows of one of `gb`'s event sources, evaluated through that source's query and turned
-/// into streamed rows by key: the path a replayed partition and a topic's events share.
-/// `batches` carry the source table's columns plus its partition column.
-pub async fn stream_rows(
-    gb: &GroupBy,
-    source_index: usize,
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    partition_column: &str,
-) -> Result<StreamedRows> {
-    let Some(source @ Source::Events(events)) = gb.sources.get(source_index) else {
-        return Err(input_error(
-            gb,
-            format!("source {source_index} is not one of its event sources: only those stream"),
-        ));
-    };
-    let table = TableName::parse(&events.table.table)?;
-    let evaluated = source::evaluate(
-        schema,
-        batches,
-        source.query(),
-        TimeMode::EventTime,
-        partition_column,
-        &gb.metadata.name,
-        &table,
-    )
-    .await?;
-    rows_by_key(gb, evaluated)
-}
-
 fn rows_by_key(gb: &GroupBy, evaluated: RecordBatch) -> Result<StreamedRows> {
     let data = jobs::index_group_by(gb, &[(evaluated, false)])?;
     let rows = &data.rows;
@@ -623,6 +592,118 @@ fn rows_by_key(gb: &GroupBy, evaluated: RecordBatch) -> Result<StreamedRows> {
     Ok(StreamedRows {
         schema: RowSchema::of(&data.shape),
         rows: out,
+    })
+}
+
+/// A streamed row and the record (its position in the micro-batch) it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordRow {
+    pub record: u32,
+    pub key: Key,
+    pub row: OnlineRow,
+}
+
+/// What a micro-batch of a topic's records gave: rows, and the records that gave none because
+/// they are broken (no time, no key), with why. Records the query's `wheres` drop are in
+/// neither: they are valid events the GroupBy does not count.
+#[derive(Debug, Default)]
+pub struct StreamedRecords {
+    pub schema: RowSchema,
+    pub rows: Vec<RecordRow>,
+    pub rejected: Vec<(u32, String)>,
+}
+
+/// A topic's records read by event source `source_index` of `gb`, evaluated through that
+/// source's query by the backfill's own code. `batch` has the source table's columns, plus
+/// [`source::ORIGIN`] (u32: each record's position) and `partition_column` (any date: the
+/// query is not given one, since a record's partition is the day of its event time). Each row's
+/// partition is its event's day, as if the record had landed in the table's partition of that
+/// day.
+pub async fn stream_records(
+    gb: &GroupBy,
+    source_index: usize,
+    batch: RecordBatch,
+    partition_column: &str,
+) -> Result<StreamedRecords> {
+    let Some(source @ Source::Events(events)) = gb.sources.get(source_index) else {
+        return Err(input_error(
+            gb,
+            format!("source {source_index} is not one of its event sources: only those stream"),
+        ));
+    };
+    if source.query().time_column.is_none() {
+        return Err(input_error(
+            gb,
+            "a streamed source needs a timeColumn: a record has no partition to take its time from",
+        ));
+    }
+    let table = TableName::parse(&events.table.table)?;
+    let evaluated = source::evaluate(
+        batch.schema(),
+        vec![batch],
+        source.query(),
+        TimeMode::EventTime,
+        partition_column,
+        &gb.metadata.name,
+        &table,
+    )
+    .await?;
+    let mut rejected = Vec::new();
+    let origin_of = |r: usize| -> Option<u32> {
+        evaluated
+            .column_by_name(source::ORIGIN)
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt32Type>())
+            .map(|c| c.value(r))
+    };
+    // Rows whose keys are all null are no key's events: the backfill skips them too.
+    let keys: Vec<&arrow::array::ArrayRef> = gb
+        .key_columns
+        .iter()
+        .filter_map(|k| evaluated.column_by_name(k))
+        .collect();
+    for r in 0..evaluated.num_rows() {
+        if !keys.is_empty() && keys.iter().all(|k| k.is_null(r)) {
+            if let Some(o) = origin_of(r) {
+                rejected.push((
+                    o,
+                    format!("no value for key column(s) {}", gb.key_columns.join(", ")),
+                ));
+            }
+        }
+    }
+    let data = jobs::index_group_by(gb, &[(evaluated, false)])?;
+    let rows = &data.rows;
+    let mut out = Vec::with_capacity(rows.ts.len());
+    for (key, indices) in &rows.by_key {
+        for &r in indices {
+            let r = r as usize;
+            let record = rows.origin.get(r).copied().unwrap_or_default();
+            match rows.ts[r] {
+                Some(ts) if check_time("event time", ts).is_ok() => {
+                    let mut row = OnlineRow::of(rows, r, ts);
+                    row.day = ts.div_euclid(DAY);
+                    out.push(RecordRow {
+                        record,
+                        key: key.clone(),
+                        row,
+                    });
+                }
+                Some(ts) => {
+                    rejected.push((record, format!("event time {ts} is outside 1970..9999")))
+                }
+                None => {
+                    rejected.push((record, "no event time (the timeColumn is null)".to_owned()))
+                }
+            }
+        }
+    }
+    out.sort_by_key(|r| r.record);
+    rejected.sort();
+    rejected.dedup_by_key(|(record, _)| *record);
+    Ok(StreamedRecords {
+        schema: RowSchema::of(&data.shape),
+        rows: out,
+        rejected,
     })
 }
 

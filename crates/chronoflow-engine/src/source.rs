@@ -18,6 +18,9 @@ use crate::warehouse::Warehouse;
 
 pub const TS: &str = "__ts";
 pub const DS: &str = "__ds";
+/// An input column a query passes through untouched when present (streaming: the position of
+/// each record in its micro-batch, so every output row names the record it came from).
+pub const ORIGIN: &str = "__origin";
 
 /// A DataFusion session configured for Chronon's Spark SQL: identifiers keep their case.
 pub fn session() -> SessionContext {
@@ -144,6 +147,13 @@ pub async fn evaluate(
     };
     columns.push(format!("{ts_expr} AS {TS}"));
     columns.push(format!("{} AS {DS}", quote(partition_column)));
+    if ctx
+        .table_provider("__src")
+        .await
+        .is_ok_and(|t| t.schema().field_with_name(ORIGIN).is_ok())
+    {
+        columns.push(format!("{ORIGIN} AS {ORIGIN}"));
+    }
     let wheres = if query.wheres.is_empty() {
         String::new()
     } else {

@@ -32,8 +32,10 @@ use crate::error::{Result, ServeError};
 pub const SERVING_INFO_KEY: &[u8] = b"\0serving_info.2";
 const KEY_TAG: u8 = 1;
 
-/// The first bytes of every streamed row value (then the row layout's fingerprint).
-pub const STREAMED_TAG: [u8; 2] = [0xC7, 0x02];
+/// The first bytes of every streamed row value (then the row layout's fingerprint and the row's
+/// partition day). Rows written under the previous tag (`C7 02`, no day, another origin) are
+/// rows of another layout: skipped and counted.
+pub const STREAMED_TAG: [u8; 2] = [0xC7, 0x03];
 
 /// The KV key of a GroupBy key.
 pub fn key_bytes(key: &[Option<Val>]) -> Vec<u8> {
@@ -95,21 +97,50 @@ pub struct StoredServingInfo {
     pub info: ServingInfo,
 }
 
-/// A streamed row as appended. `origin` (partition day, position in it) keeps two identical
-/// events apart, and makes a rerun of the same replay append nothing new.
+/// Where a streamed row came from. It is part of the stored value, so two identical events stay
+/// two rows, and a row delivered twice (a replay rerun, a record redelivered after a crash) is
+/// stored once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    /// A replayed table partition: its day and the row's position in it.
+    Replay { day: i64, position: u64 },
+    /// A topic's record, and which of the GroupBy's sources read it (two sources on one topic
+    /// make two rows of one record).
+    Topic {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        source: u32,
+    },
+}
+
+/// A streamed row as appended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamedRow {
-    pub origin: (i64, u64),
+    pub origin: Origin,
     pub row: OnlineRow,
 }
 
+/// The length of a streamed value's header: tag, layout fingerprint, partition day.
+const STREAMED_HEADER: usize = STREAMED_TAG.len() + 16;
+
 /// A streamed row's stored bytes: [`STREAMED_TAG`], the fingerprint of the row layout it was
-/// made with (little-endian), then the row.
+/// made with and the row's partition day (both little-endian: housekeeping reads the day
+/// without decoding the row), then the row.
 pub fn encode_streamed(layout: u64, row: &StreamedRow) -> Vec<u8> {
     let mut out = STREAMED_TAG.to_vec();
     out.extend(layout.to_le_bytes());
+    out.extend(row.row.day.to_le_bytes());
     out.extend(encode(row));
     out
+}
+
+/// The partition day of a streamed value, from its header: `None` for a value written before
+/// rows carried it (or damaged).
+pub fn streamed_day(bytes: &[u8]) -> Option<i64> {
+    let rest = bytes.strip_prefix(&STREAMED_TAG)?;
+    let day = rest.get(8..16)?;
+    Some(i64::from_le_bytes(day.try_into().ok()?))
 }
 
 /// Decodes a streamed row's stored bytes: `None` when it was made with another layout than
@@ -118,15 +149,23 @@ pub fn decode_streamed(bytes: &[u8], layout: u64, what: &str) -> Result<Option<S
     let Some(rest) = bytes.strip_prefix(&STREAMED_TAG) else {
         return Ok(None);
     };
+    let damaged = |e: String| ServeError::Config {
+        name: what.to_owned(),
+        message: format!("a streamed row cannot be decoded ({e}); replay its partition again"),
+    };
     match rest.split_first_chunk::<8>() {
-        Some((stored, row)) if u64::from_le_bytes(*stored) == layout => postcard::from_bytes(row)
-            .map(Some)
-            .map_err(|e| ServeError::Config {
-                name: what.to_owned(),
-                message: format!(
-                    "a streamed row cannot be decoded ({e}); replay its partition again"
-                ),
-            }),
+        Some((stored, _)) if u64::from_le_bytes(*stored) == layout => {
+            let row = bytes
+                .get(STREAMED_HEADER..)
+                .ok_or_else(|| damaged("its header is cut short".to_owned()))?;
+            let row: StreamedRow = postcard::from_bytes(row).map_err(|e| damaged(e.to_string()))?;
+            if Some(row.row.day) != streamed_day(bytes) {
+                return Err(damaged(
+                    "its header and its row disagree on the day".to_owned(),
+                ));
+            }
+            Ok(Some(row))
+        }
         _ => Ok(None),
     }
 }

@@ -13,7 +13,7 @@ use chronoflow_engine::warehouse::PartitionInfo;
 use chronoflow_engine::window::DAY;
 use chronoflow_engine::{EngineError, TableName, Warehouse};
 
-use crate::codec::{self, SERVING_INFO_KEY, StoredConfig, StoredServingInfo, StreamedRow};
+use crate::codec::{self, Origin, SERVING_INFO_KEY, StoredConfig, StoredServingInfo, StreamedRow};
 use crate::error::{Result, ServeError};
 use crate::kv::{Entry, KvStore};
 use chronoflow_engine::online::{BatchValue, StreamedRows};
@@ -162,7 +162,31 @@ pub async fn upload_to_kv(
         progress(done, total);
     }
     kv.commit_batch(&dataset, &version).await?;
+    // The batch now covers the streamed rows of its day and before: housekeeping, so the
+    // streaming dataset stays bounded. A failure leaves rows the fetcher ignores anyway.
+    let streaming = streaming_dataset(loaded.name());
+    if let Err(e) = prune_streamed(kv, &streaming, ds).await {
+        tracing::warn!(dataset = %streaming, error = %e, "dropping streamed rows the batch covers");
+    }
     Ok(total)
+}
+
+/// Drops the streamed rows of `dataset` that the batch of day `batch_ds` covers (partition
+/// days up to `batch_ds`: a fetch counts only later ones), and rows written before rows carried
+/// their day (never counted). Returns how many were dropped.
+pub async fn prune_streamed(
+    kv: &dyn KvStore,
+    dataset: &str,
+    batch_ds: PartitionDate,
+) -> Result<u64> {
+    let batch_day = batch_ds.epoch_millis().div_euclid(DAY);
+    kv.prune_appended(
+        dataset,
+        std::sync::Arc::new(move |value: &[u8]| {
+            codec::streamed_day(value).is_some_and(|day| day > batch_day)
+        }),
+    )
+    .await
 }
 
 /// Checks that an upload partition's entries decode as the fetcher will read them: one serving
@@ -275,7 +299,10 @@ pub async fn append_streamed(
         .enumerate()
         .map(|(i, (key, row))| {
             let streamed = StreamedRow {
-                origin: (day_number, i as u64),
+                origin: Origin::Replay {
+                    day: day_number,
+                    position: i as u64,
+                },
                 row,
             };
             (

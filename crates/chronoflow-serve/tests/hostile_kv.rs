@@ -239,7 +239,10 @@ async fn streamed_rows_of_another_definition_are_skipped_not_a_panic() {
     }
     // A row appended before rows were versioned: no tag, no layout.
     let legacy = StreamedRow {
-        origin: (day.epoch_millis() / DAY, 7),
+        origin: codec::Origin::Replay {
+            day: day.epoch_millis() / DAY,
+            position: 7,
+        },
         row: OnlineRow {
             inputs: vec![Some(Val::Int(1_000))],
             ..string_row.clone()
@@ -258,7 +261,10 @@ async fn streamed_rows_of_another_definition_are_skipped_not_a_panic() {
     // an exception of that part only.
     let info = served_info(store.as_ref()).await;
     let lying = StreamedRow {
-        origin: (day.epoch_millis() / DAY, 8),
+        origin: codec::Origin::Replay {
+            day: day.epoch_millis() / DAY,
+            position: 8,
+        },
         row: string_row.clone(),
     };
     store
@@ -514,7 +520,12 @@ fn samples() -> Vec<Vec<u8>> {
         },
     };
     let streamed = StreamedRow {
-        origin: (19_675, 3),
+        origin: codec::Origin::Topic {
+            topic: "events.returns".to_owned(),
+            partition: 0,
+            offset: 3,
+            source: 0,
+        },
         row,
     };
     vec![
@@ -539,6 +550,7 @@ fn decode_everything(bytes: &[u8]) {
     let _ = codec::key_of(bytes);
     for layout in [42, 0] {
         let _ = codec::decode_streamed(bytes, layout, "streamed row");
+        let _ = codec::streamed_day(bytes);
         let _ = codec::streamed_rows(&[bytes.to_vec()], layout, "streamed rows");
     }
 }

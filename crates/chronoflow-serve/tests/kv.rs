@@ -238,3 +238,105 @@ async fn unreachable_redis_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// A consumer's rows and its checkpoint land together; housekeeping removes what `keep`
+/// refuses and takes it off the count.
+async fn checkpointed_appends_and_pruning(kv: &dyn KvStore, dataset: &str, checkpoint: &str) {
+    use chronoflow_serve::kv::Checkpoint;
+    assert_eq!(kv.checkpoint(checkpoint).await.unwrap(), None);
+    let rows = |key: &str, values: &[&str]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        values
+            .iter()
+            .map(|v| (key.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    };
+    let at = |offset: &str| Checkpoint {
+        name: checkpoint.to_owned(),
+        value: offset.as_bytes().to_vec(),
+    };
+    kv.append_checkpointed(dataset, rows("k1", &["old-1", "new-1"]), at("2"))
+        .await
+        .unwrap();
+    // A redelivery: nothing new is counted, the checkpoint moves.
+    kv.append_checkpointed(dataset, rows("k1", &["new-1"]), at("3"))
+        .await
+        .unwrap();
+    kv.append_checkpointed(dataset, rows("k2", &["old-2"]), at("4"))
+        .await
+        .unwrap();
+    // No rows, only offsets (every record of a batch malformed or filtered).
+    kv.append_checkpointed(dataset, Vec::new(), at("5"))
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.checkpoint(checkpoint).await.unwrap(),
+        Some(b"5".to_vec())
+    );
+    assert_eq!(kv.appended_count(dataset).await.unwrap(), 3);
+    let removed = kv
+        .prune_appended(
+            dataset,
+            std::sync::Arc::new(|v: &[u8]| !v.starts_with(b"old")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    assert_eq!(kv.appended_count(dataset).await.unwrap(), 1);
+    assert_eq!(
+        kv.multi_get_appended(dataset, &[b"k1".to_vec(), b"k2".to_vec()])
+            .await
+            .unwrap(),
+        [vec![b"new-1".to_vec()], Vec::new()]
+    );
+    // Nothing left to prune; a dataset never appended to prunes nothing.
+    let keep_all: chronoflow_serve::kv::Keep = std::sync::Arc::new(|_: &[u8]| false);
+    assert_eq!(
+        kv.prune_appended("NO_SUCH_STREAMING", keep_all)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn embedded_checkpointed_appends_and_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = EmbeddedKv::open(&dir.path().join("kv")).unwrap();
+    checkpointed_appends_and_pruning(&kv, "TEAM_GB_V1_STREAMING", "stream:team.gb.v1").await;
+    drop(kv);
+    // Durable: the checkpoint survives a reopen.
+    let kv = EmbeddedKv::open(&dir.path().join("kv")).unwrap();
+    assert_eq!(
+        kv.checkpoint("stream:team.gb.v1").await.unwrap(),
+        Some(b"5".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn redis_checkpointed_appends_and_pruning() {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "REDIS_URL is not set under CI"
+        );
+        eprintln!("REDIS_URL is not set: skipping the Redis run");
+        return;
+    };
+    let prefix = format!("chronoflow-test-checkpoint-{}", std::process::id());
+    let kv = RedisKv::connect(&url, &prefix).await.unwrap();
+    checkpointed_appends_and_pruning(&kv, "TEAM_GB_V1_STREAMING", "stream:team.gb.v1").await;
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for key in left {
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+}

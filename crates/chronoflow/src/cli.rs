@@ -385,13 +385,60 @@ pub struct RunArgs {
     pub force: bool,
     #[command(flatten)]
     pub kv: KvArg,
-    /// Streaming: the event table to replay (one of the GroupBy's event sources), e.g.
-    /// `data.returns`. Until topics are read, replay is how streamed rows arrive.
-    #[arg(long, value_name = "NS.TABLE")]
+    /// Streaming: replay an event table (one of the GroupBy's event sources, e.g.
+    /// `data.returns`) instead of consuming its topic: its partitions after --since become
+    /// streamed rows.
+    #[arg(long, value_name = "NS.TABLE", requires = "since")]
     pub replay_table: Option<String>,
     /// Streaming: replay the partitions after this day (the batch day of the upload).
-    #[arg(long, value_name = "YYYY-MM-DD")]
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "replay_table")]
     pub since: Option<String>,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// How `run --mode streaming` consumes the GroupBy's topics.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArgs {
+    /// Streaming: Kafka bootstrap brokers, `host:port` (comma-separated for several). They
+    /// take precedence over the topic's `host=`/`port=` arguments.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "CHRONOFLOW_KAFKA_BROKERS",
+        value_delimiter = ','
+    )]
+    pub kafka_brokers: Vec<String>,
+    /// Streaming: rewrite this JSON file about once a second with the stream's state, counters
+    /// and lag per partition (what `chronoflow streams list` shows).
+    #[arg(long, value_name = "PATH")]
+    pub status_file: Option<PathBuf>,
+    /// Streaming: also copy each malformed record to this file (JSON lines with the topic,
+    /// partition, offset and reason) or, as `topic:NAME`, produce it to that topic.
+    #[arg(long, value_name = "PATH|topic:NAME")]
+    pub dead_letter: Option<String>,
+    /// Streaming: the Avro writer schema of the records (else the topic's `schema=` argument,
+    /// relative to the repo).
+    #[arg(long, value_name = "FILE")]
+    pub avro_schema: Option<PathBuf>,
+    /// Streaming: a record larger than this is malformed (skipped and counted).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_record_bytes: usize,
+    /// Streaming: where to begin in a partition that has no stored offset yet.
+    #[arg(long, value_enum, default_value_t = StartFromArg::Earliest)]
+    pub start_from: StartFromArg,
+    /// Streaming: return once every partition is read to its end, instead of running until
+    /// stopped (SIGTERM or Ctrl-C).
+    #[arg(long)]
+    pub until_caught_up: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StartFromArg {
+    /// The oldest record the broker keeps.
+    Earliest,
+    /// Only records produced from now on.
+    Latest,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -5,15 +5,17 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use redb::{
-    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableDefinition, TableHandle,
+    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable,
+    ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
 };
 
-use super::{Entry, KvStore};
+use super::{Checkpoint, Entry, Keep, KvStore};
 use crate::error::{Result, ServeError};
 
 /// dataset -> the version served.
 const ACTIVE: TableDefinition<&str, &str> = TableDefinition::new("active");
+/// checkpoint name -> value (consumers' positions, written with their rows).
+const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
 /// Batch tables are named `batch\x1f<dataset>\x1f<version>`.
 const BATCH_PREFIX: &str = "batch\u{1f}";
 
@@ -91,6 +93,37 @@ impl EmbeddedKv {
             }
         }
         txn.commit().map_err(|e| e.to_string())
+    }
+
+    /// Appends `entries` to `dataset`'s multimap table, and sets `checkpoint`, in one durable
+    /// transaction.
+    fn write_appended(
+        &self,
+        dataset: &str,
+        entries: Vec<Entry>,
+        checkpoint: Option<Checkpoint>,
+    ) -> BoxFuture<'static, Result<()>> {
+        let name = stream_table(dataset);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let def: MultimapTableDefinition<&[u8], &[u8]> =
+                    MultimapTableDefinition::new(&name);
+                let mut table = txn.open_multimap_table(def).map_err(|e| e.to_string())?;
+                for (k, v) in &entries {
+                    table
+                        .insert(k.as_slice(), v.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+                if let Some(c) = &checkpoint {
+                    let mut checkpoints = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
+                    checkpoints
+                        .insert(c.name.as_str(), c.value.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            txn.commit().map_err(|e| e.to_string())
+        })
     }
 
     fn blocking<T: Send + 'static>(
@@ -240,20 +273,62 @@ impl KvStore for EmbeddedKv {
     }
 
     fn append<'a>(&'a self, dataset: &'a str, entries: Vec<Entry>) -> BoxFuture<'a, Result<()>> {
+        self.write_appended(dataset, entries, None)
+    }
+
+    fn append_checkpointed<'a>(
+        &'a self,
+        dataset: &'a str,
+        entries: Vec<Entry>,
+        checkpoint: Checkpoint,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.write_appended(dataset, entries, Some(checkpoint))
+    }
+
+    fn checkpoint<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        let name = name.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(|e| e.to_string())?;
+            let table = match txn.open_table(CHECKPOINTS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            };
+            let value = table.get(name.as_str()).map_err(|e| e.to_string())?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
+    }
+
+    fn prune_appended<'a>(&'a self, dataset: &'a str, keep: Keep) -> BoxFuture<'a, Result<u64>> {
         let name = stream_table(dataset);
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let mut removed = 0;
             {
                 let def: MultimapTableDefinition<&[u8], &[u8]> =
                     MultimapTableDefinition::new(&name);
                 let mut table = txn.open_multimap_table(def).map_err(|e| e.to_string())?;
-                for (k, v) in &entries {
-                    table
-                        .insert(k.as_slice(), v.as_slice())
-                        .map_err(|e| e.to_string())?;
+                let mut dropped: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+                for entry in table.iter().map_err(|e| e.to_string())? {
+                    let (key, values) = entry.map_err(|e| e.to_string())?;
+                    for value in values {
+                        let value = value.map_err(|e| e.to_string())?;
+                        if !keep(value.value()) {
+                            dropped.push((key.value().to_vec(), value.value().to_vec()));
+                        }
+                    }
+                }
+                for (k, v) in &dropped {
+                    if table
+                        .remove(k.as_slice(), v.as_slice())
+                        .map_err(|e| e.to_string())?
+                    {
+                        removed += 1;
+                    }
                 }
             }
-            txn.commit().map_err(|e| e.to_string())
+            txn.commit().map_err(|e| e.to_string())?;
+            Ok(removed)
         })
     }
 

@@ -20,6 +20,18 @@ use crate::error::Result;
 
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// Which appended values housekeeping keeps (called with each stored value).
+pub type Keep = std::sync::Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// A consumer's position (e.g. a topic's offsets), stored in the same atomic write as the rows
+/// it covers: after a crash the store holds both or neither, so a restart resumes exactly after
+/// the last rows stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
 pub trait KvStore: Send + Sync {
     /// Starts loading `version` of `dataset`, clearing what an interrupted load of it left.
     fn begin_batch<'a>(&'a self, dataset: &'a str, version: &'a str) -> BoxFuture<'a, Result<()>>;
@@ -42,6 +54,18 @@ pub trait KvStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>>;
     /// Adds values to keys of an append-only dataset. A value the key already holds is kept once.
     fn append<'a>(&'a self, dataset: &'a str, entries: Vec<Entry>) -> BoxFuture<'a, Result<()>>;
+    /// [`append`](KvStore::append), and sets `checkpoint`, in one atomic and durable write.
+    fn append_checkpointed<'a>(
+        &'a self,
+        dataset: &'a str,
+        entries: Vec<Entry>,
+        checkpoint: Checkpoint,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// The value of checkpoint `name`, if one was stored.
+    fn checkpoint<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>>;
+    /// Removes the appended values of `dataset` that `keep` refuses; returns how many. Values
+    /// appended meanwhile are not touched.
+    fn prune_appended<'a>(&'a self, dataset: &'a str, keep: Keep) -> BoxFuture<'a, Result<u64>>;
     /// Every value appended to each of `keys` (in byte order), empty for keys never appended to.
     fn multi_get_appended<'a>(
         &'a self,

@@ -4,7 +4,7 @@
 use futures::future::BoxFuture;
 use redis::aio::ConnectionManager;
 
-use super::{Entry, KvStore};
+use super::{Checkpoint, Entry, Keep, KvStore};
 use crate::error::{Result, ServeError};
 
 #[derive(Clone)]
@@ -46,6 +46,41 @@ end
 return added
 "#;
 
+/// [`APPEND`] and the checkpoint (KEYS[2], value ARGV[1]) in one step; sets are KEYS[3..] with
+/// values ARGV[2..].
+const APPEND_CHECKPOINTED: &str = r#"
+local added = 0
+for i = 3, #KEYS do
+  added = added + redis.call('SADD', KEYS[i], ARGV[i - 1])
+end
+if added > 0 then
+  redis.call('INCRBY', KEYS[1], added)
+end
+redis.call('SET', KEYS[2], ARGV[1])
+return added
+"#;
+
+/// Removes values from one set (KEYS[2]) and takes them off the count (KEYS[1]).
+const PRUNE: &str = r#"
+local removed = redis.call('SREM', KEYS[2], unpack(ARGV))
+if removed > 0 then
+  redis.call('DECRBY', KEYS[1], removed)
+end
+return removed
+"#;
+
+/// `text` with the characters a `SCAN MATCH` pattern treats specially escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl RedisKv {
     /// Connects to `url`; `prefix` namespaces every key (several deployments per server).
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisKv> {
@@ -80,6 +115,10 @@ impl RedisKv {
         let mut name = format!("{}:{dataset}:s:", self.prefix).into_bytes();
         name.extend_from_slice(key);
         name
+    }
+
+    fn checkpoint_key(&self, name: &str) -> String {
+        format!("{}:checkpoint:{name}", self.prefix)
     }
 
     /// The number of distinct values appended to the dataset, over all its sets.
@@ -222,6 +261,86 @@ impl KvStore for RedisKv {
                 .await
                 .map(|_| ())
                 .map_err(|e| self.err(e))
+        })
+    }
+
+    fn append_checkpointed<'a>(
+        &'a self,
+        dataset: &'a str,
+        entries: Vec<Entry>,
+        checkpoint: Checkpoint,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            // One script: the rows, their count and the checkpoint land as one step.
+            let script = redis::Script::new(APPEND_CHECKPOINTED);
+            let mut invocation = script.key(self.appended_count_key(dataset));
+            invocation
+                .key(self.checkpoint_key(&checkpoint.name))
+                .arg(checkpoint.value.as_slice());
+            for (k, v) in &entries {
+                invocation.key(self.appended(dataset, k)).arg(v.as_slice());
+            }
+            invocation
+                .invoke_async::<u64>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn checkpoint<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            redis::cmd("GET")
+                .arg(self.checkpoint_key(name))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn prune_appended<'a>(&'a self, dataset: &'a str, keep: Keep) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let pattern = format!("{}:{}:s:*", glob_escape(&self.prefix), glob_escape(dataset));
+            let mut cursor: u64 = 0;
+            let mut removed = 0;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                for key in keys {
+                    let members: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| self.err(e))?;
+                    let dropped: Vec<Vec<u8>> = members.into_iter().filter(|m| !keep(m)).collect();
+                    for chunk in dropped.chunks(1000) {
+                        let script = redis::Script::new(PRUNE);
+                        let mut invocation = script.key(self.appended_count_key(dataset));
+                        invocation.key(key.as_slice());
+                        for m in chunk {
+                            invocation.arg(m.as_slice());
+                        }
+                        removed += invocation
+                            .invoke_async::<u64>(&mut conn)
+                            .await
+                            .map_err(|e| self.err(e))?;
+                    }
+                }
+                cursor = next;
+                if cursor == 0 {
+                    return Ok(removed);
+                }
+            }
         })
     }
 

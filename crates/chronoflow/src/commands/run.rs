@@ -8,7 +8,7 @@ use chronoflow_plan::partitions::{MAX_RANGE_DAYS, PartitionRange, SANE_YEARS};
 
 use chronoflow_serve::upload as online;
 
-use crate::cli::{RunArgs, RunMode};
+use crate::cli::{RunArgs, RunMode, StartFromArg};
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let repo = super::load_repo(&args.repo.repo)?;
@@ -255,11 +255,63 @@ async fn streaming(
     loaded: &LoadedConfig,
     args: &RunArgs,
 ) -> anyhow::Result<()> {
-    let (Some(table), Some(since)) = (&args.replay_table, &args.since) else {
-        bail!(
-            "--mode streaming reads no topic yet: give --replay-table <ns.table> and --since <YYYY-MM-DD> to replay a table's partitions after the batch day"
-        );
+    if let (Some(table), Some(since)) = (&args.replay_table, &args.since) {
+        return replay(warehouse, loaded, args, table, since).await;
+    }
+    let kv = chronoflow_serve::kv::open(&args.kv.kv).await?;
+    let stream = &args.stream;
+    let options = chronoflow_stream::StreamOptions {
+        brokers: stream.kafka_brokers.clone(),
+        max_record_bytes: stream.max_record_bytes,
+        dead_letter: stream.dead_letter.clone(),
+        status_file: stream.status_file.clone(),
+        avro_schema: stream.avro_schema.clone(),
+        repo_dir: Some(args.repo.repo.clone()),
+        start_from: match stream.start_from {
+            StartFromArg::Earliest => chronoflow_stream::StartFrom::Earliest,
+            StartFromArg::Latest => chronoflow_stream::StartFrom::Latest,
+        },
+        until_caught_up: stream.until_caught_up,
+        ..Default::default()
     };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // SIGTERM (the supervisor stopping it) and Ctrl-C end the stream between two batches:
+    // what is stored stays stored with its offsets.
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        let _ = stop_tx.send(true);
+    });
+    let status = std::sync::Arc::new(std::sync::Mutex::new(
+        chronoflow_stream::StreamStatus::default(),
+    ));
+    let report = chronoflow_stream::run_stream(loaded, warehouse, kv, options, status, stop_rx)
+        .await
+        .with_context(|| format!("streaming {}", loaded.name()))?;
+    eprintln!(
+        "streaming {}: {} records, {} rows stored, {} malformed",
+        loaded.name(),
+        report.records_read,
+        report.rows_written,
+        report.malformed
+    );
+    Ok(())
+}
+
+async fn replay(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    args: &RunArgs,
+    table: &str,
+    since: &str,
+) -> anyhow::Result<()> {
     let since = parse_date("--since", since)?;
     let kv = chronoflow_serve::kv::open(&args.kv.kv).await?;
     let report = online::replay(

@@ -230,12 +230,9 @@ fn stream_supervisor(
     )))
 }
 
-/// Runs streams in this process, on its shared KV handle (the embedded store).
-///
-/// Not wired yet: it is to call `chronoflow_stream::run_stream` (the consumer library) with the
-/// job's config (`job.conf_path` in the repo), the warehouse, `kv`, the status file and
-/// `stop`. Until then each run fails with a message saying so (the supervisor restarts it with
-/// backoff and alerts after `alert_after_crashes`).
+/// Runs streams in this process, on its shared KV handle: the embedded store is one file only
+/// one process can open, and `standalone`'s fetcher holds it, so its streams run beside it. A
+/// stream's panic is caught and reported as a crash; the supervisor restarts it.
 pub fn in_process_launcher(
     repo: &Path,
     warehouse: &str,
@@ -250,8 +247,6 @@ pub fn in_process_launcher(
     })
 }
 
-// The fields are what the consumer will need once `run` calls it.
-#[allow(dead_code)]
 struct InProcessLauncher {
     repo: PathBuf,
     warehouse: String,
@@ -263,15 +258,64 @@ impl StreamLauncher for InProcessLauncher {
     fn run(
         &self,
         job: chronoflow_scheduler::spec::JobRef,
-        _status_file: PathBuf,
+        status_file: PathBuf,
         _log_path: PathBuf,
-        _stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        let repo_dir = self.repo.clone();
+        let warehouse = self.warehouse.clone();
+        let kv = self.kv.clone();
+        let brokers: Vec<String> = self
+            .kafka_brokers
+            .iter()
+            .flat_map(|b| b.split(','))
+            .map(|b| b.trim().to_owned())
+            .filter(|b| !b.is_empty())
+            .collect();
+        let stream = move || async move {
+            let repo = chronoflow_config::fs::load_repo(&repo_dir).map_err(|e| e.to_string())?;
+            let loaded = repo
+                .configs
+                .iter()
+                .find(|c| c.path == job.conf_path)
+                .ok_or_else(|| format!("{} is not in the repo (any more)", job.conf_path))?;
+            let warehouse =
+                chronoflow_engine::Warehouse::open(&warehouse).map_err(|e| e.to_string())?;
+            let kv = kv.get().await.map_err(|e| e.to_string())?;
+            let options = chronoflow_stream::StreamOptions {
+                brokers,
+                status_file: Some(status_file),
+                repo_dir: Some(repo_dir.clone()),
+                ..Default::default()
+            };
+            let status = Arc::new(std::sync::Mutex::new(
+                chronoflow_stream::StreamStatus::default(),
+            ));
+            chronoflow_stream::run_stream(loaded, &warehouse, kv, options, status, stop)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        // The stream runs on a thread of its own, driven by this runtime: its future borrows
+        // the repo it loaded (not `Send` in general), and a panic stays on that thread.
+        let handle = tokio::runtime::Handle::current();
         Box::pin(async move {
-            Err(format!(
-                "in-process streaming not wired yet ({}): give the worker a redis:// KV store (--kv), whose streams run as child processes",
-                job.job
-            ))
+            let ran = tokio::task::spawn_blocking(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.block_on(stream())))
+            })
+            .await;
+            match ran {
+                Ok(Ok(result)) => result,
+                Ok(Err(panic)) => Err(format!(
+                    "the stream panicked: {}",
+                    panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default()
+                )),
+                Err(e) => Err(format!("the stream's thread failed: {e}")),
+            }
         })
     }
 }

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod broker;
+pub mod quickstart;
+
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,501 @@
+//! Streaming from a real Kafka-protocol broker (tansu), through the binary: the quickstart's
+//! events of the day after the batch produced to their topic and consumed into the KV store
+//! give fetches equal to the Join backfill; a consumer killed at random counts every event
+//! exactly once; a broker outage loses and doubles nothing; malformed records are counted,
+//! dead-lettered and skipped.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::broker::Broker;
+use common::quickstart::*;
+use serde_json::{Value, json};
+
+const TOPIC: &str = "events.returns";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The rows of `csv` whose partition is `ds`, as JSON records typed as the import types them.
+fn records_of(csv: &Path, ds: &str) -> Vec<Vec<u8>> {
+    let text = std::fs::read_to_string(csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .filter(|l| l.starts_with(ds))
+        .map(|line| {
+            let object: serde_json::Map<String, Value> = header
+                .iter()
+                .zip(line.split(','))
+                .map(|(h, v)| {
+                    let value = match v.parse::<i64>() {
+                        Ok(n) => json!(n),
+                        Err(_) => json!(v),
+                    };
+                    (h.to_string(), value)
+                })
+                .collect();
+            serde_json::to_vec(&object).unwrap()
+        })
+        .collect()
+}
+
+/// `run --mode streaming` of returns.v1 against `broker`, with `extra` flags.
+fn consumer(s: &Setup, broker: &Broker, extra: &[&str]) -> std::process::Command {
+    let mut args = vec![
+        "run".to_owned(),
+        "--mode".to_owned(),
+        "streaming".to_owned(),
+        "--repo".to_owned(),
+        s.repo.display().to_string(),
+        "--conf".to_owned(),
+        format!("{GB}/returns.v1"),
+        "--kafka-brokers".to_owned(),
+        broker.addr(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    s.command(&args)
+}
+
+fn status(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The consistency invariant through a real broker: the batch of 2023-11-29 uploaded, the
+/// returns of 2023-11-30 produced to the topic and consumed; every left row of 2023-11-30
+/// fetched equals the Join backfill.
+fn topic_fetches_equal_backfills(kv: Option<String>) {
+    let s = imported_and_uploaded(Setup::new(kv));
+    let Some(broker) = Broker::start(s.dir.path()) else {
+        return;
+    };
+    let rt = runtime();
+    rt.block_on(broker.create_topic(TOPIC, 3));
+    let records = records_of(&quickstart().join("data/returns.csv"), FETCH_DAY);
+    assert!(records.len() >= 5, "{} records", records.len());
+    // Spread over the partitions, as a keyed producer would.
+    for (p, chunk) in records.chunks(records.len().div_ceil(3)).enumerate() {
+        rt.block_on(broker.produce(TOPIC, p as i32, chunk));
+    }
+    let status_file = s.dir.path().join("status.json");
+    let out = consumer(
+        &s,
+        &broker,
+        &[
+            "--until-caught-up",
+            "--status-file",
+            status_file.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = status(&status_file);
+    assert_eq!(st["records_read"], json!(records.len()), "{st}");
+    assert_eq!(st["rows_written"], json!(records.len()), "{st}");
+    assert_eq!(st["malformed"], json!(0), "{st}");
+    assert_eq!(st["partitions"].as_array().unwrap().len(), 3, "{st}");
+    assert!(
+        st["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["lag"] == json!(0)),
+        "{st}"
+    );
+    // Consuming again (a restart) resumes after the stored offsets: nothing more.
+    let out = consumer(
+        &s,
+        &broker,
+        &[
+            "--until-caught-up",
+            "--status-file",
+            status_file.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(status(&status_file)["records_read"], json!(0));
+    fetches_equal_backfills(s);
+}
+
+#[test]
+fn topic_fetches_equal_backfills_embedded() {
+    topic_fetches_equal_backfills(None);
+}
+
+#[test]
+fn topic_fetches_equal_backfills_redis() {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "REDIS_URL is not set under CI"
+        );
+        eprintln!("REDIS_URL is not set: skipping the Redis run");
+        return;
+    };
+    // A database of its own, emptied first: the test owns every key in it.
+    let url = format!("{}/11", url.trim_end_matches('/'));
+    flush_redis(&url);
+    topic_fetches_equal_backfills(Some(url));
+}
+
+fn flush_redis(url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    redis::cmd("FLUSHDB").query::<()>(&mut conn).unwrap();
+}
+
+const USERS: i64 = 500;
+
+/// `n` returns events of day `ds` for [`USERS`] users, as JSON records, and per user the
+/// (count, sum of refund_amt) they add up to.
+fn synthetic_events(n: usize, ds: &str) -> (Vec<Vec<u8>>, BTreeMap<i64, (i64, i64)>) {
+    let start = epoch_day(ds);
+    let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let records = (0..n)
+        .map(|i| {
+            let user = (next() % USERS as u64) as i64;
+            let amount = (next() % 1_000) as i64;
+            let ts = start + (next() % (DAY_MS as u64 - 1)) as i64;
+            let e = expected.entry(user).or_default();
+            e.0 += 1;
+            e.1 += amount;
+            serde_json::to_vec(&json!({
+                "ds": ds, "ts": ts, "return_id": format!("r{i}"), "user_id": user,
+                "product_id": 1, "refund_amt": amount,
+            }))
+            .unwrap()
+        })
+        .collect();
+    (records, expected)
+}
+
+/// returns.v1's 30-day count and sum of every user at `at`, fetched.
+fn counts(port: u16, at: i64) -> BTreeMap<i64, (i64, i64)> {
+    let users: Vec<i64> = (0..USERS).collect();
+    let mut out = BTreeMap::new();
+    for chunk in users.chunks(250) {
+        let keys: Vec<Value> = chunk.iter().map(|u| json!({"user_id": u})).collect();
+        let (status, body) = post(
+            port,
+            &format!("/v1/fetch/groupby/quickstart.returns.v1?at_millis={at}"),
+            &Value::Array(keys),
+        );
+        assert_eq!(status, 200, "{body}");
+        for (user, result) in chunk.iter().zip(body["results"].as_array().unwrap()) {
+            let f = &result["features"];
+            assert!(f.is_object(), "user {user}: {result}");
+            let count = f["refund_amt_count_30d"].as_i64().unwrap_or(0);
+            let sum = f["refund_amt_sum_30d"].as_i64().unwrap_or(0);
+            out.insert(*user, (count, sum));
+        }
+    }
+    out
+}
+
+/// The fetch time every check uses: the end of the streamed day.
+fn check_time() -> i64 {
+    epoch_day(FETCH_DAY) + DAY_MS
+}
+
+/// What a fetch returns before anything is streamed (the batch's own events), per user.
+fn baseline(s: &Setup) -> BTreeMap<i64, (i64, i64)> {
+    let (_fetcher, port) = s.serve();
+    counts(port, check_time())
+}
+
+/// After streaming: per user, the baseline plus exactly the streamed events.
+fn assert_counts(
+    s: &Setup,
+    baseline: &BTreeMap<i64, (i64, i64)>,
+    streamed: &BTreeMap<i64, (i64, i64)>,
+    context: &str,
+) {
+    let (_fetcher, port) = s.serve();
+    let got = counts(port, check_time());
+    for user in 0..USERS {
+        let (c0, s0) = baseline.get(&user).copied().unwrap_or_default();
+        let (c1, s1) = streamed.get(&user).copied().unwrap_or_default();
+        assert_eq!(
+            got[&user],
+            (c0 + c1, s0 + s1),
+            "{context}: user {user} (count, sum)"
+        );
+    }
+}
+
+/// The batch day's upload with no events of the streamed day in the warehouse: every count of
+/// that day comes from the stream.
+fn uploaded_without_streamed_day(s: Setup) -> Setup {
+    let csv = s.dir.path().join("returns_before.csv");
+    let text = std::fs::read_to_string(quickstart().join("data/returns.csv")).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with(FETCH_DAY)).collect();
+    std::fs::write(&csv, kept.join("\n") + "\n").unwrap();
+    for t in ["purchases", "users", "checkouts"] {
+        s.import(
+            &format!("data.{t}"),
+            &quickstart().join(format!("data/{t}.csv")),
+        );
+    }
+    s.import("data.returns", &csv);
+    upload_batches(s)
+}
+
+/// kill -9 the consumer at random moments while it ingests 100,000 events, restarting it each
+/// time (what the worker's keep-alive does): every event is counted exactly once.
+#[test]
+fn a_consumer_killed_at_random_counts_every_event_once() {
+    let s = uploaded_without_streamed_day(Setup::new(None));
+    let before = baseline(&s);
+    let Some(broker) = Broker::start(s.dir.path()) else {
+        return;
+    };
+    let rt = runtime();
+    rt.block_on(broker.create_topic(TOPIC, 2));
+    let (records, expected) = synthetic_events(100_000, FETCH_DAY);
+    let half = records.len() / 2;
+    rt.block_on(broker.produce(TOPIC, 0, &records[..half]));
+    rt.block_on(broker.produce(TOPIC, 1, &records[half..]));
+
+    let status_file = s.dir.path().join("status.json");
+    let mut kills = 0;
+    let mut seed: u64 = 42;
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "never caught up"
+        );
+        let mut child = consumer(
+            &s,
+            &broker,
+            &[
+                "--until-caught-up",
+                "--status-file",
+                status_file.to_str().unwrap(),
+            ],
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let wait = Duration::from_millis(500 + (seed >> 33) % 2_000);
+
+        if let Some(code) = wait_for(&mut child, wait) {
+            assert!(code.success(), "the consumer failed: {code}");
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        if let Ok(text) = std::fs::read(&status_file)
+            && let Ok(st) = serde_json::from_slice::<Value>(&text)
+        {
+            eprintln!(
+                "kill {kills} after {wait:?}: that run had stored {} records",
+                st["records_read"]
+            );
+        }
+    }
+    assert!(
+        kills >= 3,
+        "only {kills} kills: the ingest was too fast to test anything"
+    );
+    eprintln!("killed the consumer {kills} times");
+
+    // Every event stored once: per user, the 30-day count and sum over the day's events.
+    assert_counts(&s, &before, &expected, "after kills");
+}
+
+/// Waits up to `timeout` for `child` to exit.
+fn wait_for(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The broker stops for 30 s mid-stream: the consumer retries with backoff (its status says so,
+/// with the lag it last saw) and catches up afterwards with nothing lost or doubled.
+#[test]
+fn a_broker_outage_loses_and_doubles_nothing() {
+    let s = uploaded_without_streamed_day(Setup::new(None));
+    let before = baseline(&s);
+    let Some(mut broker) = Broker::start(s.dir.path()) else {
+        return;
+    };
+    let rt = runtime();
+    rt.block_on(broker.create_topic(TOPIC, 1));
+    let (records, expected) = synthetic_events(20_000, FETCH_DAY);
+    let (first, second) = records.split_at(10_000);
+    rt.block_on(broker.produce(TOPIC, 0, first));
+
+    let status_file = s.dir.path().join("status.json");
+    let mut child = consumer(
+        &s,
+        &broker,
+        &["--status-file", status_file.to_str().unwrap()],
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let read_all = |n: i64| {
+        let started = Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "stuck below {n}"
+            );
+            if let Ok(text) = std::fs::read(&status_file)
+                && let Ok(st) = serde_json::from_slice::<Value>(&text)
+                && st["records_read"].as_i64() == Some(n)
+            {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    read_all(10_000);
+    broker.stop();
+    let outage = Instant::now();
+    let mut saw_retrying = false;
+    while outage.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Ok(st) = serde_json::from_slice::<Value>(&std::fs::read(&status_file).unwrap()) {
+            saw_retrying |= st["state"] == json!("retrying");
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the consumer exited during the outage"
+        );
+    }
+    assert!(saw_retrying, "the status never said it was retrying");
+    broker.resume();
+    rt.block_on(broker.produce(TOPIC, 0, second));
+    let st = read_all(20_000);
+    assert_eq!(st["rows_written"], json!(20_000), "{st}");
+    assert_eq!(st["state"], json!("running"), "{st}");
+    unsafe_terminate(&mut child);
+
+    assert_counts(&s, &before, &expected, "after the outage");
+}
+
+/// SIGTERM, then wait: the consumer stops between two batches.
+fn unsafe_terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(
+        wait_for(child, Duration::from_secs(10)).is_some(),
+        "SIGTERM did not stop it"
+    );
+}
+
+use std::process::Command;
+
+/// Malformed JSON, a missing key, a wrong type and an oversized record: each counted, copied to
+/// the dead letter file with its offset, and skipped; the good records around them count.
+#[test]
+fn malformed_records_are_counted_dead_lettered_and_skipped() {
+    let s = uploaded_without_streamed_day(Setup::new(None));
+    let before = baseline(&s);
+    let Some(broker) = Broker::start(s.dir.path()) else {
+        return;
+    };
+    let rt = runtime();
+    rt.block_on(broker.create_topic(TOPIC, 1));
+    let (mut records, expected) = synthetic_events(100, FETCH_DAY);
+    let ts = epoch_day(FETCH_DAY) + 1_000;
+    let bad: Vec<Vec<u8>> = vec![
+        b"{\"user_id\": 1, \"ts\": ".to_vec(),
+        serde_json::to_vec(&json!({"ds": FETCH_DAY, "ts": ts, "refund_amt": 5})).unwrap(),
+        serde_json::to_vec(&json!({"ds": FETCH_DAY, "ts": ts, "user_id": 1, "refund_amt": "five"}))
+            .unwrap(),
+        serde_json::to_vec(
+            &json!({"ds": FETCH_DAY, "ts": ts, "user_id": 1, "return_id": "x".repeat(4_000)}),
+        )
+        .unwrap(),
+    ];
+    // Bad records at offsets 10, 20, 30, 40 among the good ones.
+    for (i, b) in bad.into_iter().enumerate() {
+        records.insert(10 * (i + 1), b);
+    }
+    rt.block_on(broker.produce(TOPIC, 0, &records));
+    let status_file = s.dir.path().join("status.json");
+    let dead = s.dir.path().join("dead.jsonl");
+    let out = consumer(
+        &s,
+        &broker,
+        &[
+            "--until-caught-up",
+            "--max-record-bytes",
+            "2000",
+            "--status-file",
+            status_file.to_str().unwrap(),
+            "--dead-letter",
+            dead.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let st = status(&status_file);
+    assert_eq!(st["records_read"], json!(104), "{st}");
+    assert_eq!(st["malformed"], json!(4), "{st}");
+    assert_eq!(st["rows_written"], json!(100), "{st}");
+    let lines: Vec<Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let offsets: Vec<i64> = lines
+        .iter()
+        .map(|l| l["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(offsets, [10, 20, 30, 40], "{lines:?}");
+    for (line, why) in lines
+        .iter()
+        .zip(["not JSON", "key column", "refund_amt", "over the limit"])
+    {
+        assert!(line["reason"].as_str().unwrap().contains(why), "{line}");
+    }
+    // The log names each with its offset.
+    assert!(
+        stderr.contains("offset=10") || stderr.contains("offset: 10"),
+        "{stderr}"
+    );
+
+    assert_counts(&s, &before, &expected, "around malformed records");
+}
