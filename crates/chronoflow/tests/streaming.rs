@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::broker::Broker;
 use common::quickstart::*;
+use common::{free_port, wait_for_port};
 use serde_json::{Value, json};
 
 const TOPIC: &str = "events.returns";
@@ -498,4 +499,176 @@ fn malformed_records_are_counted_dead_lettered_and_skipped() {
     );
 
     assert_counts(&s, &before, &expected, "around malformed records");
+}
+
+/// A `standalone` running the quickstart's streaming DAG (its keep-alive) with `kv`: returns the
+/// process (stopped when dropped) and its API port.
+fn standalone_streaming(s: &Setup, broker: &Broker) -> (Fetcher, u16) {
+    let state = format!("sqlite://{}", s.dir.path().join("state.db").display());
+    let home = s.dir.path().join("home");
+    let config = s.dir.path().join("chronoflow.toml");
+    // Restarts after 1 s at most: the test kills the stream over and over.
+    std::fs::write(
+        &config,
+        format!(
+            "[streaming]\nkafka_brokers = \"{}\"\nbackoff_max_seconds = 1\n",
+            broker.addr()
+        ),
+    )
+    .unwrap();
+    let repo = s.repo.display().to_string();
+    let with_state = |c: &mut Command| {
+        c.env("CHRONOFLOW_DATABASE_URL", &state)
+            .env("CHRONOFLOW_HOME", &home);
+    };
+    let dag = "chronon_gb_streaming_quickstart";
+    for args in [
+        vec!["dags", "sync", "--repo", &repo],
+        vec!["dags", "pause", "--all"],
+        vec!["dags", "unpause", dag],
+        vec![
+            "dags",
+            "trigger",
+            dag,
+            "--start-ds",
+            FETCH_DAY,
+            "--end-ds",
+            FETCH_DAY,
+        ],
+    ] {
+        let mut c = s.command(&args);
+        with_state(&mut c);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let port = free_port();
+    let mut c = s.command(&[
+        "standalone",
+        "--repo",
+        &repo,
+        "--config",
+        config.to_str().unwrap(),
+        "--tick-ms",
+        "100",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    with_state(&mut c);
+    let child = c.stderr(Stdio::null()).spawn().unwrap();
+    wait_for_port(port);
+    (Fetcher(child), port)
+}
+
+/// The quickstart stream's row in `GET /api/v1/streams`, once there is one.
+fn stream_row(port: u16) -> Option<Value> {
+    let (status, body) = common::http(port, "GET", "/api/v1/streams", "");
+    assert_eq!(status, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    doc["streams"].as_array()?.first().cloned()
+}
+
+/// Waits until the stream's status says every partition is read to `total` records.
+fn wait_caught_up(port: u16, total: i64, timeout: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        if let Some(row) = stream_row(port) {
+            let parts = row["status"]["partitions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let committed: i64 = parts
+                .iter()
+                .filter_map(|p| p["committed_offset"].as_i64())
+                .sum();
+            if committed == total && parts.iter().all(|p| p["lag"] == json!(0)) {
+                return row;
+            }
+            assert!(started.elapsed() < timeout, "not caught up: {row}");
+        } else {
+            assert!(started.elapsed() < timeout, "no stream started");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The Done-when crash test: the worker's keep-alive runs the stream as a child process (Redis
+/// KV store); killing that process with SIGKILL at random moments while it ingests 100,000
+/// events, the supervisor restarts it each time and every event counts exactly once.
+#[test]
+fn keep_alive_restarts_a_killed_consumer_and_every_event_counts_once() {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "REDIS_URL is not set under CI"
+        );
+        eprintln!("REDIS_URL is not set: skipping (streams are child processes with Redis)");
+        return;
+    };
+    let url = format!("{}/12", url.trim_end_matches('/'));
+    flush_redis(&url);
+    let s = uploaded_without_streamed_day(Setup::new(Some(url)));
+    let before = baseline(&s);
+    let Some(broker) = Broker::start(s.dir.path()) else {
+        return;
+    };
+    let rt = runtime();
+    rt.block_on(broker.create_topic(TOPIC, 2));
+    let (records, expected) = synthetic_events(100_000, FETCH_DAY);
+    let half = records.len() / 2;
+    rt.block_on(broker.produce(TOPIC, 0, &records[..half]));
+    rt.block_on(broker.produce(TOPIC, 1, &records[half..]));
+
+    let (_standalone, port) = standalone_streaming(&s, &broker);
+    let mut killed = Vec::new();
+    let mut seed: u64 = 7;
+    let started = Instant::now();
+    while killed.len() < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "killed only {killed:?}"
+        );
+        let pid = stream_row(port)
+            .filter(|r| r["state"] == json!("running"))
+            .and_then(|r| r["pid"].as_i64())
+            .filter(|pid| *pid > 0 && !killed.contains(pid));
+        let Some(pid) = pid else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 1_200));
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        killed.push(pid);
+    }
+    let row = wait_caught_up(port, 100_000, Duration::from_secs(240));
+    assert!(row["restarts"].as_i64().unwrap() >= 5, "{row}");
+    assert_counts(&s, &before, &expected, "after keep-alive restarts");
+}
+
+/// `standalone` on the embedded store runs its streams in its own process; an event produced
+/// while it runs is counted by a fetch on the same port within seconds.
+#[test]
+fn standalone_streams_in_process_and_fetches_count_new_events() {
+    let s = uploaded_without_streamed_day(Setup::new(None));
+    let Some(broker) = Broker::start(s.dir.path()) else {
+        return;
+    };
+    let rt = runtime();
+    rt.block_on(broker.create_topic(TOPIC, 1));
+    let (_standalone, port) = standalone_streaming(&s, &broker);
+    let before = counts(port, check_time());
+    let (records, expected) = synthetic_events(1_000, FETCH_DAY);
+    rt.block_on(broker.produce(TOPIC, 0, &records));
+    let row = wait_caught_up(port, 1_000, Duration::from_secs(120));
+    assert_eq!(row["status"]["rows_written"], json!(1_000), "{row}");
+    let got = counts(port, check_time());
+    for user in 0..USERS {
+        let (c0, s0) = before[&user];
+        let (c1, s1) = expected.get(&user).copied().unwrap_or_default();
+        assert_eq!(got[&user], (c0 + c1, s0 + s1), "user {user}");
+    }
 }
