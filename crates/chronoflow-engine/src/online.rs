@@ -662,13 +662,14 @@ pub async fn stream_records(
         .filter_map(|k| evaluated.column_by_name(k))
         .collect();
     for r in 0..evaluated.num_rows() {
-        if !keys.is_empty() && keys.iter().all(|k| k.is_null(r)) {
-            if let Some(o) = origin_of(r) {
-                rejected.push((
-                    o,
-                    format!("no value for key column(s) {}", gb.key_columns.join(", ")),
-                ));
-            }
+        if !keys.is_empty()
+            && keys.iter().all(|k| k.is_null(r))
+            && let Some(o) = origin_of(r)
+        {
+            rejected.push((
+                o,
+                format!("no value for key column(s) {}", gb.key_columns.join(", ")),
+            ));
         }
     }
     let data = jobs::index_group_by(gb, &[(evaluated, false)])?;

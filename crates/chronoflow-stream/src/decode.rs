@@ -338,7 +338,7 @@ fn build<'a>(
         DataType::Date32 => build_with!(Date32Builder::new(), values, |v: &Value| v
             .as_str()
             .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-            .and_then(|d| i32::try_from(d.to_epoch_days()).ok())),
+            .map(|d| d.to_epoch_days())),
         DataType::Timestamp(unit, tz) => {
             let array: ArrayRef = match unit {
                 TimeUnit::Second => build_with!(TimestampSecondBuilder::new(), values, int),

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 #[test]
 fn fetches_equal_backfills_embedded() {
     assert_eq!(civil(epoch_day("2023-11-30") / DAY_MS), "2023-11-30");
-    fetches_equal_backfills(uploaded(None));
+    fetches_equal_backfills(&uploaded(None));
 }
 
 #[test]
@@ -35,7 +35,7 @@ fn fetches_equal_backfills_from_partial_aggregates() {
         })
         .count();
     assert!(tiled > 50, "only {tiled} keys have partial aggregates");
-    fetches_equal_backfills(s);
+    fetches_equal_backfills(&s);
 }
 
 #[test]
@@ -53,7 +53,7 @@ fn fetches_equal_backfills_redis() {
         flushed.is_ok_and(|o| o.status.success()),
         "redis-cli FLUSHDB on {url} failed"
     );
-    fetches_equal_backfills(uploaded(Some(url)));
+    fetches_equal_backfills(&uploaded(Some(url)));
 }
 
 /// A user whose only purchases are on the two batch days: sum over 3 days is 1 after the first

@@ -136,7 +136,26 @@ fn topic_fetches_equal_backfills(kv: Option<String>) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(status(&status_file)["records_read"], json!(0));
-    fetches_equal_backfills(s);
+    fetches_equal_backfills(&s);
+
+    // Housekeeping: once the batch of the streamed day is uploaded, its streamed rows go.
+    let streamed = || {
+        runtime().block_on(async {
+            let kv = chronoflow_serve::kv::open(&s.kv).await.unwrap();
+            kv.appended_count("QUICKSTART_RETURNS_V1_STREAMING")
+                .await
+                .unwrap()
+        })
+    };
+    assert_eq!(streamed(), records.len() as u64);
+    let conf = format!("{GB}/returns.v1");
+    s.job("upload", &conf, &["--ds", FETCH_DAY]);
+    s.job("upload-to-kv", &conf, &["--ds", FETCH_DAY]);
+    assert_eq!(
+        streamed(),
+        0,
+        "the batch of {FETCH_DAY} covers every streamed row"
+    );
 }
 
 #[test]
@@ -168,11 +187,14 @@ fn flush_redis(url: &str) {
 
 const USERS: i64 = 500;
 
+/// Per user: the count and the sum of refund_amt.
+type Counts = BTreeMap<i64, (i64, i64)>;
+
 /// `n` returns events of day `ds` for [`USERS`] users, as JSON records, and per user the
 /// (count, sum of refund_amt) they add up to.
-fn synthetic_events(n: usize, ds: &str) -> (Vec<Vec<u8>>, BTreeMap<i64, (i64, i64)>) {
+fn synthetic_events(n: usize, ds: &str) -> (Vec<Vec<u8>>, Counts) {
     let start = epoch_day(ds);
-    let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    let mut expected: Counts = BTreeMap::new();
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
         seed ^= seed << 13;
@@ -199,7 +221,7 @@ fn synthetic_events(n: usize, ds: &str) -> (Vec<Vec<u8>>, BTreeMap<i64, (i64, i6
 }
 
 /// returns.v1's 30-day count and sum of every user at `at`, fetched.
-fn counts(port: u16, at: i64) -> BTreeMap<i64, (i64, i64)> {
+fn counts(port: u16, at: i64) -> Counts {
     let users: Vec<i64> = (0..USERS).collect();
     let mut out = BTreeMap::new();
     for chunk in users.chunks(250) {
@@ -227,18 +249,13 @@ fn check_time() -> i64 {
 }
 
 /// What a fetch returns before anything is streamed (the batch's own events), per user.
-fn baseline(s: &Setup) -> BTreeMap<i64, (i64, i64)> {
+fn baseline(s: &Setup) -> Counts {
     let (_fetcher, port) = s.serve();
     counts(port, check_time())
 }
 
 /// After streaming: per user, the baseline plus exactly the streamed events.
-fn assert_counts(
-    s: &Setup,
-    baseline: &BTreeMap<i64, (i64, i64)>,
-    streamed: &BTreeMap<i64, (i64, i64)>,
-    context: &str,
-) {
+fn assert_counts(s: &Setup, baseline: &Counts, streamed: &Counts, context: &str) {
     let (_fetcher, port) = s.serve();
     let got = counts(port, check_time());
     for user in 0..USERS {

@@ -245,7 +245,7 @@ pub fn chrono_days(y: i64, m: i64, d: i64) -> i64 {
 /// replayed, fetching a Join for a left row's keys at its `ts` on D+1 returns exactly what the
 /// Join backfill computes for that row; fetching a GroupBy returns its backfill of D (SNAPSHOT),
 /// or the Join's values for that part at the row's time (TEMPORAL).
-pub fn fetches_equal_backfills(s: Setup) {
+pub fn fetches_equal_backfills(s: &Setup) {
     for join in ["training_set.v1", "training_set.v2"] {
         s.job("backfill", &format!("{JOINS}/{join}"), &["--ds", FETCH_DAY]);
     }
