@@ -689,3 +689,72 @@ fn standalone_streams_in_process_and_fetches_count_new_events() {
         assert_eq!(got[&user], (c0 + c1, s0 + s1), "user {user}");
     }
 }
+
+/// Avro records (the writer schema in a file, as `--avro-schema` or a topic's `schema=`) are
+/// typed by the source table and counted like JSON ones.
+#[test]
+fn avro_records_are_consumed_with_their_schema_file() {
+    let s = uploaded_without_streamed_day(Setup::new(None));
+    let before = baseline(&s);
+    let Some(broker) = Broker::start(s.dir.path()) else {
+        return;
+    };
+    let schema_text = r#"{"type": "record", "name": "returns", "fields": [
+        {"name": "ds", "type": "string"}, {"name": "ts", "type": "long"},
+        {"name": "return_id", "type": "string"}, {"name": "user_id", "type": "long"},
+        {"name": "product_id", "type": "long"}, {"name": "refund_amt", "type": ["null", "long"]}]}"#;
+    let schema_file = s.dir.path().join("returns.avsc");
+    std::fs::write(&schema_file, schema_text).unwrap();
+    let schema = apache_avro::Schema::parse_str(schema_text).unwrap();
+    let (json_records, expected) = synthetic_events(500, FETCH_DAY);
+    let records: Vec<Vec<u8>> = json_records
+        .iter()
+        .map(|r| {
+            use apache_avro::types::Value as Avro;
+            let v: Value = serde_json::from_slice(r).unwrap();
+            let record = Avro::Record(vec![
+                ("ds".into(), Avro::String(v["ds"].as_str().unwrap().into())),
+                ("ts".into(), Avro::Long(v["ts"].as_i64().unwrap())),
+                (
+                    "return_id".into(),
+                    Avro::String(v["return_id"].as_str().unwrap().into()),
+                ),
+                ("user_id".into(), Avro::Long(v["user_id"].as_i64().unwrap())),
+                ("product_id".into(), Avro::Long(1)),
+                (
+                    "refund_amt".into(),
+                    Avro::Union(1, Box::new(Avro::Long(v["refund_amt"].as_i64().unwrap()))),
+                ),
+            ]);
+            apache_avro::to_avro_datum(&schema, record).unwrap()
+        })
+        .collect();
+    let rt = runtime();
+    rt.block_on(broker.create_topic(TOPIC, 1));
+    rt.block_on(broker.produce(TOPIC, 0, &records));
+    // One record that is not a datum of the schema: malformed, skipped.
+    rt.block_on(broker.produce(TOPIC, 0, &[vec![0xff, 0xff, 0xff, 0xff]]));
+    let status_file = s.dir.path().join("status.json");
+    let out = consumer(
+        &s,
+        &broker,
+        &[
+            "--until-caught-up",
+            "--avro-schema",
+            schema_file.to_str().unwrap(),
+            "--status-file",
+            status_file.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = status(&status_file);
+    assert_eq!(st["rows_written"], json!(500), "{st}");
+    assert_eq!(st["malformed"], json!(1), "{st}");
+    assert_counts(&s, &before, &expected, "Avro records");
+}
