@@ -608,6 +608,98 @@ pub async fn backfill_join(
         &name,
     )
     .await?;
+    let (batch, row_ds) =
+        join_left(warehouse, loaded, join, &left, days, event_left, false).await?;
+    let output = TableName::parse(&loaded.output_table())?;
+    // One partition per left partition, in order.
+    let mut by_ds: BTreeMap<PartitionDate, Vec<u32>> = BTreeMap::new();
+    for (i, ds) in row_ds.iter().enumerate() {
+        by_ds.entry(*ds).or_default().push(i as u32);
+    }
+    let mut written = Vec::new();
+    for d in days {
+        let Some(rows) = by_ds.get(d) else { continue };
+        let part = crate::values::take_rows(&batch, rows, None)
+            .map_err(arrow_err(format!("splitting {output}")))?;
+        written.push(
+            warehouse
+                .write_partition(&output, "ds", *d, &[part])
+                .await?,
+        );
+    }
+    Ok(written)
+}
+
+/// The Join's rows for an explicit left side instead of its left source (the consistency
+/// check's logged requests): `left` holds the left columns (keys, `ts`) plus the engine's
+/// `__ts` (epoch millis) and `__ds` (`yyyy-MM-dd`); every row is computed as an event-left row
+/// at its `__ts`, as the fetcher answers a request. Key columns are cast to each GroupBy's key
+/// types (logged keys are typed from JSON). Rows come back in `left`'s order.
+pub async fn backfill_join_for_left(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    join: &Join,
+    left: &RecordBatch,
+) -> Result<RecordBatch> {
+    let name = loaded.name().to_owned();
+    if left
+        .column_by_name(TS)
+        .is_none_or(|c| c.data_type() != &DataType::Int64)
+    {
+        return Err(EngineError::Input {
+            file: name,
+            message: format!("the explicit left side has no Int64 {TS} column"),
+        });
+    }
+    let ds = left.column_by_name(DS).ok_or_else(|| EngineError::Input {
+        file: name.clone(),
+        message: format!("the explicit left side has no {DS} column"),
+    })?;
+    let mut days: Vec<PartitionDate> = Vec::new();
+    let ds = ds
+        .as_string_opt::<i32>()
+        .ok_or_else(|| EngineError::Input {
+            file: name.clone(),
+            message: format!("the explicit left side's {DS} column is not text"),
+        })?;
+    for d in ds.iter().flatten() {
+        let d = PartitionDate::parse(d).map_err(|e| EngineError::Input {
+            file: name.clone(),
+            message: e.to_string(),
+        })?;
+        if !days.contains(&d) {
+            days.push(d);
+        }
+    }
+    if days.is_empty() {
+        return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
+    }
+    let (batch, _) = join_left(warehouse, loaded, join, left, &days, true, true).await?;
+    Ok(batch)
+}
+
+/// The Join's output rows for the `left` rows whose `__ds` is one of `days`, with each row's ds.
+async fn join_left(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    join: &Join,
+    left: &RecordBatch,
+    days: &[PartitionDate],
+    event_left: bool,
+    cast_keys: bool,
+) -> Result<(RecordBatch, Vec<PartitionDate>)> {
+    let (Some(first), Some(last)) = (days.iter().min().copied(), days.iter().max().copied()) else {
+        return Ok((
+            RecordBatch::new_empty(Arc::new(Schema::empty())),
+            Vec::new(),
+        ));
+    };
+    let name = loaded.name().to_owned();
+    let left_table = if cast_keys {
+        "the logged requests".to_owned()
+    } else {
+        source_table(&join.left, &name)?.to_string()
+    };
     let left_ts = left
         .column_by_name(TS)
         .expect("loaded")
@@ -695,6 +787,18 @@ pub async fn backfill_join(
                 })
             })
             .collect::<Result<_>>()?;
+        let left_keys: Vec<ArrayRef> = if cast_keys {
+            left_keys
+                .iter()
+                .zip(&data.key_types)
+                .map(|(k, t)| {
+                    arrow::compute::cast(k, t)
+                        .map_err(arrow_err(format!("{name}: a logged key as {t}")))
+                })
+                .collect::<Result<_>>()?
+        } else {
+            left_keys
+        };
         let prefix = join_part_prefix(join, part, loaded.dialect);
         let feature_names = data.feature_names();
         let feature_types = data.feature_types();
@@ -750,28 +854,13 @@ pub async fn backfill_join(
         }
     }
 
-    let output = TableName::parse(&loaded.output_table())?;
+    let output = loaded.output_table();
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(arrow_err(format!("building {output}")))?;
     let batch = derive(&batch, &join.derivations, &left_columns, &name).await?;
-    // One partition per left partition, in order.
-    let mut by_ds: BTreeMap<PartitionDate, Vec<u32>> = BTreeMap::new();
-    for (i, r) in live.iter().enumerate() {
-        by_ds
-            .entry(row_ds[*r].expect("live rows have a ds"))
-            .or_default()
-            .push(i as u32);
-    }
-    let mut written = Vec::new();
-    for d in days {
-        let Some(rows) = by_ds.get(d) else { continue };
-        let part = crate::values::take_rows(&batch, rows, None)
-            .map_err(arrow_err(format!("splitting {output}")))?;
-        written.push(
-            warehouse
-                .write_partition(&output, "ds", *d, &[part])
-                .await?,
-        );
-    }
-    Ok(written)
+    let live_ds = live
+        .iter()
+        .map(|r| row_ds[*r].expect("live rows have a ds"))
+        .collect();
+    Ok((batch, live_ds))
 }

@@ -3,6 +3,7 @@
 //! needs of a GroupBy (`online`).
 
 pub mod aggregate;
+pub mod consistency;
 pub mod backfill;
 pub mod error;
 pub mod export;

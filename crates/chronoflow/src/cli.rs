@@ -555,6 +555,14 @@ pub enum RunMode {
     /// GroupBy (TEMPORAL): feed events after the batch into the streaming dataset; today by
     /// replaying a table's partitions after --since (--replay-table).
     Streaming,
+    /// Join: the fetch log `<join>_log` of --ds into `<join>_logged`, a column per key and feature.
+    LogFlattener,
+    /// Join: the logged requests of --ds through the Join backfill, offline beside online, into
+    /// `<join>_comparison`.
+    BuildComparisonTable,
+    /// Join: per feature counts, mismatches and SMAPE of `<join>_comparison` of --ds into
+    /// `<join>_consistency`, and a summary.
+    ConsistencyMetricsCompute,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -117,9 +117,13 @@ impl Executor for EngineExecutor {
                 Err(e) => return TryReport::failed(e),
             };
             match task.job.mode.as_str() {
-                "backfill" | "upload" | "upload-to-kv" | "metadata-upload" => {
-                    self.job(task, repo, i).await
-                }
+                "backfill"
+                | "upload"
+                | "upload-to-kv"
+                | "metadata-upload"
+                | "log-flattener"
+                | "build-comparison-table"
+                | "consistency-metrics-compute" => self.job(task, repo, i).await,
                 mode => TryReport::failed(format!(
                     "mode {mode} of {} is not run by the in-process executor yet; give team {:?} a command executor in chronoflow.toml",
                     task.job.config, task.job.team
@@ -201,7 +205,21 @@ impl Job<'_> {
                     loaded.content_hash
                 );
             }
-            mode => unreachable!("mode {mode} is routed elsewhere"),
+            mode => {
+                let Some(job) = chronoflow_engine::consistency::ConsistencyJob::from_mode(mode)
+                else {
+                    unreachable!("mode {mode} is routed elsewhere")
+                };
+                for ds in range.dates() {
+                    let lines = job
+                        .run(self.warehouse, loaded, ds)
+                        .await
+                        .map_err(|e| format!("{mode} {name} ds={ds}: {e}"))?;
+                    for line in lines {
+                        let _ = writeln!(log, "{line}");
+                    }
+                }
+            }
         }
         Ok(())
     }

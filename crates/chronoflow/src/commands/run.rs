@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 use chronoflow_config::{LoadedConfig, PartitionDate};
 use chronoflow_engine::Warehouse;
 use chronoflow_engine::backfill::{BackfillOptions, backfill_range};
+use chronoflow_engine::consistency::ConsistencyJob;
 use chronoflow_plan::partitions::{MAX_RANGE_DAYS, PartitionRange, SANE_YEARS};
 
 use chronoflow_serve::upload as online;
@@ -14,7 +15,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let repo = super::load_repo(&args.repo.repo)?;
     let loaded = find_config(&repo, args)?;
     let range = match args.mode {
-        RunMode::Backfill | RunMode::Upload | RunMode::UploadToKv => Some(date_range(args)?),
+        RunMode::Backfill
+        | RunMode::Upload
+        | RunMode::UploadToKv
+        | RunMode::LogFlattener
+        | RunMode::BuildComparisonTable
+        | RunMode::ConsistencyMetricsCompute => Some(date_range(args)?),
         RunMode::MetadataUpload | RunMode::Streaming => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -31,9 +37,40 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             }
             RunMode::MetadataUpload => metadata_upload(loaded, args).await,
             RunMode::Streaming => streaming(&warehouse, loaded, args).await,
+            RunMode::LogFlattener => {
+                consistency(&warehouse, loaded, ConsistencyJob::LogFlattener, range).await
+            }
+            RunMode::BuildComparisonTable => {
+                consistency(
+                    &warehouse,
+                    loaded,
+                    ConsistencyJob::BuildComparisonTable,
+                    range,
+                )
+                .await
+            }
+            RunMode::ConsistencyMetricsCompute => {
+                let job = ConsistencyJob::ConsistencyMetricsCompute;
+                consistency(&warehouse, loaded, job, range).await
+            }
         }
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One of the consistency jobs, day by day; the summary on stdout.
+async fn consistency(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    job: ConsistencyJob,
+    range: Option<PartitionRange>,
+) -> anyhow::Result<()> {
+    for ds in range.expect("given").dates() {
+        for line in job.run(warehouse, loaded, ds).await? {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }
 
 /// The loaded config `--conf` names (a path relative to the repo, or any path to the same file).

@@ -1,0 +1,223 @@
+//! Online/offline consistency measured as users run it (SPEC §4.6): the quickstart served with
+//! fetch logging at 100%, every left row of the fetch day fetched through `serve`, then
+//! `log-flattener`, `build-comparison-table` and `consistency-metrics-compute` through the CLI.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::quickstart::*;
+use serde_json::{Map, Value, json};
+
+const JOIN: &str = "quickstart.training_set.v2";
+const OUTPUT: &str = "default.quickstart_training_set_v2";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The quickstart with training_set.v2 logging every fetch and checking consistency, uploaded
+/// for the batch day and replayed; then every left row of the fetch day fetched (and logged).
+/// Returns the setup and the number of fetches.
+fn served_and_logged() -> (Setup, usize) {
+    let mut s = Setup::new(None);
+    let repo = s.dir.path().join("repo");
+    copy_dir(&quickstart(), &repo);
+    let conf = repo.join(format!("{JOINS}/training_set.v2"));
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&conf).unwrap()).unwrap();
+    v["metaData"]["samplePercent"] = json!(100.0);
+    v["metaData"]["customJson"] = json!(r#"{"check_consistency": true, "lag": 0}"#);
+    std::fs::write(&conf, v.to_string()).unwrap();
+    s.repo = repo;
+    let s = upload_quickstart(s);
+
+    let (mut fetcher, port) = s.serve();
+    let (start, end) = (epoch_day(FETCH_DAY), epoch_day(FETCH_DAY) + DAY_MS);
+    let mut fetches = 0;
+    for row in s.export("data.checkouts", FETCH_DAY) {
+        let ts = row["ts"].as_i64().unwrap();
+        if !(start..end).contains(&ts) {
+            continue;
+        }
+        fetch_one(
+            port,
+            &format!("/v1/fetch/join/{JOIN}"),
+            json!({"user_id": row["user_id"]}),
+            ts,
+        );
+        fetches += 1;
+    }
+    assert!(fetches > 100, "only {fetches} left rows fetched");
+    // Ctrl-C flushes the log.
+    Command::new("kill")
+        .args(["-INT", &fetcher.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(fetcher.0.wait().unwrap().success());
+    (s, fetches)
+}
+
+/// Runs the three jobs for the fetch day; the stdout of each.
+fn measure(s: &Setup) -> Vec<String> {
+    let conf = format!("{JOINS}/training_set.v2");
+    [
+        "log-flattener",
+        "build-comparison-table",
+        "consistency-metrics-compute",
+    ]
+    .iter()
+    .map(|mode| {
+        let out = s.job(mode, &conf, &["--ds", FETCH_DAY]);
+        String::from_utf8(out.stdout).unwrap()
+    })
+    .collect()
+}
+
+/// The consistency table's rows by feature.
+fn metrics(s: &Setup) -> BTreeMap<String, Map<String, Value>> {
+    s.export(&format!("{OUTPUT}_consistency"), FETCH_DAY)
+        .into_iter()
+        .map(|r| (r["feature"].as_str().unwrap().to_owned(), r))
+        .collect()
+}
+
+/// Writes rows (JSON objects) as a CSV with a `ds` column and imports them over `table`'s
+/// partition of the fetch day.
+fn replace_partition(s: &Setup, table: &str, rows: &[Map<String, Value>]) {
+    let columns = [
+        "event",
+        "join_name",
+        "ts_millis",
+        "schema_hash",
+        "key_json",
+        "value_json",
+    ];
+    let quote = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(t) => format!("\"{}\"", t.replace('"', "\"\"")),
+        other => other.to_string(),
+    };
+    let mut text = format!("ds,{}\n", columns.join(","));
+    for r in rows {
+        let fields: Vec<String> = columns.iter().map(|c| quote(&r[*c])).collect();
+        text.push_str(&format!("{FETCH_DAY},{}\n", fields.join(",")));
+    }
+    let csv = s.dir.path().join("log.csv");
+    std::fs::write(&csv, text).unwrap();
+    s.import(table, &csv);
+}
+
+#[test]
+fn consistency_of_the_quickstart_is_one_then_skew_is_counted_exactly() {
+    let (s, fetches) = served_and_logged();
+    let out = measure(&s);
+    println!("{}", out.concat());
+    assert!(out[0].contains(&format!("{fetches} rows")), "{}", out[0]);
+    let logged = s.export(&format!("{OUTPUT}_logged"), FETCH_DAY);
+    assert_eq!(logged.len(), fetches);
+    assert!(logged[0].contains_key("user_id") && logged[0].contains_key("ts"));
+    let comparison = s.export(&format!("{OUTPUT}_comparison"), FETCH_DAY);
+    assert_eq!(comparison.len(), fetches);
+
+    let m = metrics(&s);
+    let features: Vec<&String> = m.keys().filter(|f| *f != "__overall__").collect();
+    assert!(features.len() >= 5, "{features:?}");
+    for (feature, row) in &m {
+        assert_eq!(row["rows"], json!(fetches), "{feature}");
+        assert_eq!(row["mismatches"], json!(0), "{feature}: {row:?}");
+        assert_eq!(row["online_null_only"], json!(0), "{feature}: {row:?}");
+        assert_eq!(row["offline_null_only"], json!(0), "{feature}: {row:?}");
+        assert_eq!(row["consistency_rate"], json!(1.0), "{feature}: {row:?}");
+    }
+    assert!(out[2].contains("1.000000"), "{}", out[2]);
+
+    // Skew: change a numeric feature in 3 logged fetches where it has a value, add a corrupt
+    // record and a fetch of a version without a schema event.
+    let log = format!("{OUTPUT}_log");
+    let mut rows = s.export(&log, FETCH_DAY);
+    let feature = "quickstart_purchases_v1_purchase_price_sum_14d";
+    let mut changed = 0;
+    for r in rows.iter_mut().filter(|r| r["event"] == "fetch") {
+        let mut values: Map<String, Value> =
+            serde_json::from_str(r["value_json"].as_str().unwrap()).unwrap();
+        let Some(n) = values.get(feature).and_then(Value::as_i64) else {
+            continue;
+        };
+        values.insert(feature.to_owned(), json!(n + 1));
+        r["value_json"] = Value::String(Value::Object(values).to_string());
+        changed += 1;
+        if changed == 3 {
+            break;
+        }
+    }
+    assert_eq!(changed, 3, "{feature} has fewer than 3 values");
+    let template = rows.iter().find(|r| r["event"] == "fetch").unwrap().clone();
+    let mut corrupt = template.clone();
+    corrupt["value_json"] = json!("{not json");
+    let mut unknown = template.clone();
+    unknown["schema_hash"] = json!("a-version-never-described");
+    rows.push(corrupt);
+    rows.push(unknown);
+    replace_partition(&s, &log, &rows);
+
+    let out = measure(&s);
+    println!("{}", out.concat());
+    assert!(
+        out[0].contains("1 without a schema event skipped, 1 corrupt skipped"),
+        "{}",
+        out[0]
+    );
+    let m = metrics(&s);
+    for (f, row) in &m {
+        let expected = if f == feature || f == "__overall__" {
+            3
+        } else {
+            0
+        };
+        assert_eq!(row["rows"], json!(fetches), "{f}");
+        assert_eq!(row["mismatches"], json!(expected), "{f}: {row:?}");
+    }
+    let smape = m[feature]["smape"].as_f64().unwrap();
+    assert!(smape > 0.0, "{smape}");
+    assert!(out[2].contains(feature), "{}", out[2]);
+}
+
+#[test]
+fn a_missing_log_partition_is_an_error_naming_table_and_day() {
+    let mut s = Setup::new(None);
+    let repo = s.dir.path().join("repo");
+    copy_dir(&quickstart(), &repo);
+    s.repo = repo;
+    let out = s
+        .command(&[
+            "run",
+            "--mode",
+            "log-flattener",
+            "--repo",
+            s.repo.to_str().unwrap(),
+            "--conf",
+            &format!("{JOINS}/training_set.v2"),
+            "--ds",
+            FETCH_DAY,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{OUTPUT}_log")) && err.contains(FETCH_DAY),
+        "{err}"
+    );
+}
