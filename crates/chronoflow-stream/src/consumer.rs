@@ -653,8 +653,12 @@ impl Stream {
             }
         }
         // Malformed records are logged (and dead-lettered) before the offsets move past them.
-        rejected.sort_by_key(|r| (r.partition, r.offset));
-        rejected.dedup_by_key(|r| (r.topic.clone(), r.partition, r.offset));
+        rejected.sort_by(|a, b| {
+            (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset))
+        });
+        rejected.dedup_by(|a, b| {
+            (&a.topic, a.partition, a.offset) == (&b.topic, b.partition, b.offset)
+        });
         self.reject(&rejected).await?;
         let mut offsets = self.committed_offsets();
         for &(ti, p, next) in &new_offsets {
