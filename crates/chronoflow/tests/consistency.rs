@@ -306,3 +306,79 @@ fn the_ooc_dag_runs_in_standalone() {
     assert_eq!(m["__overall__"]["rows"], json!(fetches));
     assert_eq!(m["__overall__"]["consistency_rate"], json!(1.0));
 }
+
+/// A Join that changed version mid-day: each row is flattened by its own version's schema
+/// event; the features an older version did not serve are its rows' online nulls, counted.
+#[test]
+fn rows_of_two_join_versions_are_flattened_by_their_own_schema() {
+    let (s, fetches) = served_and_logged();
+    let log = format!("{OUTPUT}_log");
+    let mut rows = s.export(&log, FETCH_DAY);
+    let feature = "quickstart_purchases_v1_purchase_price_sum_14d";
+    let schema = rows
+        .iter()
+        .find(|r| r["event"] == "schema")
+        .unwrap()
+        .clone();
+    let mut older_schema = schema.clone();
+    older_schema["schema_hash"] = json!("older");
+    older_schema["value_json"] = Value::String(
+        json!({"join": JOIN, "key_columns": ["user_id"], "features": [feature]}).to_string(),
+    );
+    rows.push(older_schema);
+    // Two requests served by the older version: only its one feature, the value served now.
+    let served: Vec<Map<String, Value>> = rows
+        .iter()
+        .filter(|r| r["event"] == "fetch")
+        .take(2)
+        .cloned()
+        .collect();
+    let mut current: Vec<Map<String, Value>> = Vec::new();
+    for mut r in served {
+        let values: Map<String, Value> =
+            serde_json::from_str(r["value_json"].as_str().unwrap()).unwrap();
+        current.push(values.clone());
+        r["schema_hash"] = json!("older");
+        r["value_json"] = Value::String(json!({feature: values[feature]}).to_string());
+        rows.push(r);
+    }
+    replace_partition(&s, &log, &rows);
+
+    let out = measure(&s);
+    assert!(
+        out[0].contains(&format!("{} rows", fetches + 2)),
+        "{}",
+        out[0]
+    );
+    assert!(out[0].contains("older"), "{}", out[0]);
+    let logged = s.export(&format!("{OUTPUT}_logged"), FETCH_DAY);
+    let older: Vec<&Map<String, Value>> = logged
+        .iter()
+        .filter(|r| r["schema_hash"] == "older")
+        .collect();
+    assert_eq!(older.len(), 2);
+    for r in &older {
+        for (column, value) in r.iter() {
+            let served = ["user_id", "ts", "schema_hash", "ds", feature].contains(&column.as_str());
+            assert_eq!(!value.is_null(), served, "{column}: {r:?}");
+        }
+    }
+    let m = metrics(&s);
+    for (f, row) in &m {
+        assert_eq!(row["rows"], json!(fetches + 2), "{f}");
+        if f == "__overall__" {
+            // The two older rows lack most features online: inconsistent rows.
+            assert_eq!(row["mismatches"], json!(2), "{row:?}");
+            continue;
+        }
+        assert_eq!(row["mismatches"], json!(0), "{f}: {row:?}");
+        // The older rows' offline values are the current version's (same key and time): each
+        // one with a value is an online-only null.
+        let expected = if f == feature {
+            0
+        } else {
+            current.iter().filter(|v| !v[f.as_str()].is_null()).count()
+        };
+        assert_eq!(row["online_null_only"], json!(expected), "{f}: {row:?}");
+    }
+}
