@@ -34,6 +34,16 @@ fn copy_dir(from: &Path, to: &Path) {
 /// for the batch day and replayed; then every left row of the fetch day fetched (and logged).
 /// Returns the setup and the number of fetches.
 fn served_and_logged() -> (Setup, usize) {
+    let (s, fetched) = served_and_logged_with(upload_quickstart);
+    (s, fetched.len())
+}
+
+/// Fetched rows: the request's user and time, and the features served.
+type Fetched = Vec<(Value, i64, Map<String, Value>)>;
+
+/// As `served_and_logged`, with the data imported and uploaded by `upload`; every fetch's
+/// response.
+fn served_and_logged_with(upload: fn(Setup) -> Setup) -> (Setup, Fetched) {
     let mut s = Setup::new(None);
     let repo = s.dir.path().join("repo");
     copy_dir(&quickstart(), &repo);
@@ -47,32 +57,36 @@ fn served_and_logged() -> (Setup, usize) {
         json!({"log-flattener": {"CHRONON_LOG_TABLE": format!("{OUTPUT}_log")}});
     std::fs::write(&conf, v.to_string()).unwrap();
     s.repo = repo;
-    let s = upload_quickstart(s);
+    let s = upload(s);
 
     let (mut fetcher, port) = s.serve();
     let (start, end) = (epoch_day(FETCH_DAY), epoch_day(FETCH_DAY) + DAY_MS);
-    let mut fetches = 0;
+    let mut fetched: Fetched = Vec::new();
     for row in s.export("data.checkouts", FETCH_DAY) {
         let ts = row["ts"].as_i64().unwrap();
         if !(start..end).contains(&ts) {
             continue;
         }
-        fetch_one(
+        let features = fetch_one(
             port,
             &format!("/v1/fetch/join/{JOIN}"),
             json!({"user_id": row["user_id"]}),
             ts,
         );
-        fetches += 1;
+        fetched.push((row["user_id"].clone(), ts, features));
     }
-    assert!(fetches > 100, "only {fetches} left rows fetched");
+    assert!(
+        fetched.len() > 100,
+        "only {} left rows fetched",
+        fetched.len()
+    );
     // Ctrl-C flushes the log.
     Command::new("kill")
         .args(["-INT", &fetcher.0.id().to_string()])
         .status()
         .unwrap();
     assert!(fetcher.0.wait().unwrap().success());
-    (s, fetches)
+    (s, fetched)
 }
 
 /// Runs the three jobs for the fetch day; the stdout of each.
@@ -380,5 +394,81 @@ fn rows_of_two_join_versions_are_flattened_by_their_own_schema() {
             current.iter().filter(|v| !v[f.as_str()].is_null()).count()
         };
         assert_eq!(row["online_null_only"], json!(expected), "{f}: {row:?}");
+    }
+}
+
+/// A stale batch: serving keeps the purchases upload of D-2 (2023-11-28) while the Join's
+/// backfill reads every day. Each feature's inconsistent rows equal the rows whose served value
+/// differs from the Join backfill's, compared here row by row.
+#[test]
+fn a_stale_batch_is_counted_feature_by_feature() {
+    fn stale_purchases(s: Setup) -> Setup {
+        for t in ["purchases", "returns", "users", "checkouts"] {
+            s.import(
+                &format!("data.{t}"),
+                &quickstart().join(format!("data/{t}.csv")),
+            );
+        }
+        for (gb, ds) in [
+            ("purchases", "2023-11-28"),
+            ("returns", BATCH_DAY),
+            ("users", BATCH_DAY),
+        ] {
+            let conf = format!("{GB}/{gb}.v1");
+            s.job("upload", &conf, &["--ds", ds]);
+            s.job("upload-to-kv", &conf, &["--ds", ds]);
+        }
+        s.job("metadata-upload", &format!("{JOINS}/training_set.v2"), &[]);
+        s.job(
+            "streaming",
+            &format!("{GB}/returns.v1"),
+            &["--replay-table", "data.returns", "--since", BATCH_DAY],
+        );
+        s
+    }
+    let (s, fetched) = served_and_logged_with(stale_purchases);
+    s.job(
+        "backfill",
+        &format!("{JOINS}/training_set.v2"),
+        &["--ds", FETCH_DAY],
+    );
+    let backfill: BTreeMap<(String, i64), Map<String, Value>> = s
+        .export(OUTPUT, FETCH_DAY)
+        .into_iter()
+        .map(|r| ((r["user_id"].to_string(), r["ts"].as_i64().unwrap()), r))
+        .collect();
+    let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+    let mut bad_rows = 0;
+    for (user, ts, features) in &fetched {
+        let row = &backfill[&(user.to_string(), *ts)];
+        let mut bad = false;
+        for (f, served) in features {
+            let differs = served != &row[f.as_str()];
+            *expected.entry(f.clone()).or_default() += usize::from(differs);
+            bad |= differs;
+        }
+        bad_rows += usize::from(bad);
+    }
+    let stale: usize = expected
+        .iter()
+        .filter(|(f, _)| f.starts_with("quickstart_purchases"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(stale > 0, "the stale batch changed nothing: {expected:?}");
+    println!("stale batch: {stale} feature values in {bad_rows} rows differ: {expected:?}");
+
+    measure(&s);
+    let m = metrics(&s);
+    for (f, row) in &m {
+        let counted = ["mismatches", "online_null_only", "offline_null_only"]
+            .iter()
+            .map(|c| row[*c].as_u64().unwrap())
+            .sum::<u64>();
+        let want = if f == "__overall__" {
+            bad_rows
+        } else {
+            expected[f.as_str()]
+        };
+        assert_eq!(counted as usize, want, "{f}: {row:?}");
     }
 }
