@@ -3,8 +3,8 @@
 //! needs of a GroupBy (`online`).
 
 pub mod aggregate;
-pub mod consistency;
 pub mod backfill;
+pub mod consistency;
 pub mod error;
 pub mod export;
 pub mod features;
