@@ -502,7 +502,18 @@ impl Stream {
 
     /// One round: fetch what every partition has, store it. Whether everything was read.
     async fn step(&mut self) -> std::result::Result<bool, Step> {
-        self.connect().await?;
+        // rskafka's own retries bound the time spent sleeping between attempts, not an attempt
+        // that waits on a dead connection: without this bound an outage could look like a
+        // quiet topic (found by the broker-outage test under load).
+        const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+        tokio::time::timeout(ANSWER_WITHIN, self.connect())
+            .await
+            .map_err(|_| {
+                Step::Retry(format!(
+                    "no answer from {} within {ANSWER_WITHIN:?}",
+                    self.brokers.join(",")
+                ))
+            })??;
         let wait = i32::try_from(self.options.max_wait.as_millis()).unwrap_or(i32::MAX);
         let max_bytes = self.options.max_fetch_bytes;
         let mut fetched: Vec<(usize, i32, Vec<RecordAndOffset>)> = Vec::new();
@@ -518,7 +529,18 @@ impl Stream {
                 });
             }
         }
-        for (ti, p, result) in futures::future::join_all(fetches).await {
+        let answers = tokio::time::timeout(
+            self.options.max_wait + ANSWER_WITHIN,
+            futures::future::join_all(fetches),
+        )
+        .await
+        .map_err(|_| {
+            Step::Retry(format!(
+                "fetching: no answer from {} within {ANSWER_WITHIN:?}",
+                self.brokers.join(",")
+            ))
+        })?;
+        for (ti, p, result) in answers {
             let topic = self.topics[ti].topic.name.clone();
             match result {
                 Ok((records, high_watermark)) => {

@@ -380,14 +380,17 @@ fn a_broker_outage_loses_and_doubles_nothing() {
     rt.block_on(broker.produce(TOPIC, 0, first));
 
     let status_file = s.dir.path().join("status.json");
+    let log_path = s.dir.path().join("consumer.log");
     let mut child = consumer(
         &s,
         &broker,
         &["--status-file", status_file.to_str().unwrap()],
     )
-    .stderr(Stdio::null())
+    .env("RUST_LOG", "warn")
+    .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
     .spawn()
     .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let read_all = |n: i64| {
         let started = Instant::now();
         loop {
@@ -418,7 +421,11 @@ fn a_broker_outage_loses_and_doubles_nothing() {
             "the consumer exited during the outage"
         );
     }
-    assert!(saw_retrying, "the status never said it was retrying");
+    assert!(
+        saw_retrying,
+        "the status never said it was retrying; the consumer's log:\n{}",
+        log()
+    );
     broker.resume();
     rt.block_on(broker.produce(TOPIC, 0, second));
     let st = read_all(20_000);
