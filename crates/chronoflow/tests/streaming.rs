@@ -311,27 +311,29 @@ fn a_consumer_killed_at_random_counts_every_event_once() {
             started.elapsed() < Duration::from_secs(300),
             "never caught up"
         );
-        let mut child = consumer(
-            &s,
-            &broker,
-            &[
-                "--until-caught-up",
-                "--status-file",
-                status_file.to_str().unwrap(),
-            ],
-        )
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        let mut child = Fetcher(
+            consumer(
+                &s,
+                &broker,
+                &[
+                    "--until-caught-up",
+                    "--status-file",
+                    status_file.to_str().unwrap(),
+                ],
+            )
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        );
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         let wait = Duration::from_millis(500 + (seed >> 33) % 2_000);
 
-        if let Some(code) = wait_for(&mut child, wait) {
+        if let Some(code) = wait_for(&mut child.0, wait) {
             assert!(code.success(), "the consumer failed: {code}");
             break;
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.0.kill().unwrap(); // SIGKILL
+        child.0.wait().unwrap();
         kills += 1;
         if let Ok(text) = std::fs::read(&status_file)
             && let Ok(st) = serde_json::from_slice::<Value>(&text)
@@ -381,15 +383,17 @@ fn a_broker_outage_loses_and_doubles_nothing() {
 
     let status_file = s.dir.path().join("status.json");
     let log_path = s.dir.path().join("consumer.log");
-    let mut child = consumer(
-        &s,
-        &broker,
-        &["--status-file", status_file.to_str().unwrap()],
-    )
-    .env("RUST_LOG", "warn")
-    .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-    .spawn()
-    .unwrap();
+    let mut child = Fetcher(
+        consumer(
+            &s,
+            &broker,
+            &["--status-file", status_file.to_str().unwrap()],
+        )
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .spawn()
+        .unwrap(),
+    );
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let read_all = |n: i64| {
         let started = Instant::now();
@@ -417,7 +421,7 @@ fn a_broker_outage_loses_and_doubles_nothing() {
             saw_retrying |= st["state"] == json!("retrying");
         }
         assert!(
-            child.try_wait().unwrap().is_none(),
+            child.0.try_wait().unwrap().is_none(),
             "the consumer exited during the outage"
         );
     }
@@ -431,13 +435,13 @@ fn a_broker_outage_loses_and_doubles_nothing() {
     let st = read_all(20_000);
     assert_eq!(st["rows_written"], json!(20_000), "{st}");
     assert_eq!(st["state"], json!("running"), "{st}");
-    unsafe_terminate(&mut child);
+    terminate(&mut child.0);
 
     assert_counts(&s, &before, &expected, "after the outage");
 }
 
 /// SIGTERM, then wait: the consumer stops between two batches.
-fn unsafe_terminate(child: &mut Child) {
+fn terminate(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
