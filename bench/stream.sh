@@ -93,7 +93,7 @@ if [[ "$PARTS" == *" ingest "* ]]; then
     produce
     setup_kv "$kv"
     rm -f "$W/status.json"; start=$(date +%s.%N); consumer "$W/status.json" ${until_caught_up:-}
-    if "$PY" bench/stream/wait_status.py "$W/status.json" "$W/ends.json" "$consumer_pid" "chronoflow-$kv" "$start" \
+    if "$PY" bench/stream/wait_status.py "$W/status.json" "$W/ends.json" "$consumer_pid" "chronoflow-$kv" "$start" "$broker" \
         > "$W/ingest.json" 2> "$W/ingest.err"; then
       tee -a "$out" < "$W/ingest.json"
       stop "$consumer_pid"   # redb: one process at a time

@@ -35,6 +35,8 @@ def main():
         other = feast_best.get(peer.get(store, ""))
         ratio = f"{r['events_per_s'] / other:.1f}x" if other else "-"
         steady = f" (steady {r['steady_events_per_s']:,}/s)" if r.get("steady_events_per_s") else ""
+        if r.get("consumer_cpu_s") is not None and r.get("broker_cpu_s") is not None:
+            steady += f"; CPU s: consumer {r['consumer_cpu_s']}, tansu {r['broker_cpu_s']}"
         print(f"| chronoflow consumer{steady} | {store} | "
               f"{r['records']:,} | {r['seconds']} | {r['events_per_s']:,} | {ratio} |")
     for r in feast:
