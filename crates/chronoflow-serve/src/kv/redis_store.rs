@@ -32,31 +32,23 @@ if not version then return false end
 return redis.call('HMGET', ARGV[1] .. version, unpack(ARGV, 2))
 "#;
 
-/// Adds values to sets (KEYS[2..], values ARGV[1..] in the same order) and counts in KEYS[1] the
-/// ones not already there, in one step: a redelivered value is counted once, and the count never
-/// disagrees with the sets.
+/// Adds values to sets and counts in KEYS[1] the ones not already there, in one step: a
+/// redelivered value is counted once, and the count never disagrees with the sets. ARGV[1] is
+/// '1' when a checkpoint (KEYS[2], value ARGV[2]) is set in the same step; the sets follow, each
+/// KEYS[i] with value ARGV[i].
 const APPEND: &str = r#"
+local first = 2
+if ARGV[1] == '1' then
+  redis.call('SET', KEYS[2], ARGV[2])
+  first = 3
+end
 local added = 0
-for i = 2, #KEYS do
-  added = added + redis.call('SADD', KEYS[i], ARGV[i - 1])
+for i = first, #KEYS do
+  added = added + redis.call('SADD', KEYS[i], ARGV[i])
 end
 if added > 0 then
   redis.call('INCRBY', KEYS[1], added)
 end
-return added
-"#;
-
-/// [`APPEND`] and the checkpoint (KEYS[2], value ARGV[1]) in one step; sets are KEYS[3..] with
-/// values ARGV[2..].
-const APPEND_CHECKPOINTED: &str = r#"
-local added = 0
-for i = 3, #KEYS do
-  added = added + redis.call('SADD', KEYS[i], ARGV[i - 1])
-end
-if added > 0 then
-  redis.call('INCRBY', KEYS[1], added)
-end
-redis.call('SET', KEYS[2], ARGV[1])
 return added
 "#;
 
@@ -128,6 +120,38 @@ impl RedisKv {
 
     fn batch_prefix(&self, dataset: &str) -> String {
         format!("{}:{dataset}:v:", self.prefix)
+    }
+
+    /// Runs [`APPEND`]: a batch of rows lands whole, with its count (and the checkpoint), as
+    /// one step.
+    async fn write_appended(
+        &self,
+        dataset: &str,
+        entries: Vec<Entry>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let script = redis::Script::new(APPEND);
+        let mut invocation = script.key(self.appended_count_key(dataset));
+        match &checkpoint {
+            Some(c) => {
+                invocation
+                    .arg("1")
+                    .key(self.checkpoint_key(&c.name))
+                    .arg(c.value.as_slice());
+            }
+            None => {
+                invocation.arg("0");
+            }
+        }
+        for (k, v) in &entries {
+            invocation.key(self.appended(dataset, k)).arg(v.as_slice());
+        }
+        invocation
+            .invoke_async::<u64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// A reply is the server's data: one that does not answer every key asked is an error, so
@@ -249,18 +273,7 @@ impl KvStore for RedisKv {
             if entries.is_empty() {
                 return Ok(());
             }
-            let mut conn = self.conn.clone();
-            // One script: a batch of rows lands whole, with its count, as one step.
-            let script = redis::Script::new(APPEND);
-            let mut invocation = script.key(self.appended_count_key(dataset));
-            for (k, v) in &entries {
-                invocation.key(self.appended(dataset, k)).arg(v.as_slice());
-            }
-            invocation
-                .invoke_async::<u64>(&mut conn)
-                .await
-                .map(|_| ())
-                .map_err(|e| self.err(e))
+            self.write_appended(dataset, entries, None).await
         })
     }
 
@@ -270,23 +283,7 @@ impl KvStore for RedisKv {
         entries: Vec<Entry>,
         checkpoint: Checkpoint,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let mut conn = self.conn.clone();
-            // One script: the rows, their count and the checkpoint land as one step.
-            let script = redis::Script::new(APPEND_CHECKPOINTED);
-            let mut invocation = script.key(self.appended_count_key(dataset));
-            invocation
-                .key(self.checkpoint_key(&checkpoint.name))
-                .arg(checkpoint.value.as_slice());
-            for (k, v) in &entries {
-                invocation.key(self.appended(dataset, k)).arg(v.as_slice());
-            }
-            invocation
-                .invoke_async::<u64>(&mut conn)
-                .await
-                .map(|_| ())
-                .map_err(|e| self.err(e))
-        })
+        Box::pin(self.write_appended(dataset, entries, Some(checkpoint)))
     }
 
     fn checkpoint<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
