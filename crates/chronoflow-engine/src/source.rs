@@ -122,6 +122,7 @@ pub async fn evaluate(
     table: &TableName,
 ) -> Result<RecordBatch> {
     let ctx = session();
+    let carries_origin = schema.field_with_name(ORIGIN).is_ok();
     let mem = MemTable::try_new(schema, vec![batches])
         .map_err(|e| df_error(config, table, "registering", e))?;
     ctx.register_table("__src", Arc::new(mem))
@@ -147,11 +148,7 @@ pub async fn evaluate(
     };
     columns.push(format!("{ts_expr} AS {TS}"));
     columns.push(format!("{} AS {DS}", quote(partition_column)));
-    if ctx
-        .table_provider("__src")
-        .await
-        .is_ok_and(|t| t.schema().field_with_name(ORIGIN).is_ok())
-    {
+    if carries_origin {
         columns.push(format!("{ORIGIN} AS {ORIGIN}"));
     }
     let wheres = if query.wheres.is_empty() {
