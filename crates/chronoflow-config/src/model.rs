@@ -393,6 +393,8 @@ pub struct CustomJson {
     pub additional_args: Option<AdditionalArgs>,
     /// ZL: the dependencies Zipline's compiler derived for Airflow.
     pub airflow_dependencies: Option<Vec<PartitionDependency>>,
+    /// AB: `tags` (and the Python API's `groupby_tags` / `join_tags`), normalised to `key:value`.
+    pub tags: Vec<String>,
     /// Every other key, untouched.
     pub other: BTreeMap<String, serde_json::Value>,
 }
@@ -463,6 +465,9 @@ pub struct MetaData {
     pub source_file: Option<String>,
     /// ZL: output column -> hash of its definition.
     pub column_hashes: BTreeMap<String, String>,
+    /// ZL `metaData.tags` (thrift `map<string, string>`), normalised to `key:value`; see
+    /// [`MetaData::tags`] for every tag of the config.
+    pub tags: Vec<String>,
 }
 
 impl MetaData {
@@ -476,6 +481,22 @@ impl MetaData {
         self.consistency_check
             .or(self.custom_json.check_consistency)
             .unwrap_or(false)
+    }
+
+    /// Every tag of the config, `key:value` (or a bare `key` when its value is empty), sorted and
+    /// without repeats: ZL `metaData.tags` and AB `customJson.tags` / `groupby_tags` / `join_tags`.
+    /// Tags with a known prefix mean something to chronoflow: `machine:<profile>` picks a
+    /// resource profile, `airflow:<group>` groups tasks in the Airflow export.
+    pub fn tags(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .tags
+            .iter()
+            .chain(&self.custom_json.tags)
+            .cloned()
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     /// The partition column configured for the whole config (ZL `spark.chronon.partition.column`).

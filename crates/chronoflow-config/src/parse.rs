@@ -312,7 +312,11 @@ pub fn metadata(cx: &mut DecodeContext<'_>, mut f: Fields, require_name: bool) -
     let version = f.string(cx, "version");
     let source_file = f.string(cx, "sourceFile");
     let column_hashes = f.string_map(cx, "columnHashes");
-    f.ignore(&["owningTeam", "lag", "tags", "columnTags"]);
+    let tags = match f.take("tags") {
+        Some(v) => tags(cx, v, &f.field_path("tags")),
+        None => Vec::new(),
+    };
+    f.ignore(&["owningTeam", "lag", "columnTags"]);
     f.finish(cx);
     let offline_schedule = offline_schedule.or_else(|| {
         execution_info
@@ -344,6 +348,7 @@ pub fn metadata(cx: &mut DecodeContext<'_>, mut f: Fields, require_name: bool) -
         version,
         source_file,
         column_hashes,
+        tags,
     })
 }
 
@@ -387,12 +392,74 @@ fn custom_json(cx: &mut DecodeContext<'_>, value: Value, path: JsonPath) -> Cust
             "airflowDependencies" if !v.is_null() => {
                 out.airflow_dependencies = Some(zl_airflow_dependencies(cx, v, p))
             }
+            // Chronon's Python API writes a GroupBy's `tags=` as `groupby_tags`, a Join's as `join_tags`.
+            "tags" | "groupby_tags" | "join_tags" if !v.is_null() => {
+                out.tags.extend(tags(cx, v, &p))
+            }
             _ => {
                 out.other.insert(key, v);
             }
         }
     }
     out
+}
+
+/// Tags as `key:value` strings: a map (ZL's thrift `map<string, string>`, AB's Python dict; scalar
+/// values are rendered as strings, an empty value leaves the bare key) or a list of strings
+/// already in that form.
+fn tags(cx: &mut DecodeContext<'_>, value: Value, path: &JsonPath) -> Vec<String> {
+    match value {
+        Value::Object(map) => map
+            .into_iter()
+            .filter_map(|(key, v)| {
+                let p = path.field(&key);
+                let text = match v {
+                    Value::String(s) => s,
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    Value::Null => String::new(),
+                    other => {
+                        cx.wrong_type(&p, "tag value: string, number or boolean", &other);
+                        return None;
+                    }
+                };
+                if key.trim().is_empty() || key.contains(':') {
+                    let reason = "a tag key must be non-empty and without `:`";
+                    cx.invalid_value(&p, reason, "key: value", &Value::String(key));
+                    return None;
+                }
+                Some(if text.is_empty() {
+                    key
+                } else {
+                    format!("{key}:{text}")
+                })
+            })
+            .collect(),
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| match item {
+                Value::String(s) if !s.trim().is_empty() && !s.starts_with(':') => Some(s),
+                Value::String(s) => {
+                    let reason = "a tag must be non-empty and start with its key";
+                    cx.invalid_value(&path.index(i), reason, "\"key:value\"", &Value::String(s));
+                    None
+                }
+                other => {
+                    cx.wrong_type(&path.index(i), "tag string \"key:value\"", &other);
+                    None
+                }
+            })
+            .collect(),
+        other => {
+            cx.wrong_type(
+                path,
+                "object of tags (key -> value) or array of \"key:value\" strings",
+                &other,
+            );
+            Vec::new()
+        }
+    }
 }
 
 /// An object whose values are scalars, rendered as strings (`additional_args` values may be numbers).
