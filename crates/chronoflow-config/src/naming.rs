@@ -45,6 +45,12 @@ pub fn consistency_table(output_table: &str) -> String {
     format!("{output_table}_consistency")
 }
 
+/// Per feature and side (online, offline), the day's distribution summary and its population
+/// stability index against the trailing week: `<output>_drift`.
+pub fn drift_table(output_table: &str) -> String {
+    format!("{output_table}_drift")
+}
+
 pub fn daily_stats_table(output_table: &str) -> String {
     format!("{output_table}_daily_stats")
 }

@@ -99,8 +99,12 @@ impl ConsistencyJob {
                 )]
             }
             ConsistencyJob::ConsistencyMetricsCompute => {
-                let metrics = compute_metrics(warehouse, loaded, ds).await?;
-                summary(name, ds, &metrics)
+                let comparison = read_comparison(warehouse, loaded, ds).await?;
+                let metrics = write_metrics(warehouse, loaded, ds, &comparison).await?;
+                let drift = crate::drift::compute_drift(warehouse, loaded, ds, &comparison).await?;
+                let mut lines = summary(name, ds, &metrics);
+                lines.extend(crate::drift::summary(name, ds, &drift));
+                lines
             }
         })
     }
@@ -681,22 +685,41 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// `consistency-metrics-compute`: `<join>_comparison` of `ds` into `<join>_consistency`.
+/// The metrics half of `consistency-metrics-compute` (the job also writes drift, see
+/// `ConsistencyJob::run`): `<join>_comparison` of `ds` into `<join>_consistency`.
 pub async fn compute_metrics(
     warehouse: &Warehouse,
     loaded: &LoadedConfig,
     ds: PartitionDate,
 ) -> Result<Vec<FeatureConsistency>> {
-    let output = loaded.output_table();
-    let comparison = read_day(
+    let comparison = read_comparison(warehouse, loaded, ds).await?;
+    write_metrics(warehouse, loaded, ds, &comparison).await
+}
+
+async fn read_comparison(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    ds: PartitionDate,
+) -> Result<RecordBatch> {
+    read_day(
         warehouse,
         loaded,
-        &comparison_table(&output),
+        &comparison_table(&loaded.output_table()),
         ds,
         "run build-comparison-table for that day first",
     )
-    .await?;
-    let metrics = metrics_of(&comparison);
+    .await
+}
+
+/// Partition `ds` of `<join>_consistency` from that day's comparison rows.
+async fn write_metrics(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    ds: PartitionDate,
+    comparison: &RecordBatch,
+) -> Result<Vec<FeatureConsistency>> {
+    let output = loaded.output_table();
+    let metrics = metrics_of(comparison);
     let table = consistency_table(&output);
     let batch = metrics_batch(&metrics).map_err(|e| EngineError::Arrow {
         context: format!("building {table}"),
