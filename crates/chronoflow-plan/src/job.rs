@@ -69,6 +69,10 @@ pub struct Job {
     /// Partitions this job waits for, relative to its `ds`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<PartitionDependency>,
+    /// The config's tags (`key:value`, see `MetaData::tags`): `machine:<profile>` picks a
+    /// resource profile ([`crate::profile`]), `airflow:<group>` groups tasks in the Airflow export.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 impl Job {
@@ -116,6 +120,7 @@ fn job(
         content_hash: loaded.content_hash.clone(),
         outputs,
         inputs,
+        tags: loaded.config.metadata().tags(),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cycles;
 pub mod dag;
 pub mod job;
 pub mod partitions;
+pub mod profile;
 pub mod render;
 pub mod schedule;
 
