@@ -59,6 +59,9 @@ pub enum AirflowError {
         group: String,
         task_id: String,
     },
+    /// A `[profiles]` section that does not load, or a job whose profile does not resolve.
+    #[error("{file}: {message}")]
+    Profiles { file: String, message: String },
     /// The template does not parse, or rendering it failed (an undefined variable, a bad filter...).
     #[error("template {name}, line {line}: {message}")]
     Template {

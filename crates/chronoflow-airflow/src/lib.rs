@@ -11,6 +11,7 @@ mod error;
 pub mod grouping;
 pub mod params;
 mod render;
+mod resources;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use error::AirflowError;
 pub use params::Params;
 pub use render::DEFAULT_TEMPLATE;
+pub use resources::{job_resources, profiles_from_config};
 use serde::Serialize;
 
 use chronoflow_plan::Plan;
@@ -42,8 +44,6 @@ pub struct Template<'a> {
 #[derive(Debug, Clone)]
 pub struct ExportRequest<'a> {
     pub plan: &'a Plan,
-    /// Config name -> its tags (`key:value`).
-    pub tags: &'a BTreeMap<String, Vec<String>>,
     /// Job id -> what its task runs with. Jobs without an entry get none.
     pub resources: &'a BTreeMap<String, TaskResources>,
     pub params: &'a Params,
@@ -68,12 +68,18 @@ pub fn export(request: &ExportRequest<'_>) -> Result<Vec<DagFile>, AirflowError>
     let teams: BTreeSet<&str> = plan.jobs.iter().map(|j| j.team.as_str()).collect();
     request.params.check_sections(&dag_ids, &teams)?;
 
+    // Config name -> its tags (every job of a config carries the config's tags).
+    let tags: BTreeMap<String, Vec<String>> = plan
+        .jobs
+        .iter()
+        .map(|j| (j.config.clone(), j.tags.clone()))
+        .collect();
     let mut merged = BTreeMap::new();
     let mut grouped = BTreeMap::new();
     for dag in &plan.dags {
         let params = request.params.for_dag(&dag.dag_id, dag.team.as_deref())?;
         let settings = view::Settings::from_params(&dag.dag_id, &params)?;
-        let tasks = grouping::group_dag(dag, request.tags, &settings.grouping.tag_prefix)?;
+        let tasks = grouping::group_dag(dag, &tags, &settings.grouping.tag_prefix)?;
         grouped.insert(dag.dag_id.as_str(), tasks);
         merged.insert(dag.dag_id.as_str(), (params, settings));
     }

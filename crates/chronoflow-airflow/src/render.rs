@@ -37,9 +37,14 @@ impl Renderer {
             .env
             .get_template(&self.name)
             .map_err(|e| template_error(&self.name, &e))?;
-        template
+        let mut text = template
             .render(Value::from_serialize(context))
-            .map_err(|e| template_error(&self.name, &e))
+            .map_err(|e| template_error(&self.name, &e))?;
+        // A file ends with a newline, whatever the template's last block trimmed.
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        Ok(text)
     }
 }
 

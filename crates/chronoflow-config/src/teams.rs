@@ -23,6 +23,9 @@ pub struct TeamInfo {
     pub environments: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
     /// ZL: the team's execution info (env, conf such as the partition column).
     pub execution_info: Option<ExecutionInfo>,
+    /// AB `airflow_queue`: the Airflow queue of the team's tasks (the Airflow export's default
+    /// when the job's resource profile names none).
+    pub airflow_queue: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -52,6 +55,18 @@ impl Teams {
                 self.teams
                     .get(DEFAULT_TEAM)
                     .and_then(|t| t.namespace.as_deref())
+            })
+    }
+
+    /// The team's `airflow_queue`, else the default team's.
+    pub fn airflow_queue(&self, team: &str) -> Option<&str> {
+        self.teams
+            .get(team)
+            .and_then(|t| t.airflow_queue.as_deref())
+            .or_else(|| {
+                self.teams
+                    .get(DEFAULT_TEAM)
+                    .and_then(|t| t.airflow_queue.as_deref())
             })
     }
 
@@ -144,6 +159,7 @@ pub fn decode_teams_json(cx: &mut DecodeContext<'_>, value: Value) -> Teams {
                 "description" => info.description = text(cx, v),
                 "namespace" => info.namespace = text(cx, v),
                 "user" => info.user = text(cx, v),
+                "airflow_queue" => info.airflow_queue = text(cx, v),
                 "table_properties" => {
                     info.table_properties = decode_string_map(cx, &p, v).into_iter().collect()
                 }

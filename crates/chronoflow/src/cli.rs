@@ -57,6 +57,41 @@ pub enum Command {
     /// Streaming jobs: list what the worker supervising each stream last recorded.
     #[command(subcommand)]
     Streams(StreamsCommand),
+    /// Export the plan for another scheduler: `export airflow` writes Airflow 3 DAG files.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Write one Apache Airflow 3 DAG file per DAG of the plan into --out, rendered by a
+    /// minijinja template (built-in, or --template). Nothing is written when any DAG fails:
+    /// the files are rendered into a new directory beside --out, then moved into place.
+    Airflow(ExportAirflowArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportAirflowArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// The directory of DAG files; replaced as a whole (created when missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// A minijinja template of one DAG file, instead of the built-in one (docs/airflow.md
+    /// lists what it sees).
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// A TOML params file: `[__default__]`, `[teams.<team>]` and `[dags.<dag_id>]` sections,
+    /// merged in that order.
+    #[arg(long, value_name = "FILE")]
+    pub params: Option<PathBuf>,
+    /// A param, applied last: `command.flavor=zipline`, `dag.tags=["a","b"]` (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub param: Vec<String>,
+    /// The scheduler configuration whose `[profiles]` give tasks their resources; default
+    /// `<repo>/chronoflow.toml` if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -594,9 +629,15 @@ pub enum TableCommand {
         warehouse: WarehouseArg,
     },
     /// List a table's partitions with their row counts.
+    ///
+    /// With --require, a cheap check instead (what exported Airflow sensors call): exits 0 when
+    /// every partition of the range exists, 1 when some are missing (listed), 2 on errors.
     Partitions {
         /// The table, `namespace.table`.
         table: String,
+        /// Check that these partitions exist: `YYYY-MM-DD` or `YYYY-MM-DD..YYYY-MM-DD`.
+        #[arg(long, value_name = "DS[..DS]")]
+        require: Option<String>,
         #[command(flatten)]
         warehouse: WarehouseArg,
     },

@@ -1,4 +1,5 @@
 mod check;
+mod export;
 mod fetch;
 mod output;
 mod plan;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => fetch::serve(&args),
         Command::Tokens(command) => tokens::run(command),
         Command::Streams(command) => streams::run(command),
+        Command::Export(command) => export::run(command),
     }
 }
 

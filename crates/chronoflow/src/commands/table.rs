@@ -13,11 +13,10 @@ pub fn run(command: TableCommand) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_async(command))?;
-    Ok(ExitCode::SUCCESS)
+    runtime.block_on(run_async(command))
 }
 
-async fn run_async(command: TableCommand) -> anyhow::Result<()> {
+async fn run_async(command: TableCommand) -> anyhow::Result<ExitCode> {
     match command {
         TableCommand::Import {
             table,
@@ -64,7 +63,18 @@ async fn run_async(command: TableCommand) -> anyhow::Result<()> {
             }
             super::output::emit(&text, None)?;
         }
-        TableCommand::Partitions { table, warehouse } => {
+        TableCommand::Partitions {
+            table,
+            require: Some(range),
+            warehouse,
+        } => {
+            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let table = TableName::parse(&table)?;
+            return require_partitions(&warehouse, &table, &range).await;
+        }
+        TableCommand::Partitions {
+            table, warehouse, ..
+        } => {
             let warehouse = Warehouse::open(&warehouse.warehouse)?;
             let table = TableName::parse(&table)?;
             let mut infos = Vec::new();
@@ -156,7 +166,7 @@ async fn run_async(command: TableCommand) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `older_than` as the CLI takes it.
@@ -169,4 +179,59 @@ fn age_text(age: std::time::Duration) -> String {
         s if s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
+}
+
+/// `partitions --require FIRST[..LAST]`: exit 0 when every partition of the range exists, 1 when
+/// some are missing (a table that does not exist has none), listing them. Exported Airflow
+/// sensors call this, so the warehouse's rules stay in one place.
+async fn require_partitions(
+    warehouse: &Warehouse,
+    table: &TableName,
+    range: &str,
+) -> anyhow::Result<ExitCode> {
+    let (first, last) = range.split_once("..").unwrap_or((range, range));
+    let parse = |s: &str| {
+        PartitionDate::parse(s.trim())
+            .with_context(|| format!("--require {range:?}: {s:?} is not a date (YYYY-MM-DD)"))
+    };
+    let (first, last) = (parse(first)?, parse(last)?);
+    if last < first {
+        anyhow::bail!("--require {range:?}: the range ends before it starts");
+    }
+    let present: std::collections::BTreeSet<PartitionDate> =
+        match warehouse.table_meta(table).await? {
+            Some(_) => warehouse.partitions(table).await?.into_iter().collect(),
+            None => Default::default(),
+        };
+    let mut missing = Vec::new();
+    let mut ds = first;
+    while ds <= last {
+        if !present.contains(&ds) {
+            missing.push(ds.to_string());
+        }
+        ds = ds.add_days(1);
+    }
+    if missing.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let shown = missing
+        .iter()
+        .take(20)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = missing.len().saturating_sub(20);
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    super::output::emit(
+        &format!(
+            "{table}: {} partition(s) missing: {shown}{tail}\n",
+            missing.len()
+        ),
+        None,
+    )?;
+    Ok(ExitCode::from(1))
 }
