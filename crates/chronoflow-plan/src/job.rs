@@ -81,10 +81,11 @@ impl Job {
     }
 }
 
-/// The fetch-log table every online Join's sampled requests land in (partitioned by `ds`, with
-/// one sub-partition `name=<join name>` per Join). Chronon takes it from the `CHRONON_LOG_TABLE`
-/// environment variable; chronoflow does the same, with this default.
-pub const DEFAULT_LOG_TABLE: &str = "default.chronon_log_table";
+/// Chronon's shared fetch-log table (partitioned by `ds`, with one sub-partition
+/// `name=<join name>` per Join), named by the `CHRONON_LOG_TABLE` environment variable. Without
+/// it, a Join's log is the table chronoflow's fetcher writes, `<join output>_log` (one table per
+/// Join, partitioned by `ds`), so the OOC DAG's sensor sees what the fetcher logged.
+pub const LOG_TABLE_ENV: &str = "CHRONON_LOG_TABLE";
 
 /// The partition column when neither the query, the config nor the team names one.
 pub const DEFAULT_PARTITION_COLUMN: &str = "ds";
@@ -179,16 +180,7 @@ fn join_jobs(repo: &Repo, loaded: &LoadedConfig, join: &Join, out: &mut Vec<Job>
     if join.metadata.check_consistency() && logging {
         let logged = naming::logged_table(&output);
         let comparison = naming::comparison_table(&output);
-        let log_table = repo
-            .teams
-            .layered_env(&join.metadata, Mode::LogFlattener.as_str(), "production")
-            .get("CHRONON_LOG_TABLE")
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_LOG_TABLE.to_owned());
-        let mut log_partition = dependency_on(&log_table, DEFAULT_PARTITION_COLUMN, 0);
-        log_partition
-            .sub_partitions
-            .push(("name".to_owned(), loaded.name().to_owned()));
+        let log_partition = log_partition_of(repo, join, &output, loaded.name());
         out.push(job(
             loaded,
             Mode::LogFlattener,
@@ -207,6 +199,35 @@ fn join_jobs(repo: &Repo, loaded: &LoadedConfig, join: &Join, out: &mut Vec<Job>
             vec![naming::consistency_table(&output)],
             vec![dependency_on(&comparison, DEFAULT_PARTITION_COLUMN, 0)],
         ));
+    }
+}
+
+/// The partition of the fetch log the OOC DAG waits for: the Join's sub-partition of Chronon's
+/// shared log table when `CHRONON_LOG_TABLE` names one, else chronoflow's `<join output>_log`.
+fn log_partition_of(
+    repo: &Repo,
+    join: &Join,
+    output: &str,
+    join_name: &str,
+) -> PartitionDependency {
+    let shared = repo
+        .teams
+        .layered_env(&join.metadata, Mode::LogFlattener.as_str(), "production")
+        .get(LOG_TABLE_ENV)
+        .cloned();
+    match shared {
+        Some(table) => {
+            let mut partition = dependency_on(&table, DEFAULT_PARTITION_COLUMN, 0);
+            partition
+                .sub_partitions
+                .push(("name".to_owned(), join_name.to_owned()));
+            partition
+        }
+        None => dependency_on(
+            &naming::fetch_log_table(output),
+            DEFAULT_PARTITION_COLUMN,
+            0,
+        ),
     }
 }
 

@@ -51,10 +51,8 @@ fn served_and_logged_with(upload: fn(Setup) -> Setup) -> (Setup, Fetched) {
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&conf).unwrap()).unwrap();
     v["metaData"]["samplePercent"] = json!(100.0);
     v["metaData"]["customJson"] = json!(r#"{"check_consistency": true, "lag": 0}"#);
-    // The OOC DAG's sensor waits on CHRONON_LOG_TABLE (Chronon's shared log table by default);
-    // chronoflow logs each Join to `<join>_log`.
-    v["metaData"]["modeToEnvMap"] =
-        json!({"log-flattener": {"CHRONON_LOG_TABLE": format!("{OUTPUT}_log")}});
+    // No CHRONON_LOG_TABLE: the OOC DAG's sensor waits on `<join>_log`, where the fetcher logs
+    // (regression: it waited on Chronon's shared log table, which nothing here writes).
     std::fs::write(&conf, v.to_string()).unwrap();
     s.repo = repo;
     let s = upload(s);
