@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::late_data::{late_rows_changes, uploaded_then_late_rows};
 use common::quickstart::*;
 use common::{free_port, http, wait_for_port};
 use serde_json::{Map, Value, json};
@@ -469,4 +470,180 @@ fn a_stale_batch_is_counted_feature_by_feature() {
         };
         assert_eq!(counted as usize, want, "{f}: {row:?}");
     }
+}
+
+/// Late data: purchases and returns rows land in the batch day's partitions after the upload and
+/// are never streamed. Each feature's inconsistent rows equal the logged rows whose backfilled
+/// value the late rows change (the backfill run with and without them, here).
+#[test]
+fn late_source_rows_are_counted_as_the_rows_they_change() {
+    let (s, fetched) = served_and_logged_with(uploaded_then_late_rows);
+    measure(&s);
+    let m = metrics(&s);
+    let conf = format!("{JOINS}/training_set.v2");
+    let late = late_rows_changes(&s, &conf, OUTPUT, &fetched);
+    // Serving answered as the backfill without the late rows: they are the only skew.
+    for (user, ts, features) in &fetched {
+        let without = &late.without[&(user.to_string(), *ts)];
+        assert_same(features, without, &format!("user {user} at {ts}"));
+    }
+    let changed = |prefix: &str| -> usize {
+        late.per_feature
+            .iter()
+            .filter(|(f, _)| f.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert!(
+        changed("quickstart_purchases") > 0,
+        "{:?}",
+        late.per_feature
+    );
+    assert!(changed("quickstart_returns") > 0, "{:?}", late.per_feature);
+    println!(
+        "late data: {} of {} logged rows changed: {:?}",
+        late.rows,
+        fetched.len(),
+        late.per_feature
+    );
+    for (f, row) in &m {
+        let counted = ["mismatches", "online_null_only", "offline_null_only"]
+            .iter()
+            .map(|c| row[*c].as_u64().unwrap())
+            .sum::<u64>();
+        let want = if f == "__overall__" {
+            late.rows
+        } else {
+            late.per_feature[f.as_str()]
+        };
+        assert_eq!(counted as usize, want, "{f}: {row:?}");
+    }
+    let overall = m["__overall__"]["consistency_rate"].as_f64().unwrap();
+    assert!(overall < 0.99, "{overall}");
+}
+
+/// Writes `<OUTPUT>_comparison` for `days` days from 2023-11-20: a numeric and a text feature
+/// that shift on `shift_day` (both sides), and a numeric and a text feature that never do.
+fn synthetic_comparison(s: &Setup, days: i64, shift_day: i64) {
+    let mut text = String::from(
+        "ds,user_id,ts,score_shift,score_shift_online,plan_shift,plan_shift_online,score_stable,score_stable_online,country,country_online\n",
+    );
+    // A fixed-seed LCG: the same data on every run.
+    let mut state: u64 = 42;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let start = epoch_day("2023-11-20");
+    for day in 0..days {
+        let ds = civil(start / DAY_MS + day);
+        let shifted = day == shift_day;
+        for row in 0..1000 {
+            let score = next() * 100.0 + if shifted { 30.0 } else { 0.0 };
+            let plan_draw = next();
+            let plan = match (shifted, plan_draw) {
+                (false, p) if p < 0.7 => "basic",
+                (false, p) if p < 0.9 => "plus",
+                (true, p) if p < 0.2 => "basic",
+                (true, p) if p < 0.4 => "plus",
+                _ => "pro",
+            };
+            let stable = next() * 10.0;
+            let country = ["us", "fr", "de", "jp", "br"][row % 5];
+            let ts = start + day * DAY_MS + row as i64;
+            text.push_str(&format!(
+                "{ds},{row},{ts},{score:.4},{score:.4},{plan},{plan},{stable:.4},{stable:.4},{country},{country}\n"
+            ));
+        }
+    }
+    let csv = s.dir.path().join("comparison.csv");
+    std::fs::write(&csv, text).unwrap();
+    s.import(&format!("{OUTPUT}_comparison"), &csv);
+}
+
+/// Drift: a feature whose distribution shifts on one day of ten has a PSI above 0.2 (the default
+/// drift threshold) that day only, on both sides; stable features stay below it. Through the
+/// binary's consistency-metrics-compute over real comparison partitions.
+#[test]
+fn drift_psi_passes_the_threshold_on_the_shifted_day_only() {
+    let s = Setup::new(None);
+    let (days, shift_day) = (10, 6);
+    synthetic_comparison(&s, days, shift_day);
+    let first = "2023-11-20";
+    let last = civil(epoch_day(first) / DAY_MS + days - 1);
+    let out = s.job(
+        "consistency-metrics-compute",
+        &format!("{JOINS}/training_set.v2"),
+        &["--start-ds", first, "--end-ds", &last],
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    println!("{stdout}");
+    assert!(
+        stdout.contains("drift quickstart.training_set.v2 ds=2023-11-26"),
+        "{stdout}"
+    );
+
+    // The table contract: these columns, in this order.
+    let csv = s.run(&[
+        "table",
+        "export",
+        &format!("{OUTPUT}_drift"),
+        "--ds",
+        first,
+        "--format",
+        "csv",
+    ]);
+    let header = String::from_utf8(csv.stdout).unwrap();
+    assert_eq!(
+        header.lines().next().unwrap(),
+        // (`ds` is the partition column the export adds)
+        "feature,side,rows,null_rate,distinct_estimate,mean,p05,p25,p50,p75,p95,psi,baseline_days,ds",
+    );
+
+    for day in 0..days {
+        let ds = civil(epoch_day(first) / DAY_MS + day);
+        let rows = s.export(&format!("{OUTPUT}_drift"), &ds);
+        assert_eq!(rows.len(), 8, "{ds}: 4 features x 2 sides: {rows:?}");
+        for r in &rows {
+            let (feature, side) = (r["feature"].as_str().unwrap(), r["side"].as_str().unwrap());
+            let context = format!("{ds} {feature} {side}: {r:?}");
+            assert_eq!(r["rows"], json!(1000), "{context}");
+            assert_eq!(r["null_rate"], json!(0.0), "{context}");
+            assert_eq!(r["baseline_days"], json!(day.min(7)), "{context}");
+            let numeric = feature.starts_with("score");
+            assert_eq!(r["p50"].is_null(), !numeric, "{context}");
+            assert_eq!(r["mean"].is_null(), !numeric, "{context}");
+            if feature == "country" {
+                assert_eq!(r["distinct_estimate"], json!(5), "{context}");
+            }
+            if day == 0 {
+                assert!(r["psi"].is_null(), "no baseline: {context}");
+                continue;
+            }
+            let psi = r["psi"].as_f64().unwrap();
+            if feature.ends_with("_shift") && day == shift_day {
+                assert!(psi > 0.2, "{context}");
+            } else {
+                assert!(psi < 0.2, "{context}");
+            }
+        }
+        let median = rows
+            .iter()
+            .find(|r| r["feature"] == "score_stable" && r["side"] == "online")
+            .unwrap()["p50"]
+            .as_f64()
+            .unwrap();
+        assert!((4.0..6.0).contains(&median), "{ds}: median {median}");
+    }
+
+    // Deterministic: a rerun writes the same figures.
+    let before = s.export(&format!("{OUTPUT}_drift"), "2023-11-29");
+    s.job(
+        "consistency-metrics-compute",
+        &format!("{JOINS}/training_set.v2"),
+        &["--ds", "2023-11-29"],
+    );
+    assert_eq!(s.export(&format!("{OUTPUT}_drift"), "2023-11-29"), before);
 }

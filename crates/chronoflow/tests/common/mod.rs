@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod late_data;
 pub mod quickstart;
 
 use std::io::{Read, Write};
