@@ -71,6 +71,22 @@ pub struct Metrics {
     pub sensor_pokes: AtomicU64,
     pub runs_created: AtomicU64,
     finished: [AtomicU64; 9],
+    /// Families other parts of the process export here (the fetch log's counters in
+    /// `standalone`), appended to every render.
+    sources: Sources,
+}
+
+/// Appends metric families in Prometheus' text format.
+pub type MetricSource = Box<dyn Fn(&mut String) + Send + Sync>;
+
+#[derive(Default)]
+struct Sources(Mutex<Vec<MetricSource>>);
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
+        write!(f, "Sources({n})")
+    }
 }
 
 impl Metrics {
@@ -90,6 +106,15 @@ impl Metrics {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push((task(), event, now));
         }
+    }
+
+    /// Adds families that every render appends.
+    pub fn add_source(&self, source: MetricSource) {
+        self.sources
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(source);
     }
 
     pub fn task_finished(&self, state: TaskState) {
@@ -148,6 +173,15 @@ impl Metrics {
             "chronoflow_dispatch_latency_seconds",
             "From a task's upstream done to its start on a worker.",
         );
+        for source in self
+            .sources
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            source(&mut out);
+        }
         out
     }
 }

@@ -16,18 +16,14 @@ use chronoflow_config::naming::{
 use chronoflow_config::{Config, ConfigKind, Join, JoinPart};
 use chronoflow_engine::features::out_json;
 use chronoflow_engine::online::{BatchValue, Key, OnlineGroupBy};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::codec::{self, SERVING_INFO_KEY, StoredConfig, StoredServingInfo};
 use crate::error::{Result, ServeError};
 use crate::kv::SharedKv;
 use crate::logging::{FetchLogger, LoggedJoin};
 use crate::upload::metadata_dataset;
-
-/// A key set as requests send it: key column -> value.
-pub type KeySet = Map<String, Value>;
-/// Feature -> value for one key set.
-pub type Features = Map<String, Value>;
+use crate::{Features, KeySet};
 
 /// How long a Join definition is used before it is read again.
 const JOIN_TTL: Duration = Duration::from_secs(10);
@@ -67,6 +63,11 @@ impl Fetcher {
             joins: RwLock::default(),
             logger,
         }
+    }
+
+    /// The fetch logger, when fetches are logged.
+    pub fn logger(&self) -> Option<&FetchLogger> {
+        self.logger.as_ref()
     }
 
     /// Features of GroupBy `name` for each key set, at `at` (epoch millis).

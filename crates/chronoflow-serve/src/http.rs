@@ -2,7 +2,10 @@
 //! - `POST /v1/fetch/join/<name>` and `POST /v1/fetch/groupby/<name>` take a JSON array of key
 //!   sets (or one key set) and `?at_millis=T` (default: now), and answer
 //!   `{"results": [{"status": "Success", "entityKeys": {...}, "features": {...}}]}`;
-//! - `GET /health`.
+//! - `POST /v1/log/flush` commits the fetch log written so far and answers the logger's counters
+//!   (`{"written", "dropped", "failed_writes", "pending"}`): what it reports as written is
+//!   acknowledged, a restart does not lose it; 404 when fetches are not logged;
+//! - `GET /health`; `GET /metrics` (the fetch log's counters) on the fetcher's own port.
 //!
 //! Unknown names are 404, unreadable bodies, query strings and keys 400, a KV store that cannot
 //! be reached 503; a Join part that fails is an `<prefix>_exception` feature, and the request
@@ -26,8 +29,9 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::error::ServeError;
-use crate::fetcher::{Features, Fetcher, KeySet};
+use crate::fetcher::Fetcher;
 use crate::server::{self, ServerLimits};
+use crate::{Features, KeySet};
 
 #[derive(Debug, Deserialize)]
 struct FetchParams {
@@ -76,8 +80,37 @@ pub fn router(fetcher: Arc<Fetcher>, limits: FetchLimits) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/v1/fetch/join/{*name}", post(fetch_join))
         .route("/v1/fetch/groupby/{*name}", post(fetch_group_by))
+        .route("/v1/log/flush", post(flush_log))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(served)
+}
+
+async fn flush_log(State(served): State<Arc<Served>>) -> Response {
+    match served.fetcher.logger() {
+        Some(logger) => axum::Json(logger.flush().await).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "fetches are not logged by this server".to_owned(),
+        ),
+    }
+}
+
+/// The fetcher's own `/metrics` (its port alone; `standalone` exports the same families on the
+/// scheduler's `/metrics`).
+fn metrics_router(fetcher: Arc<Fetcher>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let fetcher = fetcher.clone();
+            async move {
+                let mut text = String::new();
+                if let Some(logger) = fetcher.logger() {
+                    logger.render_metrics(&mut text);
+                }
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+            }
+        }),
+    )
 }
 
 pub fn now_millis() -> i64 {
@@ -258,7 +291,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     server::serve(
         listener,
-        router(fetcher, fetch_limits),
+        router(fetcher.clone(), fetch_limits).merge(metrics_router(fetcher)),
         server_limits,
         shutdown,
     )

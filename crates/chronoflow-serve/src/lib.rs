@@ -16,3 +16,8 @@ pub mod upload;
 
 pub use error::{Result, ServeError};
 pub use fetcher::Fetcher;
+
+/// A key set as requests send it: key column -> value.
+pub type KeySet = serde_json::Map<String, serde_json::Value>;
+/// Feature -> value for one key set.
+pub type Features = serde_json::Map<String, serde_json::Value>;

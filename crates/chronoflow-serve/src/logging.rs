@@ -1,11 +1,18 @@
 //! Fetch logging (SPEC §4.6): a key-consistent sample of Join requests and responses, plus one
-//! schema event per Join version, written to the warehouse table `<join output>_log`,
+//! schema event per Join version and day, written to the warehouse table `<join output>_log`,
 //! partitioned by `ds` (one table per Join, so partitioned by Join, then by day).
 //!
 //! The fetch path only hashes the key and hands the record to a bounded channel (`try_send`):
 //! it never waits on the writer. When the writer falls behind, records are dropped and counted.
+//!
+//! A record is acknowledged as logged once its write committed (the warehouse's append is atomic:
+//! a crash mid-write leaves no partial file visible). Writes happen every flush interval, when a
+//! batch fills, on `flush` and when the logger stops (SIGINT/SIGTERM of `serve` and
+//! `standalone`); a failed write is retried on the next one, its records kept up to the channel's
+//! capacity. Only records not yet acknowledged can be lost, by a kill -9 or a power cut.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,12 +24,14 @@ use chronoflow_config::PartitionDate;
 use chronoflow_config::naming::fetch_log_table;
 use chronoflow_engine::window::date_of;
 use chronoflow_engine::{TableName, Warehouse};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::fetcher::{Features, KeySet};
+use crate::{Features, KeySet};
 
-/// Records buffered between the fetch path and the writer.
+/// Records buffered between the fetch path and the writer; also the most a failing writer keeps
+/// for its retry.
 const CAPACITY: usize = 100_000;
 /// Records per write at most.
 const BATCH: usize = 50_000;
@@ -40,12 +49,13 @@ pub struct LoggedJoin<'a> {
 struct LogRecord {
     table: String,
     ds: PartitionDate,
-    event: &'static str,
     join: String,
     ts_millis: i64,
     schema_hash: String,
-    key_json: Option<String>,
+    key_json: String,
     value_json: String,
+    /// The schema event of the record's Join version, written once per day and version.
+    schema_json: Arc<str>,
 }
 
 enum Message {
@@ -53,12 +63,35 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// What happened to the records handed to the logger, since it started.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Committed to the warehouse: acknowledged.
+    written: AtomicU64,
+    /// Never written: the channel was full, or a failing writer's retry buffer overflowed.
+    dropped: AtomicU64,
+    /// Write attempts that failed (their records are retried).
+    failed_writes: AtomicU64,
+    /// Held by the writer, not yet committed.
+    pending: AtomicU64,
+}
+
+/// A snapshot of the logger's counters (the `POST /v1/log/flush` answer and `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LogStats {
+    pub written: u64,
+    pub dropped: u64,
+    pub failed_writes: u64,
+    pub pending: u64,
+}
+
 /// The handle the fetcher logs through; cheap to share.
 #[derive(Clone)]
 pub struct FetchLogger {
     tx: mpsc::Sender<Message>,
-    dropped: Arc<AtomicU64>,
-    schemas: Arc<Mutex<HashSet<(String, String)>>>,
+    counters: Arc<Counters>,
+    /// The schema event of each (Join, version) seen, built once.
+    schemas: Arc<Mutex<HashMap<(String, String), Arc<str>>>>,
 }
 
 /// Whether a key set is in a `percent` sample: decided by a hash of its key values alone, so a
@@ -76,6 +109,13 @@ impl FetchLogger {
     /// Starts the writer task, flushing every `every`.
     pub fn start(warehouse: Warehouse, every: Duration) -> FetchLogger {
         let (tx, rx) = mpsc::channel(CAPACITY);
+        let counters = Arc::new(Counters::default());
+        let writer = Writer {
+            warehouse,
+            counters: counters.clone(),
+            pending: Vec::new(),
+            schemas_written: HashSet::new(),
+        };
         std::thread::Builder::new()
             .name("fetch-log-writer".to_owned())
             .spawn(move || {
@@ -84,19 +124,49 @@ impl FetchLogger {
                     .enable_all()
                     .build()
                     .expect("a runtime for the log writer");
-                runtime.block_on(write_loop(warehouse, rx, every));
+                runtime.block_on(writer.run(rx, every));
             })
             .expect("spawning the log writer");
         FetchLogger {
             tx,
-            dropped: Arc::default(),
+            counters,
             schemas: Arc::default(),
         }
     }
 
-    /// Records dropped because the writer fell behind.
+    /// Records dropped so far (never written).
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> LogStats {
+        let c = &self.counters;
+        LogStats {
+            written: c.written.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            failed_writes: c.failed_writes.load(Ordering::Relaxed),
+            pending: c.pending.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Appends the logger's counters in Prometheus' text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        let s = self.stats();
+        let _ = writeln!(
+            out,
+            "# HELP chronoflow_fetch_log_records_total Fetch-log records: written (committed, acknowledged) or dropped (never written: the writer fell behind or kept failing).\n\
+             # TYPE chronoflow_fetch_log_records_total counter\n\
+             chronoflow_fetch_log_records_total{{outcome=\"written\"}} {}\n\
+             chronoflow_fetch_log_records_total{{outcome=\"dropped\"}} {}\n\
+             # HELP chronoflow_fetch_log_write_failures_total Failed fetch-log writes (their records are retried).\n\
+             # TYPE chronoflow_fetch_log_write_failures_total counter\n\
+             chronoflow_fetch_log_write_failures_total {}\n\
+             # HELP chronoflow_fetch_log_pending_records Fetch-log records held by the writer, not yet committed.\n\
+             # TYPE chronoflow_fetch_log_pending_records gauge\n\
+             chronoflow_fetch_log_pending_records {}",
+            s.written, s.dropped, s.failed_writes, s.pending
+        );
     }
 
     /// Logs the sampled share of one fetch of a Join.
@@ -106,32 +176,7 @@ impl FetchLogger {
         }
         let ds = date_of(at);
         let table = fetch_log_table(join.output_table);
-        let new_schema = self
-            .schemas
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((join.name.to_owned(), join.version.to_owned()));
-        if new_schema {
-            let features: Vec<&String> = responses
-                .first()
-                .map(|r| r.keys().collect())
-                .unwrap_or_default();
-            let schema = json!({
-                "join": join.name,
-                "key_columns": join.key_columns,
-                "features": features,
-            });
-            self.send(LogRecord {
-                table: table.clone(),
-                ds,
-                event: "schema",
-                join: join.name.to_owned(),
-                ts_millis: at,
-                schema_hash: join.version.to_owned(),
-                key_json: None,
-                value_json: schema.to_string(),
-            });
-        }
+        let schema_json = self.schema_of(join, responses);
         for (request, response) in requests.iter().zip(responses) {
             let keys: serde_json::Map<String, Value> = join
                 .key_columns
@@ -145,91 +190,199 @@ impl FetchLogger {
             self.send(LogRecord {
                 table: table.clone(),
                 ds,
-                event: "fetch",
                 join: join.name.to_owned(),
                 ts_millis: at,
                 schema_hash: join.version.to_owned(),
-                key_json: Some(key_json),
+                key_json,
                 value_json: Value::Object(response.clone()).to_string(),
+                schema_json: schema_json.clone(),
             });
         }
     }
 
+    /// The schema event of a Join version: its key columns and the features it serves.
+    fn schema_of(&self, join: &LoggedJoin<'_>, responses: &[Features]) -> Arc<str> {
+        let mut schemas = self.schemas.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (join.name.to_owned(), join.version.to_owned());
+        schemas
+            .entry(key)
+            .or_insert_with(|| {
+                let features: Vec<&String> = responses
+                    .first()
+                    .map(|r| r.keys().collect())
+                    .unwrap_or_default();
+                let schema = json!({
+                    "join": join.name,
+                    "key_columns": join.key_columns,
+                    "features": features,
+                });
+                Arc::from(schema.to_string())
+            })
+            .clone()
+    }
+
     fn send(&self, record: LogRecord) {
         if self.tx.try_send(Message::Record(Box::new(record))).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Writes everything logged so far; returns once it is in the warehouse.
-    pub async fn flush(&self) {
+    /// Writes everything logged so far; returns once the write committed (or failed, leaving the
+    /// records for the next attempt), with the counters after it.
+    pub async fn flush(&self) -> LogStats {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Message::Flush(done)).await.is_ok() {
             let _ = wait.await;
         }
+        self.stats()
     }
 }
 
-async fn write_loop(warehouse: Warehouse, mut rx: mpsc::Receiver<Message>, every: Duration) {
-    let mut buffer: Vec<LogRecord> = Vec::new();
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            message = rx.recv() => match message {
-                Some(Message::Record(r)) => {
-                    buffer.push(*r);
-                    if buffer.len() >= BATCH {
-                        write(&warehouse, &mut buffer).await;
+/// The writer task's state.
+struct Writer {
+    warehouse: Warehouse,
+    counters: Arc<Counters>,
+    /// Records received and not yet committed, oldest first.
+    pending: Vec<LogRecord>,
+    /// (table, day, version) whose schema event is committed in that day's partition.
+    schemas_written: HashSet<(String, PartitionDate, String)>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Message>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(Message::Record(r)) => {
+                        self.pending.push(*r);
+                        self.counters.pending.fetch_add(1, Ordering::Relaxed);
+                        if self.pending.len() >= BATCH {
+                            self.write().await;
+                        }
+                    }
+                    Some(Message::Flush(done)) => {
+                        self.write().await;
+                        let _ = done.send(());
+                    }
+                    None => {
+                        self.write().await;
+                        return;
+                    }
+                },
+                _ = tick.tick() => self.write().await,
+            }
+        }
+    }
+
+    /// Appends the pending records, one file per (table, day), each with the schema events its
+    /// day's partition does not hold yet. A failed write keeps its records for the next attempt
+    /// (the fetch path must not stall on a warehouse outage), up to `CAPACITY`.
+    async fn write(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut groups: BTreeMap<(String, PartitionDate), Vec<LogRecord>> = BTreeMap::new();
+        for r in self.pending.drain(..) {
+            groups.entry((r.table.clone(), r.ds)).or_default().push(r);
+        }
+        let mut failed: Vec<LogRecord> = Vec::new();
+        for ((table, ds), records) in groups {
+            let new_schemas = self.schemas_missing(&table, ds, &records);
+            let batch = log_batch(&records, &new_schemas);
+            let result = async {
+                let name = TableName::parse(&table)?;
+                self.warehouse
+                    .append_partition(&name, "ds", ds, &[batch])
+                    .await
+            }
+            .await;
+            match result {
+                Ok(_) => {
+                    let n = records.len() as u64;
+                    self.counters.written.fetch_add(n, Ordering::Relaxed);
+                    self.counters.pending.fetch_sub(n, Ordering::Relaxed);
+                    for (version, _) in new_schemas {
+                        self.schemas_written.insert((table.clone(), ds, version));
                     }
                 }
-                Some(Message::Flush(done)) => {
-                    write(&warehouse, &mut buffer).await;
-                    let _ = done.send(());
+                Err(e) => {
+                    self.counters.failed_writes.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(table, %ds, records = records.len(), error = %e, "fetch log write failed: retried on the next write");
+                    failed.extend(records);
                 }
-                None => {
-                    write(&warehouse, &mut buffer).await;
-                    return;
-                }
-            },
-            _ = tick.tick() => write(&warehouse, &mut buffer).await,
+            }
         }
+        if failed.len() > CAPACITY {
+            let excess = failed.len() - CAPACITY;
+            failed.drain(..excess);
+            self.counters
+                .dropped
+                .fetch_add(excess as u64, Ordering::Relaxed);
+            self.counters
+                .pending
+                .fetch_sub(excess as u64, Ordering::Relaxed);
+        }
+        self.pending = failed;
+        self.forget_old_days();
+    }
+
+    /// The schema events (version, event JSON) a write of `records` to `table`'s partition `ds`
+    /// must carry: one per version not yet written there by this writer. (After a restart they
+    /// are written again; the flattener reads duplicates of a version's event as one.)
+    fn schemas_missing(
+        &self,
+        table: &str,
+        ds: PartitionDate,
+        records: &[LogRecord],
+    ) -> Vec<(String, (i64, Arc<str>))> {
+        let mut missing: BTreeMap<String, (i64, Arc<str>)> = BTreeMap::new();
+        for r in records {
+            let key = (table.to_owned(), ds, r.schema_hash.clone());
+            if self.schemas_written.contains(&key) {
+                continue;
+            }
+            let entry = missing
+                .entry(r.schema_hash.clone())
+                .or_insert_with(|| (r.ts_millis, r.schema_json.clone()));
+            entry.0 = entry.0.min(r.ts_millis);
+        }
+        missing.into_iter().collect()
+    }
+
+    /// Keeps the memory of written schema events to the last few days.
+    fn forget_old_days(&mut self) {
+        let Some(newest) = self.schemas_written.iter().map(|(_, ds, _)| *ds).max() else {
+            return;
+        };
+        let horizon = newest.add_days(-2);
+        self.schemas_written.retain(|(_, ds, _)| *ds >= horizon);
     }
 }
 
-/// Appends the buffered records, one file per (table, day). A failed write is logged and its
-/// records dropped: the fetch path must not stall on a warehouse outage.
-async fn write(warehouse: &Warehouse, buffer: &mut Vec<LogRecord>) {
-    let mut groups: BTreeMap<(String, PartitionDate), Vec<LogRecord>> = BTreeMap::new();
-    for r in buffer.drain(..) {
-        groups.entry((r.table.clone(), r.ds)).or_default().push(r);
-    }
-    for ((table, ds), records) in groups {
-        let result = async {
-            let name = TableName::parse(&table)?;
-            warehouse
-                .append_partition(&name, "ds", ds, &[log_batch(&records)])
-                .await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(table, %ds, records = records.len(), error = %e, "fetch log write failed");
-        }
-    }
-}
-
-fn log_batch(records: &[LogRecord]) -> RecordBatch {
+/// The rows of one write: the schema events first, then the fetches.
+fn log_batch(records: &[LogRecord], schemas: &[(String, (i64, Arc<str>))]) -> RecordBatch {
     let mut event = StringBuilder::new();
     let mut join = StringBuilder::new();
     let mut ts = Int64Builder::new();
     let mut schema_hash = StringBuilder::new();
     let mut key_json = StringBuilder::new();
     let mut value_json = StringBuilder::new();
+    let join_name = records.first().map(|r| r.join.as_str()).unwrap_or_default();
+    for (version, (at, schema)) in schemas {
+        event.append_value("schema");
+        join.append_value(join_name);
+        ts.append_value(*at);
+        schema_hash.append_value(version);
+        key_json.append_null();
+        value_json.append_value(schema.as_ref());
+    }
     for r in records {
-        event.append_value(r.event);
+        event.append_value("fetch");
         join.append_value(&r.join);
         ts.append_value(r.ts_millis);
         schema_hash.append_value(&r.schema_hash);
-        key_json.append_option(r.key_json.as_deref());
+        key_json.append_value(&r.key_json);
         value_json.append_value(&r.value_json);
     }
     let schema = Schema::new(vec![

@@ -61,8 +61,10 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let fetcher = Arc::new(Fetcher::new(kv, logger.clone()));
         tracing::info!(address = %listener.local_addr()?, kv = %args.kv.kv, "fetcher listening");
         eprintln!("fetcher listening on http://{}", listener.local_addr()?);
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+        // SIGTERM as well as Ctrl-C: what a service manager sends, and the logger must drain.
+        let mut stop = super::service::shutdown_signal();
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
         };
         chronoflow_serve::http::serve(
             listener,
@@ -73,11 +75,18 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
         if let Some(logger) = logger {
-            logger.flush().await;
-            if logger.dropped() > 0 {
+            let stats = logger.flush().await;
+            tracing::info!(
+                written = stats.written,
+                dropped = stats.dropped,
+                pending = stats.pending,
+                "fetch log flushed"
+            );
+            if stats.dropped > 0 || stats.pending > 0 {
                 tracing::warn!(
-                    records = logger.dropped(),
-                    "fetch log records dropped: the writer fell behind"
+                    dropped = stats.dropped,
+                    unwritten = stats.pending,
+                    "fetch log records lost: the writer fell behind or the warehouse failed"
                 );
             }
         }

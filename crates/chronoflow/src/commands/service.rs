@@ -321,7 +321,7 @@ impl StreamLauncher for InProcessLauncher {
 }
 
 /// Turns true on the first Ctrl-C (or SIGTERM); a second one exits at once.
-fn shutdown_signal() -> watch::Receiver<bool> {
+pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         let mut term =
@@ -450,6 +450,9 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
             Warehouse::open(&s.warehouse.warehouse)?,
             Duration::from_secs(5),
         );
+        let exported = logger.clone();
+        p.metrics
+            .add_source(Box::new(move |out| exported.render_metrics(out)));
         let fetcher = Arc::new(Fetcher::new(kv.clone(), Some(logger.clone())));
         let api = match listener {
             Some(listener) => {
