@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Fetch logging and the consistency jobs at scale.
+#
+#   bench/consistency.sh            (USERS=10000 LOGGED=1000000 DURATION=10s LEVELS="1 32" RATE=5000)
+#
+# A. What logging costs on the fetch path: the Join quickstart.training_set.v2 fetched one key set
+#    per request with wrk (bench/serve/load.sh), by the same server build with logging off
+#    (`--no-fetch-log`) and at samplePercent 100, closed-loop at each of LEVELS and paced at RATE.
+# B. The three consistency jobs on LOGGED logged fetches of one day: a Python driver sends them
+#    (100 key sets per request, each request at its own time of 2023-11-30), POST /v1/log/flush
+#    acknowledges them, then log-flattener, build-comparison-table and consistency-metrics-compute
+#    run one after another under /usr/bin/time (wall time and peak RSS of each). For reference,
+#    DuckDB computes the same per-feature mismatch counts from the comparison table chronoflow wrote.
+# Data: bench/serve's synthetic month of purchases and returns for $USERS users.
+# Results: .bench/consistency/results.jsonl and a table on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"; W="$ROOT/.bench/consistency"; PY="$ROOT/.bench/duckdb/bin/python"
+USERS=${USERS:-10000}; LOGGED=${LOGGED:-1000000}; LEVELS=(${LEVELS:-1 32})
+export DURATION=${DURATION:-10s}; RATE_TARGET=${RATE:-5000}; unset RATE
+PORT=${PORT:-9110}
+BATCH=2023-11-29; DAY=2023-11-30; AT=$(( (19691 + 1) * 86400000 + 12 * 3600000 ))   # DAY 12:00 UTC
+JOIN=compiled/production/joins/quickstart/training_set.v2; gb=compiled/production/group_bys/quickstart
+
+if [ -z "${CHRONOFLOW_BIN:-}" ]; then
+  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/rel}" cargo build -q --release -p chronoflow
+fi
+cf="${CHRONOFLOW_BIN:-${CARGO_TARGET_DIR:-$ROOT/target/rel}/release/chronoflow}"
+command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
+if [ ! -x "$PY" ]; then
+  python3 -m venv "$ROOT/.bench/duckdb" && "$PY" -m pip install -q --upgrade pip && "$PY" -m pip install -q duckdb==2.0.0 pyarrow
+fi
+
+pid=""; trap 'if [ -n "$pid" ]; then kill $pid 2>/dev/null || true; fi' EXIT
+rm -rf "$W"; mkdir -p "$W"
+export CHRONOFLOW_WAREHOUSE="$W/warehouse" CHRONOFLOW_KV="$W/kv"
+# The quickstart repo with the Join logging every fetch and checking consistency.
+repo="$W/repo"; cp -r fixtures/chronon/quickstart "$repo"
+"$PY" - "$repo/$JOIN" <<'PYEOF'
+import json, sys
+p = sys.argv[1]; v = json.load(open(p))
+v["metaData"]["samplePercent"] = 100.0
+v["metaData"]["customJson"] = json.dumps({"check_consistency": True, "lag": 0})
+json.dump(v, open(p, "w"))
+PYEOF
+
+echo "== data: $USERS users, purchases and returns 2023-11-01..$DAY"
+"$PY" - "$W" "$USERS" <<'PYEOF'
+import random, sys, datetime
+out, users = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(7)
+day0 = datetime.date(2023, 11, 1)
+for table, col in (("purchases", "purchase_price"), ("returns", "refund_amt")):
+    with open(f"{out}/{table}.csv", "w") as f:
+        f.write(f"ds,ts,id,user_id,product_id,{col}\n")
+        for u in range(users):
+            for k in range(rnd.randint(1, 8)):
+                d = day0 + datetime.timedelta(days=rnd.randint(0, 29))
+                ts = int(datetime.datetime(d.year, d.month, d.day, tzinfo=datetime.timezone.utc).timestamp() * 1000) + rnd.randint(0, 86399999)
+                f.write(f"{d},{ts},{table[0]}{u}-{k},{u},{rnd.randint(1, 99)},{rnd.randint(5, 500)}\n")
+PYEOF
+for t in purchases returns; do "$cf" table import "data.$t" "$W/$t.csv" >/dev/null; done
+for g in purchases returns; do
+  "$cf" run --mode upload --repo "$repo" --conf "$gb/$g.v1" --ds "$BATCH" 2>&1 | tail -1
+  "$cf" run --mode upload-to-kv --repo "$repo" --conf "$gb/$g.v1" --ds "$BATCH" 2>&1 | tail -1
+done
+"$cf" run --mode metadata-upload --repo "$repo" --conf "$JOIN" 2>&1 | tail -1
+"$cf" run --mode streaming --repo "$repo" --conf "$gb/returns.v1" --replay-table data.returns --since "$BATCH" 2>&1 | tail -1
+
+serve() {  # extra flags...
+  "$cf" serve --listen "127.0.0.1:$PORT" "$@" 2>>"$W/serve.log" & pid=$!
+  until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do sleep 0.1; done
+}
+stop() { kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+
+echo "== A. fetch latency, logging off vs 100%"
+seq 0 $((USERS - 1)) | shuf --random-source=<(yes) > "$W/keys.txt"
+echo '[{"user_id": {{KEY}}}]' > "$W/body.json"
+url="http://127.0.0.1:$PORT/v1/fetch/join/quickstart.training_set.v2?at_millis=$AT"
+: > "$W/results.jsonl"
+for logging in off on; do
+  flags=(); [ "$logging" = off ] && flags=(--no-fetch-log)
+  serve ${flags[@]+"${flags[@]}"}
+  for c in "${LEVELS[@]}"; do
+    LABEL="logging-$logging" bench/serve/load.sh "$url" "$W/body.json" "$W/keys.txt" "$c" | tee -a "$W/results.jsonl"
+  done
+  RATE="$RATE_TARGET" LABEL="logging-$logging@${RATE_TARGET}rps" bench/serve/load.sh "$url" "$W/body.json" "$W/keys.txt" 32 | tee -a "$W/results.jsonl"
+  if [ "$logging" = on ]; then
+    echo "log counters after part A: $(curl -sf -X POST "http://127.0.0.1:$PORT/v1/log/flush")"
+  fi
+  stop
+done
+python3 bench/serve/table.py "$W/results.jsonl"
+
+echo "== B. $LOGGED logged fetches of $DAY through the three jobs"
+# Part A logged into DAY too: start its log over.
+rm -rf "$W/warehouse/default/quickstart_training_set_v2_log"
+serve
+start=$(date +%s.%N)
+"$PY" - "$PORT" "$USERS" "$LOGGED" <<'PYEOF'
+import http.client, json, random, sys
+port, users, logged = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+rnd = random.Random(11)
+day = (19691 + 1) * 86400000
+conn = http.client.HTTPConnection("127.0.0.1", port)
+per = 100
+for i in range(logged // per):
+    body = json.dumps([{"user_id": rnd.randrange(users)} for _ in range(per)])
+    at = day + rnd.randrange(86400000)
+    conn.request("POST", f"/v1/fetch/join/quickstart.training_set.v2?at_millis={at}", body, {"Content-Type": "application/json"})
+    r = conn.getresponse(); r.read()
+    assert r.status == 200, r.status
+PYEOF
+ack=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/log/flush")
+echo "sent in $(echo "$(date +%s.%N) - $start" | bc) s; log counters: $ack"
+stop
+for mode in log-flattener build-comparison-table consistency-metrics-compute; do
+  /usr/bin/time -f "%e %M" -o "$W/time_$mode" "$cf" run --mode "$mode" --repo "$repo" --conf "$JOIN" --ds "$DAY" > "$W/$mode.out" 2>&1
+  read -r secs kb < "$W/time_$mode"
+  echo "{\"label\":\"job $mode\",\"seconds\":$secs,\"peak_rss_mb\":$(( kb / 1024 ))}" | tee -a "$W/results.jsonl"
+  tail -2 "$W/$mode.out"
+done
+echo "== DuckDB 2.0: per-feature mismatches from the same comparison table"
+"$PY" - "$W/warehouse" <<'PYEOF'
+import duckdb, glob, sys, time
+files = glob.glob(f"{sys.argv[1]}/default/quickstart_training_set_v2_comparison/ds=2023-11-30/*.parquet")
+t = time.time()
+con = duckdb.connect()
+cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({files!r})").fetchall()]
+features = [c[: -len("_online")] for c in cols if c.endswith("_online")]
+sums = ", ".join(
+    f"sum(CASE WHEN \"{f}\" IS NOT NULL AND \"{f}_online\" IS NOT NULL AND \"{f}\"::VARCHAR <> \"{f}_online\"::VARCHAR THEN 1 ELSE 0 END)"
+    for f in features)
+row = con.execute(f"SELECT count(*), {sums} FROM read_parquet({files!r})").fetchone()
+print(f'{{"label":"duckdb mismatches from the comparison table","seconds":{time.time() - t:.2f},"rows":{row[0]},"mismatching_features":{sum(1 for x in row[1:] if x)}}}')
+PYEOF
