@@ -93,10 +93,17 @@ impl ConsistencyJob {
             }
             ConsistencyJob::BuildComparisonTable => {
                 let r = build_comparison(warehouse, loaded, join, ds).await?;
-                vec![format!(
-                    "build-comparison-table {name} ds={ds}: {} rows, {} features into {}",
-                    r.rows, r.features, r.table
-                )]
+                let mut lines = vec![format!(
+                    "build-comparison-table {name} ds={ds}: {} rows, {} features into {}; {} logged features the current Join no longer has, not compared",
+                    r.rows,
+                    r.features,
+                    r.table,
+                    r.not_compared.len()
+                )];
+                lines.extend(r.not_compared.iter().map(|(f, values)| {
+                    format!("warning: {f}: {values} logged values of a feature the current Join no longer has, not compared")
+                }));
+                lines
             }
             ConsistencyJob::ConsistencyMetricsCompute => {
                 let comparison = read_comparison(warehouse, loaded, ds).await?;
@@ -479,6 +486,9 @@ pub struct ComparisonReport {
     pub table: String,
     pub rows: usize,
     pub features: usize,
+    /// Logged features the current Join no longer computes (served by an older version), with
+    /// their logged values: not compared, as no backfill value exists to compare them with.
+    pub not_compared: Vec<(String, usize)>,
 }
 
 /// `build-comparison-table`: `<join>_logged` of `ds` through the Join's backfill into
@@ -561,6 +571,7 @@ pub async fn build_comparison(
         columns.push(c.clone());
     }
     let mut features = 0;
+    let mut not_compared = Vec::new();
     for f in logged.schema().fields() {
         let name = f.name();
         if keys.contains(name) || name == TS_COLUMN || name == VERSION_COLUMN {
@@ -571,6 +582,15 @@ pub async fn build_comparison(
             .as_ref()
             .and_then(|o| o.column_by_name(name))
             .cloned();
+        if offline.is_some() && offline_column.is_none() {
+            // Not the current Join's: comparing it with nothing would count every served
+            // value as skew. Reported instead (a column all null that day holds nothing).
+            let values = online.len() - online.null_count();
+            if values > 0 {
+                not_compared.push((name.clone(), values));
+            }
+            continue;
+        }
         let (offline_column, online) = side_by_side(offline_column, online, name)?;
         fields.push(Field::new(name, offline_column.data_type().clone(), true));
         columns.push(offline_column);
@@ -597,6 +617,7 @@ pub async fn build_comparison(
         table,
         rows,
         features,
+        not_compared,
     })
 }
 

@@ -647,3 +647,269 @@ fn drift_psi_passes_the_threshold_on_the_shifted_day_only() {
     );
     assert_eq!(s.export(&format!("{OUTPUT}_drift"), "2023-11-29"), before);
 }
+
+/// The quickstart repo in a sandbox (nothing imported).
+fn sandbox() -> Setup {
+    let mut s = Setup::new(None);
+    let repo = s.dir.path().join("repo");
+    copy_dir(&quickstart(), &repo);
+    s.repo = repo;
+    s
+}
+
+/// A fetch log row of the fetch day: a `schema` event (`value` its JSON text) or a `fetch`.
+fn log_row(event: &str, version: &str, ts: i64, key: Value, value: &str) -> Map<String, Value> {
+    let mut r = Map::new();
+    r.insert("event".into(), json!(event));
+    r.insert("join_name".into(), json!(JOIN));
+    r.insert("ts_millis".into(), json!(ts));
+    r.insert("schema_hash".into(), json!(version));
+    r.insert("key_json".into(), key);
+    r.insert("value_json".into(), json!(value));
+    r
+}
+
+/// A log of one version serving `F` for users 1 and 2 at noon of the fetch day.
+fn small_log(s: &Setup) -> Vec<Map<String, Value>> {
+    let noon = epoch_day(FETCH_DAY) + DAY_MS / 2;
+    let feature = "quickstart_purchases_v1_purchase_price_sum_14d";
+    let schema = json!({"join": JOIN, "key_columns": ["user_id"], "features": [feature]});
+    let rows = vec![
+        log_row("schema", "v1", noon, Value::Null, &schema.to_string()),
+        log_row(
+            "fetch",
+            "v1",
+            noon,
+            json!(r#"{"user_id": 1}"#),
+            &json!({feature: 10}).to_string(),
+        ),
+        log_row(
+            "fetch",
+            "v1",
+            noon + 1,
+            json!(r#"{"user_id": 2}"#),
+            &json!({feature: 20}).to_string(),
+        ),
+    ];
+    replace_partition(s, &format!("{OUTPUT}_log"), &rows);
+    rows
+}
+
+/// The committed part files of a partition of the fetch log.
+fn log_part_files(s: &Setup, ds: &str) -> Vec<std::path::PathBuf> {
+    let dir = s
+        .warehouse
+        .join("default/quickstart_training_set_v2_log")
+        .join(format!("ds={ds}"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn flatten(s: &Setup, ds: &str) -> std::process::Output {
+    s.command(&[
+        "run",
+        "--mode",
+        "log-flattener",
+        "--repo",
+        s.repo.to_str().unwrap(),
+        "--conf",
+        &format!("{JOINS}/training_set.v2"),
+        "--ds",
+        ds,
+    ])
+    .output()
+    .unwrap()
+}
+
+/// A partial log partition: a part file cut short (a disk that filled, a copy that stopped) is
+/// an error naming that file, never a day read without it.
+#[test]
+fn a_truncated_log_file_is_an_error_naming_the_file() {
+    let s = sandbox();
+    small_log(&s);
+    let files = log_part_files(&s, FETCH_DAY);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let bytes = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], &bytes[..bytes.len() / 2]).unwrap();
+    let out = flatten(&s, FETCH_DAY);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = files[0].file_name().unwrap().to_str().unwrap();
+    assert!(err.contains(name), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Nothing was written for the day.
+    let logged = s
+        .command(&["table", "partitions", &format!("{OUTPUT}_logged")])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&logged.stdout).contains(FETCH_DAY),
+        "{logged:?}"
+    );
+}
+
+/// A log write whose writer died before its commit (the part file written, the manifest not):
+/// its rows are never read, in a day that has a committed partition (the committed rows only)
+/// and in a day that has none (no partition, the missing-partition error).
+#[test]
+fn a_log_write_that_crashed_before_its_commit_is_never_read() {
+    let s = sandbox();
+    small_log(&s);
+    let committed = log_part_files(&s, FETCH_DAY).remove(0);
+    let dir = committed.parent().unwrap();
+    // An append that crashed: the same rows again, in a file no manifest lists.
+    std::fs::copy(&committed, dir.join("part-crashed-00001.parquet")).unwrap();
+    let out = flatten(&s, FETCH_DAY);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(": 2 rows into"), "{stdout}");
+    assert_eq!(s.export(&format!("{OUTPUT}_logged"), FETCH_DAY).len(), 2);
+
+    // The first write of the next day crashed: the day has files but no partition.
+    let next = "2023-12-01";
+    let next_dir = dir.parent().unwrap().join(format!("ds={next}"));
+    std::fs::create_dir_all(&next_dir).unwrap();
+    std::fs::copy(&committed, next_dir.join("part-crashed-00000.parquet")).unwrap();
+    let out = flatten(&s, next);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{OUTPUT}_log has no partition ds={next}")),
+        "{err}"
+    );
+}
+
+/// Corrupt records (JSON that does not parse, a value that is no object, a key missing, a
+/// schema event that does not parse) are skipped and counted in the job's output; the good
+/// rows are flattened with their values.
+#[test]
+fn corrupt_log_records_are_counted_and_skipped_in_the_output() {
+    let s = sandbox();
+    let mut rows = small_log(&s);
+    let noon = epoch_day(FETCH_DAY) + DAY_MS / 2;
+    let feature = "quickstart_purchases_v1_purchase_price_sum_14d";
+    let fetch = |key: Value, value: &str| log_row("fetch", "v1", noon + 5, key, value);
+    rows.push(fetch(json!(r#"{"user_id": 3}"#), "{not json"));
+    rows.push(fetch(json!(r#"{"user_id": 3}"#), "[1, 2]"));
+    rows.push(fetch(json!(r#"{"other": 3}"#), "{}"));
+    rows.push(fetch(Value::Null, "{}"));
+    rows.push(log_row(
+        "schema",
+        "broken",
+        noon,
+        Value::Null,
+        "not a schema",
+    ));
+    rows.push(log_row(
+        "fetch",
+        "broken",
+        noon,
+        json!(r#"{"user_id": 4}"#),
+        "{}",
+    ));
+    replace_partition(&s, &format!("{OUTPUT}_log"), &rows);
+
+    let out = flatten(&s, FETCH_DAY);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        stdout.contains("2 rows into")
+            && stdout.contains("1 without a schema event skipped, 5 corrupt skipped"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("warning:").count(), 6, "{stdout}");
+    let logged = s.export(&format!("{OUTPUT}_logged"), FETCH_DAY);
+    let values: Vec<(i64, i64)> = logged
+        .iter()
+        .map(|r| (r["user_id"].as_i64().unwrap(), r[feature].as_i64().unwrap()))
+        .collect();
+    assert_eq!(values, vec![(1, 10), (2, 20)]);
+}
+
+/// A log written by an older Join version that served a feature the current Join no longer
+/// has: that feature is reported (name, logged values) and not compared, so it adds no
+/// mismatch and no consistency or drift row; the features both versions have are compared.
+#[test]
+fn features_the_current_join_no_longer_has_are_reported_not_compared() {
+    let s = sandbox();
+    for t in ["purchases", "returns", "users", "checkouts"] {
+        s.import(
+            &format!("data.{t}"),
+            &quickstart().join(format!("data/{t}.csv")),
+        );
+    }
+    let conf = format!("{JOINS}/training_set.v2");
+    s.job("backfill", &conf, &["--ds", FETCH_DAY]);
+    let (start, end) = (epoch_day(FETCH_DAY), epoch_day(FETCH_DAY) + DAY_MS);
+    let left: Vec<Map<String, Value>> = s
+        .export(OUTPUT, FETCH_DAY)
+        .into_iter()
+        .filter(|r| (start..end).contains(&r["ts"].as_i64().unwrap()))
+        .take(3)
+        .collect();
+    assert_eq!(left.len(), 3);
+
+    let feature = "quickstart_purchases_v1_purchase_price_sum_14d";
+    let gone = "quickstart_purchases_v0_purchase_price_max_7d";
+    let schema = json!({"join": JOIN, "key_columns": ["user_id"], "features": [feature, gone]});
+    let mut rows = vec![log_row(
+        "schema",
+        "older",
+        start,
+        Value::Null,
+        &schema.to_string(),
+    )];
+    for r in &left {
+        let key = json!({"user_id": r["user_id"]}).to_string();
+        let value = json!({feature: r[feature], gone: 99.5}).to_string();
+        rows.push(log_row(
+            "fetch",
+            "older",
+            r["ts"].as_i64().unwrap(),
+            json!(key),
+            &value,
+        ));
+    }
+    replace_partition(&s, &format!("{OUTPUT}_log"), &rows);
+
+    let out = measure(&s);
+    println!("{}", out.concat());
+    assert!(
+        out[1].contains("1 logged features the current Join no longer has, not compared")
+            && out[1].contains(&format!("{gone}: 3 logged values")),
+        "{}",
+        out[1]
+    );
+    let comparison = s.export(&format!("{OUTPUT}_comparison"), FETCH_DAY);
+    assert_eq!(comparison.len(), 3);
+    assert!(comparison[0].contains_key(feature) && !comparison[0].contains_key(gone));
+    let m = metrics(&s);
+    assert_eq!(
+        m.keys().collect::<Vec<_>>(),
+        vec!["__overall__", feature],
+        "{m:?}"
+    );
+    for row in m.values() {
+        assert_eq!(row["rows"], json!(3), "{row:?}");
+        assert_eq!(row["consistency_rate"], json!(1.0), "{row:?}");
+    }
+    let drift = s.export(&format!("{OUTPUT}_drift"), FETCH_DAY);
+    assert!(
+        drift.iter().all(|r| r["feature"] == json!(feature)),
+        "{drift:?}"
+    );
+}
