@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod backfill;
 pub mod consistency;
+pub mod consistency_report;
 pub mod drift;
 pub mod error;
 pub mod export;

@@ -1,5 +1,6 @@
-//! Alerts: a task's final failure, a sensor's timeout and a stream that keeps crashing (and
-//! its recovery) go to the log and to a webhook.
+//! Alerts: a task's final failure, a sensor's timeout, a stream that keeps crashing (and
+//! its recovery) and consistency or drift figures past their threshold go to the log and to a
+//! webhook.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +10,10 @@ use serde::Serialize;
 use crate::config::SchedulerConfig;
 use crate::store::Claimed;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Alert {
-    /// `task_failed`, `sensor_timeout`, `stream_crashing` or `stream_recovered`.
+    /// `task_failed`, `sensor_timeout`, `stream_crashing`, `stream_recovered`,
+    /// `consistency_below_threshold` or `drift_above_threshold`.
     pub event: &'static str,
     pub dag_id: String,
     /// Empty (and left out) for a stream's alerts: a stream outlives the runs that keep it.
@@ -32,6 +34,51 @@ pub struct Alert {
     /// Consecutive crashes (stream alerts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crashes: Option<u32>,
+    /// The Join whose figures crossed a threshold (consistency and drift alerts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
+    /// Which figure: `consistency_rate` (the overall rate) or `psi` (the highest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub figure: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// The worst features, worst first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<AlertFeature>>,
+}
+
+/// A feature named by a consistency or drift alert.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertFeature {
+    pub feature: String,
+    /// `online` or `offline` (drift alerts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub side: Option<String>,
+    /// Its consistency rate or PSI.
+    pub value: f64,
+    /// Rows where both sides have a value and they differ (consistency alerts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mismatches: Option<i64>,
+    /// Rows where only one side is null (consistency alerts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_sided_nulls: Option<i64>,
+}
+
+/// What a consistency or drift alert says, besides the task that measured it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FigureAlert {
+    pub event: &'static str,
+    pub join: String,
+    /// The day the figures are of.
+    pub ds: String,
+    pub figure: &'static str,
+    pub value: f64,
+    pub threshold: f64,
+    pub features: Vec<AlertFeature>,
+    /// One sentence for people (the `error` field).
+    pub message: String,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -58,6 +105,33 @@ impl Alert {
             log_path,
             job: None,
             crashes: None,
+            join: None,
+            figure: None,
+            value: None,
+            threshold: None,
+            features: None,
+        }
+    }
+
+    /// A consistency or drift alert about the figures try `t` published.
+    pub fn for_figures(t: &crate::executor::TaskRun, figures: FigureAlert) -> Alert {
+        Alert {
+            event: figures.event,
+            dag_id: t.dag_id.clone(),
+            run_id: t.run_id.clone(),
+            task_id: t.task_id.clone(),
+            team: t.job.team.clone(),
+            ds: figures.ds,
+            try_number: t.try_number,
+            error: figures.message,
+            log_path: Some(t.log_path.display().to_string()),
+            job: None,
+            crashes: None,
+            join: Some(figures.join),
+            figure: Some(figures.figure),
+            value: Some(figures.value),
+            threshold: Some(figures.threshold),
+            features: Some(figures.features),
         }
     }
 
@@ -85,6 +159,11 @@ impl Alert {
             log_path,
             job: Some(job.to_owned()),
             crashes: Some(crashes),
+            join: None,
+            figure: None,
+            value: None,
+            threshold: None,
+            features: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::clock::Clock;
+use crate::consistency::ConsistencySource;
 use crate::error::SchedulerError;
 use crate::metrics::Metrics;
 use crate::state::TaskState;
@@ -24,6 +25,9 @@ pub struct ApiState {
     pub store: Arc<Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// Where `/api/v1/joins/{join}/consistency` reads figures; `None` in a process without a
+    /// warehouse (the route then answers 404).
+    pub consistency: Option<Arc<dyn ConsistencySource>>,
 }
 
 pub fn router(state: ApiState) -> axum::Router {
@@ -39,6 +43,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/api/v1/dags/{dag_id}/backfill", post(backfill))
         .route("/api/v1/runs", get(list_runs))
         .route("/api/v1/streams", get(list_streams))
+        .route("/api/v1/joins/{join}/consistency", get(join_consistency))
         .route("/api/v1/dags/{dag_id}/runs/{run_id}/tasks", get(list_tasks))
         .route(
             "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
@@ -64,6 +69,8 @@ pub enum ApiError {
     Store(SchedulerError),
     /// A path, query string or body the extractors could not read.
     Malformed(String),
+    /// A route this process cannot answer (404).
+    NotServed(String),
 }
 
 impl From<SchedulerError> for ApiError {
@@ -80,11 +87,15 @@ impl IntoResponse for ApiError {
                 return (StatusCode::BAD_REQUEST, Json(json!({ "error": message })))
                     .into_response();
             }
+            ApiError::NotServed(message) => {
+                return (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response();
+            }
         };
         let status = match &e {
             SchedulerError::UnknownDag(_)
             | SchedulerError::UnknownRun { .. }
-            | SchedulerError::UnknownTask { .. } => StatusCode::NOT_FOUND,
+            | SchedulerError::UnknownTask { .. }
+            | SchedulerError::UnknownJoin(_) => StatusCode::NOT_FOUND,
             e if e.is_client_error() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -548,7 +559,36 @@ async fn metrics(State(s): State<ApiState>) -> ApiResult<Response> {
         }
         Err(e) => tracing::warn!(error = %e, "reading streams for /metrics"),
     }
+    match s.store.consistency_gauges().await {
+        Ok(gauges) => crate::consistency::render_gauges(&mut text, &gauges),
+        Err(e) => tracing::warn!(error = %e, "reading consistency gauges for /metrics"),
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    start_ds: Option<String>,
+    end_ds: Option<String>,
+}
+
+/// A Join's daily consistency figures: what `chronoflow consistency <join> --format json`
+/// prints (one reader, `consistency::join_report`).
+async fn join_consistency(
+    State(s): State<ApiState>,
+    ApiPath(join): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Some(source) = &s.consistency else {
+        return Err(ApiError::NotServed(
+            "this process reads no warehouse: consistency figures are served by standalone and scheduler --listen".to_owned(),
+        ));
+    };
+    let report = source
+        .report(&join, q.start_ds.as_deref(), q.end_ds.as_deref())
+        .await?;
+    Ok(Json(report))
 }
 
 async fn openapi() -> Response {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use chronoflow_plan::profile::Profiles;
 use serde::Deserialize;
 
 use crate::error::{Result, SchedulerError};
@@ -36,6 +37,101 @@ pub struct SchedulerConfig {
     pub tasks: BTreeMap<String, TaskOverride>,
     /// How workers keep streaming jobs alive (`[streaming]`).
     pub streaming: StreamingConfig,
+    /// Resource profiles (`[profiles]`): named CPU/memory/cluster/pool/queue sets chosen per
+    /// mode, per team and per config tag; see `chronoflow_plan::profile`.
+    pub profiles: Profiles,
+    /// When online/offline consistency and drift figures raise an alert (`[consistency]`).
+    pub consistency: ConsistencyConfig,
+}
+
+/// `[consistency]`: the thresholds the OOC DAG's figures are checked against, with overrides
+/// per team (`[consistency.teams.<team>]`) and per Join (`[consistency.joins."<join name>"]`);
+/// a Join's setting wins over its team's, which wins over the default.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsistencyConfig {
+    /// A consistency rate (overall or a feature's) below this alerts.
+    pub min_rate: f64,
+    /// A feature's population stability index above this alerts.
+    pub max_psi: f64,
+    pub teams: BTreeMap<String, ThresholdOverride>,
+    /// Keyed by the Join's name as written in configs (`team.name.v1`).
+    pub joins: BTreeMap<String, ThresholdOverride>,
+}
+
+impl Default for ConsistencyConfig {
+    fn default() -> Self {
+        ConsistencyConfig {
+            min_rate: 0.99,
+            max_psi: 0.2,
+            teams: BTreeMap::new(),
+            joins: BTreeMap::new(),
+        }
+    }
+}
+
+/// A team's or a Join's thresholds; what is unset comes from the level above.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdOverride {
+    pub min_rate: Option<f64>,
+    pub max_psi: Option<f64>,
+}
+
+/// The thresholds in force for one Join.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConsistencyThresholds {
+    pub min_rate: f64,
+    pub max_psi: f64,
+}
+
+impl ConsistencyConfig {
+    /// The thresholds of Join `join` of team `team`: the Join's, else the team's, else the
+    /// default, each value on its own.
+    pub fn thresholds(&self, team: &str, join: &str) -> ConsistencyThresholds {
+        let join = self.joins.get(join);
+        let team = self.teams.get(team);
+        let pick = |f: fn(&ThresholdOverride) -> Option<f64>, default: f64| {
+            join.and_then(f)
+                .or_else(|| team.and_then(f))
+                .unwrap_or(default)
+        };
+        ConsistencyThresholds {
+            min_rate: pick(|o| o.min_rate, self.min_rate),
+            max_psi: pick(|o| o.max_psi, self.max_psi),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let levels = std::iter::once((
+            "consistency".to_owned(),
+            Some(self.min_rate),
+            Some(self.max_psi),
+        ))
+        .chain(
+            self.teams
+                .iter()
+                .map(|(t, o)| (format!("consistency.teams.{t}"), o.min_rate, o.max_psi)),
+        )
+        .chain(
+            self.joins
+                .iter()
+                .map(|(j, o)| (format!("consistency.joins.\"{j}\""), o.min_rate, o.max_psi)),
+        );
+        for (at, min_rate, max_psi) in levels {
+            if let Some(r) = min_rate
+                && !(0.0..=1.0).contains(&r)
+            {
+                return Err(format!("{at}.min_rate {r} must be between 0 and 1"));
+            }
+            if let Some(p) = max_psi
+                && !(p >= 0.0 && p.is_finite())
+            {
+                return Err(format!("{at}.max_psi {p} must be a number of 0 or more"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[streaming]`: the long-running consumers a worker supervises for teams on the in-process
@@ -79,6 +175,8 @@ impl Default for SchedulerConfig {
             dags: BTreeMap::new(),
             tasks: BTreeMap::new(),
             streaming: StreamingConfig::default(),
+            profiles: Profiles::default(),
+            consistency: ConsistencyConfig::default(),
         }
     }
 }
@@ -193,6 +291,8 @@ impl SchedulerConfig {
         if self.streaming.alert_after_crashes == 0 {
             return Err("streaming.alert_after_crashes must be 1 or more".into());
         }
+        self.profiles.validate().map_err(|e| e.to_string())?;
+        self.consistency.validate()?;
         for (dag, o) in &self.dags {
             if let Some(d) = &o.start_date {
                 chronoflow_config::PartitionDate::parse(d)
@@ -286,6 +386,54 @@ mod tests {
         .unwrap();
         assert!(!c.runs_in_process("other"));
         assert!(c.runs_in_process("t"));
+    }
+
+    #[test]
+    fn consistency_thresholds_resolve_join_over_team_over_default() {
+        let c = SchedulerConfig::parse("").unwrap();
+        assert_eq!(
+            c.consistency.thresholds("t", "t.j.v1"),
+            ConsistencyThresholds {
+                min_rate: 0.99,
+                max_psi: 0.2
+            }
+        );
+        let c = SchedulerConfig::parse(
+            "[consistency]\nmin_rate = 0.95\n[consistency.teams.t]\nmin_rate = 0.9\nmax_psi = 0.3\n[consistency.joins.\"t.j.v1\"]\nmin_rate = 0.5\n",
+        )
+        .unwrap();
+        let t = &c.consistency;
+        assert_eq!(
+            t.thresholds("t", "t.j.v1"),
+            ConsistencyThresholds {
+                min_rate: 0.5,
+                max_psi: 0.3
+            }
+        );
+        assert_eq!(
+            t.thresholds("t", "t.other.v1"),
+            ConsistencyThresholds {
+                min_rate: 0.9,
+                max_psi: 0.3
+            }
+        );
+        assert_eq!(
+            t.thresholds("u", "u.j.v1"),
+            ConsistencyThresholds {
+                min_rate: 0.95,
+                max_psi: 0.2
+            }
+        );
+        let err =
+            SchedulerConfig::parse("[consistency.joins.\"t.j.v1\"]\nmin_rate = 2.0").unwrap_err();
+        assert!(
+            err.contains("consistency.joins.\"t.j.v1\".min_rate 2"),
+            "{err}"
+        );
+        let err = SchedulerConfig::parse("[consistency]\nmin_ratio = 0.5").unwrap_err();
+        assert!(err.contains("min_ratio"), "{err}");
+        let err = SchedulerConfig::parse("[consistency.teams.t]\nmax_psi = -1.0").unwrap_err();
+        assert!(err.contains("consistency.teams.t.max_psi"), "{err}");
     }
 
     #[test]

@@ -50,6 +50,12 @@ pub enum SchedulerError {
         column: String,
         message: String,
     },
+    #[error("unknown Join {0:?}")]
+    UnknownJoin(String),
+    /// Figures the warehouse holds that cannot be read (a malformed table, an unreachable
+    /// object store).
+    #[error("warehouse: {0}")]
+    Warehouse(String),
     /// A request parameter that is not one of the values it may take.
     #[error("{name}: {message}")]
     InvalidParameter { name: String, message: String },
@@ -78,6 +84,7 @@ impl SchedulerError {
             SchedulerError::UnknownDag(_)
                 | SchedulerError::UnknownTask { .. }
                 | SchedulerError::UnknownRun { .. }
+                | SchedulerError::UnknownJoin(_)
                 | SchedulerError::InvalidRequest { .. }
                 | SchedulerError::InvalidToken(_)
                 | SchedulerError::InvalidParameter { .. }

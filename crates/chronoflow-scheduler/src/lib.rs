@@ -12,6 +12,7 @@ pub mod alert;
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod consistency;
 pub mod error;
 pub mod executor;
 pub mod failpoint;

@@ -61,6 +61,7 @@ impl Fixture {
             store: store.clone(),
             clock: Arc::new(clock.clone()),
             metrics: Arc::new(Metrics::default()),
+            consistency: None,
         });
         Fixture {
             dir,
@@ -396,6 +397,7 @@ async fn a_corrupt_dag_is_skipped_and_the_scheduler_loop_goes_on_with_the_others
         store: store.clone(),
         clock: Arc::new(f.clock.clone()),
         metrics: Arc::new(Metrics::default()),
+        consistency: None,
     });
     let (status, _, body) = send(&router, "GET", &format!("/api/v1/dags/{bad_spec}"), None).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);

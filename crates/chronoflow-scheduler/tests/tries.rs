@@ -135,6 +135,7 @@ async fn a_v1_store_upgrades_in_place(url: &str) {
         "SELECT exit_code, cpu_ms, max_rss_kb FROM task_tries",
         "SELECT token_id, name, team, role, secret_hash, created_ms, revoked_ms, last_used_ms FROM api_tokens",
         "SELECT session_hash, token_id, csrf, created_ms, expires_ms FROM ui_sessions",
+        "SELECT join_name, team, ds, figures_json, updated_ms FROM consistency_gauges",
     ] {
         sqlx::query(sql).fetch_all(&mut c).await.unwrap();
     }
@@ -143,7 +144,7 @@ async fn a_v1_store_upgrades_in_place(url: &str) {
             .fetch_all(&mut c)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
     c.close().await.unwrap();
 
     // Opening again applies nothing more; a fresh store gets every step.
@@ -153,7 +154,7 @@ async fn a_v1_store_upgrades_in_place(url: &str) {
         .fetch_one(&mut c)
         .await
         .unwrap();
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
 }
 
 #[tokio::test]
@@ -567,6 +568,7 @@ async fn mark_success_of_a_failed_task_runs_its_downstream_and_history_has_every
         store: s.store.clone(),
         clock: Arc::new(clock.clone()),
         metrics: Arc::new(Metrics::default()),
+        consistency: None,
     };
     let server = tokio::spawn(api::serve(listener, api_state, None, stopped));
     let http = reqwest::Client::new();

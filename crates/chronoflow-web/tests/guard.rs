@@ -64,6 +64,7 @@ async fn start() -> Server {
         store: store.clone(),
         clock,
         metrics: Arc::new(Metrics::default()),
+        consistency: None,
     };
     let app = chronoflow_web::app(api, web, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

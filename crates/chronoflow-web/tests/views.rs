@@ -163,6 +163,7 @@ impl Setup {
             store,
             clock,
             metrics: Arc::new(Metrics::default()),
+            consistency: None,
         };
         chronoflow_web::app(api, web, None)
     }

@@ -28,6 +28,9 @@ pub enum Command {
     Table(TableCommand),
     /// Run one Chronon job on the local engine, as Chronon's `run.py --mode ... --conf ...` does.
     Run(RunArgs),
+    /// A Join's online/offline consistency per day: the overall rate, rows, the worst features
+    /// and the drift above threshold (read from `<join>_consistency` and `<join>_drift`).
+    Consistency(ConsistencyArgs),
     /// Run the scheduler, a worker and the HTTP API in one process (embedded SQLite by default).
     ///
     /// Ctrl-C drains: no new task starts, running ones finish, then the process exits.
@@ -506,6 +509,27 @@ pub struct FetchArgs {
     pub at_millis: Option<i64>,
     #[command(flatten)]
     pub kv: KvArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConsistencyArgs {
+    /// The Join, as written in configs (`team.name.v1`) or `team/name.v1`.
+    pub join: String,
+    #[command(flatten)]
+    pub repo: RepoArg,
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+    /// First day (default: 6 days before --end-ds).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub start_ds: Option<String>,
+    /// Last day (default: the newest day with figures).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub end_ds: Option<String>,
+    /// The thresholds' file (`[consistency]`); default `<repo>/chronoflow.toml` if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
 }
 
 #[derive(Debug, clap::Args)]

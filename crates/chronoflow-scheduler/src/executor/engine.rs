@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use chronoflow_config::{LoadedConfig, PartitionDate, Repo};
 use chronoflow_engine::Warehouse;
 use chronoflow_engine::backfill::{BackfillOptions, backfill_range};
+use chronoflow_engine::consistency::ConsistencyJob;
 use chronoflow_plan::partitions::PartitionRange;
 use chronoflow_serve::kv::SharedKv;
 use chronoflow_serve::upload as online;
@@ -15,6 +16,7 @@ use futures::future::BoxFuture;
 
 use super::command::open_log;
 use super::{Executor, TaskRun, TryReport, Usage};
+use crate::consistency::ConsistencyPublisher;
 
 pub struct EngineExecutor {
     repo_dir: PathBuf,
@@ -22,6 +24,8 @@ pub struct EngineExecutor {
     /// The online KV store uploads load and metadata goes to.
     kv: SharedKv,
     repo: Mutex<Option<Arc<Repo>>>,
+    /// Publishes each day's figures after `consistency-metrics-compute` (gauges, alerts).
+    publisher: Option<Arc<ConsistencyPublisher>>,
 }
 
 impl EngineExecutor {
@@ -31,7 +35,14 @@ impl EngineExecutor {
             warehouse: Arc::new(warehouse),
             kv,
             repo: Mutex::new(None),
+            publisher: None,
         }
+    }
+
+    /// Publishes the figures of every `consistency-metrics-compute` this executor runs.
+    pub fn with_publisher(mut self, publisher: Arc<ConsistencyPublisher>) -> Self {
+        self.publisher = Some(publisher);
+        self
     }
 
     /// The config of the task's job, as planned (reloading the repo when it changed).
@@ -72,6 +83,7 @@ impl EngineExecutor {
         let warehouse = self.warehouse.clone();
         let kv = self.kv.clone();
         let repo_dir = self.repo_dir.clone();
+        let publisher = self.publisher.clone();
         let task = task.clone();
         let handle = tokio::runtime::Handle::current();
         let ran = tokio::task::spawn_blocking(move || {
@@ -82,6 +94,7 @@ impl EngineExecutor {
                 repo_dir: &repo_dir,
                 task: &task,
                 loaded,
+                publisher: publisher.as_deref(),
             };
             let before = process_usage();
             let result = handle.block_on(job.run());
@@ -140,6 +153,7 @@ struct Job<'a> {
     repo_dir: &'a std::path::Path,
     task: &'a TaskRun,
     loaded: &'a LoadedConfig,
+    publisher: Option<&'a ConsistencyPublisher>,
 }
 
 impl Job<'_> {
@@ -206,8 +220,7 @@ impl Job<'_> {
                 );
             }
             mode => {
-                let Some(job) = chronoflow_engine::consistency::ConsistencyJob::from_mode(mode)
-                else {
+                let Some(job) = ConsistencyJob::from_mode(mode) else {
                     unreachable!("mode {mode} is routed elsewhere")
                 };
                 for ds in range.dates() {
@@ -217,6 +230,23 @@ impl Job<'_> {
                         .map_err(|e| format!("{mode} {name} ds={ds}: {e}"))?;
                     for line in lines {
                         let _ = writeln!(log, "{line}");
+                    }
+                    if job == ConsistencyJob::ConsistencyMetricsCompute
+                        && let Some(publisher) = self.publisher
+                    {
+                        // The figures are committed: a failure to publish them is reported
+                        // (log, warning) but does not fail the job that computed them.
+                        match publisher.publish(self.warehouse, loaded, task, ds).await {
+                            Ok(lines) => {
+                                for line in lines {
+                                    let _ = writeln!(log, "{line}");
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(join = name, %ds, error = %e, "publishing consistency figures");
+                                let _ = writeln!(log, "publishing {name} ds={ds} failed: {e}");
+                            }
+                        }
                     }
                 }
             }

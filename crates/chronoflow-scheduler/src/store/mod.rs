@@ -5,6 +5,7 @@
 //! same statements are safe there. Within a transaction locks are taken in one order, run then
 //! task instances then DAG, so concurrent schedulers and workers cannot deadlock each other.
 
+mod consistency;
 mod dags;
 mod row;
 mod runs;
@@ -26,6 +27,7 @@ use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Row};
 use row::Stored;
 use tokio::sync::Notify;
 
+pub use consistency::{ConsistencyGauges, FeatureGauge, PsiGauge};
 pub use dags::{DagRow, SyncReport};
 pub use runs::{RUN_STATES, RunRow, RunTrigger};
 pub use streams::{StreamUpdate, StreamingJob};
@@ -78,6 +80,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v2.sql"),
     // 3: what the supervisor of each stream last saw.
     include_str!("schema_v3.sql"),
+    // 4: the newest consistency figures of each Join (the gauges of /metrics).
+    include_str!("schema_v4.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

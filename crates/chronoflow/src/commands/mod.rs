@@ -1,4 +1,5 @@
 mod check;
+mod consistency;
 mod export;
 mod fetch;
 mod output;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(&args),
         Command::Table(command) => table::run(command),
         Command::Run(args) => run::run(&args),
+        Command::Consistency(args) => consistency::run(&args),
         Command::Standalone(args) => service::standalone(&args),
         Command::Scheduler(args) => service::scheduler(&args),
         Command::Worker(args) => service::worker_command(&args),

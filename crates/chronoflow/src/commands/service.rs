@@ -10,6 +10,7 @@ use chronoflow_engine::Warehouse;
 use chronoflow_scheduler::api::ApiState;
 use chronoflow_scheduler::clock::{Clock, ScaledClock, SystemClock, clock_from_env};
 use chronoflow_scheduler::config::SchedulerConfig;
+use chronoflow_scheduler::consistency::{ConsistencyPublisher, WarehouseConsistency};
 use chronoflow_scheduler::executor::{EngineExecutor, Executors};
 use chronoflow_scheduler::failpoint::FailPoints;
 use chronoflow_scheduler::history::JobRunWriter;
@@ -159,7 +160,10 @@ fn worker(
     id: Option<String>,
 ) -> anyhow::Result<Arc<Worker>> {
     let streams_kv = kv.clone();
-    let engine = EngineExecutor::new(repo.to_owned(), Warehouse::open(warehouse)?, kv);
+    // The OOC DAG's metrics jobs publish their figures: gauges in the store, alerts.
+    let publisher = ConsistencyPublisher::new(p.store.clone(), p.config.clone(), p.clock.clone());
+    let engine = EngineExecutor::new(repo.to_owned(), Warehouse::open(warehouse)?, kv)
+        .with_publisher(Arc::new(publisher));
     let executors = Executors::new(p.config.clone(), Arc::new(engine), Some(repo.to_owned()));
     let slots = slots.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -378,6 +382,11 @@ async fn serve_api(
         store: p.store.clone(),
         clock: p.clock.clone(),
         metrics: p.metrics.clone(),
+        consistency: Some(Arc::new(WarehouseConsistency {
+            warehouse: p.warehouse.clone(),
+            repo_dir: args.source.repo.repo.clone(),
+            config: p.config.clone(),
+        })),
     };
     let (fetcher, kv, fetch_limits) = match serving {
         Some((fetcher, kv, limits)) => (Some(fetcher), Some(kv), limits),

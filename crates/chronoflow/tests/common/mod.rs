@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod late_data;
+pub mod ooc;
 pub mod quickstart;
 
 use std::io::{Read, Write};

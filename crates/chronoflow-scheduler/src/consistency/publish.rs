@@ -1,0 +1,297 @@
+//! With the engine: a Join's figures read from the warehouse (`engine::consistency_report`),
+//! for the API and the `consistency` command, and published after each metrics job.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chronoflow_config::naming::normalize_join_name;
+use chronoflow_config::{Config, LoadedConfig, PartitionDate, Repo};
+use chronoflow_engine::consistency_report::{
+    self as figures, ConsistencyReport, DayFigures, Thresholds,
+};
+use chronoflow_engine::{EngineError, Warehouse};
+use futures::future::BoxFuture;
+
+use super::ConsistencySource;
+use crate::alert::{Alert, AlertFeature, Alerter, FigureAlert};
+use crate::clock::Clock;
+use crate::config::SchedulerConfig;
+use crate::error::{Result, SchedulerError};
+use crate::executor::TaskRun;
+use crate::store::{ConsistencyGauges, FeatureGauge, PsiGauge, Store};
+
+/// Features an alert names at most.
+const ALERT_FEATURES: usize = 10;
+
+/// The thresholds in force for a Join (`[consistency]`: Join over team over default).
+pub fn thresholds_of(config: &SchedulerConfig, loaded: &LoadedConfig) -> Thresholds {
+    let t = config.consistency.thresholds(&loaded.team, loaded.name());
+    Thresholds {
+        min_rate: t.min_rate,
+        max_psi: t.max_psi,
+    }
+}
+
+fn engine_error(e: EngineError) -> SchedulerError {
+    match e {
+        EngineError::Input { message, .. } => SchedulerError::InvalidParameter {
+            name: "start_ds..end_ds".to_owned(),
+            message,
+        },
+        other => SchedulerError::Warehouse(other.to_string()),
+    }
+}
+
+/// The figures of `join` (`team.name.v1` or `team/name.v1`) from `start_ds` to `end_ds`, with
+/// its thresholds: by default the newest day with figures (else today) and the 6 days before.
+/// The one reader behind the `consistency` command and the API route.
+pub async fn join_report(
+    warehouse: &Warehouse,
+    repo: &Repo,
+    config: &SchedulerConfig,
+    join: &str,
+    start_ds: Option<&str>,
+    end_ds: Option<&str>,
+) -> Result<ConsistencyReport> {
+    let name = normalize_join_name(join);
+    let loaded = repo
+        .config(&name)
+        .filter(|c| matches!(c.config, Config::Join(_)))
+        .ok_or_else(|| SchedulerError::UnknownJoin(name.clone()))?;
+    let date = |param: &str, text: Option<&str>| -> Result<Option<PartitionDate>> {
+        text.filter(|t| !t.is_empty())
+            .map(|t| {
+                PartitionDate::parse(t).map_err(|e| SchedulerError::InvalidParameter {
+                    name: param.to_owned(),
+                    message: e.to_string(),
+                })
+            })
+            .transpose()
+    };
+    let (start, end) = (date("start_ds", start_ds)?, date("end_ds", end_ds)?);
+    let output = loaded.output_table();
+    let end = match end {
+        Some(end) => end,
+        None => match figures::newest_day(warehouse, &output)
+            .await
+            .map_err(engine_error)?
+        {
+            Some(newest) => start.map_or(newest, |s| newest.max(s)),
+            None => today(),
+        },
+    };
+    let start = start.unwrap_or_else(|| end.add_days(-6));
+    figures::read_report(
+        warehouse,
+        loaded.name(),
+        &output,
+        start,
+        end,
+        thresholds_of(config, loaded),
+    )
+    .await
+    .map_err(engine_error)
+}
+
+fn today() -> PartitionDate {
+    let now = chrono::Utc::now().date_naive();
+    PartitionDate::parse(&now.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| PartitionDate::from_ymd(1970, 1, 1).expect("a valid date"))
+}
+
+/// The API's figures: the warehouse and the repo the process serves.
+pub struct WarehouseConsistency {
+    pub warehouse: Arc<Warehouse>,
+    pub repo_dir: PathBuf,
+    pub config: Arc<SchedulerConfig>,
+}
+
+impl ConsistencySource for WarehouseConsistency {
+    fn report<'a>(
+        &'a self,
+        join: &'a str,
+        start_ds: Option<&'a str>,
+        end_ds: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<serde_json::Value>> {
+        Box::pin(async move {
+            let dir = self.repo_dir.clone();
+            let repo = tokio::task::spawn_blocking(move || chronoflow_config::fs::load_repo(&dir))
+                .await
+                .map_err(|e| SchedulerError::Warehouse(format!("loading the repo: {e}")))?
+                .map_err(|e| {
+                    SchedulerError::Warehouse(format!(
+                        "loading repo {}: {e}",
+                        self.repo_dir.display()
+                    ))
+                })?;
+            let report =
+                join_report(&self.warehouse, &repo, &self.config, join, start_ds, end_ds).await?;
+            serde_json::to_value(&report)
+                .map_err(|e| SchedulerError::Warehouse(format!("encoding the figures: {e}")))
+        })
+    }
+}
+
+/// Publishes a Join's figures after `consistency-metrics-compute`: gauges into the store,
+/// alerts through the team's webhook.
+pub struct ConsistencyPublisher {
+    store: Arc<Store>,
+    alerter: Alerter,
+    config: Arc<SchedulerConfig>,
+    clock: Arc<dyn Clock>,
+}
+
+impl ConsistencyPublisher {
+    pub fn new(store: Arc<Store>, config: Arc<SchedulerConfig>, clock: Arc<dyn Clock>) -> Self {
+        ConsistencyPublisher {
+            store,
+            alerter: Alerter::new(config.clone()),
+            config,
+            clock,
+        }
+    }
+
+    /// Reads day `ds`'s figures of the Join back, records them as its gauges and sends the
+    /// alerts they call for; lines for the task's log.
+    pub async fn publish(
+        &self,
+        warehouse: &Warehouse,
+        loaded: &LoadedConfig,
+        task: &TaskRun,
+        ds: PartitionDate,
+    ) -> Result<Vec<String>> {
+        let join = loaded.name();
+        let t = thresholds_of(&self.config, loaded);
+        let day = figures::read_day(warehouse, join, &loaded.output_table(), ds, t)
+            .await
+            .map_err(engine_error)?;
+        let Some(day) = day else {
+            return Ok(vec![format!(
+                "publish {join} ds={ds}: no consistency figures for the day"
+            )]);
+        };
+        let recorded = self
+            .store
+            .record_consistency_gauges(&gauges_of(loaded, &day), self.clock.now_ms())
+            .await?;
+        let mut lines = vec![if recorded {
+            format!("publish {join} ds={ds}: gauges recorded")
+        } else {
+            format!("publish {join} ds={ds}: gauges keep the figures of a later day")
+        }];
+        for alert in figure_alerts(join, &day, t) {
+            lines.push(format!("alert {}: {}", alert.event, alert.message));
+            self.alerter.send(Alert::for_figures(task, alert));
+        }
+        Ok(lines)
+    }
+}
+
+/// A day's figures as the Join's gauges.
+fn gauges_of(loaded: &LoadedConfig, day: &DayFigures) -> ConsistencyGauges {
+    let overall = FeatureGauge {
+        feature: chronoflow_engine::consistency::OVERALL.to_owned(),
+        rate: day.consistency_rate,
+        mismatches: day.inconsistent_rows,
+    };
+    ConsistencyGauges {
+        join: loaded.name().to_owned(),
+        team: loaded.team.clone(),
+        ds: day.ds.to_string(),
+        rows: day.rows,
+        features: std::iter::once(overall)
+            .chain(day.features.iter().map(|f| FeatureGauge {
+                feature: f.feature.clone(),
+                rate: f.consistency_rate,
+                mismatches: f.mismatches,
+            }))
+            .collect(),
+        psi: day
+            .drift
+            .iter()
+            .flatten()
+            .filter_map(|d| {
+                d.psi.map(|psi| PsiGauge {
+                    feature: d.feature.clone(),
+                    side: d.side.clone(),
+                    psi,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The alerts a day's figures call for: `consistency_below_threshold` when the overall rate
+/// (or a feature's) is below `min_rate`, `drift_above_threshold` when a feature's PSI is above
+/// `max_psi`; none when everything is within.
+pub fn figure_alerts(join: &str, day: &DayFigures, t: Thresholds) -> Vec<FigureAlert> {
+    let mut out = Vec::new();
+    if day.below_min_rate || !day.features_below_min_rate.is_empty() {
+        let features: Vec<AlertFeature> = day
+            .worst_features(ALERT_FEATURES)
+            .map(|f| AlertFeature {
+                feature: f.feature.clone(),
+                side: None,
+                value: f.consistency_rate,
+                mismatches: Some(f.mismatches),
+                one_sided_nulls: Some(f.online_null_only.saturating_add(f.offline_null_only)),
+            })
+            .collect();
+        let named: Vec<String> = features
+            .iter()
+            .take(5)
+            .map(|f| format!("{} {:.4}", f.feature, f.value))
+            .collect();
+        out.push(FigureAlert {
+            event: "consistency_below_threshold",
+            join: join.to_owned(),
+            ds: day.ds.to_string(),
+            figure: "consistency_rate",
+            value: day.consistency_rate,
+            threshold: t.min_rate,
+            message: format!(
+                "consistency of {join} on {} is {:.4} ({} of {} logged fetches inconsistent), below min_rate {}; worst features: {}",
+                day.ds,
+                day.consistency_rate,
+                day.inconsistent_rows,
+                day.rows,
+                t.min_rate,
+                named.join(", ")
+            ),
+            features,
+        });
+    }
+    if let Some(worst) = day.drift_above_max_psi.first() {
+        let features: Vec<AlertFeature> = day
+            .drift_above_max_psi
+            .iter()
+            .take(ALERT_FEATURES)
+            .map(|d| AlertFeature {
+                feature: d.feature.clone(),
+                side: Some(d.side.clone()),
+                value: d.psi.unwrap_or(0.0),
+                mismatches: None,
+                one_sided_nulls: None,
+            })
+            .collect();
+        let psi = worst.psi.unwrap_or(0.0);
+        out.push(FigureAlert {
+            event: "drift_above_threshold",
+            join: join.to_owned(),
+            ds: day.ds.to_string(),
+            figure: "psi",
+            value: psi,
+            threshold: t.max_psi,
+            message: format!(
+                "drift of {join} on {}: PSI {psi:.4} of {} ({}) is above max_psi {}; {} feature side(s) above",
+                day.ds,
+                worst.feature,
+                worst.side,
+                t.max_psi,
+                day.drift_above_max_psi.len()
+            ),
+            features,
+        });
+    }
+    out
+}
