@@ -49,6 +49,11 @@ const MODES: [Mode; 8] = [
     Mode::ConsistencyMetricsCompute,
 ];
 
+/// The mode of a `--mode` name (`upload-to-kv`), if it is one.
+pub fn mode_named(name: &str) -> Option<Mode> {
+    MODES.into_iter().find(|m| m.as_str() == name)
+}
+
 /// What a profile or its selection got wrong; each names where in `chronoflow.toml` (or which
 /// config tag) the bad value came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,8 +151,9 @@ impl Profiles {
     }
 
     /// The profile of a job in `mode` of team `team` whose config carries `tags` (as
-    /// `MetaData::tags` gives them), or `None` when nothing selects one. `config` names the
-    /// config in errors. Precedence: the tag > team + mode > team default > mode > default.
+    /// `MetaData::tags` gives them), or `None` when nothing selects one (always without a
+    /// `[profiles]` section: tags alone select nothing). `config` names the config in errors.
+    /// Precedence: the tag > team + mode > team default > mode > default.
     pub fn resolve(
         &self,
         config: &str,
@@ -155,6 +161,9 @@ impl Profiles {
         team: &str,
         tags: &[String],
     ) -> Result<Option<ResolvedProfile>, ProfileError> {
+        if self.is_empty() {
+            return Ok(None);
+        }
         let Some((name, selected_by)) = self.select(config, mode, team, tags)? else {
             return Ok(None);
         };
@@ -517,10 +526,10 @@ mod tests {
     }
 
     #[test]
-    fn nothing_configured_resolves_to_no_profile_and_ignores_other_tags() {
+    fn nothing_configured_resolves_to_no_profile_whatever_the_tags() {
         let p = Profiles::default();
         assert!(p.is_empty());
-        let tags = vec!["airflow:nightly".to_owned()];
+        let tags = vec!["airflow:nightly".to_owned(), "machine:large".to_owned()];
         assert_eq!(p.resolve("c", Mode::Backfill, "t", &tags).unwrap(), None);
         let p = parse("[profiles.large]\ncpu = 8\n");
         assert_eq!(p.resolve("c", Mode::Backfill, "t", &[]).unwrap(), None);
@@ -542,11 +551,11 @@ mod tests {
             err,
             "tag machine:huge of config risk.txn.v1 names profile \"huge\", which is not defined (defined: large, medium, small, tiny, xl)"
         );
-        let p = Profiles::default();
+        let p = parse("[profiles.modes]\nupload = \"small\"\n[profiles.small]\ncpu = 1\n");
         let err = p
             .resolve("c", Mode::Backfill, "t", &["machine:large".to_owned()])
             .unwrap_err();
-        assert!(err.to_string().contains("defined: none"), "{err}");
+        assert!(err.to_string().contains("(defined: small)"), "{err}");
     }
 
     #[test]

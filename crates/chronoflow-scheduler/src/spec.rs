@@ -271,6 +271,19 @@ pub fn specs_from_plan(plan: &Plan, config: &SchedulerConfig) -> Vec<DagSpec> {
         .collect()
 }
 
+/// What keeps the plan's jobs from resolving a resource profile under `config` (a config tag
+/// naming an undefined profile, two profile tags on one config), one message per problem. A
+/// re-planning with any is not applied, like a repo with errors: each try would fail on it.
+pub fn profile_errors(plan: &Plan, config: &SchedulerConfig) -> Vec<String> {
+    let errors: std::collections::BTreeSet<String> = plan
+        .jobs
+        .iter()
+        .filter_map(|job| config.profiles.resolve_job(job).err())
+        .map(|e| e.to_string())
+        .collect();
+    errors.into_iter().collect()
+}
+
 fn job_ref(plan: &Plan, job_id: &str) -> JobRef {
     match plan.job(job_id) {
         Some(j) => JobRef {

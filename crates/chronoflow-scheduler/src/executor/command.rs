@@ -11,9 +11,10 @@ use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 
 use chronoflow_config::Repo;
+use chronoflow_plan::profile::{Profiles, ResolvedProfile};
 use futures::future::BoxFuture;
 
-use super::{Executor, TaskRun, TryReport, Usage};
+use super::{Executor, TaskRun, TryReport, Usage, profile};
 
 pub struct CommandExecutor {
     argv: Vec<String>,
@@ -21,6 +22,7 @@ pub struct CommandExecutor {
     repo_dir: Option<PathBuf>,
     environment: String,
     repo: Mutex<Option<Arc<Repo>>>,
+    profiles: Arc<Profiles>,
 }
 
 impl CommandExecutor {
@@ -36,39 +38,69 @@ impl CommandExecutor {
             repo_dir,
             environment,
             repo: Mutex::new(None),
+            profiles: Arc::default(),
         }
     }
 
+    /// Resolves each try's resource profile from these `[profiles]`.
+    pub fn with_profiles(mut self, profiles: Arc<Profiles>) -> Self {
+        self.profiles = profiles;
+        self
+    }
+
     /// The argv of `task`: placeholders replaced element by element.
-    pub fn argv_for(&self, task: &TaskRun) -> Vec<String> {
-        let values = [
-            ("{mode}", task.job.mode.as_str()),
-            ("{conf}", task.job.conf_path.as_str()),
-            ("{config}", task.job.config.as_str()),
-            ("{team}", task.job.team.as_str()),
-            ("{ds}", task.ds.as_str()),
-            ("{start_ds}", task.start_ds.as_str()),
-            ("{end_ds}", task.end_ds.as_str()),
-            ("{dag_id}", task.dag_id.as_str()),
-            ("{task_id}", task.task_id.as_str()),
-            ("{run_id}", task.run_id.as_str()),
-        ];
-        let try_number = task.try_number.to_string();
+    pub fn argv_for(&self, task: &TaskRun, profile: Option<&ResolvedProfile>) -> Vec<String> {
         self.argv
             .iter()
-            .map(|arg| {
-                let mut out = arg.replace("{try_number}", &try_number);
-                for (k, v) in values {
-                    out = out.replace(k, v);
-                }
-                out
-            })
+            .map(|arg| replace_placeholders(arg, task, profile))
             .collect()
     }
 
+    /// The profile of `task`'s job (tags from the repo), or an error naming the bad tag.
+    pub fn profile_for(&self, task: &TaskRun) -> Result<Option<ResolvedProfile>, String> {
+        if self.profiles.is_empty() {
+            return Ok(None);
+        }
+        profile::resolve(&self.profiles, self.repo_for(task).as_deref(), task)
+    }
+}
+
+/// `text` with every placeholder replaced: the task's (`{mode}`, `{conf}`, `{config}`, `{team}`,
+/// `{ds}`, `{start_ds}`, `{end_ds}`, `{dag_id}`, `{task_id}`, `{run_id}`, `{try_number}`) and its
+/// profile's (`{profile.name}`, `{profile.cpu}`, ..., empty without a profile).
+fn replace_placeholders(text: &str, task: &TaskRun, profile: Option<&ResolvedProfile>) -> String {
+    let values = [
+        ("{mode}", task.job.mode.as_str()),
+        ("{conf}", task.job.conf_path.as_str()),
+        ("{config}", task.job.config.as_str()),
+        ("{team}", task.job.team.as_str()),
+        ("{ds}", task.ds.as_str()),
+        ("{start_ds}", task.start_ds.as_str()),
+        ("{end_ds}", task.end_ds.as_str()),
+        ("{dag_id}", task.dag_id.as_str()),
+        ("{task_id}", task.task_id.as_str()),
+        ("{run_id}", task.run_id.as_str()),
+    ];
+    let mut out = text.replace("{try_number}", &task.try_number.to_string());
+    for (k, v) in values {
+        out = out.replace(k, v);
+    }
+    // Last, so a profile's value (a cluster spec may hold braces) is passed on as written.
+    for (k, v) in profile::placeholders(profile) {
+        out = out.replace(&k, &v);
+    }
+    out
+}
+
+impl CommandExecutor {
     /// The environment Chronon's `run.py` would give the job: teams.json `common_env`, then the
-    /// team's per-mode variables (see `Teams::layered_env`), then the executor's own.
-    fn env_for(&self, task: &TaskRun) -> BTreeMap<String, String> {
+    /// team's per-mode variables (see `Teams::layered_env`), then the profile's
+    /// `CHRONOFLOW_PROFILE*`, then the executor's own `env` (placeholders replaced, as in argv).
+    fn env_for(
+        &self,
+        task: &TaskRun,
+        profile: Option<&ResolvedProfile>,
+    ) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         if let Some(repo) = self.repo_for(task)
             && let Some(loaded) = repo.configs.iter().find(|c| c.path == task.job.conf_path)
@@ -77,7 +109,12 @@ impl CommandExecutor {
                 repo.teams
                     .layered_env(loaded.config.metadata(), &task.job.mode, &self.environment);
         }
-        env.extend(self.env.clone());
+        env.extend(profile::env(profile));
+        env.extend(
+            self.env
+                .iter()
+                .map(|(k, v)| (k.clone(), replace_placeholders(v, task, profile))),
+        );
         env
     }
 
@@ -85,12 +122,7 @@ impl CommandExecutor {
     fn repo_for(&self, task: &TaskRun) -> Option<Arc<Repo>> {
         let dir = self.repo_dir.as_ref()?;
         let mut cached = self.repo.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = cached.as_ref().is_some_and(|r| {
-            r.configs
-                .iter()
-                .any(|c| c.path == task.job.conf_path && c.content_hash == task.job.content_hash)
-        });
-        if !fresh {
+        if !profile::is_fresh(cached.as_deref(), task) {
             *cached = chronoflow_config::fs::load_repo(dir).ok().map(Arc::new);
         }
         cached.clone()
@@ -148,10 +180,14 @@ impl Executor for CommandExecutor {
 impl CommandExecutor {
     /// The command of `task`, its output going to the try's log (which starts with the argv).
     fn command(&self, task: &TaskRun) -> Result<(std::process::Command, String), String> {
-        let argv = self.argv_for(task);
-        let env = self.env_for(task);
+        let profile = self.profile_for(task)?;
+        let argv = self.argv_for(task, profile.as_ref());
+        let env = self.env_for(task, profile.as_ref());
         let log = open_log(&task.log_path)?;
         let mut header = log.try_clone().map_err(|e| e.to_string())?;
+        if let Some(p) = &profile {
+            let _ = writeln!(header, "{}", profile::log_line(p));
+        }
         let _ = writeln!(header, "$ {}", shell_words(&argv));
         let mut command = std::process::Command::new(&argv[0]);
         command

@@ -3,6 +3,7 @@
 mod command;
 #[cfg(feature = "engine")]
 mod engine;
+pub mod profile;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -142,23 +143,37 @@ pub struct Executors {
 
 impl Executors {
     /// Builds the configured executors. `engine` is the in-process one (it needs the repo and
-    /// the warehouse, which the caller has).
+    /// the warehouse, which the caller has). With `[profiles]`, command executors resolve each
+    /// try's profile into their placeholders and the in-process one logs it.
     pub fn new(
         config: Arc<SchedulerConfig>,
         engine: Arc<dyn Executor>,
         repo: Option<PathBuf>,
     ) -> Self {
+        let profiles = Arc::new(config.profiles.clone());
+        let engine: Arc<dyn Executor> = if profiles.is_empty() {
+            engine
+        } else {
+            Arc::new(profile::LoggingProfile::new(
+                engine,
+                profiles.clone(),
+                repo.clone(),
+            ))
+        };
         let mut by_name: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
         by_name.insert(IN_PROCESS.to_owned(), engine);
         for (name, e) in &config.executors {
             let executor: Arc<dyn Executor> = match e {
                 ExecutorConfig::InProcess => by_name[IN_PROCESS].clone(),
-                ExecutorConfig::Command { argv, env } => Arc::new(CommandExecutor::new(
-                    argv.clone(),
-                    env.clone(),
-                    repo.clone(),
-                    config.environment.clone(),
-                )),
+                ExecutorConfig::Command { argv, env } => Arc::new(
+                    CommandExecutor::new(
+                        argv.clone(),
+                        env.clone(),
+                        repo.clone(),
+                        config.environment.clone(),
+                    )
+                    .with_profiles(profiles.clone()),
+                ),
                 ExecutorConfig::Noop { sleep_ms } => Arc::new(NoopExecutor {
                     sleep: Duration::from_millis(*sleep_ms),
                 }),
