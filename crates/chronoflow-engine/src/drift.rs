@@ -188,7 +188,7 @@ struct SplitMix64(u64);
 
 impl Default for SplitMix64 {
     fn default() -> Self {
-        SplitMix64(0x5EED_0F_C4_0F_10_u64)
+        SplitMix64(0x5EED_0FC4_0F10_u64)
     }
 }
 
