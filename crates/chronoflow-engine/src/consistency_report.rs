@@ -156,7 +156,7 @@ pub async fn read_report(
     thresholds: Thresholds,
 ) -> Result<ConsistencyReport> {
     let days = start.days_until(end) + 1;
-    if days < 1 || days > MAX_REPORT_DAYS {
+    if !(1..=MAX_REPORT_DAYS).contains(&days) {
         return Err(EngineError::Input {
             file: join.to_owned(),
             message: format!(
