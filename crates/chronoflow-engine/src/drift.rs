@@ -88,46 +88,76 @@ enum Values {
 }
 
 impl Values {
-    fn of(column: &ArrayRef, context: &str) -> Result<Values> {
-        let t = column.data_type();
-        if t.is_numeric() {
-            let floats = arrow::compute::cast(column, &DataType::Float64).map_err(|e| {
-                EngineError::Arrow {
-                    context: format!("{context} as numbers"),
-                    source: e,
-                }
-            })?;
-            let floats = floats.as_primitive::<Float64Type>();
-            return Ok(Values::Numbers(
-                floats.iter().map(|v| v.filter(|x| !x.is_nan())).collect(),
-            ));
+    fn of(column: &ColumnView) -> Values {
+        let rows = 0..column.len();
+        match column {
+            ColumnView::Numbers(_) => Values::Numbers(rows.map(|r| column.number(r)).collect()),
+            _ => Values::Categories(rows.map(|r| column.category(r)).collect()),
         }
-        let text = match t {
-            DataType::Utf8 => column
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.map(str::to_owned))
-                .collect(),
-            DataType::LargeUtf8 => column
-                .as_string::<i64>()
-                .iter()
-                .map(|v| v.map(str::to_owned))
-                .collect(),
-            _ => (0..column.len())
-                .map(|r| match to_json(column.as_ref(), r) {
-                    Value::Null => None,
-                    Value::String(s) => Some(s),
-                    v => Some(v.to_string()),
-                })
-                .collect(),
-        };
-        Ok(Values::Categories(text))
     }
 
     fn len(&self) -> usize {
         match self {
             Values::Numbers(v) => v.len(),
             Values::Categories(v) => v.len(),
+        }
+    }
+}
+
+/// A column as the summary reads it, value by value (so the baseline copies only the values
+/// its sample keeps).
+enum ColumnView<'a> {
+    Numbers(Float64Array),
+    Text(&'a StringArray),
+    Other(&'a dyn Array),
+}
+
+impl<'a> ColumnView<'a> {
+    fn of(column: &'a ArrayRef, context: &str) -> Result<ColumnView<'a>> {
+        let t = column.data_type();
+        Ok(if t.is_numeric() {
+            let floats = arrow::compute::cast(column, &DataType::Float64).map_err(|e| {
+                EngineError::Arrow {
+                    context: format!("{context} as numbers"),
+                    source: e,
+                }
+            })?;
+            ColumnView::Numbers(floats.as_primitive::<Float64Type>().clone())
+        } else if let Some(text) = column.as_string_opt::<i32>() {
+            ColumnView::Text(text)
+        } else {
+            ColumnView::Other(column.as_ref())
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            ColumnView::Numbers(a) => a.len(),
+            ColumnView::Text(a) => a.len(),
+            ColumnView::Other(a) => a.len(),
+        }
+    }
+
+    /// The number at `row`; NaN is null.
+    fn number(&self, row: usize) -> Option<f64> {
+        match self {
+            ColumnView::Numbers(a) => (!a.is_null(row))
+                .then(|| a.value(row))
+                .filter(|x| !x.is_nan()),
+            _ => None,
+        }
+    }
+
+    /// The category at `row`: text as is, anything else its JSON text.
+    fn category(&self, row: usize) -> Option<String> {
+        match self {
+            ColumnView::Numbers(a) => (!a.is_null(row)).then(|| a.value(row).to_string()),
+            ColumnView::Text(a) => (!a.is_null(row)).then(|| a.value(row).to_owned()),
+            ColumnView::Other(a) => match to_json(*a, row) {
+                Value::Null => None,
+                Value::String(s) => Some(s),
+                v => Some(v.to_string()),
+            },
         }
     }
 }
@@ -143,21 +173,16 @@ struct Baseline {
 }
 
 impl Baseline {
-    fn add(&mut self, values: Values) {
-        match values {
-            Values::Numbers(v) => {
-                for x in v {
-                    if let Some(slot) = self.slot() {
-                        place(&mut self.numbers, slot, x);
-                    }
-                }
-            }
-            Values::Categories(v) => {
-                for x in v {
-                    if let Some(slot) = self.slot() {
-                        place(&mut self.categories, slot, x);
-                    }
-                }
+    fn add(&mut self, column: &ColumnView) {
+        let numeric = matches!(column, ColumnView::Numbers(_));
+        for row in 0..column.len() {
+            let Some(slot) = self.slot() else {
+                continue;
+            };
+            if numeric {
+                place(&mut self.numbers, slot, column.number(row));
+            } else {
+                place(&mut self.categories, slot, column.category(row));
             }
         }
     }
@@ -468,8 +493,8 @@ pub async fn compute_drift(
                     let Some(values) = batch.column_by_name(&column) else {
                         continue;
                     };
-                    let values = Values::of(values, &format!("{source} ds={day} {column}"))?;
-                    baselines.entry((i, side)).or_default().add(values);
+                    let values = ColumnView::of(values, &format!("{source} ds={day} {column}"))?;
+                    baselines.entry((i, side)).or_default().add(&values);
                 }
             }
         }
@@ -482,7 +507,10 @@ pub async fn compute_drift(
             let Some(values) = comparison.column_by_name(&column) else {
                 continue;
             };
-            let today = Values::of(values, &format!("{source} ds={ds} {column}"))?;
+            let today = Values::of(&ColumnView::of(
+                values,
+                &format!("{source} ds={ds} {column}"),
+            )?);
             let baseline = baselines.get(&(i, side)).filter(|b| b.seen > 0);
             out.push(summarize(
                 feature,
@@ -648,9 +676,9 @@ mod tests {
     fn the_baseline_sample_is_bounded_and_deterministic() {
         let run = || {
             let mut b = Baseline::default();
-            b.add(Values::Numbers(
-                (0..200_000).map(|i| Some(f64::from(i))).collect(),
-            ));
+            let column: ArrayRef =
+                Arc::new(Float64Array::from_iter_values((0..200_000).map(f64::from)));
+            b.add(&ColumnView::of(&column, "test").expect("numbers"));
             b
         };
         let (a, b) = (run(), run());
