@@ -188,23 +188,27 @@ impl Baseline {
     }
 
     /// Where the next value goes in the sample (Algorithm R): appended while there is room,
-    /// then replacing a random slot with probability `BASELINE_SAMPLE / seen`.
-    fn slot(&mut self) -> Option<usize> {
+    /// then into a random slot with probability `BASELINE_SAMPLE / seen`, else nowhere.
+    fn slot(&mut self) -> Option<Slot> {
         self.seen += 1;
         let seen = self.seen;
         if seen <= BASELINE_SAMPLE as u64 {
-            return Some(usize::MAX);
+            return Some(Slot::Append);
         }
         let j = self.random.next() % seen;
-        (j < BASELINE_SAMPLE as u64).then_some(j as usize)
+        (j < BASELINE_SAMPLE as u64).then_some(Slot::Replace(j as usize))
     }
 }
 
-/// Appends (`usize::MAX`) or replaces the value at `slot`.
-fn place<T>(sample: &mut Vec<T>, slot: usize, value: T) {
-    match sample.get_mut(slot) {
-        Some(old) => *old = value,
-        None => sample.push(value),
+enum Slot {
+    Append,
+    Replace(usize),
+}
+
+fn place<T>(sample: &mut Vec<T>, slot: Slot, value: T) {
+    match slot {
+        Slot::Replace(i) if i < sample.len() => sample[i] = value,
+        _ => sample.push(value),
     }
 }
 
