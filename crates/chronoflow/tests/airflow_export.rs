@@ -290,6 +290,54 @@ fn default_template_output_is_golden_and_regenerates_byte_identically() {
     }
 }
 
+/// The other flavors run Zipline's `zipline run` / Chronon's `run.py` with the orchestration
+/// design's flags; streaming jobs get the Flink parallelism, manual DAGs the params' range.
+#[test]
+fn zipline_and_run_py_flavors_pass_the_orchestration_designs_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("zipline");
+    export_ok(
+        &quickstart(),
+        &out,
+        &[
+            "--param",
+            "command.flavor=zipline",
+            "--param",
+            "command.artifact_prefix=gs://artifacts/zipline",
+            "--param",
+            "command.version=1.28.0",
+            "--param",
+            "command.enable_debug=true",
+            "--param",
+            "command.flink_parallelism=4",
+        ],
+    );
+    let batch = std::fs::read_to_string(out.join("chronon_gb_batch_quickstart.py")).unwrap();
+    assert!(
+        batch.contains(
+            "bash_command=\"zipline run --mode upload --conf compiled/production/group_bys/quickstart/purchases.v1 --ds {{ ds }} --artifact-prefix gs://artifacts/zipline --version 1.28.0 --enable-debug\""
+        ),
+        "{batch}"
+    );
+    let streaming =
+        std::fs::read_to_string(out.join("chronon_gb_streaming_quickstart.py")).unwrap();
+    assert!(
+        streaming.contains(
+            "bash_command=\"zipline run --mode streaming --conf compiled/production/group_bys/quickstart/returns.v1 --artifact-prefix gs://artifacts/zipline --version 1.28.0 --enable-debug --parallelism 4\""
+        ),
+        "{streaming}"
+    );
+    let out = dir.path().join("run_py");
+    export_ok(&quickstart(), &out, &["--param", "command.flavor=run_py"]);
+    let backfill = std::fs::read_to_string(out.join("chronon_join_backfill.py")).unwrap();
+    assert!(
+        backfill.contains(
+            "bash_command=\"run.py --mode backfill --conf compiled/production/joins/quickstart/training_set.v1 --start-ds {{ params.start_ds }} --end-ds {{ params.end_ds }}\""
+        ),
+        "{backfill}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // With Apache Airflow.
 
@@ -530,6 +578,43 @@ fn exported_dags_load_in_airflow_with_no_import_errors_and_equal_the_plan() {
     );
 }
 
+/// A one-request HTTP receiver: the port, and the body it got.
+fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            data.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&data).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                    tx.send(body.to_owned()).unwrap();
+                    return;
+                }
+            }
+            if n == 0 {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
 /// Rows of a table partition, sorted, for comparing two warehouses.
 fn rows(setup: &Setup, table: &str, ds: &str) -> Vec<String> {
     let mut rows: Vec<String> = setup
@@ -680,6 +765,8 @@ fn airflow_dags_test_runs_the_join_backfill_and_equals_chronoflows_scheduler() {
     }
     drop(standalone);
 
+    assert_failure_posts_chronoflows_alert(&airflow, &via_airflow, &home_of(&via_airflow));
+
     for table in TRAINING_SETS {
         let (a, s) = (
             rows(&via_airflow, table, TRAINING_DAY),
@@ -688,4 +775,60 @@ fn airflow_dags_test_runs_the_join_backfill_and_equals_chronoflows_scheduler() {
         assert_eq!(a.len(), 200, "{table}: one row per checkout");
         assert_eq!(a, s, "{table}: Airflow's rows differ from the scheduler's");
     }
+}
+
+fn home_of(setup: &Setup) -> PathBuf {
+    setup.dir.path().join("airflow-home")
+}
+
+/// A job that fails (a bad flag; no retries, through a template edit) makes the failure
+/// callback post chronoflow's alert JSON to the webhook.
+fn assert_failure_posts_chronoflows_alert(airflow: &Path, setup: &Setup, home: &Path) {
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../chronoflow-airflow/templates/dag.py.j2"),
+    )
+    .unwrap()
+    .replace("retries={{ task.retries }},", "retries=0,");
+    let template_path = setup.dir.path().join("no_retries.py.j2");
+    std::fs::write(&template_path, template).unwrap();
+    let (port, received) = webhook_receiver();
+    let dags = setup.dir.path().join("failing-dags");
+    export_ok(
+        &quickstart(),
+        &dags,
+        &[
+            "--template",
+            template_path.to_str().unwrap(),
+            "--param",
+            &format!("command.chronoflow={}", env!("CARGO_BIN_EXE_chronoflow")),
+            "--param",
+            "command.extra_args=[\"--no-such-flag\"]",
+            "--param",
+            &format!("alert.webhook=http://127.0.0.1:{port}/alerts"),
+        ],
+    );
+    let mut c = Command::new(airflow);
+    c.args(["dags", "test", "chronon_metadata", TRAINING_DAY, "-f"])
+        .arg(dags.join("chronon_metadata.py"));
+    airflow_env(&mut c, home, &dags);
+    let o = c.output().unwrap();
+    assert!(!o.status.success(), "the run should fail");
+    let body = received
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the failure callback posted nothing");
+    let alert: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(alert["event"], "task_failed", "{alert}");
+    assert_eq!(alert["dag_id"], "chronon_metadata");
+    assert_eq!(alert["task_id"], "metadata_upload__quickstart");
+    assert_eq!(alert["team"], "quickstart");
+    assert_eq!(alert["ds"], TRAINING_DAY);
+    assert_eq!(alert["try_number"], 1);
+    assert!(
+        alert["run_id"].as_str().unwrap().starts_with("manual__"),
+        "{alert}"
+    );
+    assert!(
+        alert["error"].as_str().unwrap().contains("exit code 2"),
+        "{alert}"
+    );
 }
