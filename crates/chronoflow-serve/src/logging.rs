@@ -85,13 +85,15 @@ pub struct LogStats {
     pub pending: u64,
 }
 
+/// The schema event of each (Join, version) seen, built once.
+type SchemaJsons = HashMap<(String, String), Arc<str>>;
+
 /// The handle the fetcher logs through; cheap to share.
 #[derive(Clone)]
 pub struct FetchLogger {
     tx: mpsc::Sender<Message>,
     counters: Arc<Counters>,
-    /// The schema event of each (Join, version) seen, built once.
-    schemas: Arc<Mutex<HashMap<(String, String), Arc<str>>>>,
+    schemas: Arc<Mutex<SchemaJsons>>,
 }
 
 /// Whether a key set is in a `percent` sample: decided by a hash of its key values alone, so a
@@ -238,6 +240,13 @@ impl FetchLogger {
     }
 }
 
+/// A schema event a write adds: the version's key columns and features, at its first fetch.
+struct SchemaEvent {
+    version: String,
+    at: i64,
+    json: Arc<str>,
+}
+
 /// The writer task's state.
 struct Writer {
     warehouse: Warehouse,
@@ -302,8 +311,9 @@ impl Writer {
                     let n = records.len() as u64;
                     self.counters.written.fetch_add(n, Ordering::Relaxed);
                     self.counters.pending.fetch_sub(n, Ordering::Relaxed);
-                    for (version, _) in new_schemas {
-                        self.schemas_written.insert((table.clone(), ds, version));
+                    for event in new_schemas {
+                        self.schemas_written
+                            .insert((table.clone(), ds, event.version));
                     }
                 }
                 Err(e) => {
@@ -335,19 +345,23 @@ impl Writer {
         table: &str,
         ds: PartitionDate,
         records: &[LogRecord],
-    ) -> Vec<(String, (i64, Arc<str>))> {
-        let mut missing: BTreeMap<String, (i64, Arc<str>)> = BTreeMap::new();
+    ) -> Vec<SchemaEvent> {
+        let mut missing: BTreeMap<&str, SchemaEvent> = BTreeMap::new();
         for r in records {
             let key = (table.to_owned(), ds, r.schema_hash.clone());
             if self.schemas_written.contains(&key) {
                 continue;
             }
-            let entry = missing
-                .entry(r.schema_hash.clone())
-                .or_insert_with(|| (r.ts_millis, r.schema_json.clone()));
-            entry.0 = entry.0.min(r.ts_millis);
+            let event = missing
+                .entry(&r.schema_hash)
+                .or_insert_with(|| SchemaEvent {
+                    version: r.schema_hash.clone(),
+                    at: r.ts_millis,
+                    json: r.schema_json.clone(),
+                });
+            event.at = event.at.min(r.ts_millis);
         }
-        missing.into_iter().collect()
+        missing.into_values().collect()
     }
 
     /// Keeps the memory of written schema events to the last few days.
@@ -361,7 +375,7 @@ impl Writer {
 }
 
 /// The rows of one write: the schema events first, then the fetches.
-fn log_batch(records: &[LogRecord], schemas: &[(String, (i64, Arc<str>))]) -> RecordBatch {
+fn log_batch(records: &[LogRecord], schemas: &[SchemaEvent]) -> RecordBatch {
     let mut event = StringBuilder::new();
     let mut join = StringBuilder::new();
     let mut ts = Int64Builder::new();
@@ -369,13 +383,13 @@ fn log_batch(records: &[LogRecord], schemas: &[(String, (i64, Arc<str>))]) -> Re
     let mut key_json = StringBuilder::new();
     let mut value_json = StringBuilder::new();
     let join_name = records.first().map(|r| r.join.as_str()).unwrap_or_default();
-    for (version, (at, schema)) in schemas {
+    for schema in schemas {
         event.append_value("schema");
         join.append_value(join_name);
-        ts.append_value(*at);
-        schema_hash.append_value(version);
+        ts.append_value(schema.at);
+        schema_hash.append_value(&schema.version);
         key_json.append_null();
-        value_json.append_value(schema.as_ref());
+        value_json.append_value(schema.json.as_ref());
     }
     for r in records {
         event.append_value("fetch");
