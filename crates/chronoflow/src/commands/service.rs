@@ -16,7 +16,7 @@ use chronoflow_scheduler::failpoint::FailPoints;
 use chronoflow_scheduler::history::JobRunWriter;
 use chronoflow_scheduler::metrics::Metrics;
 use chronoflow_scheduler::scheduler::{Scheduler, SpecSource};
-use chronoflow_scheduler::spec::{DagSpec, specs_from_plan};
+use chronoflow_scheduler::spec::{DagSpec, profile_errors, specs_from_plan};
 use chronoflow_scheduler::store::Store;
 use chronoflow_scheduler::streams::{ChildProcessLauncher, StreamLauncher, StreamSupervisor};
 use chronoflow_scheduler::worker::Worker;
@@ -71,6 +71,15 @@ impl SpecSource for RepoSource {
                 } else {
                     String::new()
                 }
+            ));
+        }
+        // Each try of such a job would fail on its profile: keep the last good DAGs instead.
+        let profile_errors = profile_errors(&plan, &self.config);
+        if !profile_errors.is_empty() {
+            return Err(format!(
+                "the repo {} has config tags naming no [profiles] entry of the scheduler config; fix them for the change to take effect:\n{}",
+                self.repo.display(),
+                profile_errors.join("\n")
             ));
         }
         Ok(specs_from_plan(&plan, &self.config))
