@@ -295,3 +295,130 @@ pub fn figure_alerts(join: &str, day: &DayFigures, t: Thresholds) -> Vec<FigureA
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use chronoflow_engine::consistency_report::{DriftFigures, FeatureFigures};
+
+    use super::*;
+
+    fn feature(name: &str, rate: f64, mismatches: i64) -> FeatureFigures {
+        FeatureFigures {
+            feature: name.to_owned(),
+            rows: 100,
+            both_null: 0,
+            online_null_only: 1,
+            offline_null_only: 0,
+            mismatches,
+            smape: None,
+            consistency_rate: rate,
+        }
+    }
+
+    fn drift(name: &str, side: &str, psi: Option<f64>) -> DriftFigures {
+        DriftFigures {
+            feature: name.to_owned(),
+            side: side.to_owned(),
+            rows: 100,
+            null_rate: Some(0.0),
+            distinct_estimate: Some(10),
+            mean: None,
+            p05: None,
+            p25: None,
+            p50: None,
+            p75: None,
+            p95: None,
+            psi,
+            baseline_days: Some(7),
+        }
+    }
+
+    fn day(rate: f64, features: Vec<FeatureFigures>, drift: Vec<DriftFigures>) -> DayFigures {
+        let t = Thresholds::default();
+        let above: Vec<DriftFigures> = drift
+            .iter()
+            .filter(|d| d.psi.is_some_and(|p| p > t.max_psi))
+            .cloned()
+            .collect();
+        DayFigures {
+            ds: PartitionDate::parse("2023-11-30").expect("a date"),
+            rows: 100,
+            inconsistent_rows: ((1.0 - rate) * 100.0).round() as i64,
+            consistency_rate: rate,
+            below_min_rate: rate < t.min_rate,
+            features_below_min_rate: features
+                .iter()
+                .filter(|f| f.consistency_rate < t.min_rate)
+                .map(|f| f.feature.clone())
+                .collect(),
+            features,
+            drift: Some(drift),
+            drift_above_max_psi: above,
+        }
+    }
+
+    #[test]
+    fn figures_within_thresholds_raise_no_alert() {
+        let d = day(
+            1.0,
+            vec![feature("a", 1.0, 0)],
+            vec![drift("a", "online", Some(0.1)), drift("a", "offline", None)],
+        );
+        assert_eq!(figure_alerts("t.j.v1", &d, Thresholds::default()), vec![]);
+    }
+
+    #[test]
+    fn low_consistency_and_high_psi_raise_one_alert_each_naming_the_worst_features() {
+        let d = day(
+            0.9,
+            vec![
+                feature("b", 0.9, 9),
+                feature("a", 0.995, 0),
+                feature("c", 1.0, 0),
+            ],
+            vec![
+                drift("a", "online", Some(0.25)),
+                drift("b", "offline", Some(0.7)),
+            ],
+        );
+        let mut d = d;
+        d.drift_above_max_psi
+            .sort_by(|x, y| y.psi.unwrap_or(0.0).total_cmp(&x.psi.unwrap_or(0.0)));
+        let alerts = figure_alerts("t.j.v1", &d, Thresholds::default());
+        assert_eq!(alerts.len(), 2);
+        let c = &alerts[0];
+        assert_eq!(
+            (c.event, c.figure, c.value, c.threshold, c.ds.as_str()),
+            (
+                "consistency_below_threshold",
+                "consistency_rate",
+                0.9,
+                0.99,
+                "2023-11-30"
+            )
+        );
+        let named: Vec<(&str, f64, Option<i64>)> = c
+            .features
+            .iter()
+            .map(|f| (f.feature.as_str(), f.value, f.mismatches))
+            .collect();
+        // Every inconsistent feature, worst first; `c` is fully consistent.
+        assert_eq!(named, [("b", 0.9, Some(9)), ("a", 0.995, Some(0))]);
+        assert!(
+            c.message.contains("t.j.v1") && c.message.contains("0.99"),
+            "{}",
+            c.message
+        );
+        let p = &alerts[1];
+        assert_eq!(
+            (p.event, p.figure, p.value, p.threshold),
+            ("drift_above_threshold", "psi", 0.7, 0.2)
+        );
+        let sides: Vec<(&str, Option<&str>)> = p
+            .features
+            .iter()
+            .map(|f| (f.feature.as_str(), f.side.as_deref()))
+            .collect();
+        assert_eq!(sides, [("b", Some("offline")), ("a", Some("online"))]);
+    }
+}
