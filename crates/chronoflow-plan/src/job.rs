@@ -73,6 +73,10 @@ pub struct Job {
     /// resource profile ([`crate::profile`]), `airflow:<group>` groups tasks in the Airflow export.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The resource profile the job runs with: `None` from [`crate::plan`], which reads only the
+    /// repo; set by [`crate::profile::Profiles::apply`] from `chronoflow.toml`'s `[profiles]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::ResolvedProfile>,
 }
 
 impl Job {
@@ -122,6 +126,7 @@ fn job(
         outputs,
         inputs,
         tags: loaded.config.metadata().tags(),
+        profile: None,
     }
 }
 

@@ -123,7 +123,7 @@ impl Default for Profiles {
 
 /// The profile a job runs with, and why. `cluster` is rendered: a string as written, a table
 /// as compact JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolvedProfile {
     pub name: String,
     /// What selected it: `tag machine:large`, `profiles.teams.risk.upload`,
@@ -186,6 +186,20 @@ impl Profiles {
     /// [`Profiles::resolve`] for a planned job (its config, mode, team and tags).
     pub fn resolve_job(&self, job: &Job) -> Result<Option<ResolvedProfile>, ProfileError> {
         self.resolve(&job.config, job.mode, &job.team, &job.tags)
+    }
+
+    /// Sets every job's `profile`; the jobs that cannot resolve one keep `None` and their
+    /// errors are returned, one per problem (a config's bad tag is reported once, not per mode).
+    pub fn apply(&self, plan: &mut crate::Plan) -> Vec<ProfileError> {
+        let mut errors: Vec<ProfileError> = Vec::new();
+        for job in &mut plan.jobs {
+            match self.resolve_job(job) {
+                Ok(profile) => job.profile = profile,
+                Err(e) if !errors.contains(&e) => errors.push(e),
+                Err(_) => {}
+            }
+        }
+        errors
     }
 
     /// The selected profile's name and what selected it.

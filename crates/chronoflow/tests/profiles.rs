@@ -229,3 +229,49 @@ fn a_tag_naming_no_profile_keeps_the_last_good_dags() {
         "{err}"
     );
 }
+
+/// `plan --format json` shows each job's resolved profile when the repo's `chronoflow.toml`
+/// has `[profiles]` (and nothing new without it: the golden plans are unchanged).
+#[test]
+fn the_json_plan_shows_each_jobs_profile() {
+    let s = setup(&format!("default_executor = \"in_process\"\n{PROFILES}"));
+    let repo = s.repo.display().to_string();
+    let out = s.run(&["plan", "--repo", &repo, "--format", "json"]);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = |id: &str| {
+        plan["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        job("quickstart.training_set.v1/backfill")["profile"],
+        serde_json::json!({"name": "large", "selected_by": "profiles.modes.backfill",
+                           "cpu": "8", "memory": "32g", "cluster": "{\"workers\":10}"})
+    );
+    let v2 = job("quickstart.training_set.v2/backfill");
+    assert_eq!(v2["tags"], serde_json::json!(["machine:xl"]));
+    assert_eq!(v2["profile"]["name"], "xl");
+    assert_eq!(
+        job("quickstart.purchases.v1/upload")["profile"]["name"],
+        "small"
+    );
+    assert!(
+        job("quickstart.returns.v1/streaming")
+            .get("profile")
+            .is_none()
+    );
+
+    let plain = s.run(&[
+        "plan",
+        "--repo",
+        quickstart().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let text = String::from_utf8(plain.stdout).unwrap();
+    assert!(!text.contains("\"profile\"") && !text.contains("\"tags\""));
+}

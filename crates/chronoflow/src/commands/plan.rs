@@ -26,6 +26,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
             counts.errors
         );
     }
+    let profile_errors = apply_profiles(&mut plan, &args.repo.repo)?;
     if let Some(id) = &args.dag {
         select_dag(&mut plan, id)?;
     }
@@ -37,11 +38,23 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         PlanFormat::Mermaid => render::mermaid(&dags),
     };
     super::output::emit(&rendered, args.out.as_deref())?;
-    Ok(if counts.errors > 0 {
+    Ok(if counts.errors > 0 || profile_errors > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Gives each job its resource profile from the repo's `chronoflow.toml` (`[profiles]`; without
+/// it jobs have none and the JSON plan is unchanged). Prints what cannot be resolved; their count.
+fn apply_profiles(plan: &mut Plan, repo: &std::path::Path) -> anyhow::Result<usize> {
+    let config =
+        chronoflow_scheduler::config::SchedulerConfig::load(&repo.join("chronoflow.toml"))?;
+    let errors = config.profiles.apply(plan);
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    Ok(errors.len())
 }
 
 fn configs_with_errors(plan: &Plan) -> usize {
