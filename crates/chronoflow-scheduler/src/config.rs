@@ -188,7 +188,9 @@ pub enum ExecutorConfig {
     InProcess,
     /// Runs a program per task. Each element of `argv` is one argument; `{mode}`, `{conf}`,
     /// `{ds}`, `{start_ds}`, `{end_ds}`, `{config}`, `{team}`, `{dag_id}`, `{task_id}`,
-    /// `{run_id}` and `{try_number}` are replaced inside elements (never through a shell).
+    /// `{run_id}`, `{try_number}` and the profile's `{profile.name}`, `{profile.cpu}`,
+    /// `{profile.memory}`, `{profile.cluster}`, `{profile.pool}`, `{profile.queue}` are replaced
+    /// inside elements and `env` values (never through a shell).
     Command {
         argv: Vec<String>,
         #[serde(default)]
