@@ -204,14 +204,31 @@ struct RangeBody {
     end_ds: String,
 }
 
+/// A trigger's range; `step_days` cuts a manual DAG's range into one run per chunk.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    start_ds: String,
+    end_ds: String,
+    #[serde(default)]
+    step_days: Option<u32>,
+}
+
 async fn trigger(
     State(s): State<ApiState>,
     ApiPath(dag_id): ApiPath<String>,
-    ApiJson(body): ApiJson<RangeBody>,
+    ApiJson(body): ApiJson<TriggerBody>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let trigger = RunTrigger::Manual {
-        start_ds: body.start_ds,
-        end_ds: body.end_ds,
+    let trigger = match body.step_days {
+        Some(step_days) => RunTrigger::Steps {
+            start_ds: body.start_ds,
+            end_ds: body.end_ds,
+            step_days,
+        },
+        None => RunTrigger::Manual {
+            start_ds: body.start_ds,
+            end_ds: body.end_ds,
+        },
     };
     create_runs(&s, dag_id, trigger).await
 }

@@ -335,6 +335,117 @@ async fn catchup_fills_missing_in_one_run_and_manual_runs_take_params(h: Harness
     insta::assert_snapshot!("21_all_done", h.state().await);
 }
 
+/// A range backfill DAG's trigger is one run per `step_days` chunk (30 by default), so workers
+/// take chunks in parallel; each chunk's task covers only its own dates.
+async fn range_backfill_triggers_make_one_run_per_step(h: Harness) {
+    let mut joins = dag(
+        "chronon_join_backfill",
+        Timetable::Manual,
+        vec![job("j", &[])],
+    );
+    joins.kind = "join_backfill".into();
+    joins.max_active_runs = 16;
+    let custom = dag("custom_manual", Timetable::Manual, vec![job("c", &[])]);
+    let daily_dag = dag("daily", daily(), vec![job("d", &[])]);
+    h.store
+        .sync_dags(&[joins, custom, daily_dag], h.clock.now_ms())
+        .await
+        .unwrap();
+    let trigger = |start: &str, end: &str, step_days: Option<u32>| {
+        let (start_ds, end_ds) = (start.to_owned(), end.to_owned());
+        match step_days {
+            Some(step_days) => RunTrigger::Steps {
+                start_ds,
+                end_ds,
+                step_days,
+            },
+            None => RunTrigger::Manual { start_ds, end_ds },
+        }
+    };
+    let now = h.clock.now_ms();
+    let ids = h
+        .store
+        .trigger(
+            "chronon_join_backfill",
+            trigger("2026-01-01", "2026-01-10", Some(4)),
+            now,
+        )
+        .await
+        .unwrap();
+    let suffixes: Vec<&str> = ids.iter().map(|id| &id[id.len() - 21..]).collect();
+    assert_eq!(
+        suffixes,
+        [
+            "2026-01-01_2026-01-04",
+            "2026-01-05_2026-01-08",
+            "2026-01-09_2026-01-10"
+        ]
+    );
+    // By default a backfill DAG's range is cut every 30 days; another manual DAG's is one run.
+    let ids = h
+        .store
+        .trigger(
+            "chronon_join_backfill",
+            trigger("2026-02-01", "2026-04-02", None),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let ids = h
+        .store
+        .trigger(
+            "custom_manual",
+            trigger("2026-02-01", "2026-04-01", None),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let err = h
+        .store
+        .trigger("daily", trigger("2026-02-01", "2026-04-01", Some(5)), now)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("scheduled"), "{err}");
+
+    // Every chunk's task runs over its own dates only.
+    h.scheduler.tick().await.unwrap();
+    while h.worker.run_once().await.unwrap() > 0 {
+        h.scheduler.tick().await.unwrap();
+    }
+    let runs = h
+        .store
+        .runs(Some("chronon_join_backfill"), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 6);
+    let mut ranges = Vec::new();
+    for run in &runs {
+        assert_eq!(run.state, "success", "{run:?}");
+        for ti in h
+            .store
+            .task_instances(&run.dag_id, &run.run_id)
+            .await
+            .unwrap()
+        {
+            ranges.push(format!("{}..{}", ti.start_ds, ti.end_ds));
+        }
+    }
+    ranges.sort();
+    assert_eq!(
+        ranges,
+        [
+            "2026-01-01..2026-01-04",
+            "2026-01-05..2026-01-08",
+            "2026-01-09..2026-01-10",
+            "2026-02-01..2026-03-02",
+            "2026-03-03..2026-04-01",
+            "2026-04-02..2026-04-02"
+        ]
+    );
+}
+
 async fn bad_requests_are_clear_errors(h: Harness) {
     let bad_cron = dag(
         "bad",
@@ -411,6 +522,7 @@ on_both_backends!(
     a_daily_run_through_sensor_crashes_retries_failure_and_clear,
     job_failures_back_off_and_then_fail_downstream,
     catchup_fills_missing_in_one_run_and_manual_runs_take_params,
+    range_backfill_triggers_make_one_run_per_step,
     bad_requests_are_clear_errors
 );
 

@@ -276,12 +276,17 @@ pub enum DagsCommand {
         state: StateArgs,
     },
     /// Trigger a run: a backfill DAG over --start-ds..--end-ds, or a scheduled DAG for --end-ds.
+    /// A range backfill DAG's range becomes one run per --step-days chunk (default 30), which
+    /// workers take in parallel.
     Trigger {
         dag_id: String,
         #[arg(long, value_name = "YYYY-MM-DD")]
         start_ds: String,
         #[arg(long, value_name = "YYYY-MM-DD")]
         end_ds: String,
+        /// Days per run of a manual DAG's range (1 or more).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        step_days: Option<u32>,
         #[command(flatten)]
         state: StateArgs,
     },

@@ -12,7 +12,7 @@ use crate::error::{Result, SchedulerError};
 use crate::spec::DagSpec;
 use crate::timetable::{ds_of, iso, ms_of_ds};
 use chronoflow_config::PartitionDate;
-use chronoflow_plan::partitions::{MAX_RANGE_DAYS, SANE_YEARS};
+use chronoflow_plan::partitions::{MAX_RANGE_DAYS, SANE_YEARS, steps};
 use sqlx::AssertSqlSafe;
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +64,25 @@ pub enum RunTrigger {
     /// One run per logical date of a scheduled DAG in `start_ds..=end_ds` (those that do not
     /// exist yet).
     Backfill { start_ds: String, end_ds: String },
+    /// A manual DAG's range as one run per chunk of at most `step_days` consecutive days, so
+    /// several workers can take chunks at once (`dags trigger --step-days`).
+    Steps {
+        start_ds: String,
+        end_ds: String,
+        step_days: u32,
+    },
+}
+
+/// The chunk length of a manual trigger of a range backfill DAG (`chronon_join_backfill`,
+/// `chronon_gb_backfill`) given no `step_days`: `run --step-days`' default. Each chunk is a
+/// run of its own: its partitions do not depend on the other chunks' (SPEC §4.2), so chunks run
+/// in parallel on whichever workers are free, up to the DAG's `max_active_runs`.
+pub const DEFAULT_STEP_DAYS: u32 = 30;
+
+/// Whether a manual trigger of this DAG is cut into runs of [`DEFAULT_STEP_DAYS`].
+fn steps_by_default(spec: &DagSpec) -> bool {
+    spec.timetable.is_manual()
+        && matches!(spec.kind.as_str(), "join_backfill" | "group_by_backfill")
 }
 
 /// Manual runs of one DAG and range triggered within one second, at most (their ids differ
@@ -171,9 +190,24 @@ impl Store {
             message,
         };
         let (start_ds, end_ds) = match &trigger {
-            RunTrigger::Manual { start_ds, end_ds } | RunTrigger::Backfill { start_ds, end_ds } => {
-                (start_ds.clone(), end_ds.clone())
+            RunTrigger::Manual { start_ds, end_ds }
+            | RunTrigger::Backfill { start_ds, end_ds }
+            | RunTrigger::Steps {
+                start_ds, end_ds, ..
+            } => (start_ds.clone(), end_ds.clone()),
+        };
+        let step_days = match trigger {
+            RunTrigger::Steps { step_days: 0, .. } => {
+                return Err(bad("step_days must be 1 or more".into()));
             }
+            RunTrigger::Steps { step_days, .. } if !spec.timetable.is_manual() => {
+                return Err(bad(format!(
+                    "step_days {step_days} applies to manual range DAGs; {dag_id} is scheduled (use dags backfill)"
+                )));
+            }
+            RunTrigger::Steps { step_days, .. } => Some(step_days),
+            RunTrigger::Manual { .. } if steps_by_default(&spec) => Some(DEFAULT_STEP_DAYS),
+            _ => None,
         };
         let date = |name: &str, ds: &str| {
             let date = PartitionDate::parse(ds)
@@ -195,13 +229,31 @@ impl Store {
         // A manual run of a scheduled DAG is for end_ds; of the others, for the whole range.
         let whole_range = spec.timetable.is_manual() || spec.fills_missing;
         let days = first.days_until(last) + 1;
-        if matches!(trigger, RunTrigger::Manual { .. }) && whole_range && days > MAX_RANGE_DAYS {
+        let manual = !matches!(trigger, RunTrigger::Backfill { .. });
+        if manual && whole_range && days > MAX_RANGE_DAYS {
             return Err(bad(format!(
                 "{start_ds}..{end_ds} is {days} days, more than one run covers ({MAX_RANGE_DAYS}): trigger it in parts"
             )));
         }
         let runs: Vec<NewRun> = match trigger {
-            RunTrigger::Manual { .. } => vec![NewRun {
+            RunTrigger::Manual { .. } | RunTrigger::Steps { .. } if step_days.is_some() => {
+                let dates: Vec<PartitionDate> = (0..days).map(|i| first.add_days(i)).collect();
+                steps(&dates, step_days.unwrap_or(DEFAULT_STEP_DAYS))
+                    .into_iter()
+                    .map(|chunk| {
+                        let (start_ds, end_ds) = (chunk.start.to_string(), chunk.end.to_string());
+                        NewRun {
+                            run_id: format!("manual__{}__{}_{}", iso(now), start_ds, end_ds),
+                            run_type: "manual",
+                            logical_ms: chunk.end.epoch_millis(),
+                            ds: end_ds.clone(),
+                            start_ds,
+                            end_ds,
+                        }
+                    })
+                    .collect()
+            }
+            RunTrigger::Manual { .. } | RunTrigger::Steps { .. } => vec![NewRun {
                 run_id: format!("manual__{}__{}_{}", iso(now), start_ds, end_ds),
                 run_type: "manual",
                 logical_ms: end,
@@ -248,7 +300,6 @@ impl Store {
                 out
             }
         };
-        let manual = matches!(trigger, RunTrigger::Manual { .. });
         transact!(self, "triggering runs", c, {
             let runs = &runs;
 

@@ -64,12 +64,19 @@ pub fn dags(command: DagsCommand) -> anyhow::Result<ExitCode> {
                 dag_id,
                 start_ds,
                 end_ds,
+                step_days,
                 state,
             } => {
                 let store = store(&state).await?;
-                let ids = store
-                    .trigger(&dag_id, RunTrigger::Manual { start_ds, end_ds }, now)
-                    .await?;
+                let trigger = match step_days {
+                    Some(step_days) => RunTrigger::Steps {
+                        start_ds,
+                        end_ds,
+                        step_days,
+                    },
+                    None => RunTrigger::Manual { start_ds, end_ds },
+                };
+                let ids = store.trigger(&dag_id, trigger, now).await?;
                 for id in ids {
                     println!("triggered {dag_id}/{id}");
                 }
