@@ -789,7 +789,10 @@ fn assert_failure_posts_chronoflows_alert(airflow: &Path, setup: &Setup, home: &
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../chronoflow-airflow/templates/dag.py.j2"),
     )
     .unwrap()
-    .replace("retries={{ task.retries }},", "retries=0,");
+    .replace(
+        "\"retries\": {{ dag.defaults.retries }},",
+        "\"retries\": 0,",
+    );
     let template_path = setup.dir.path().join("no_retries.py.j2");
     std::fs::write(&template_path, template).unwrap();
     let (port, received) = webhook_receiver();

@@ -7,6 +7,7 @@ repo; regenerate it instead of editing it (your own template: `--template FILE`)
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ def _ds_add(ds, days):
     return (datetime.date.fromisoformat(ds) + datetime.timedelta(days=days)).isoformat()
 
 
+@functools.cache
 def _alert_on_failure(team):
     """A failure callback posting chronoflow's alert JSON (its `Alert` fields) to the webhook."""
 
@@ -93,7 +95,12 @@ with DAG(
     max_active_runs=1,
     max_active_tasks=100,
     tags=["chronon", "chronoflow", "team:t"],
-    default_args={"owner": "chronon"},
+    default_args={
+        "owner": "chronon",
+        "retries": 1,
+        "retry_delay": datetime.timedelta(seconds=60),
+        "on_failure_callback": _alert_on_failure("t"),
+    },
 ) as dag:
     tasks = {}
     tasks["group__g"] = BashOperator(
@@ -102,9 +109,6 @@ with DAG(
         cwd=REPO,
         env=ENV,
         append_env=True,
-        retries=1,
-        retry_delay=datetime.timedelta(seconds=60),
-        on_failure_callback=_alert_on_failure("t"),
         queue="t_queue",
     )
     tasks["t_c_v1__backfill"] = BashOperator(
@@ -113,9 +117,6 @@ with DAG(
         cwd=REPO,
         env=ENV,
         append_env=True,
-        retries=1,
-        retry_delay=datetime.timedelta(seconds=60),
-        on_failure_callback=_alert_on_failure("t"),
         queue="t_queue",
     )
     tasks["wait_for__ns_src__ds"] = PythonSensor(
@@ -126,8 +127,6 @@ with DAG(
         poke_interval=60,
         timeout=172800,
         retries=3,
-        retry_delay=datetime.timedelta(seconds=60),
-        on_failure_callback=_alert_on_failure("t"),
     )
 
     tasks["group__g"] >> tasks["t_c_v1__backfill"]
