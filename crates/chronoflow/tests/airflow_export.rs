@@ -291,6 +291,50 @@ fn default_template_output_is_golden_and_regenerates_byte_identically() {
     }
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A cross-DAG wait on a job that grouping merged into a group waits on the group's task.
+#[test]
+fn a_cross_dag_wait_on_a_grouped_job_waits_on_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("airbnb");
+    copy_dir(&fixtures().join("samples/airbnb"), &repo);
+    let conf = repo.join("production/staging_queries/sample_team/sample_staging_query.v1");
+    let mut value: Value = serde_json::from_str(&std::fs::read_to_string(&conf).unwrap()).unwrap();
+    value["metaData"]["customJson"] = json!(json!({"tags": {"airflow": "sq"}}).to_string());
+    std::fs::write(&conf, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+    let out = dir.path().join("dags");
+    export_ok(&repo, &out, &[]);
+    let staging =
+        std::fs::read_to_string(out.join("chronon_staging_query_sample_team.py")).unwrap();
+    assert!(
+        staging.contains("tasks[\"group__sq\"] = BashOperator("),
+        "{staging}"
+    );
+    let join = std::fs::read_to_string(out.join("chronon_join_sample_team.py")).unwrap();
+    let wait = join
+        .split("tasks[\"wait_for__sample_team_sample_staging_query_v1__backfill\"] = UpstreamWait(")
+        .nth(1)
+        .expect("the Join DAG waits on the StagingQuery");
+    let wait = &wait[..wait.find("    )").unwrap()];
+    assert!(
+        wait.contains("external_dag_id=\"chronon_staging_query_sample_team\"")
+            && wait.contains("external_task_id=\"group__sq\""),
+        "{wait}"
+    );
+}
+
 /// The other flavors run Zipline's `zipline run` / Chronon's `run.py` with the orchestration
 /// design's flags; streaming jobs get the Flink parallelism, manual DAGs the params' range.
 #[test]
