@@ -41,6 +41,13 @@ use crate::table_name::TableName;
 
 const MANIFEST: &str = "_manifest.json";
 const TABLE_META: &str = "_table.json";
+/// Reads and conditional puts of `_table.json` before a writer gives up: each failed attempt
+/// means another writer changed it in between, and concurrent writers are a few workers.
+const META_ATTEMPTS: usize = 64;
+
+/// The version of `_table.json` a writer read (an ETag or object version on S3 and GCS).
+#[derive(Debug, Clone)]
+struct MetaVersion(object_store::UpdateVersion);
 /// Rows per part file: bounds the memory a single part needs while writing and reading.
 const ROWS_PER_FILE: usize = 1 << 20;
 /// Files not in any manifest and older than this are leftovers of a crashed writer: the default
@@ -525,34 +532,113 @@ impl Warehouse {
         table: &TableName,
         partition_column: &str,
     ) -> Result<TableMeta> {
-        match self.table_meta(table).await? {
-            Some(meta) if meta.partition_column == partition_column => Ok(meta),
-            Some(meta) => Err(EngineError::Input {
-                file: table.to_string(),
-                message: format!(
-                    "table is partitioned by {:?}, not {partition_column:?}",
-                    meta.partition_column
-                ),
-            }),
-            None => {
-                let meta = TableMeta {
-                    partition_column: partition_column.to_owned(),
-                    columns: None,
-                };
-                self.put_table_meta(table, &meta).await?;
-                Ok(meta)
-            }
-        }
+        Ok(self.ensure_table_at(table, partition_column).await?.0)
     }
 
-    async fn put_table_meta(&self, table: &TableName, meta: &TableMeta) -> Result<()> {
+    /// [`Self::ensure_table`], with the version of `_table.json` it read or created (for a
+    /// conditional replace). Two writers creating one table at once (two workers' chunks of one
+    /// backfill) both end with the one `_table.json` that won: creation is a put-if-absent.
+    async fn ensure_table_at(
+        &self,
+        table: &TableName,
+        partition_column: &str,
+    ) -> Result<(TableMeta, MetaVersion)> {
+        for _ in 0..META_ATTEMPTS {
+            match self.table_meta_at(table).await? {
+                Some((meta, version)) if meta.partition_column == partition_column => {
+                    return Ok((meta, version));
+                }
+                Some((meta, _)) => {
+                    return Err(EngineError::Input {
+                        file: table.to_string(),
+                        message: format!(
+                            "table is partitioned by {:?}, not {partition_column:?}",
+                            meta.partition_column
+                        ),
+                    });
+                }
+                None => {
+                    let meta = TableMeta {
+                        partition_column: partition_column.to_owned(),
+                        columns: None,
+                    };
+                    if let Some(version) = self.put_table_meta(table, &meta, None).await? {
+                        return Ok((meta, version));
+                    }
+                }
+            }
+        }
+        Err(Self::meta_contended(table))
+    }
+
+    /// `_table.json` and the version read (`None`: no such table).
+    async fn table_meta_at(&self, table: &TableName) -> Result<Option<(TableMeta, MetaVersion)>> {
+        let path = self.table_dir(table).join(TABLE_META);
+        let got = match self.store.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Self::store_error(&path)(e)),
+        };
+        let version = MetaVersion(object_store::UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        });
+        let bytes = got.bytes().await.map_err(Self::store_error(&path))?;
+        let meta = serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
+            table: table.to_string(),
+            reason: format!("{path} is not valid: {e}"),
+        })?;
+        Ok(Some((meta, version)))
+    }
+
+    /// Puts `_table.json` if it is still at `expected` (`None`: only if absent): a
+    /// compare-and-swap, so concurrent writers of one table (workers on S3) never overwrite a
+    /// schema they did not read. `Ok(None)` when another writer changed it first (read again and
+    /// retry). Stores without conditional replaces (the local filesystem) overwrite; there the
+    /// re-check after each commit (`keep_schema_recorded`) restores a lost column.
+    async fn put_table_meta(
+        &self,
+        table: &TableName,
+        meta: &TableMeta,
+        expected: Option<&MetaVersion>,
+    ) -> Result<Option<MetaVersion>> {
         let path = self.table_dir(table).join(TABLE_META);
         let body = serde_json::to_vec_pretty(meta).expect("serializable");
-        self.store
-            .put(&path, PutPayload::from(body))
+        let mode = match expected {
+            None => object_store::PutMode::Create,
+            Some(v) => object_store::PutMode::Update(v.0.clone()),
+        };
+        let payload = PutPayload::from(body);
+        let put = match self
+            .store
+            .put_opts(&path, payload.clone(), mode.into())
             .await
-            .map_err(Self::store_error(&path))?;
-        Ok(())
+        {
+            Ok(put) => put,
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => return Ok(None),
+            Err(object_store::Error::NotImplemented { .. }) => self
+                .store
+                .put(&path, payload)
+                .await
+                .map_err(Self::store_error(&path))?,
+            Err(e) => return Err(Self::store_error(&path)(e)),
+        };
+        Ok(Some(MetaVersion(object_store::UpdateVersion {
+            e_tag: put.e_tag,
+            version: put.version,
+        })))
+    }
+
+    fn meta_contended(table: &TableName) -> EngineError {
+        EngineError::Corrupt {
+            table: table.to_string(),
+            reason: format!(
+                "{TABLE_META} changed under every one of {META_ATTEMPTS} attempts to update it (too many concurrent writers?)"
+            ),
+        }
     }
 
     /// The schema the table has, recorded or (for tables written before schemas were recorded)
@@ -705,26 +791,11 @@ impl Warehouse {
         ds: PartitionDate,
         batches: &[RecordBatch],
     ) -> Result<PreparedWrite> {
-        let meta = self.ensure_table(table, partition_column).await?;
         let dir = self.partition_dir(table, partition_column, ds);
         let partition = format!("{partition_column}={ds}");
-        let current = self.current_schema(table, &meta).await?;
-        // Every batch may widen the schema (callers may pass batches of different columns).
-        let evolved = batches.iter().try_fold(current.clone(), |schema, b| {
-            schema::evolve(table, &partition, schema.as_deref(), &b.schema())
-                .map(|s| Some(Arc::new(s)))
-        })?;
-        let mut recorded = None;
-        if let Some(evolved) = &evolved
-            && (meta.columns.is_none() || current.as_ref() != Some(evolved))
-        {
-            let meta = TableMeta {
-                columns: Some(schema::to_specs(evolved)),
-                ..meta.clone()
-            };
-            self.put_table_meta(table, &meta).await?;
-            recorded = Some(evolved.clone());
-        }
+        let (meta, evolved, recorded) = self
+            .record_schema(table, partition_column, &partition, batches)
+            .await?;
         let batches = match &evolved {
             Some(schema) if batches.is_empty() => vec![RecordBatch::new_empty(schema.clone())],
             Some(schema) => batches
@@ -744,6 +815,46 @@ impl Warehouse {
             batches,
             recorded,
         })
+    }
+
+    /// The table's metadata and the schema `batches` evolve it to, recorded in `_table.json`
+    /// (compare-and-swap, read again when another writer changed it) when it changed; the
+    /// recorded schema, if this write recorded one.
+    async fn record_schema(
+        &self,
+        table: &TableName,
+        partition_column: &str,
+        partition: &str,
+        batches: &[RecordBatch],
+    ) -> Result<(TableMeta, Option<SchemaRef>, Option<SchemaRef>)> {
+        for _ in 0..META_ATTEMPTS {
+            let (meta, version) = self.ensure_table_at(table, partition_column).await?;
+            let current = self.current_schema(table, &meta).await?;
+            // Every batch may widen the schema (callers may pass batches of different columns).
+            let evolved = batches.iter().try_fold(current.clone(), |schema, b| {
+                schema::evolve(table, partition, schema.as_deref(), &b.schema())
+                    .map(|s| Some(Arc::new(s)))
+            })?;
+            let Some(changed) = evolved
+                .as_ref()
+                .filter(|e| meta.columns.is_none() || current.as_ref() != Some(*e))
+            else {
+                return Ok((meta, evolved, None));
+            };
+            let meta = TableMeta {
+                columns: Some(schema::to_specs(changed)),
+                ..meta
+            };
+            if self
+                .put_table_meta(table, &meta, Some(&version))
+                .await?
+                .is_some()
+            {
+                let recorded = Some(changed.clone());
+                return Ok((meta, evolved, recorded));
+            }
+        }
+        Err(Self::meta_contended(table))
     }
 
     /// The Arrow schema of a Parquet file, from its footer alone.
@@ -802,23 +913,32 @@ impl Warehouse {
         ours: &SchemaRef,
         ds: PartitionDate,
     ) -> Result<()> {
-        let meta = self.require_table(table).await?;
-        let current = self.current_schema(table, &meta).await?;
-        if let Some(current) = &current
-            && ours
-                .fields()
-                .iter()
-                .all(|f| current.field_with_name(f.name()).is_ok())
-        {
-            return Ok(());
+        for _ in 0..META_ATTEMPTS {
+            let (meta, version) = self.ensure_table_at(table, partition_column).await?;
+            let current = self.current_schema(table, &meta).await?;
+            if let Some(current) = &current
+                && ours
+                    .fields()
+                    .iter()
+                    .all(|f| current.field_with_name(f.name()).is_ok())
+            {
+                return Ok(());
+            }
+            let partition = format!("{partition_column}={ds}");
+            let merged = schema::evolve(table, &partition, current.as_deref(), ours)?;
+            let meta = TableMeta {
+                columns: Some(schema::to_specs(&merged)),
+                ..meta
+            };
+            if self
+                .put_table_meta(table, &meta, Some(&version))
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
         }
-        let partition = format!("{partition_column}={ds}");
-        let merged = schema::evolve(table, &partition, current.as_deref(), ours)?;
-        let meta = TableMeta {
-            columns: Some(schema::to_specs(&merged)),
-            ..meta
-        };
-        self.put_table_meta(table, &meta).await
+        Err(Self::meta_contended(table))
     }
 
     /// An error if a file about to be committed is gone: a manifest must never list a missing file.

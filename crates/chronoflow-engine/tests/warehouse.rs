@@ -1246,3 +1246,63 @@ async fn one_write_of_batches_with_different_columns_takes_them_all() {
          {\"id\":9,\"tag\":null,\"extra\":\"x\",\"ds\":\"2024-01-01\"}\n"
     );
 }
+
+/// Chunks of one backfill on several workers write disjoint partitions of one table at once
+/// (workers sharing an S3 warehouse): creating the table and recording its schema are
+/// compare-and-swap puts of `_table.json`, so no writer's columns are lost and every partition
+/// is committed. Writers on OS threads, each adding its own nullable column, on a store with
+/// conditional puts (the in-memory one, as S3 and GCS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_of_one_table_keep_every_partition_and_column() {
+    const WRITERS: i64 = 8;
+    let warehouse = Arc::new(Warehouse::open("memory://").unwrap());
+    for round in 0..10 {
+        let t = TableName::parse(&format!("ns.shared_{round}")).unwrap();
+        let writers = (0..WRITERS).map(|w| {
+            let (warehouse, t) = (warehouse.clone(), t.clone());
+            tokio::spawn(async move {
+                let extra = format!("col_{w}");
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("id", DataType::Int64, false),
+                    Field::new(extra.as_str(), DataType::Utf8, true),
+                ]));
+                let batch = RecordBatch::try_new(
+                    schema,
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(0..100)),
+                        Arc::new(StringArray::from_iter_values(
+                            (0..100).map(|i| format!("{i}")),
+                        )),
+                    ],
+                )
+                .unwrap();
+                let ds = d("2024-01-01").add_days(w);
+                warehouse
+                    .write_partition(&t, "ds", ds, &[batch])
+                    .await
+                    .unwrap();
+            })
+        });
+        for writer in futures::future::join_all(writers).await {
+            writer.unwrap();
+        }
+        assert_eq!(
+            warehouse.partitions(&t).await.unwrap().len(),
+            WRITERS as usize
+        );
+        let schema = warehouse.schema(&t).await.unwrap().unwrap();
+        let mut columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        columns.sort_unstable();
+        let mut expected = vec!["id".to_owned()];
+        expected.extend((0..WRITERS).map(|w| format!("col_{w}")));
+        expected.sort_unstable();
+        assert_eq!(columns, expected, "round {round}");
+        for w in 0..WRITERS {
+            let read = warehouse
+                .read_partition(&t, d("2024-01-01").add_days(w))
+                .await
+                .unwrap();
+            assert_eq!(rows(&read), 100);
+        }
+    }
+}
