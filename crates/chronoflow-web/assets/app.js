@@ -1486,11 +1486,66 @@
     filterIn.addEventListener('input', () => { setQuery({ q: filterIn.value.trim() }); draw(); });
     checkForm(q1('[data-role=check]', root), {});
   };
+  // ---------------------------------------------------------------- consistency (a Join's page)
+  const addDays = (ds, n) => { const [y, m, d] = ds.split('-').map(Number); const t = new Date(Date.UTC(y, m - 1, d + n)); return t.toISOString().slice(0, 10); };
+  const fmtRate = (r) => (r == null ? '—' : Number(r).toFixed(4));
+  // The overall consistency rate per day (days without figures are gaps), min_rate dashed.
+  function rateChart(join, report) {
+    const W = 760, H = 160, padL = 48, padR = 8, padB = 20, padT = 14;
+    const start = report.start_ds, n = Math.max(1, Math.round((Date.parse(report.end_ds) - Date.parse(start)) / 86400000) + 1);
+    const days = report.days || [], min = report.thresholds.min_rate;
+    const lo = Math.max(0, Math.min(min, ...days.map((d) => d.consistency_rate)) - 0.005), hi = 1;
+    const x = (ds) => padL + ((Math.round((Date.parse(ds) - Date.parse(start)) / 86400000) + 0.5) / n) * (W - padL - padR);
+    const y = (r) => padT + ((hi - r) / Math.max(1e-9, hi - lo)) * (H - padT - padB);
+    let svg = `<svg width="${W}" height="${H}" role="img" aria-label="Overall consistency rate per day of ${esc(join)}" data-testid="consistency-chart">`;
+    svg += `<text x="${padL - 4}" y="${y(hi) + 4}" text-anchor="end">${fmtRate(hi)}</text><text x="${padL - 4}" y="${y(lo) + 4}" text-anchor="end">${fmtRate(lo)}</text>`;
+    svg += `<line x1="${padL}" x2="${W - padR}" y1="${H - padB}" y2="${H - padB}" stroke="#c9ced6"/>`;
+    svg += `<line class="threshold" x1="${padL}" x2="${W - padR}" y1="${y(min)}" y2="${y(min)}"><title>min_rate ${min}</title></line>`;
+    svg += `<text x="${padL + 4}" y="${y(min) - 3}">min_rate ${esc(min)}</text>`;
+    let path = '', prev = null;
+    days.forEach((d) => {
+      const gap = prev && addDays(prev, 1) !== d.ds;
+      path += `${path && !gap ? 'L' : 'M'}${x(d.ds).toFixed(1)},${y(d.consistency_rate).toFixed(1)}`;
+      prev = d.ds;
+    });
+    if (path) svg += `<path class="rate" d="${path}"/>`;
+    days.forEach((d) => {
+      svg += `<circle class="${d.below_min_rate ? 'point below' : 'point'}" cx="${x(d.ds).toFixed(1)}" cy="${y(d.consistency_rate).toFixed(1)}" r="3.5"><title>${esc(d.ds)}: ${fmtRate(d.consistency_rate)} (${fmtInt(d.inconsistent_rows)} of ${fmtInt(d.rows)} rows inconsistent)</title></circle>`;
+    });
+    svg += `<text x="${padL}" y="${H - 6}">${esc(start)}</text><text x="${W - padR}" y="${H - 6}" text-anchor="end">${esc(report.end_ds)}</text>`;
+    return svg + '</svg>';
+  }
+  function consistencyTable(report) {
+    const days = (report.days || []).slice().reverse();
+    if (!days.length) return `<p class="empty">No consistency figures from ${esc(report.start_ds)} to ${esc(report.end_ds)}: has the Join's OOC DAG (chronon_join_ooc_&lt;team&gt;) run?</p>`;
+    return `<table class="list" data-testid="consistency-days"><thead><tr><th scope="col">Day</th><th scope="col" class="num">Rate</th><th scope="col" class="num">Rows</th><th scope="col" class="num">Inconsistent</th><th scope="col">Worst features</th><th scope="col">Drift above max_psi</th></tr></thead><tbody>` +
+      days.map((d) => {
+        const worst = (d.features || []).filter((f) => f.consistency_rate < 1).slice(0, 3);
+        const drift = d.drift == null ? '<span class="muted">no figures</span>'
+          : (d.drift_above_max_psi || []).slice(0, 3).map((f) => `${esc(f.feature)} (${esc(f.side)}) ${Number(f.psi).toFixed(3)}`).join('<br>') || '<span class="muted">none</span>';
+        return `<tr><td class="mono">${esc(d.ds)}</td><td class="num">${d.below_min_rate ? `<span class="sev-error" title="below min_rate">✗ ${fmtRate(d.consistency_rate)}</span>` : fmtRate(d.consistency_rate)}</td>
+          <td class="num">${fmtInt(d.rows)}</td><td class="num">${fmtInt(d.inconsistent_rows)}</td>
+          <td class="small">${worst.map((f) => `<span class="mono">${esc(f.feature)}</span> ${fmtRate(f.consistency_rate)}`).join('<br>') || '<span class="muted">none</span>'}</td><td class="small">${drift}</td></tr>`;
+      }).join('') + '</tbody></table>';
+  }
+  // Polls a Join's figures into `el`: the newest 30 days with figures (the API's default range
+  // ends at the newest day; the window is counted back from it).
+  function consistencySection(el, ctx, name) {
+    setHTML(el, '<p class="muted">Loading…</p>');
+    let end = null;
+    const base = `/api/v1/joins/${enc(name)}/consistency`;
+    const p = pollJSON(ctx, () => (end ? `${base}?start_ds=${addDays(end, -29)}&end_ds=${end}` : base), (d) => {
+      if (!end) { end = d.end_ds; p.now(); return; }
+      setHTML(el, `<div class="chart consistency">${rateChart(name, d)}</div>${consistencyTable(d)}`);
+    }, el, 30000);
+  }
+
   PAGES.config = (root, ctx, [name]) => {
     root.innerHTML = `<div class="page-head"><span class="crumbs">${a('/ui/configs', 'Configs')} /</span><h1>${esc(name)}</h1><span class="meta" data-role="meta"></span></div>
       <div class="msg" data-role="msg"></div>
       <div class="cols"><div><h2>Diagnostics</h2><div data-role="diag"></div><h2>Jobs</h2><div data-role="jobs"></div></div>
       <div><h2>Compiled JSON</h2><pre class="json" data-testid="config-json" data-role="json">Loading…</pre></div></div>
+      <section data-role="consistency-box" hidden><h2>Online/offline consistency</h2><div data-role="consistency"></div></section>
       <details class="panel" style="margin-top:14px" data-role="checkbox"><summary><b>Check an edited version</b> <span class="muted">(dry run, nothing is applied)</span></summary><div data-role="check"></div></details>`;
     let checkReady = false;
     pollJSON(ctx, () => `/api/v1/ui/configs/${enc(name)}`, (d) => {
@@ -1502,7 +1557,11 @@
           <td>${j.dag_id && j.task_id ? a(L.dag(j.dag_id, new URLSearchParams({ tab: 'grid', task: j.task_id }).toString()), j.task_id) : esc(j.task_id || '—')}</td></tr>`).join('') + '</tbody></table>' : '<p class="muted">No jobs.</p>');
       const pretty = JSON.stringify(d.json, null, 2);
       setHTML(q1('[data-role=json]', root), esc(pretty));
-      if (!checkReady) { checkReady = true; checkForm(q1('[data-role=check]', root), { file: d.file || '', json: pretty }); }
+      if (!checkReady) {
+        checkReady = true;
+        checkForm(q1('[data-role=check]', root), { file: d.file || '', json: pretty });
+        if (d.kind === 'join') { q1('[data-role=consistency-box]', root).hidden = false; consistencySection(q1('[data-role=consistency]', root), ctx, name); }
+      }
     }, q1('[data-role=msg]', root), 10000);
   };
 

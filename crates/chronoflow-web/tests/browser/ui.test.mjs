@@ -553,6 +553,53 @@ test('chronoflow web UI in headless Chromium', { timeout: 8 * 60_000, skip: !CI 
       }
     });
 
+    await step("j. a Join's page: consistency chart and daily figures", async () => {
+      // Figures as the OOC DAG's metrics job writes them (<join>_consistency, <join>_drift), for
+      // six days with a gap on 2023-11-27; 2023-11-30 is below min_rate with one drifting feature.
+      const out = 'default.quickstart_training_set_v2';
+      const f1 = 'quickstart_purchases_v1_purchase_price_sum_14d', f2 = 'quickstart_returns_v1_refund_amt_sum_7d';
+      const rows = ['ds,feature,rows,both_null,online_null_only,offline_null_only,mismatches,smape,consistency_rate'];
+      for (const [ds, bad] of [['2023-11-24', 0], ['2023-11-25', 1], ['2023-11-26', 2], ['2023-11-28', 0], ['2023-11-29', 3], ['2023-11-30', 56]]) {
+        const rate = (1 - bad / 380).toFixed(6);
+        rows.push(`${ds},${f1},380,0,0,0,${bad},0.05,${rate}`, `${ds},${f2},380,0,0,0,0,0.0,1.0`, `${ds},__overall__,380,0,0,0,${bad},0.0,${rate}`);
+      }
+      const drift = ['ds,feature,side,rows,null_rate,distinct_estimate,mean,p05,p25,p50,p75,p95,psi,baseline_days'];
+      for (const side of ['online', 'offline']) {
+        drift.push(`2023-11-30,${f1},${side},380,0.01,120,10.5,1.0,5.0,10.0,15.0,20.0,${side === 'online' ? 0.41 : 0.05},7`);
+      }
+      const c = path.join(world.dir, 'consistency.csv'), d = path.join(world.dir, 'drift.csv');
+      await fsp.writeFile(c, rows.join('\n') + '\n');
+      await fsp.writeFile(d, drift.join('\n') + '\n');
+      await world.cf('table', 'import', `${out}_consistency`, c);
+      await world.cf('table', 'import', `${out}_drift`, d);
+
+      await gotoUi(page, '/ui/configs/quickstart.training_set.v2');
+      const chart = page.locator('[data-testid=consistency-chart]');
+      await chart.waitFor();
+      assert.equal(await chart.locator('circle.point').count(), 6, 'one point per day with figures');
+      assert.equal(await chart.locator('circle.point.below').count(), 1, 'one day below min_rate');
+      assert.match(await chart.textContent(), /min_rate 0\.99/);
+      const days = page.locator('[data-testid=consistency-days] tbody tr');
+      assert.equal(await days.count(), 6);
+      const newest = await days.first().textContent();
+      assert.match(newest, /2023-11-30/);
+      assert.match(newest, /✗ 0\.8526/);
+      assert.match(newest, new RegExp(`${f1} \\(online\\) 0\\.410`));
+      assert.doesNotMatch(await days.nth(1).textContent(), /✗/);
+      // The same figures as the API (one reader).
+      const api = await world.api('/api/v1/joins/quickstart.training_set.v2/consistency?start_ds=2023-11-30&end_ds=2023-11-30');
+      assert.equal(api.status, 200, api.text);
+      assert.equal(api.json.days[0].inconsistent_rows, 56);
+      // A GroupBy's page has no consistency section.
+      await gotoUi(page, '/ui/configs/quickstart.purchases.v1');
+      await page.locator('[data-role=meta] b').first().waitFor();
+      assert.equal(await page.locator('[data-role=consistency-box]').isVisible(), false);
+      await gotoUi(page, '/ui/configs/quickstart.training_set.v2');
+      await chart.waitFor();
+      await page.locator('[data-role=consistency-box]').scrollIntoViewIfNeeded();
+      await shot('16-consistency');
+    });
+
     // Cross-site POSTs, in the default mode users run: no token configured, loopback, the
     // browser fully trusted by the server. Both the page's own context and a fresh one.
     const crossSite = async (context, dag, act, label) => {
