@@ -61,7 +61,15 @@ impl Fixture {
             store: store.clone(),
             clock: Arc::new(clock.clone()),
             metrics: Arc::new(Metrics::default()),
-            consistency: None,
+            // The quickstart's Joins over an empty warehouse: the route's own checks run.
+            consistency: Some(Arc::new(
+                chronoflow_scheduler::consistency::WarehouseConsistency {
+                    warehouse: Arc::new(chronoflow_engine::Warehouse::open("memory://").unwrap()),
+                    repo_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../../fixtures/chronon/quickstart"),
+                    config: Arc::new(SchedulerConfig::default()),
+                },
+            )),
         });
         Fixture {
             dir,
@@ -492,9 +500,17 @@ fn query() -> impl Strategy<Value = String> {
         Just("downstream".to_owned()),
         Just("try".to_owned()),
         Just("offset".to_owned()),
+        Just("start_ds".to_owned()),
+        Just("end_ds".to_owned()),
         text(),
     ];
-    prop::collection::vec((key, text()), 0..4).prop_map(|pairs| {
+    let value = prop_oneof![
+        text(),
+        Just("2023-11-30".to_owned()),
+        Just("2023-11-01".to_owned()),
+        Just("2022-01-01".to_owned()),
+    ];
+    prop::collection::vec((key, value), 0..4).prop_map(|pairs| {
         pairs
             .iter()
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
@@ -533,6 +549,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/dags/{}/runs/{}/tasks/{}/mark"),
     ("POST", "/api/v1/dags/{}/runs/{}/tasks/{}/stop"),
     ("GET", "/api/v1/dags/{}/runs/{}/tasks/{}/logs"),
+    ("GET", "/api/v1/joins/{}/consistency"),
 ];
 
 #[derive(Debug, Clone)]
@@ -595,7 +612,16 @@ fn every_route_answers_any_parameters_with_a_json_2xx_or_4xx() {
             .into_iter()
             .map(|t| t.task_id)
             .collect();
-        let dags: Vec<String> = f.specs.iter().map(|s| s.dag_id.clone()).collect();
+        // DAG ids, and Join names for the consistency route.
+        let dags: Vec<String> = f
+            .specs
+            .iter()
+            .map(|s| s.dag_id.clone())
+            .chain([
+                "quickstart.training_set.v2".to_owned(),
+                "quickstart/training_set.v1".to_owned(),
+            ])
+            .collect();
         (dags, run, tasks)
     });
     let known = [dags, runs, tasks];
