@@ -880,3 +880,83 @@ fn assert_failure_posts_chronoflows_alert(airflow: &Path, setup: &Setup, home: &
         "{alert}"
     );
 }
+
+/// The streaming DAG's keep-alive (flavor chronoflow) starts `chronoflow run --mode streaming`
+/// detached, and the next run finds it alive and starts nothing (here the stream keeps retrying
+/// an unreachable broker, so it stays up).
+#[test]
+fn streaming_keep_alive_starts_the_stream_once_and_finds_it_running() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let airflow = python.with_file_name("airflow");
+    let setup = Setup::new(None);
+    setup.import("data.returns", &quickstart().join("data/returns.csv"));
+    let dags = setup.dir.path().join("dags");
+    let home = setup.dir.path().join("airflow-home");
+    let streams = setup.dir.path().join("streams");
+    export_ok(
+        &quickstart(),
+        &dags,
+        &[
+            "--param",
+            &format!("command.chronoflow={}", env!("CARGO_BIN_EXE_chronoflow")),
+            "--param",
+            &format!("command.warehouse={}", setup.warehouse.display()),
+            "--param",
+            &format!("streaming.state_dir={}", streams.display()),
+            "--param",
+            "command.extra_args=[\"--kafka-brokers\", \"127.0.0.1:1\"]",
+        ],
+    );
+    let dag_file = dags.join("chronon_gb_streaming_quickstart.py");
+    let run = |args: &[&str]| {
+        let mut c = Command::new(&airflow);
+        c.args(args);
+        airflow_env(&mut c, &home, &dags);
+        let o = c.output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "airflow {args:?}:\n{out}\n{}",
+            stderr(&o)
+        );
+        out
+    };
+    run(&["db", "migrate"]);
+    let test = [
+        "dags",
+        "test",
+        "chronon_gb_streaming_quickstart",
+        TRAINING_DAY,
+        "-f",
+        dag_file.to_str().unwrap(),
+    ];
+    let first = run(&test);
+    assert!(
+        first.contains("stream quickstart_returns_v1 started"),
+        "{first}"
+    );
+    let pid = std::fs::read_to_string(streams.join("quickstart_returns_v1.pid")).unwrap();
+    let pid: i32 = pid.trim().parse().unwrap();
+    // Killed at the end whatever happens: the stream runs detached from Airflow.
+    struct Stream(i32);
+    impl Drop for Stream {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg(self.0.to_string()).status();
+        }
+    }
+    let _stream = Stream(pid);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("--mode\0streaming"),
+        "pid {pid} is not the stream"
+    );
+    let second = run(&test);
+    assert!(
+        second.contains(&format!(
+            "stream quickstart_returns_v1 is running (pid {pid})"
+        )),
+        "{second}"
+    );
+}
