@@ -335,6 +335,44 @@ fn a_cross_dag_wait_on_a_grouped_job_waits_on_its_group() {
     );
 }
 
+/// `table partitions --require`, what exported sensors call: 0 when every partition of the
+/// range exists, 1 when some are missing (listed; a table that does not exist has none), 2 when
+/// the range is not one.
+#[test]
+fn table_partitions_require_exits_0_present_1_missing_2_bad_range() {
+    let setup = Setup::new(None);
+    setup.import("data.users", &quickstart().join("data/users.csv"));
+    let require = |table: &str, range: &str| {
+        let o = setup
+            .command(&["table", "partitions", table, "--require", range])
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr(&o),
+        )
+    };
+    assert_eq!(require("data.users", "2023-11-29").0, Some(0));
+    let (code, out, _) = require("data.users", "2023-11-28..2023-11-30");
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        out,
+        "data.users: 2 partition(s) missing: 2023-11-28, 2023-11-30\n"
+    );
+    let (code, out, _) = require("data.nope", "2023-11-29");
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(1), "data.nope: 1 partition(s) missing: 2023-11-29\n")
+    );
+    let (code, _, err) = require("data.users", "2023-11-30..2023-11-29");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("the range ends before it starts"), "{err}");
+    let (code, _, err) = require("data.users", "yesterday");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("\"yesterday\" is not a date"), "{err}");
+}
+
 /// The other flavors run Zipline's `zipline run` / Chronon's `run.py` with the orchestration
 /// design's flags; streaming jobs get the Flink parallelism, manual DAGs the params' range.
 #[test]
