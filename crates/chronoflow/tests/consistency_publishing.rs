@@ -280,3 +280,164 @@ fn worst_feature(report: &Value) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// `<join>_comparison` for `days` days from 2023-11-19, 500 rows a day: `score` (a number) moves
+/// up by 30 on the last day, `plan` (text) never changes; served equals backfilled.
+fn comparison_with_a_shift_on_the_last_day(s: &Setup, days: i64) {
+    let mut text = String::from("ds,user_id,ts,score,score_online,plan,plan_online\n");
+    let mut state: u64 = 7;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let start = epoch_day("2023-11-19");
+    for day in 0..days {
+        let ts0 = start + day * DAY_MS;
+        let ds = civil(ts0 / DAY_MS);
+        for row in 0..500 {
+            let shift = if day == days - 1 { 30.0 } else { 0.0 };
+            let score = next() * 100.0 + shift;
+            let plan = ["basic", "plus", "pro"][row % 3];
+            text.push_str(&format!(
+                "{ds},{row},{},{score:.4},{score:.4},{plan},{plan}\n",
+                ts0 + row as i64
+            ));
+        }
+    }
+    let csv = s.dir.path().join("comparison.csv");
+    std::fs::write(&csv, text).unwrap();
+    s.import(&format!("{OUTPUT}_comparison"), &csv);
+}
+
+/// Drift through the DAG: the OOC DAG's metrics task of a day whose `score` shifted (its
+/// comparison input prepared, the upstream tasks marked done) publishes the PSI gauges and
+/// alerts `drift_above_threshold` (and nothing about consistency, which is 1.0).
+#[test]
+fn a_shifted_feature_fires_the_drift_alert_and_its_psi_gauges() {
+    let mut s = Setup::new(None);
+    ooc_repo(&mut s);
+    comparison_with_a_shift_on_the_last_day(&s, 8);
+    let day = "2023-11-26";
+    let hook = WebhookReceiver::start();
+    alert_to(&s, &hook);
+    trigger_ooc_on(&s, day);
+    let standalone = standalone(&s);
+    let port = standalone.port;
+    let (_, body) = http(port, "GET", &format!("/api/v1/runs?dag_id={OOC_DAG}"), "");
+    let runs: Value = serde_json::from_str(&body).unwrap();
+    let run = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ds"] == day)
+        .and_then(|r| r["run_id"].as_str())
+        .unwrap_or_else(|| panic!("no run of {day}: {runs}"))
+        .to_owned();
+    let tasks_path = format!("/api/v1/dags/{OOC_DAG}/runs/{run}/tasks");
+    let tasks = || -> Vec<Value> {
+        let (_, body) = http(port, "GET", &tasks_path, "");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["task_instances"].as_array().unwrap().clone()
+    };
+    // The comparison is prepared: mark its task done (once the run has started), and the
+    // metrics task runs on it.
+    let started = std::time::Instant::now();
+    let compare = loop {
+        let found = tasks()
+            .into_iter()
+            .map(|t| t["task_id"].as_str().unwrap().to_owned())
+            .find(|t| t.contains("comparison"));
+        if let Some(t) = found {
+            break t;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no comparison task: {:?}",
+            tasks()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (status, body) = http(
+        port,
+        "POST",
+        &format!("{tasks_path}/{compare}/mark"),
+        r#"{"state": "success"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let started = std::time::Instant::now();
+    let metrics_task = loop {
+        let done = tasks().into_iter().find(|t| {
+            let id = t["task_id"].as_str().unwrap();
+            (id.contains("metrics") || id.contains("consistency"))
+                && ["success", "failed"].contains(&t["state"].as_str().unwrap())
+        });
+        if let Some(t) = done {
+            break t;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the metrics task did not finish: {:?}",
+            tasks()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(metrics_task["state"], "success", "{metrics_task}");
+
+    let alerts = hook.wait_for("drift_above_threshold", Duration::from_secs(10));
+    assert_eq!(alerts.len(), 1, "{:?}", hook.alerts());
+    let alert = &alerts[0];
+    assert_eq!(
+        (&alert["join"], &alert["ds"], &alert["figure"]),
+        (&Value::from(JOIN), &Value::from(day), &Value::from("psi"))
+    );
+    assert_eq!(alert["threshold"].as_f64(), Some(0.2));
+    let drift = s.export(&format!("{OUTPUT}_drift"), day);
+    let psi_of = |side: &str| -> f64 {
+        drift
+            .iter()
+            .find(|r| r["feature"] == "score" && r["side"] == side)
+            .and_then(|r| r["psi"].as_f64())
+            .unwrap()
+    };
+    let named: Vec<(String, String, f64)> = alert["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["feature"].as_str().unwrap().to_owned(),
+                f["side"].as_str().unwrap().to_owned(),
+                f["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let mut want = vec![
+        ("score".to_owned(), "offline".to_owned(), psi_of("offline")),
+        ("score".to_owned(), "online".to_owned(), psi_of("online")),
+    ];
+    want.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.1.cmp(&b.1)));
+    assert_eq!(
+        named, want,
+        "only the shifted feature, both sides, highest first"
+    );
+    assert_eq!(alert["value"].as_f64(), Some(want[0].2));
+    assert!(want.iter().all(|w| w.2 > 0.2), "{want:?}");
+    // Served equals backfilled: no consistency alert.
+    assert!(
+        hook.alerts()
+            .iter()
+            .all(|a| a["event"] != "consistency_below_threshold"),
+        "{:?}",
+        hook.alerts()
+    );
+
+    let text = metrics(port);
+    for side in ["online", "offline"] {
+        let series =
+            format!("chronoflow_feature_psi{{join=\"{JOIN}\",feature=\"score\",side=\"{side}\"}}");
+        assert_eq!(gauge(&text, &series), Some(psi_of(side)), "{series}");
+    }
+    assert_eq!(gauge(&text, &overall(JOIN)), Some(1.0), "{text}");
+}

@@ -36,6 +36,14 @@ pub type Fetched = Vec<(Value, i64, Map<String, Value>)>;
 /// logged). Returns the setup and every fetch's response.
 pub fn served_and_logged_with(upload: fn(Setup) -> Setup) -> (Setup, Fetched) {
     let mut s = Setup::new(None);
+    ooc_repo(&mut s);
+    let s = upload(s);
+    fetch_every_left_row(s)
+}
+
+/// Copies the quickstart into the setup's repo with training_set.v2 logging every fetch and
+/// checking consistency (so the OOC DAG is planned).
+pub fn ooc_repo(s: &mut Setup) {
     let repo = s.dir.path().join("repo");
     copy_dir(&quickstart(), &repo);
     let conf = repo.join(format!("{JOINS}/training_set.v2"));
@@ -47,8 +55,10 @@ pub fn served_and_logged_with(upload: fn(Setup) -> Setup) -> (Setup, Fetched) {
         json!({"log-flattener": {"CHRONON_LOG_TABLE": format!("{OUTPUT}_log")}});
     std::fs::write(&conf, v.to_string()).unwrap();
     s.repo = repo;
-    let s = upload(s);
+}
 
+/// Fetches (and logs) every left row of the fetch day through `serve`; every response.
+fn fetch_every_left_row(s: Setup) -> (Setup, Fetched) {
     let (mut fetcher, port) = s.serve();
     let (start, end) = (epoch_day(FETCH_DAY), epoch_day(FETCH_DAY) + DAY_MS);
     let mut fetched: Fetched = Vec::new();
@@ -114,20 +124,17 @@ pub fn with_state(s: &Setup, args: &[&str]) -> Command {
 
 /// Syncs the DAGs, pauses all but the OOC DAG and triggers it for the fetch day.
 pub fn trigger_ooc(s: &Setup) {
+    trigger_ooc_on(s, FETCH_DAY);
+}
+
+/// Syncs the DAGs, pauses all but the OOC DAG and triggers it for day `ds`.
+pub fn trigger_ooc_on(s: &Setup, ds: &str) {
     let repo = s.repo.display().to_string();
     for args in [
         vec!["dags", "sync", "--repo", &repo],
         vec!["dags", "pause", "--all"],
         vec!["dags", "unpause", OOC_DAG],
-        vec![
-            "dags",
-            "trigger",
-            OOC_DAG,
-            "--start-ds",
-            FETCH_DAY,
-            "--end-ds",
-            FETCH_DAY,
-        ],
+        vec!["dags", "trigger", OOC_DAG, "--start-ds", ds, "--end-ds", ds],
     ] {
         let out = with_state(s, &args).output().unwrap();
         assert!(
