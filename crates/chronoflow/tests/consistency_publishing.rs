@@ -254,6 +254,14 @@ fn a_stale_batch_fires_the_alert_with_its_figures_and_the_gauges_survive_a_resta
     let (status, body) = http(
         first.port,
         "GET",
+        "/api/v1/joins/quickstart.purchases.v1/consistency",
+        "",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("is a GroupBy, not a Join"), "{body}");
+    let (status, body) = http(
+        first.port,
+        "GET",
         &format!("/api/v1/joins/{JOIN}/consistency?start_ds=2023-13-01"),
         "",
     );

@@ -56,8 +56,13 @@ pub async fn join_report(
     let name = normalize_join_name(join);
     let loaded = repo
         .config(&name)
-        .filter(|c| matches!(c.config, Config::Join(_)))
         .ok_or_else(|| SchedulerError::UnknownJoin(name.clone()))?;
+    if !matches!(loaded.config, Config::Join(_)) {
+        return Err(SchedulerError::InvalidParameter {
+            name: "join".to_owned(),
+            message: format!("{name} is a {:?}, not a Join", loaded.kind()),
+        });
+    }
     let date = |param: &str, text: Option<&str>| -> Result<Option<PartitionDate>> {
         text.filter(|t| !t.is_empty())
             .map(|t| {
