@@ -25,6 +25,7 @@ pub struct CommandParams {
     pub run_py: String,
     pub repo: String,
     pub warehouse: String,
+    pub kv: String,
     pub artifact_prefix: String,
     pub version: String,
     pub enable_debug: bool,
@@ -55,6 +56,9 @@ pub fn job_argv(p: &CommandParams, repo: &str, job: &Job, manual: bool) -> Vec<S
         argv.extend(["--repo".to_owned(), repo.to_owned()]);
         if !p.warehouse.is_empty() {
             argv.extend(["--warehouse".to_owned(), p.warehouse.clone()]);
+        }
+        if !p.kv.is_empty() {
+            argv.extend(["--kv".to_owned(), p.kv.clone()]);
         }
     }
     argv.extend(["--conf".to_owned(), job.conf_path.clone()]);

@@ -942,6 +942,8 @@ fn streaming_keep_alive_starts_the_stream_once_and_finds_it_running() {
             "--param",
             &format!("command.warehouse={}", setup.warehouse.display()),
             "--param",
+            &format!("command.kv={}", setup.kv),
+            "--param",
             &format!("streaming.state_dir={}", streams.display()),
             "--param",
             "command.extra_args=[\"--kafka-brokers\", \"127.0.0.1:1\"]",
@@ -989,6 +991,12 @@ fn streaming_keep_alive_starts_the_stream_once_and_finds_it_running() {
     assert!(
         String::from_utf8_lossy(&cmdline).contains("--mode\0streaming"),
         "pid {pid} is not the stream"
+    );
+    // Regression: without `command.kv` the stream opened `.chronoflow/kv` in the task's directory,
+    // the repo, which here is the fixture.
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains(&format!("--kv\0{}", setup.kv)),
+        "the stream was not given the KV store"
     );
     let second = run(&test);
     assert!(
