@@ -1,11 +1,15 @@
 //! The newest consistency figures of each Join: what `/metrics` shows as gauges.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
 use super::Store;
 use super::row::Stored;
 use crate::error::{Result, SchedulerError};
+use crate::spec::{Action, DagSpec};
 
 /// One Join's gauges: the figures of day `ds`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,4 +102,40 @@ impl Store {
             .map_err(SchedulerError::db("listing consistency gauges"))?;
         rows.iter().map(gauges_row).collect()
     }
+}
+
+/// The Joins whose figures `spec` computes: the configs of its `consistency-metrics-compute`
+/// tasks.
+pub(crate) fn consistency_joins_of(spec: &DagSpec) -> impl Iterator<Item = &str> {
+    spec.tasks.iter().filter_map(|t| match &t.action {
+        Action::Job(job) if job.mode == "consistency-metrics-compute" => Some(job.config.as_str()),
+        _ => None,
+    })
+}
+
+/// Deletes the gauges of Joins not in `keep` (the Join left the repo, or stopped checking
+/// consistency): `/metrics` would show their last figures forever. Returns the Joins.
+pub(crate) async fn prune_gauges(
+    c: &mut AnyConnection,
+    keep: &BTreeSet<&str>,
+) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT join_name FROM consistency_gauges")
+        .fetch_all(&mut *c)
+        .await
+        .map_err(SchedulerError::db("reading consistency gauges"))?;
+    let mut gone = Vec::new();
+    for r in &rows {
+        let join: String = Stored::new("consistency_gauges", r).get("join_name")?;
+        if !keep.contains(join.as_str()) {
+            gone.push(join);
+        }
+    }
+    for join in &gone {
+        sqlx::query("DELETE FROM consistency_gauges WHERE join_name = $1")
+            .bind(join)
+            .execute(&mut *c)
+            .await
+            .map_err(SchedulerError::db("removing consistency gauges"))?;
+    }
+    Ok(gone)
 }

@@ -32,6 +32,9 @@ pub struct SyncReport {
     /// Streaming jobs no current spec runs any more: their rows are deleted, so the workers
     /// supervising them stop them.
     pub streams_removed: Vec<String>,
+    /// Joins whose consistency figures no current spec computes any more: their gauges are
+    /// deleted, so `/metrics` stops showing them.
+    pub gauges_removed: Vec<String>,
 }
 
 fn dag_row(r: &AnyRow) -> Result<DagRow> {
@@ -130,13 +133,20 @@ impl Store {
                     kept_specs.push(self.spec_in(c, dag_id, *version).await?);
                 }
             }
-            let keep: std::collections::BTreeSet<&str> = valid
-                .iter()
-                .map(|(spec, _)| *spec)
-                .chain(kept_specs.iter().map(|s| &**s))
+            let current = || {
+                valid
+                    .iter()
+                    .map(|(spec, _)| *spec)
+                    .chain(kept_specs.iter().map(|s| &**s))
+            };
+            let keep: std::collections::BTreeSet<&str> = current()
                 .flat_map(super::streams::streaming_jobs_of)
                 .collect();
             report.streams_removed = super::streams::prune_streams(c, &keep).await?;
+            let joins: std::collections::BTreeSet<&str> = current()
+                .flat_map(super::consistency::consistency_joins_of)
+                .collect();
+            report.gauges_removed = super::consistency::prune_gauges(c, &joins).await?;
             for (dag_id, (_, removed, _)) in known {
                 if removed || rejected.contains(&dag_id) {
                     continue;
