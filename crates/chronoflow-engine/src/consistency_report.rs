@@ -105,17 +105,6 @@ impl DayFigures {
             .filter(|f| f.consistency_rate < 1.0)
             .take(n)
     }
-
-    /// The highest PSI of the day, if any feature has one.
-    pub fn max_psi(&self) -> Option<&DriftFigures> {
-        self.drift_above_max_psi.first().or_else(|| {
-            self.drift
-                .iter()
-                .flatten()
-                .filter(|d| d.psi.is_some())
-                .max_by(|a, b| a.psi.unwrap_or(0.0).total_cmp(&b.psi.unwrap_or(0.0)))
-        })
-    }
 }
 
 /// A Join's figures over a date range.
