@@ -63,12 +63,12 @@ impl Fixture {
             metrics: Arc::new(Metrics::default()),
             // The quickstart's Joins over an empty warehouse: the route's own checks run.
             consistency: Some(Arc::new(
-                chronoflow_scheduler::consistency::WarehouseConsistency {
-                    warehouse: Arc::new(chronoflow_engine::Warehouse::open("memory://").unwrap()),
-                    repo_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                chronoflow_scheduler::consistency::WarehouseConsistency::new(
+                    Arc::new(chronoflow_engine::Warehouse::open("memory://").unwrap()),
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                         .join("../../fixtures/chronon/quickstart"),
-                    config: Arc::new(SchedulerConfig::default()),
-                },
+                    Arc::new(SchedulerConfig::default()),
+                ),
             )),
         });
         Fixture {

@@ -2,7 +2,8 @@
 //! for the API and the `consistency` command, and published after each metrics job.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chronoflow_config::naming::normalize_join_name;
 use chronoflow_config::{Config, LoadedConfig, PartitionDate, Repo};
@@ -104,11 +105,47 @@ fn today() -> PartitionDate {
         .unwrap_or_else(|_| PartitionDate::from_ymd(1970, 1, 1).expect("a valid date"))
 }
 
+/// How long the API reuses a loaded repo: a request does not reload every config, and a
+/// Join added to the repo shows up within this time.
+const REPO_TTL: Duration = Duration::from_secs(10);
+
 /// The API's figures: the warehouse and the repo the process serves.
 pub struct WarehouseConsistency {
-    pub warehouse: Arc<Warehouse>,
-    pub repo_dir: PathBuf,
-    pub config: Arc<SchedulerConfig>,
+    warehouse: Arc<Warehouse>,
+    repo_dir: PathBuf,
+    config: Arc<SchedulerConfig>,
+    repo: Mutex<Option<(Instant, Arc<Repo>)>>,
+}
+
+impl WarehouseConsistency {
+    pub fn new(warehouse: Arc<Warehouse>, repo_dir: PathBuf, config: Arc<SchedulerConfig>) -> Self {
+        WarehouseConsistency {
+            warehouse,
+            repo_dir,
+            config,
+            repo: Mutex::new(None),
+        }
+    }
+
+    /// The repo, loaded at most every [`REPO_TTL`].
+    async fn repo(&self) -> Result<Arc<Repo>> {
+        if let Some((loaded, repo)) = &*self.repo.lock().unwrap_or_else(PoisonError::into_inner)
+            && loaded.elapsed() < REPO_TTL
+        {
+            return Ok(repo.clone());
+        }
+        let dir = self.repo_dir.clone();
+        let repo = tokio::task::spawn_blocking(move || chronoflow_config::fs::load_repo(&dir))
+            .await
+            .map_err(|e| SchedulerError::Warehouse(format!("loading the repo: {e}")))?
+            .map_err(|e| {
+                SchedulerError::Warehouse(format!("loading repo {}: {e}", self.repo_dir.display()))
+            })?;
+        let repo = Arc::new(repo);
+        *self.repo.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), repo.clone()));
+        Ok(repo)
+    }
 }
 
 impl ConsistencySource for WarehouseConsistency {
@@ -119,16 +156,7 @@ impl ConsistencySource for WarehouseConsistency {
         end_ds: Option<&'a str>,
     ) -> BoxFuture<'a, Result<serde_json::Value>> {
         Box::pin(async move {
-            let dir = self.repo_dir.clone();
-            let repo = tokio::task::spawn_blocking(move || chronoflow_config::fs::load_repo(&dir))
-                .await
-                .map_err(|e| SchedulerError::Warehouse(format!("loading the repo: {e}")))?
-                .map_err(|e| {
-                    SchedulerError::Warehouse(format!(
-                        "loading repo {}: {e}",
-                        self.repo_dir.display()
-                    ))
-                })?;
+            let repo = self.repo().await?;
             let report =
                 join_report(&self.warehouse, &repo, &self.config, join, start_ds, end_ds).await?;
             serde_json::to_value(&report)

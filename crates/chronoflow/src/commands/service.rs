@@ -391,11 +391,11 @@ async fn serve_api(
         store: p.store.clone(),
         clock: p.clock.clone(),
         metrics: p.metrics.clone(),
-        consistency: Some(Arc::new(WarehouseConsistency {
-            warehouse: p.warehouse.clone(),
-            repo_dir: args.source.repo.repo.clone(),
-            config: p.config.clone(),
-        })),
+        consistency: Some(Arc::new(WarehouseConsistency::new(
+            p.warehouse.clone(),
+            args.source.repo.repo.clone(),
+            p.config.clone(),
+        ))),
     };
     let (fetcher, kv, fetch_limits) = match serving {
         Some((fetcher, kv, limits)) => (Some(fetcher), Some(kv), limits),
