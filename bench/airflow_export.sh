@@ -8,8 +8,9 @@
 #
 #   bench/airflow_export.sh [CONFIGS] [RUNS]        (defaults 10000 and 5)
 #
-# Needs a release build (`cargo build --release -p chronoflow -p chronoflow-bench`, which this
-# script runs) and python3; Airflow goes into .bench/airflow-venv on first use.
+# Needs a release build (`cargo build --release -p chronoflow -p chronoflow-bench` into target/rel,
+# the benchmarks' release dir, or CARGO_TARGET_DIR; this script runs it) and python3; Airflow goes
+# into .bench/airflow-venv on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 configs="${1:-10000}"
@@ -19,19 +20,20 @@ repo="$work/repo-$configs"
 out="$work/airflow-export-$configs"
 mkdir -p "$work"
 
-cargo build --release -q -p chronoflow -p chronoflow-bench
-[ -d "$repo" ] || target/release/gen-repo "$repo" --configs "$configs"
+rel="${CARGO_TARGET_DIR:-$PWD/target/rel}/release"
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/rel}" cargo build --release -q -p chronoflow -p chronoflow-bench
+[ -d "$repo" ] || "$rel/gen-repo" "$repo" --configs "$configs"
 echo "repo: $(find "$repo" -type f | wc -l) files"
 
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "median %.0f ms, min %.0f, max %.0f (%d runs)\n", m*1000, a[1]*1000, a[NR]*1000, NR}'; }
 echo
 printf '%-40s ' "chronoflow plan --format json:"
 for _ in $(seq "$runs"); do
-  /usr/bin/time -f "%e" target/release/chronoflow plan --repo "$repo" --format json -o "$work/plan.json" 2>&1 >/dev/null | tail -1
+  /usr/bin/time -f "%e" "$rel/chronoflow" plan --repo "$repo" --format json -o "$work/plan.json" 2>&1 >/dev/null | tail -1
 done | median
 printf '%-40s ' "chronoflow export airflow:"
 for _ in $(seq "$runs"); do
-  /usr/bin/time -f "%e" target/release/chronoflow export airflow --repo "$repo" --out "$out" 2>&1 >/dev/null | tail -1
+  /usr/bin/time -f "%e" "$rel/chronoflow" export airflow --repo "$repo" --out "$out" 2>&1 >/dev/null | tail -1
 done | median
 echo "exported: $(find "$out" -name '*.py' | wc -l) files, $(du -sh "$out" | cut -f1)"
 
