@@ -180,125 +180,171 @@ pub(crate) fn index_group_by(
     gb: &GroupBy,
     loaded: &[(RecordBatch, bool)],
 ) -> Result<LoadedGroupBy> {
-    let name = gb.metadata.name.clone();
+    let name = gb.metadata.name.as_str();
     let no_aggregations: &[Aggregation] = &[];
     let aggregations = gb.aggregations.as_deref().unwrap_or(no_aggregations);
     // Aggregations over one column share its values; bucket columns are read once each.
-    let input_names = input_columns(aggregations);
-    let bucket_names = bucket_columns(aggregations);
-    let schema = loaded[0].0.schema();
-    let column = |batch: &RecordBatch, col: &str| -> Result<ArrayRef> {
-        batch
-            .column_by_name(col)
-            .cloned()
-            .ok_or_else(|| EngineError::Input {
-                file: name.clone(),
-                message: format!(
-                    "column {col:?} is not among the source's columns ({})",
-                    batch
-                        .schema()
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .filter(|n| !n.starts_with("__"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })
+    let columns = IndexedColumns {
+        inputs: input_columns(aggregations),
+        buckets: bucket_columns(aggregations),
     };
-    let mut key_types = Vec::new();
-    for k in &gb.key_columns {
-        let array = column(&loaded[0].0, k)?;
-        let kind = ScalarKind::of(array.data_type()).ok_or_else(|| EngineError::Input {
-            file: name.clone(),
+    let first = &loaded[0].0;
+    let key_types = key_types(gb, first)?;
+    let mut shape = match &gb.aggregations {
+        Some(aggs) => aggregated_shape(name, aggs, first, &columns)?,
+        None => selected_shape(gb, &first.schema())?,
+    };
+    let rows = index_rows(gb, loaded, &mut shape, &columns)?;
+    Ok(LoadedGroupBy {
+        name: name.to_owned(),
+        keys: gb.key_columns.clone(),
+        key_types,
+        shape,
+        rows,
+    })
+}
+
+/// The source columns a GroupBy's index reads besides keys and time: aggregation inputs (each
+/// once) and bucket columns.
+struct IndexedColumns {
+    inputs: Vec<String>,
+    buckets: Vec<String>,
+}
+
+/// Column `col` of a GroupBy's evaluated source rows, or an error naming the columns there are.
+fn source_column(gb_name: &str, batch: &RecordBatch, col: &str) -> Result<ArrayRef> {
+    batch
+        .column_by_name(col)
+        .cloned()
+        .ok_or_else(|| EngineError::Input {
+            file: gb_name.to_owned(),
             message: format!(
-                "key column {k:?} has type {}; keys must be strings, numbers or booleans",
-                array.data_type()
+                "column {col:?} is not among the source's columns ({})",
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .filter(|n| !n.starts_with("__"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+}
+
+/// The types of a GroupBy's key columns; keys must be scalars.
+fn key_types(gb: &GroupBy, batch: &RecordBatch) -> Result<Vec<DataType>> {
+    let name = gb.metadata.name.as_str();
+    gb.key_columns
+        .iter()
+        .map(|k| {
+            let array = source_column(name, batch, k)?;
+            let kind = ScalarKind::of(array.data_type()).ok_or_else(|| EngineError::Input {
+                file: name.to_owned(),
+                message: format!(
+                    "key column {k:?} has type {}; keys must be strings, numbers or booleans",
+                    array.data_type()
+                ),
+            })?;
+            Ok(kind.data_type())
+        })
+        .collect()
+}
+
+/// The features of an aggregating GroupBy: each aggregation's input and output kinds, checked
+/// against its input column's type.
+fn aggregated_shape(
+    name: &str,
+    aggs: &[Aggregation],
+    batch: &RecordBatch,
+    columns: &IndexedColumns,
+) -> Result<Shape> {
+    let mut kinds = Vec::new();
+    let mut input_kinds = Vec::new();
+    for agg in aggs {
+        let array = source_column(name, batch, &agg.input_column)?;
+        let input = ScalarKind::of(element_type(array.data_type()));
+        let kind = input
+            .ok_or_else(|| "a string, number or boolean column".to_owned())
+            .and_then(|k| out_kind(agg.operation, k).map(|o| (k, o)))
+            .map_err(|expected| EngineError::Input {
+                file: name.to_owned(),
+                message: format!(
+                    "aggregation {} over column {:?} of type {}: it needs {expected}",
+                    agg.operation.lower_name(),
+                    agg.input_column,
+                    array.data_type()
+                ),
+            })?;
+        input_kinds.push(kind.0);
+        kinds.push(kind.1);
+    }
+    let input_index = input_index(aggs, &columns.inputs);
+    let features = plan_features(aggs, &kinds, &input_index, &columns.buckets);
+    let types = features
+        .iter()
+        .map(|f| feature_type(f.kind, f.bucket.is_some()))
+        .collect();
+    Ok(Shape::Aggregated {
+        aggregations: aggs.to_vec(),
+        input_kinds,
+        kinds,
+        features,
+        types,
+    })
+}
+
+/// The features of a GroupBy without aggregations: every source column but keys and time.
+fn selected_shape(gb: &GroupBy, schema: &arrow::datatypes::Schema) -> Result<Shape> {
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| !gb.key_columns.contains(n) && n != TS && n != DS && n != "ts")
+        .collect();
+    let mut types = Vec::new();
+    for c in &columns {
+        let t = schema
+            .field_with_name(c)
+            .map(|f| f.data_type().clone())
+            .unwrap_or(DataType::Utf8);
+        let kind = ScalarKind::of(&t).ok_or_else(|| EngineError::Input {
+            file: gb.metadata.name.clone(),
+            message: format!(
+                "column {c:?} has type {t}; only scalar columns are supported as features yet"
             ),
         })?;
-        key_types.push(kind.data_type());
+        types.push(kind.data_type());
     }
+    Ok(Shape::Selected {
+        values: vec![Vec::new(); columns.len()],
+        columns,
+        types,
+    })
+}
 
-    let mut shape = match &gb.aggregations {
-        Some(aggs) => {
-            let mut kinds = Vec::new();
-            let mut input_kinds = Vec::new();
-            for agg in aggs {
-                let array = column(&loaded[0].0, &agg.input_column)?;
-                let input = ScalarKind::of(element_type(array.data_type()));
-                let kind = input
-                    .ok_or_else(|| "a string, number or boolean column".to_owned())
-                    .and_then(|k| out_kind(agg.operation, k).map(|o| (k, o)));
-                match kind {
-                    Ok((i, k)) => {
-                        input_kinds.push(i);
-                        kinds.push(k);
-                    }
-                    Err(expected) => {
-                        return Err(EngineError::Input {
-                            file: name.clone(),
-                            message: format!(
-                                "aggregation {} over column {:?} of type {}: it needs {expected}",
-                                agg.operation.lower_name(),
-                                agg.input_column,
-                                array.data_type()
-                            ),
-                        });
-                    }
-                }
-            }
-            let input_index = input_index(aggs, &input_names);
-            let features = plan_features(aggs, &kinds, &input_index, &bucket_names);
-            let types = features
-                .iter()
-                .map(|f| feature_type(f.kind, f.bucket.is_some()))
-                .collect();
-            Shape::Aggregated {
-                aggregations: aggs.clone(),
-                input_kinds,
-                kinds,
-                features,
-                types,
-            }
-        }
-        None => {
-            let columns: Vec<String> = schema
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .filter(|n| !gb.key_columns.contains(n) && n != TS && n != DS && n != "ts")
-                .collect();
-            let mut types = Vec::new();
-            for c in &columns {
-                let t = schema
-                    .field_with_name(c)
-                    .map(|f| f.data_type().clone())
-                    .unwrap_or(DataType::Utf8);
-                let kind = ScalarKind::of(&t).ok_or_else(|| EngineError::Input {
-                    file: name.clone(),
-                    message: format!("column {c:?} has type {t}; only scalar columns are supported as features yet"),
-                })?;
-                types.push(kind.data_type());
-            }
-            Shape::Selected {
-                values: vec![Vec::new(); columns.len()],
-                columns,
-                types,
-            }
-        }
-    };
-
+/// One index row per source row (a list input adds one per extra element), grouped by key;
+/// a selecting GroupBy's values go into its `shape`.
+fn index_rows(
+    gb: &GroupBy,
+    loaded: &[(RecordBatch, bool)],
+    shape: &mut Shape,
+    columns: &IndexedColumns,
+) -> Result<KeyedRows> {
+    let name = gb.metadata.name.as_str();
     let mut rows = KeyedRows::default();
-    if let Shape::Aggregated { .. } = &shape {
-        rows.inputs = vec![Vec::new(); input_names.len()];
+    if let Shape::Aggregated { .. } = shape {
+        rows.inputs = vec![Vec::new(); columns.inputs.len()];
     }
-    rows.buckets = vec![Vec::new(); bucket_names.len()];
+    rows.buckets = vec![Vec::new(); columns.buckets.len()];
     for (batch, entity) in loaded {
-        let keys: Vec<ArrayRef> = gb
-            .key_columns
-            .iter()
-            .map(|k| column(batch, k))
-            .collect::<Result<_>>()?;
+        let read = |names: &[String]| -> Result<Vec<ArrayRef>> {
+            names
+                .iter()
+                .map(|c| source_column(name, batch, c))
+                .collect()
+        };
+        let keys = read(&gb.key_columns)?;
         let ts = batch
             .column_by_name(TS)
             .expect("loaded sources have __ts")
@@ -309,20 +355,11 @@ pub(crate) fn index_group_by(
             .expect("loaded sources have __ds")
             .as_string::<i32>()
             .clone();
-        let inputs: Vec<ArrayRef> = match &shape {
-            Shape::Aggregated { .. } => input_names
-                .iter()
-                .map(|c| column(batch, c))
-                .collect::<Result<_>>()?,
-            Shape::Selected { columns, .. } => columns
-                .iter()
-                .map(|c| column(batch, c))
-                .collect::<Result<_>>()?,
+        let inputs = match &*shape {
+            Shape::Aggregated { .. } => read(&columns.inputs)?,
+            Shape::Selected { columns, .. } => read(columns)?,
         };
-        let buckets: Vec<ArrayRef> = bucket_names
-            .iter()
-            .map(|b| column(batch, b))
-            .collect::<Result<_>>()?;
+        let buckets = read(&columns.buckets)?;
         let origin = batch
             .column_by_name(source::ORIGIN)
             .and_then(|c| c.as_primitive_opt::<UInt32Type>());
@@ -337,45 +374,24 @@ pub(crate) fn index_group_by(
                 Some(ts.value(r))
             };
             let row_ds = PartitionDate::parse(ds.value(r)).map_err(|e| EngineError::Input {
-                file: name.clone(),
+                file: name.to_owned(),
                 message: e.to_string(),
             })?;
             let row_buckets: Vec<Option<String>> = buckets
                 .iter()
                 .map(|b| val_at(b.as_ref(), r).map(|v| v.key_text()))
                 .collect();
-            // One index row per source row; a list input adds one more row per extra element,
-            // carrying only that aggregation's value (SPEC §4.4: list elements are aggregated).
-            let mut values_per_row: Vec<Vec<Option<Val>>> = vec![Vec::with_capacity(inputs.len())];
-            for (i, input) in inputs.iter().enumerate() {
-                let elements = elements_at(input.as_ref(), r);
-                for (e, v) in elements.into_iter().enumerate() {
-                    if values_per_row.len() <= e {
-                        values_per_row.push(vec![None; inputs.len()]);
-                    }
-                    if e == 0 {
-                        values_per_row[0].push(v);
-                    } else {
-                        values_per_row[e][i] = v;
-                    }
-                }
-            }
-            for values_of_row in values_per_row {
+            for values_of_row in values_per_row(&inputs, r) {
                 let index = rows.ts.len() as u32;
                 rows.ts.push(row_ts);
                 rows.ds.push(row_ds);
                 rows.is_entity.push(*entity);
-                match &mut shape {
-                    Shape::Aggregated { .. } => {
-                        for (i, v) in values_of_row.into_iter().enumerate() {
-                            rows.inputs[i].push(v);
-                        }
-                    }
-                    Shape::Selected { values, .. } => {
-                        for (i, v) in values_of_row.into_iter().enumerate() {
-                            values[i].push(v);
-                        }
-                    }
+                let target = match shape {
+                    Shape::Aggregated { .. } => &mut rows.inputs,
+                    Shape::Selected { values, .. } => values,
+                };
+                for (i, v) in values_of_row.into_iter().enumerate() {
+                    target[i].push(v);
                 }
                 for (i, b) in row_buckets.iter().enumerate() {
                     rows.buckets[i].push(b.clone());
@@ -389,13 +405,26 @@ pub(crate) fn index_group_by(
     }
     rows.all_events = loaded.iter().all(|(_, entity)| !entity);
     rows.finish();
-    Ok(LoadedGroupBy {
-        name,
-        keys: gb.key_columns.clone(),
-        key_types,
-        shape,
-        rows,
-    })
+    Ok(rows)
+}
+
+/// The index rows of source row `r`: one, plus one more per extra element of a list input,
+/// carrying only that aggregation's value (SPEC §4.4: list elements are aggregated).
+fn values_per_row(inputs: &[ArrayRef], r: usize) -> Vec<Vec<Option<Val>>> {
+    let mut out: Vec<Vec<Option<Val>>> = vec![Vec::with_capacity(inputs.len())];
+    for (i, input) in inputs.iter().enumerate() {
+        for (e, v) in elements_at(input.as_ref(), r).into_iter().enumerate() {
+            if out.len() <= e {
+                out.push(vec![None; inputs.len()]);
+            }
+            if e == 0 {
+                out[0].push(v);
+            } else {
+                out[e][i] = v;
+            }
+        }
+    }
+    out
 }
 
 /// The distinct input columns of some aggregations, in first-use order.
