@@ -19,7 +19,7 @@ use chronoflow_config::naming::{batch_dataset, streaming_dataset};
 use chronoflow_config::{Config, GroupBy, LoadedConfig, PartitionDate, Source};
 use chronoflow_engine::online::{self, StreamedRecords};
 use chronoflow_engine::source::ORIGIN;
-use chronoflow_engine::table_name::TableName;
+use chronoflow_engine::TableName;
 use chronoflow_engine::warehouse::Warehouse;
 use chronoflow_serve::codec::{self, Origin, StreamedRow};
 use chronoflow_serve::kv::{Checkpoint, Entry, KvStore};
