@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::copy_dir;
 use common::quickstart::{Fetcher, Setup, quickstart};
 use serde_json::{Value, json};
 
@@ -288,19 +289,6 @@ fn default_template_output_is_golden_and_regenerates_byte_identically() {
             path.display(),
             String::from_utf8_lossy(&bytes)
         );
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

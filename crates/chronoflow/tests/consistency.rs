@@ -6,30 +6,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::late_data::{late_rows_changes, uploaded_then_late_rows};
+use common::ooc::{JOIN, OUTPUT, served_and_logged_with};
 use common::quickstart::*;
-use common::{free_port, http, wait_for_port};
+use common::{copy_dir, free_port, http, wait_for_port};
 use serde_json::{Map, Value, json};
-
-const JOIN: &str = "quickstart.training_set.v2";
-const OUTPUT: &str = "default.quickstart_training_set_v2";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// The quickstart with training_set.v2 logging every fetch and checking consistency, uploaded
 /// for the batch day and replayed; then every left row of the fetch day fetched (and logged).
@@ -37,55 +21,6 @@ fn copy_dir(from: &Path, to: &Path) {
 fn served_and_logged() -> (Setup, usize) {
     let (s, fetched) = served_and_logged_with(upload_quickstart);
     (s, fetched.len())
-}
-
-/// Fetched rows: the request's user and time, and the features served.
-type Fetched = Vec<(Value, i64, Map<String, Value>)>;
-
-/// As `served_and_logged`, with the data imported and uploaded by `upload`; every fetch's
-/// response.
-fn served_and_logged_with(upload: fn(Setup) -> Setup) -> (Setup, Fetched) {
-    let mut s = Setup::new(None);
-    let repo = s.dir.path().join("repo");
-    copy_dir(&quickstart(), &repo);
-    let conf = repo.join(format!("{JOINS}/training_set.v2"));
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&conf).unwrap()).unwrap();
-    v["metaData"]["samplePercent"] = json!(100.0);
-    v["metaData"]["customJson"] = json!(r#"{"check_consistency": true, "lag": 0}"#);
-    // No CHRONON_LOG_TABLE: the OOC DAG's sensor waits on `<join>_log`, where the fetcher logs
-    // (regression: it waited on Chronon's shared log table, which nothing here writes).
-    std::fs::write(&conf, v.to_string()).unwrap();
-    s.repo = repo;
-    let s = upload(s);
-
-    let (mut fetcher, port) = s.serve();
-    let (start, end) = (epoch_day(FETCH_DAY), epoch_day(FETCH_DAY) + DAY_MS);
-    let mut fetched: Fetched = Vec::new();
-    for row in s.export("data.checkouts", FETCH_DAY) {
-        let ts = row["ts"].as_i64().unwrap();
-        if !(start..end).contains(&ts) {
-            continue;
-        }
-        let features = fetch_one(
-            port,
-            &format!("/v1/fetch/join/{JOIN}"),
-            json!({"user_id": row["user_id"]}),
-            ts,
-        );
-        fetched.push((row["user_id"].clone(), ts, features));
-    }
-    assert!(
-        fetched.len() > 100,
-        "only {} left rows fetched",
-        fetched.len()
-    );
-    // Ctrl-C flushes the log.
-    Command::new("kill")
-        .args(["-INT", &fetcher.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(fetcher.0.wait().unwrap().success());
-    (s, fetched)
 }
 
 /// Runs the three jobs for the fetch day; the stdout of each.

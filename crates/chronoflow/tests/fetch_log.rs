@@ -7,8 +7,8 @@ mod common;
 
 use std::process::Command;
 
-use common::http;
 use common::quickstart::*;
+use common::{copy_dir, http};
 use serde_json::{Value, json};
 
 const LOG: &str = "default.quickstart_training_set_v2_log";
@@ -26,19 +26,6 @@ fn logging_everything() -> Setup {
     std::fs::write(&conf, v.to_string()).unwrap();
     s.repo = repo;
     upload_quickstart(s)
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// Fetches users `0..n` at `at`.

@@ -10,7 +10,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::ooc::{copy_dir, with_state};
+use common::copy_dir;
+use common::ooc::with_state;
 use common::quickstart::*;
 use serde_json::Value;
 

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chronoflow_scheduler::store::Store;
-use common::{free_port, http, wait_for_port};
+use common::{copy_dir, free_port, http, wait_for_port};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_chronoflow")
@@ -609,19 +609,6 @@ fn a_repo_that_no_longer_plans_keeps_the_last_good_dags() {
     assert!(err.contains("training_set.v2"), "{err}");
     let after = String::from_utf8_lossy(&run(&["dags", "list"]).stdout).into_owned();
     assert_eq!(before, after);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Unknown names on the command line are errors that say what is unknown.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::quickstart::*;
-use common::{free_port, http, wait_for_port};
+use common::{copy_dir, free_port, http, wait_for_port};
 use serde_json::{Map, Value, json};
 
 #[test]
@@ -232,19 +232,6 @@ fn bad_requests_get_clear_errors_and_the_fetcher_keeps_serving() {
         err.contains("redis://127.0.0.1:1") && err.contains("unreachable"),
         "{err}"
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// Fetch logging: training_set.v2 with `samplePercent: 50` logs a sample decided by the key

@@ -2,31 +2,17 @@
 //! training_set.v2 logging every fetch, every left row of the fetch day fetched, and the
 //! `chronon_join_ooc_quickstart` DAG run in `standalone`.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
 use super::quickstart::*;
-use super::{free_port, http, wait_for_port};
+use super::{copy_dir, free_port, http, wait_for_port};
 
 pub const JOIN: &str = "quickstart.training_set.v2";
 pub const OUTPUT: &str = "default.quickstart_training_set_v2";
 pub const OOC_DAG: &str = "chronon_join_ooc_quickstart";
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// Fetched rows: the request's user and time, and the features served.
 pub type Fetched = Vec<(Value, i64, Map<String, Value>)>;
@@ -50,9 +36,8 @@ pub fn ooc_repo(s: &mut Setup) {
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&conf).unwrap()).unwrap();
     v["metaData"]["samplePercent"] = json!(100.0);
     v["metaData"]["customJson"] = json!(r#"{"check_consistency": true, "lag": 0}"#);
-    // The OOC DAG's sensor waits on CHRONON_LOG_TABLE; chronoflow logs each Join to `<join>_log`.
-    v["metaData"]["modeToEnvMap"] =
-        json!({"log-flattener": {"CHRONON_LOG_TABLE": format!("{OUTPUT}_log")}});
+    // No CHRONON_LOG_TABLE: the OOC DAG's sensor waits on `<join>_log`, where the fetcher logs
+    // (regression: it waited on Chronon's shared log table, which nothing here writes).
     std::fs::write(&conf, v.to_string()).unwrap();
     s.repo = repo;
 }
