@@ -9,17 +9,19 @@
 # B. The three consistency jobs on LOGGED logged fetches of one day: a Python driver sends them
 #    (100 key sets per request, each request at its own time of 2023-11-30), POST /v1/log/flush
 #    acknowledges them, then log-flattener, build-comparison-table and consistency-metrics-compute
-#    run one after another under /usr/bin/time (wall time and peak RSS of each). For reference,
-#    DuckDB computes the same per-feature mismatch counts from the comparison table chronoflow wrote.
+#    run one after another under /usr/bin/time (wall time and peak RSS of each). No peer measures
+#    online/offline consistency (Feast has no fetch log), so this part has none.
+# PARTS="A B" (default) or either; ROUNDS (default 1) repeats part A, alternating the order of
+# logging off and on, since this VM's timings drift between runs.
 # Data: bench/serve's synthetic month of purchases and returns for $USERS users.
 # Results: .bench/consistency/results.jsonl and a table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT="$PWD"; W="$ROOT/.bench/consistency"; PY="$ROOT/.bench/duckdb/bin/python"
+ROOT="$PWD"; W="$ROOT/.bench/consistency"; PY="$ROOT/.bench/duckdb-venv/bin/python"
 USERS=${USERS:-10000}; LOGGED=${LOGGED:-1000000}; LEVELS=(${LEVELS:-1 32})
 export DURATION=${DURATION:-10s}; RATE_TARGET=${RATE:-5000}; unset RATE
 PORT=${PORT:-9110}
-BATCH=2023-11-29; DAY=2023-11-30; AT=$(( (19691 + 1) * 86400000 + 12 * 3600000 ))   # DAY 12:00 UTC
+BATCH=2023-11-29; DAY=2023-11-30; AT=$(( 19691 * 86400000 + 12 * 3600000 ))   # DAY 12:00 UTC (epoch day 19691)
 JOIN=compiled/production/joins/quickstart/training_set.v2; gb=compiled/production/group_bys/quickstart
 
 if [ -z "${CHRONOFLOW_BIN:-}" ]; then
@@ -27,8 +29,8 @@ if [ -z "${CHRONOFLOW_BIN:-}" ]; then
 fi
 cf="${CHRONOFLOW_BIN:-${CARGO_TARGET_DIR:-$ROOT/target/rel}/release/chronoflow}"
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
-if [ ! -x "$PY" ]; then
-  python3 -m venv "$ROOT/.bench/duckdb" && "$PY" -m pip install -q --upgrade pip && "$PY" -m pip install -q duckdb==2.0.0 pyarrow
+if [ ! -x "$PY" ]; then  # the engine benchmark's venv
+  python3 -m venv "$ROOT/.bench/duckdb-venv" && "$PY" -m pip install -q --upgrade pip && "$PY" -m pip install -q duckdb==2.0.0 pyarrow numpy
 fi
 
 pid=""; trap 'if [ -n "$pid" ]; then kill $pid 2>/dev/null || true; fi' EXIT
@@ -78,7 +80,11 @@ seq 0 $((USERS - 1)) | shuf --random-source=<(yes) > "$W/keys.txt"
 echo '[{"user_id": {{KEY}}}]' > "$W/body.json"
 url="http://127.0.0.1:$PORT/v1/fetch/join/quickstart.training_set.v2?at_millis=$AT"
 : > "$W/results.jsonl"
-for logging in off on; do
+ROUNDS=${ROUNDS:-1}; PARTS=${PARTS:-A B}
+order=(off on)
+for round in $(seq "$ROUNDS"); do
+[[ "$PARTS" == *A* ]] || break
+for logging in "${order[@]}"; do
   flags=(); [ "$logging" = off ] && flags=(--no-fetch-log)
   serve ${flags[@]+"${flags[@]}"}
   for c in "${LEVELS[@]}"; do
@@ -90,7 +96,10 @@ for logging in off on; do
   fi
   stop
 done
+order=("${order[1]}" "${order[0]}")
+done
 python3 bench/serve/table.py "$W/results.jsonl"
+[[ "$PARTS" == *B* ]] || exit 0
 
 echo "== B. $LOGGED logged fetches of $DAY through the three jobs"
 # Part A logged into DAY too: start its log over.
@@ -101,7 +110,7 @@ start=$(date +%s.%N)
 import http.client, json, random, sys
 port, users, logged = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rnd = random.Random(11)
-day = (19691 + 1) * 86400000
+day = 19691 * 86400000  # 2023-11-30
 conn = http.client.HTTPConnection("127.0.0.1", port)
 per = 100
 for i in range(logged // per):
@@ -120,17 +129,3 @@ for mode in log-flattener build-comparison-table consistency-metrics-compute; do
   echo "{\"label\":\"job $mode\",\"seconds\":$secs,\"peak_rss_mb\":$(( kb / 1024 ))}" | tee -a "$W/results.jsonl"
   tail -2 "$W/$mode.out"
 done
-echo "== DuckDB 2.0: per-feature mismatches from the same comparison table"
-"$PY" - "$W/warehouse" <<'PYEOF'
-import duckdb, glob, sys, time
-files = glob.glob(f"{sys.argv[1]}/default/quickstart_training_set_v2_comparison/ds=2023-11-30/*.parquet")
-t = time.time()
-con = duckdb.connect()
-cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({files!r})").fetchall()]
-features = [c[: -len("_online")] for c in cols if c.endswith("_online")]
-sums = ", ".join(
-    f"sum(CASE WHEN \"{f}\" IS NOT NULL AND \"{f}_online\" IS NOT NULL AND \"{f}\"::VARCHAR <> \"{f}_online\"::VARCHAR THEN 1 ELSE 0 END)"
-    for f in features)
-row = con.execute(f"SELECT count(*), {sums} FROM read_parquet({files!r})").fetchone()
-print(f'{{"label":"duckdb mismatches from the comparison table","seconds":{time.time() - t:.2f},"rows":{row[0]},"mismatching_features":{sum(1 for x in row[1:] if x)}}}')
-PYEOF

@@ -17,7 +17,7 @@ ROOT="$PWD"; W="$ROOT/.bench/serve"; PY="$ROOT/.bench/feast/bin/python"
 USERS=${USERS:-10000}; LEVELS=(${LEVELS:-1 8 32 64}); export DURATION=${DURATION:-10s}
 RATE_TARGET=${RATE:-5000}; unset RATE
 REDIS=${REDIS:-127.0.0.1:6379}; PORT=${PORT:-9100}; FEAST_PORT=${FEAST_PORT:-6566}
-BATCH=2023-11-29; AT=$(( (19691 + 1) * 86400000 + 12 * 3600000 ))   # 2023-11-30 12:00 UTC
+BATCH=2023-11-29; AT=$(( (19691 + 1) * 86400000 + 12 * 3600000 ))   # 2023-12-01 12:00 UTC (epoch day 19692)
 repo=fixtures/chronon/quickstart; gb=compiled/production/group_bys/quickstart
 
 # CHRONOFLOW_BIN skips the build (e.g. a debug binary to try the script quickly).
