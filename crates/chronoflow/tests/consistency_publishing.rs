@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::http;
+use common::late_data::{late_rows_changes, uploaded_then_late_rows};
 use common::ooc::*;
 use common::quickstart::*;
 use serde_json::Value;
@@ -280,6 +281,52 @@ fn a_stale_batch_fires_the_alert_with_its_figures_and_the_gauges_survive_a_resta
     let second = standalone(&s);
     let text = metrics(second.port);
     assert_eq!(gauge(&text, &overall(JOIN)), Some(rate), "{text}");
+}
+
+/// Late data (rows landing in the source after the upload, never streamed) fires the alert too,
+/// with the overall rate and the features the late rows change, both computed from the offline
+/// side alone (the backfill with and without them).
+#[test]
+fn late_data_fires_the_alert_naming_the_features_it_changed() {
+    let (s, fetched) = served_and_logged_with(uploaded_then_late_rows);
+    let late = late_rows_changes(&s, &format!("{JOINS}/training_set.v2"), OUTPUT, &fetched);
+    assert!(late.rows > 0, "the late rows changed nothing");
+    let hook = WebhookReceiver::start();
+    alert_to(&s, &hook);
+    trigger_ooc(&s);
+    let run = standalone(&s);
+    assert_eq!(wait_for_ooc_run(run.port), "success");
+
+    let alerts = hook.wait_for("consistency_below_threshold", Duration::from_secs(10));
+    assert_eq!(alerts.len(), 1, "{:?}", hook.alerts());
+    let alert = &alerts[0];
+    let rate = 1.0 - late.rows as f64 / fetched.len() as f64;
+    let value = alert["value"].as_f64().unwrap();
+    assert!(
+        (value - rate).abs() < 1e-9,
+        "alerted {value}, expected {rate}"
+    );
+    let changed: Vec<&String> = late
+        .per_feature
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(f, _)| f)
+        .collect();
+    let named: Vec<String> = alert["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["feature"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        named.len(),
+        changed.len().min(10),
+        "{named:?} vs {changed:?}"
+    );
+    assert!(
+        named.iter().all(|f| changed.contains(&f)),
+        "{named:?} vs {changed:?}"
+    );
 }
 
 fn worst_feature(report: &Value) -> String {
