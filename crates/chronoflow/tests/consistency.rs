@@ -6,13 +6,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
+use common::copy_dir;
 use common::late_data::{late_rows_changes, uploaded_then_late_rows};
-use common::ooc::{JOIN, OUTPUT, served_and_logged_with};
+use common::ooc::{
+    JOIN, OUTPUT, served_and_logged_with, standalone, trigger_ooc, wait_for_ooc_run,
+};
 use common::quickstart::*;
-use common::{copy_dir, free_port, http, wait_for_port};
 use serde_json::{Map, Value, json};
 
 /// The quickstart with training_set.v2 logging every fetch and checking consistency, uploaded
@@ -181,74 +181,9 @@ fn a_missing_log_partition_is_an_error_naming_table_and_day() {
 #[test]
 fn the_ooc_dag_runs_in_standalone() {
     let (s, fetches) = served_and_logged();
-    let state = format!("sqlite://{}", s.dir.path().join("state.db").display());
-    let home = s.dir.path().join("home");
-    let repo = s.repo.display().to_string();
-    let with_state = |c: &mut Command| {
-        c.env("CHRONOFLOW_DATABASE_URL", &state)
-            .env("CHRONOFLOW_HOME", &home);
-    };
-    let dag = "chronon_join_ooc_quickstart";
-    for args in [
-        vec!["dags", "sync", "--repo", &repo],
-        vec!["dags", "pause", "--all"],
-        vec!["dags", "unpause", dag],
-        vec![
-            "dags",
-            "trigger",
-            dag,
-            "--start-ds",
-            FETCH_DAY,
-            "--end-ds",
-            FETCH_DAY,
-        ],
-    ] {
-        let mut c = s.command(&args);
-        with_state(&mut c);
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let port = free_port();
-    let mut c = s.command(&[
-        "standalone",
-        "--repo",
-        &repo,
-        "--tick-ms",
-        "100",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ]);
-    with_state(&mut c);
-    let _standalone = Fetcher(c.stderr(Stdio::null()).spawn().unwrap());
-    wait_for_port(port);
-    let started = Instant::now();
-    let state = loop {
-        let (_, body) = http(port, "GET", "/api/v1/runs", "");
-        let runs: Value = serde_json::from_str(&body).unwrap();
-        let run = runs["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["dag_id"] == dag && r["ds"] == FETCH_DAY)
-            .cloned();
-        let state = run
-            .as_ref()
-            .and_then(|r| r["state"].as_str())
-            .unwrap_or_default()
-            .to_owned();
-        if state == "success" || state == "failed" {
-            break state;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{dag} did not finish: {run:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    trigger_ooc(&s);
+    let run = standalone(&s);
+    let state = wait_for_ooc_run(run.port);
     assert_eq!(state, "success");
     let m = metrics(&s);
     assert_eq!(m["__overall__"]["rows"], json!(fetches));
