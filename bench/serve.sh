@@ -32,20 +32,7 @@ pid=""; trap 'if [ -n "$pid" ]; then kill $pid 2>/dev/null || true; fi' EXIT   #
 rm -rf "$W/cf"; mkdir -p "$W/cf"
 export CHRONOFLOW_WAREHOUSE="$W/cf/warehouse"
 echo "== data: $USERS users, purchases and returns 2023-11-01..2023-11-30"
-"$PY" - "$W/cf" "$USERS" <<'PYEOF'
-import random, sys, datetime
-out, users = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(7)
-day0 = datetime.date(2023, 11, 1)
-for table, col in (("purchases", "purchase_price"), ("returns", "refund_amt")):
-    with open(f"{out}/{table}.csv", "w") as f:
-        f.write(f"ds,ts,id,user_id,product_id,{col}\n")
-        for u in range(users):
-            for k in range(rnd.randint(1, 8)):
-                d = day0 + datetime.timedelta(days=rnd.randint(0, 29))
-                ts = int(datetime.datetime(d.year, d.month, d.day, tzinfo=datetime.timezone.utc).timestamp() * 1000) + rnd.randint(0, 86399999)
-                f.write(f"{d},{ts},{table[0]}{u}-{k},{u},{rnd.randint(1, 99)},{rnd.randint(5, 500)}\n")
-PYEOF
+"$PY" bench/serve/gen_month.py "$W/cf" "$USERS"
 for t in purchases returns; do "$cf" table import "data.$t" "$W/cf/$t.csv" >/dev/null; done
 "$cf" run --repo "$repo" --conf "$gb/purchases.v1" --ds "$BATCH" >/dev/null 2>&1
 
