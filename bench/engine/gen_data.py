@@ -2,6 +2,11 @@
 the compiled Chronon configs (Airbnb dialect) that read them.
 
     python gen_data.py OUT_DIR [--events N] [--left N] [--keys N]
+                       [--ts-step MS] [--late F] [--nulls F] [--value-max N]
+
+The last four make adversarial data for checking the peers' exactness: --ts-step rounds every ts
+(events and left rows) down to a multiple of MS, so events tie with each other, with left rows and
+with window bounds; a small --value-max makes ties in (ts, value).
 
 Deterministic (seeded). Events span 60 days; 5% land in the partition after their ts's day (late
 data, which SPEC §4.2 rule 1 keeps out until it lands); 1% of values are null. Left rows span the last
@@ -31,17 +36,22 @@ def main():
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--left", type=int, default=1_000_000)
     ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--ts-step", type=int, default=1)
+    ap.add_argument("--late", type=float, default=0.05)
+    ap.add_argument("--nulls", type=float, default=0.01)
+    ap.add_argument("--value-max", type=int, default=1000)
     args = ap.parse_args()
     rng = np.random.default_rng(20261121)
     os.makedirs(args.out, exist_ok=True)
 
     n = args.events
     day = FIRST_DAY + rng.integers(0, 60, n)
-    ts = day.astype(np.int64) * DAY + rng.integers(0, DAY, n)
-    late = rng.random(n) < 0.05
+    step = args.ts_step
+    ts = day.astype(np.int64) * DAY + rng.integers(0, DAY, n) // step * step
+    late = rng.random(n) < args.late
     part = day + late.astype(np.int64)
-    value = rng.integers(1, 1000, n)
-    value_mask = rng.random(n) < 0.01
+    value = rng.integers(1, args.value_max, n)
+    value_mask = rng.random(n) < args.nulls
     events = pa.table(
         {
             "user_id": pa.array(rng.integers(0, args.keys, n)),
@@ -58,7 +68,7 @@ def main():
         {
             "row_id": pa.array(np.arange(m, dtype=np.int64)),
             "user_id": pa.array(rng.integers(0, args.keys, m)),
-            "ts": pa.array(lday.astype(np.int64) * DAY + rng.integers(0, DAY, m)),
+            "ts": pa.array(lday.astype(np.int64) * DAY + rng.integers(0, DAY, m) // step * step),
             "ds": pa.array(ds_strings(lday)),
         }
     )
