@@ -15,9 +15,11 @@ on it. For a left row at q (day a):
   last day plus the on-time events of that day before the end, and the latter are all newer. So
   LAST_K = (on-time events of the last day among the 10 newest on-time events before the end)
   followed by the 10 newest events before midnight, cut to 10.
-C(t) and the lists at t are looked up by ASOF joins (last event with ts < t) into per-key running
-sums and rolling lists of the 10 newest, kept at the last event of each (key, ts). Lookups at
-midnights are made once per (key, left day), not per left row.
+C(t) is looked up by an ASOF join (the last event with ts < t) into per-key running sums kept at the
+last event of each (key, ts) in (ts, value) order. That event's rank r in its key gives the list:
+the events of ranks r, r-1, ..., r-9, fetched by an equi-join on (key, rank); likewise for on-time
+events with their own rank (the running count of on-time events).
+Lookups at midnights are made once per (key, left day), not per left row.
 
     python duckdb_fast.py DATA_DIR OUT.parquet
 """
@@ -36,100 +38,104 @@ con.execute("SET threads = 2")
 con.execute("SET preserve_insertion_order = false")
 q = con.execute
 
-q(f"""CREATE TEMP TABLE ev AS
+q(f"""CREATE TEMP TABLE ev0 AS
 SELECT user_id AS k, ts, value AS v,
        CAST(date_diff('day', DATE '1970-01-01', CAST(ds AS DATE)) AS BIGINT) - (ts // {DAY}) AS late
 FROM read_parquet('{data}/events.parquet') WHERE value IS NOT NULL AND ts IS NOT NULL AND user_id IS NOT NULL""")
-lo, hi = q("SELECT min(late), max(late) FROM ev").fetchone()
+lo, hi = q("SELECT min(late), max(late) FROM ev0").fetchone()
 if lo is not None and (lo < 0 or hi > 1):
     sys.exit(f"duckdb_fast relies on p - day(ts) in {{0, 1}}; the data has {lo}..{hi}")
 
-# Running sums over all events and rolling lists of the K newest, kept at the last row of each (k, ts)
-# so that an ASOF match is unambiguous. Lists are built oldest first, reversed at the end.
-q(f"""CREATE TEMP TABLE c_all AS
-SELECT k, ts, cs, cn, cls, cln, l FROM (
-  SELECT k, ts,
-    sum(v) OVER (w ROWS UNBOUNDED PRECEDING) AS cs, count(*) OVER (w ROWS UNBOUNDED PRECEDING) AS cn,
-    sum(v * late) OVER (w ROWS UNBOUNDED PRECEDING) AS cls, sum(late) OVER (w ROWS UNBOUNDED PRECEDING) AS cln,
-    list(v) OVER (w ROWS BETWEEN {K - 1} PRECEDING AND CURRENT ROW) AS l,
-    lead(ts) OVER w AS next_ts
-  FROM ev
-  WINDOW w AS (PARTITION BY k ORDER BY ts, v)
-) WHERE next_ts IS DISTINCT FROM ts""")
-q(f"""CREATE TEMP TABLE c_on AS
-SELECT k, ts, l FROM (
-  SELECT k, ts,
-    list({{'ts': ts, 'v': v}}) OVER (PARTITION BY k ORDER BY ts, v ROWS BETWEEN {K - 1} PRECEDING AND CURRENT ROW) AS l,
-    lead(ts) OVER (PARTITION BY k ORDER BY ts, v) AS next_ts
-  FROM ev WHERE late = 0
-) WHERE next_ts IS DISTINCT FROM ts""")
+# One pass over each key's events in (ts, value) order: r is the event's rank in the key, ro its rank
+# among the key's on-time events (for on-time events), cs/cn/cls/cln the running sums and counts of
+# all and of late events. c_all keeps the last event of each (k, ts), so an ASOF match is unambiguous;
+# at a lookup point, cn is the rank of the newest event before it and cn - cln that of the newest
+# on-time event.
+q("""CREATE TEMP TABLE ev AS
+SELECT k, ts, v, late, row_number() OVER w AS r,
+  sum(v) OVER w AS cs, sum(v * late) OVER w AS cls, sum(late) OVER w AS cln, lead(ts) OVER w AS next_ts
+FROM ev0 WINDOW w AS (PARTITION BY k ORDER BY ts, v ROWS UNBOUNDED PRECEDING)""")
+q("CREATE TEMP TABLE c_all AS SELECT k, ts, cs, r AS cn, cls, cln FROM ev WHERE next_ts IS DISTINCT FROM ts")
+q("CREATE TEMP TABLE e_all AS SELECT k, r, v FROM ev")
+q("CREATE TEMP TABLE e_on AS SELECT k, r - cln AS r, ts, v FROM ev WHERE late = 0")
 
 q(f"""CREATE TEMP TABLE l AS
 SELECT row_id, user_id AS k, ts AS t, ts // {DAY} AS a FROM read_parquet('{data}/left.parquet')""")
 q("CREATE TEMP TABLE ka AS SELECT DISTINCT k, a FROM l")
-# Every point a running value is needed at: per left row its ts and the 3d window's hour-rounded
-# start; per (key, left day) the midnights of a, a-1, a-3, a-14, a-30.
-q(f"""CREATE TEMP TABLE pts AS
-SELECT DISTINCT k, t FROM (
-  SELECT k, t FROM l
-  UNION ALL SELECT k, (t - {3 * DAY}) // {HOUR} * {HOUR} FROM l
-  UNION ALL SELECT k, (a - o) * {DAY} FROM ka, (VALUES (0), (1), (3), (14), (30)) AS d(o))""")
-q("""CREATE TEMP TABLE at_all AS
-SELECT p.k, p.t, coalesce(c.cs, 0) AS cs, coalesce(c.cn, 0) AS cn, coalesce(c.cls, 0) AS cls,
-       coalesce(c.cln, 0) AS cln, list_reverse(coalesce(c.l, [])) AS l
-FROM pts p ASOF LEFT JOIN c_all c ON p.k = c.k AND p.t > c.ts""")
-q(f"""CREATE TEMP TABLE at_on AS
-SELECT p.k, p.t, list_reverse(coalesce(c.l, [])) AS l
-FROM (SELECT DISTINCT k, t FROM (SELECT k, t FROM l UNION ALL SELECT k, a * {DAY} FROM ka)) p
-ASOF LEFT JOIN c_on c ON p.k = c.k AND p.t > c.ts""")
+
+# Midnight lookups per (key, left day), pivoted to one row: m{o}_* is the running value at a - o.
+mids = (0, 1, 3, 14, 30)
+q(f"""CREATE TEMP TABLE mid AS
+SELECT m.k, m.a, m.o, coalesce(c.cs, 0) AS cs, coalesce(c.cn, 0) AS cn,
+       coalesce(c.cls, 0) AS cls, coalesce(c.cln, 0) AS cln
+FROM (SELECT k, a, o, (a - o) * {DAY} AS t FROM ka, (VALUES {", ".join(f"({o})" for o in mids)}) AS d(o)) m
+ASOF LEFT JOIN c_all c ON m.k = c.k AND m.t > c.ts""")
+pivot = ", ".join(f"any_value({x}) FILTER (WHERE o = {o}) AS m{o}_{x}" for o in mids for x in ("cs", "cn", "cls", "cln"))
+q(f"CREATE TEMP TABLE kam AS SELECT k, a, {pivot} FROM mid GROUP BY k, a")
+# Per left row: the running values at its ts and at the 3d window's hour-rounded start.
+q("""CREATE TEMP TABLE le AS
+SELECT l.row_id, l.k, l.a, coalesce(c.cs, 0) AS cs, coalesce(c.cn, 0) AS cn, coalesce(c.cls, 0) AS cls,
+       coalesce(c.cln, 0) AS cln
+FROM l ASOF LEFT JOIN c_all c ON l.k = c.k AND l.t > c.ts""")
+q(f"""CREATE TEMP TABLE lh AS
+SELECT l.row_id, coalesce(c.cs, 0) AS cs, coalesce(c.cn, 0) AS cn
+FROM (SELECT row_id, k, (t - {3 * DAY}) // {HOUR} * {HOUR} AS s FROM l) l
+ASOF LEFT JOIN c_all c ON l.k = c.k AND l.s > c.ts""")
+
+
+def gather(table, ids, rank, events, min_ts=None):
+    """The K newest events up to rank `rank` of the key (newest first) as a list per ids, only those
+    with ts >= min_ts if given; no row where there are none."""
+    pids = ", ".join(f"p.{x}" for x in ids)
+    cond = f" AND e.ts >= {min_ts}" if min_ts else ""
+    return f"""SELECT {pids}, list(e.v ORDER BY p.i) AS l
+      FROM (SELECT {", ".join(ids)}, {rank} AS top, unnest(range({K})) AS i FROM {table} WHERE {rank} > 0) p
+      JOIN {events} e ON e.k = p.k AND e.r = p.top - p.i{cond}
+      GROUP BY {pids}"""
+
+
+# Lists: snapshot = on-time events of day a-1 (newest first) then the 10 newest before midnight of
+# a-1; temporal = on-time events of day a before ts, then the 10 newest before midnight of a.
+q(f"CREATE TEMP TABLE l_m0 AS {gather('kam', ['k', 'a'], 'm0_cn', 'e_all')}")
+q(f"CREATE TEMP TABLE l_m1 AS {gather('kam', ['k', 'a'], 'm1_cn', 'e_all')}")
+q(f"CREATE TEMP TABLE l_o0 AS {gather('kam', ['k', 'a'], 'm0_cn - m0_cln', 'e_on', f'(p.a - 1) * {DAY}')}")
+q(f"CREATE TEMP TABLE l_lo AS {gather('le', ['row_id', 'k', 'a'], 'cn - cln', 'e_on', f'p.a * {DAY}')}")
 
 
 def agg(name, w, end, start, late_from, late_to):
-    """SUM, COUNT, AVERAGE over window w from running values (each argument a function of the running
-    column's name): events in [start, end) minus the late events in [late_from, late_to)."""
-    s = f"({end('cs')} - {start('cs')} - ({late_to('cls')} - {late_from('cls')}))"
-    n = f"({end('cn')} - {start('cn')} - ({late_to('cln')} - {late_from('cln')}))"
+    """SUM, COUNT, AVERAGE over window w from running values (each argument a prefix of the running
+    columns' names): events in [start, end) minus the late events in [late_from, late_to)."""
+    s = f"({end}cs - {start}cs - ({late_to}cls - {late_from}cls))"
+    n = f"({end}cn - {start}cn - ({late_to}cln - {late_from}cln))"
     return [f"CASE WHEN {n} > 0 THEN CAST({s} AS BIGINT) END AS {name}_sum_{w}d",
             f"CASE WHEN {n} > 0 THEN {n} END AS {name}_count_{w}d",
             f"CASE WHEN {n} > 0 THEN CAST({s} AS DOUBLE) / {n} END AS {name}_average_{w}d"]
 
 
-def last_k(name, on_list, day_start, all_list):
-    merged = f"list_concat([x.v FOR x IN {on_list} IF x.ts >= {day_start}], {all_list})[1:{K}]"
+def last_k(name, on_list, all_list):
+    merged = f"list_concat(coalesce({on_list}, []), coalesce({all_list}, []))[1:{K}]"
     return f"CASE WHEN len({merged}) > 0 THEN {merged} END AS {name}_last{K}"
 
 
-def ref(table):
-    return lambda c: f"{table}.{c}"
-
-
-# Per (key, left day): the SNAPSHOT part, and the midnight values the TEMPORAL part needs.
 sp, tp = "bench_snapshot_v1_value", "bench_temporal_v1_value"
 snap = []
 for w in (3, 14, 30):
-    snap += agg(sp, w, ref("m0"), ref(f"m{w}"), ref("m1"), ref("m0"))
-snap.append(last_k(sp, "o0.l", f"(ka.a - 1) * {DAY}", "m1.l"))
-joins = " ".join(f"JOIN at_all m{o} ON m{o}.k = ka.k AND m{o}.t = (ka.a - {o}) * {DAY}" for o in (0, 1, 3, 14, 30))
-q(f"""CREATE TEMP TABLE kaf AS
-SELECT ka.k, ka.a, {", ".join(snap)},
-  m0.cls AS m0_cls, m0.cln AS m0_cln, m0.l AS m0_l,
-  m14.cs AS m14_cs, m14.cn AS m14_cn, m30.cs AS m30_cs, m30.cn AS m30_cn
-FROM ka {joins} JOIN at_on o0 ON o0.k = ka.k AND o0.t = ka.a * {DAY}""")
-
-# Per left row: the TEMPORAL part from its own lookups (at ts and the 3d window's start) and kaf's.
+    snap += agg(sp, w, "m.m0_", f"m.m{w}_", "m.m1_", "m.m0_")
+snap.append(last_k(sp, "o0.l", "a1.l"))
 temporal = []
 for w in (3, 14, 30):
-    start = ref("h3") if w == 3 else (lambda c, w=w: f"f.m{w}_{c}")
-    temporal += agg(tp, w, ref("e"), start, lambda c: f"f.m0_{c}", ref("e"))
-temporal.append(last_k(tp, "o.l", f"l.a * {DAY}", "f.m0_l"))
-snap_cols = [c.rsplit(" AS ", 1)[1] for c in snap]
+    temporal += agg(tp, w, "e.", "h." if w == 3 else f"m.m{w}_", "m.m0_", "e.")
+temporal.append(last_k(tp, "lo.l", "a0.l"))
 q(f"""COPY (
-SELECT l.row_id, {", ".join("f." + c for c in snap_cols)}, {", ".join(temporal)}
+SELECT l.row_id, {", ".join(snap)}, {", ".join(temporal)}
 FROM l
-LEFT JOIN kaf f ON f.k = l.k AND f.a = l.a
-LEFT JOIN at_all e ON e.k = l.k AND e.t = l.t
-LEFT JOIN at_all h3 ON h3.k = l.k AND h3.t = (l.t - {3 * DAY}) // {HOUR} * {HOUR}
-LEFT JOIN at_on o ON o.k = l.k AND o.t = l.t
+JOIN kam m ON m.k = l.k AND m.a = l.a
+JOIN le e ON e.row_id = l.row_id
+JOIN lh h ON h.row_id = l.row_id
+LEFT JOIN l_m0 a0 ON a0.k = l.k AND a0.a = l.a
+LEFT JOIN l_m1 a1 ON a1.k = l.k AND a1.a = l.a
+LEFT JOIN l_o0 o0 ON o0.k = l.k AND o0.a = l.a
+LEFT JOIN l_lo lo ON lo.row_id = l.row_id
 ) TO '{out}' (FORMAT parquet)""")
 rows = q(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0]
 report(time.perf_counter() - t0, rows)
