@@ -41,20 +41,23 @@ if lo is not None and (lo < 0 or hi > 1):
 # row of each (k, ts) is kept for the asof joins, so a match is the newest event with ts < t.
 on = (c("late") == 0).cast(pl.Int64)
 ev = ev.with_columns(g=pl.int_range(pl.len(), dtype=pl.Int64), on_cum=on.cum_sum())
-ev = ev.with_columns(
-    kst=c("g").first().over("k"),
-    kst_on=(c("on_cum") - on).first().over("k"),
+last = ((c("k").shift(-1) != c("k")) | (c("ts").shift(-1) != c("ts"))).fill_null(True)
+c_all = ev.select(
+    "k", "ts",
     cs=c("v").cum_sum().over("k"),
     cn=c("v").cum_count().over("k"),
     cls=(c("v") * c("late")).cum_sum().over("k"),
     cln=c("late").cum_sum().over("k"),
-)
-last = ((c("k").shift(-1) != c("k")) | (c("ts").shift(-1) != c("ts"))).fill_null(True)
-c_all = ev.filter(last).select("k", "ts", "cs", "cn", "cls", "cln", "g", "kst", go=c("on_cum") - 1, kst_on="kst_on")
+    g="g",
+    kst=c("g").first().over("k"),
+    go=c("on_cum") - 1,
+    kst_on=(c("on_cum") - on).first().over("k"),
+    _last=last,
+).filter("_last").drop("_last")
 v_all = ev["v"]
-ev_on = ev.filter(c("late") == 0)
+ev_on = ev.filter(c("late") == 0).select("ts", "v")
 v_on, ts_on = ev_on["v"], ev_on["ts"]
-del ev
+del ev, ev_on
 
 left = (
     pl.read_parquet(f"{data}/left.parquet", columns=["row_id", "user_id", "ts"])
