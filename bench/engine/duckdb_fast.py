@@ -15,7 +15,7 @@ on it. For a left row at q (day a):
   last day plus the on-time events of that day before the end, and the latter are all newer. So
   LAST_K = (on-time events of the last day among the 10 newest on-time events before the end)
   followed by the 10 newest events before midnight, cut to 10.
-C(t) is looked up by an ASOF join (the last event with ts < t) into per-key running sums kept at the
+C(t) is looked up by one ASOF join for every point (the last event with ts < t) into per-key running sums kept at the
 last event of each (key, ts) in (ts, value) order. That event's rank r in its key gives the list:
 the events of ranks r, r-1, ..., r-9, fetched by an equi-join on (key, rank); likewise for on-time
 events with their own rank (the running count of on-time events).
@@ -63,43 +63,39 @@ q(f"""CREATE TEMP TABLE l AS
 SELECT row_id, user_id AS k, ts AS t, ts // {DAY} AS a FROM read_parquet('{data}/left.parquet')""")
 q("CREATE TEMP TABLE ka AS SELECT DISTINCT k, a FROM l")
 
-# Midnight lookups per (key, left day), pivoted to one row: m{o}_* is the running value at a - o.
+# Every lookup in one ASOF join: per left row its ts (o = -1) and the 3d window's hour-rounded start
+# (o = -2), id = row_id; per (key, left day) the midnights of a - o, id = a.
 mids = (0, 1, 3, 14, 30)
-q(f"""CREATE TEMP TABLE mid AS
-SELECT m.k, m.a, m.o, coalesce(c.cs, 0) AS cs, coalesce(c.cn, 0) AS cn,
+q(f"""CREATE TEMP TABLE lk AS
+SELECT p.k, p.id, p.o, coalesce(c.cs, 0) AS cs, coalesce(c.cn, 0) AS cn,
        coalesce(c.cls, 0) AS cls, coalesce(c.cln, 0) AS cln
-FROM (SELECT k, a, o, (a - o) * {DAY} AS t FROM ka, (VALUES {", ".join(f"({o})" for o in mids)}) AS d(o)) m
-ASOF LEFT JOIN c_all c ON m.k = c.k AND m.t > c.ts""")
+FROM (SELECT k, t, row_id AS id, -1 AS o FROM l
+      UNION ALL SELECT k, (t - {3 * DAY}) // {HOUR} * {HOUR}, row_id, -2 FROM l
+      UNION ALL SELECT k, (a - o) * {DAY}, a, o FROM ka, (VALUES {", ".join(f"({o})" for o in mids)}) AS d(o)) p
+ASOF LEFT JOIN c_all c ON p.k = c.k AND p.t > c.ts""")
 pivot = ", ".join(f"any_value({x}) FILTER (WHERE o = {o}) AS m{o}_{x}" for o in mids for x in ("cs", "cn", "cls", "cln"))
-q(f"CREATE TEMP TABLE kam AS SELECT k, a, {pivot} FROM mid GROUP BY k, a")
-# Per left row: the running values at its ts and at the 3d window's hour-rounded start.
-q("""CREATE TEMP TABLE le AS
-SELECT l.row_id, l.k, l.a, coalesce(c.cs, 0) AS cs, coalesce(c.cn, 0) AS cn, coalesce(c.cls, 0) AS cls,
-       coalesce(c.cln, 0) AS cln
-FROM l ASOF LEFT JOIN c_all c ON l.k = c.k AND l.t > c.ts""")
-q(f"""CREATE TEMP TABLE lh AS
-SELECT l.row_id, coalesce(c.cs, 0) AS cs, coalesce(c.cn, 0) AS cn
-FROM (SELECT row_id, k, (t - {3 * DAY}) // {HOUR} * {HOUR} AS s FROM l) l
-ASOF LEFT JOIN c_all c ON l.k = c.k AND l.s > c.ts""")
+q(f"CREATE TEMP TABLE kam AS SELECT k, id AS a, {pivot} FROM lk WHERE o >= 0 GROUP BY k, id")
+q("CREATE TEMP TABLE le AS SELECT id AS row_id, k, cs, cn, cls, cln FROM lk WHERE o = -1")
+q("CREATE TEMP TABLE lh AS SELECT id AS row_id, cs, cn FROM lk WHERE o = -2")
 
 
-def gather(table, ids, rank, events, min_ts=None):
-    """The K newest events up to rank `rank` of the key (newest first) as a list per ids, only those
-    with ts >= min_ts if given; no row where there are none."""
-    pids = ", ".join(f"p.{x}" for x in ids)
-    cond = f" AND e.ts >= {min_ts}" if min_ts else ""
-    return f"""SELECT {pids}, list(e.v ORDER BY p.i) AS l
-      FROM (SELECT {", ".join(ids)}, {rank} AS top, unnest(range({K})) AS i FROM {table} WHERE {rank} > 0) p
+def gather(points, events, with_ts):
+    """Per point (k, id, o, top[, min_ts]): the K newest events up to rank `top` of the key, newest
+    first, only those with ts >= min_ts if with_ts; no row where there are none."""
+    cond = " AND e.ts >= p.min_ts" if with_ts else ""
+    return f"""SELECT p.k, p.id, p.o, list(e.v ORDER BY p.i) AS l
+      FROM (SELECT *, unnest(range({K})) AS i FROM ({points}) WHERE top > 0) p
       JOIN {events} e ON e.k = p.k AND e.r = p.top - p.i{cond}
-      GROUP BY {pids}"""
+      GROUP BY p.k, p.id, p.o"""
 
 
 # Lists: snapshot = on-time events of day a-1 (newest first) then the 10 newest before midnight of
 # a-1; temporal = on-time events of day a before ts, then the 10 newest before midnight of a.
-q(f"CREATE TEMP TABLE l_m0 AS {gather('kam', ['k', 'a'], 'm0_cn', 'e_all')}")
-q(f"CREATE TEMP TABLE l_m1 AS {gather('kam', ['k', 'a'], 'm1_cn', 'e_all')}")
-q(f"CREATE TEMP TABLE l_o0 AS {gather('kam', ['k', 'a'], 'm0_cn - m0_cln', 'e_on', f'(p.a - 1) * {DAY}')}")
-q(f"CREATE TEMP TABLE l_lo AS {gather('le', ['row_id', 'k', 'a'], 'cn - cln', 'e_on', f'p.a * {DAY}')}")
+q(f"""CREATE TEMP TABLE g_all AS {gather(
+    "SELECT k, a AS id, 0 AS o, m0_cn AS top FROM kam UNION ALL SELECT k, a, 1, m1_cn FROM kam", "e_all", False)}""")
+q(f"""CREATE TEMP TABLE g_on AS {gather(
+    f"SELECT k, a AS id, 0 AS o, m0_cn - m0_cln AS top, (a - 1) * {DAY} AS min_ts FROM kam "
+    f"UNION ALL SELECT le.k, le.row_id, -1, le.cn - le.cln, l.a * {DAY} FROM le JOIN l USING (row_id)", "e_on", True)}""")
 
 
 def agg(name, w, end, start, late_from, late_to):
@@ -132,10 +128,10 @@ FROM l
 JOIN kam m ON m.k = l.k AND m.a = l.a
 JOIN le e ON e.row_id = l.row_id
 JOIN lh h ON h.row_id = l.row_id
-LEFT JOIN l_m0 a0 ON a0.k = l.k AND a0.a = l.a
-LEFT JOIN l_m1 a1 ON a1.k = l.k AND a1.a = l.a
-LEFT JOIN l_o0 o0 ON o0.k = l.k AND o0.a = l.a
-LEFT JOIN l_lo lo ON lo.row_id = l.row_id
+LEFT JOIN g_all a0 ON a0.k = l.k AND a0.id = l.a AND a0.o = 0
+LEFT JOIN g_all a1 ON a1.k = l.k AND a1.id = l.a AND a1.o = 1
+LEFT JOIN g_on o0 ON o0.k = l.k AND o0.id = l.a AND o0.o = 0
+LEFT JOIN g_on lo ON lo.k = l.k AND lo.id = l.row_id AND lo.o = -1
 ) TO '{out}' (FORMAT parquet)""")
 rows = q(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0]
 report(time.perf_counter() - t0, rows)
