@@ -15,8 +15,8 @@ on it. For a left row at q (day a):
   last day plus the on-time events of that day before the end, and the latter are all newer. So
   LAST_K = (on-time events of the last day among the 10 newest on-time events before the end)
   followed by the 10 newest events before midnight, cut to 10.
-C(t) is looked up by one ASOF join for every point (the last event with ts < t) into per-key running sums kept at the
-last event of each (key, ts) in (ts, value) order. That event's rank r in its key gives the list:
+C(t) is looked up by one ASOF join for every point (the last event with ts < t) into per-key running
+sums kept at the last event of each (key, ts) in (ts, value) order. That event's rank r in its key gives the list:
 the events of ranks r, r-1, ..., r-9, fetched by an equi-join on (key, rank); likewise for on-time
 events with their own rank (the running count of on-time events).
 Lookups at midnights are made once per (key, left day), not per left row.
