@@ -4,7 +4,8 @@ exact). Spark has no ASOF join, so the lookup "the key's running values over eve
 a union of the events (one row per (key, ts), carrying the running sums and rank) and the lookup
 points, sorted per key by (ts, points first), where each point takes the last event row's values
 (`last(..., ignorenulls)` over the rows before it). LAST_K fetches the events of ranks r, r-1, ...,
-r-9 (and likewise for on-time events) by an equi-join on (key, rank).
+r-9 (and likewise for on-time events) by an equi-join on (key, rank): one join for the lists of
+all events, one for the on-time ones.
 
     python spark_join.py DATA_DIR OUT.parquet
 
@@ -67,7 +68,7 @@ if lo is not None and (lo < 0 or hi > 1):
 c_all = ev.where(c("next_ts").isNull() | (c("next_ts") != c("ts"))).select(
     "k", "ts", "cs", c("r").alias("cn"), "cls", "cln"
 )
-e_all = ev.select("k", "r", "v")
+e_all = ev.select("k", "r", "ts", "v")
 e_on = ev.where(c("late") == 0).select("k", (c("r") - c("cln")).alias("r"), "ts", "v")
 
 left = spark.read.parquet(f"{data}/left.parquet").select(
@@ -96,37 +97,47 @@ at = (
     .select("k", "row_id", "a", "tag", "o", *[F.coalesce(c(x), F.lit(0)).alias(x) for x in sums])
     .cache()
 )
-# Pivot the midnights to one row per (key, left day): m{o}_{x}.
+# Pivot the lookups: per (key, left day) the midnights m{o}_{x}; per left row its ts (e_) and the 3d
+# window's start (h3_).
 kam = at.where(c("tag") == 2).groupBy("k", "a").agg(
     *[F.max(F.when(c("o") == o, c(x))).alias(f"m{o}_{x}") for o in mids for x in sums]
 )
-le = at.where(c("tag") == 0).select("row_id", *[c(x).alias(f"e_{x}") for x in sums])
-lh = at.where(c("tag") == 1).select("row_id", c("cs").alias("h3_cs"), c("cn").alias("h3_cn"))
-
-
-def gather(frame, ids, top, events, min_ts=None):
-    """The K newest events up to rank `top` of the key (newest first), as a list per ids; with
-    min_ts, only events with ts >= min_ts (a column of frame)."""
-    extra = [min_ts.alias("_min_ts")] if min_ts is not None else []
-    p = frame.where(top > 0).select(*ids, top.alias("_top"), *extra,
-                                    F.explode(F.sequence(F.lit(0), F.lit(K - 1))).alias("i")).alias("p")
-    e = events.alias("e")
-    j = p.join(e, (c("e.k") == c("p.k")) & (c("e.r") == c("p._top") - c("p.i")))
-    if min_ts is not None:
-        j = j.where(c("e.ts") >= c("p._min_ts"))
-    j = j.select(*[c(f"p.{x}") for x in ids], c("p.i").alias("i"), c("e.v").alias("v"))
-    lst = F.transform(F.array_sort(F.collect_list(F.struct("i", "v"))), lambda x: x["v"])
-    return j.groupBy(*ids).agg(lst.alias("l"))
-
-
-kam_l = (
-    kam.join(gather(kam, ["k", "a"], c("m0_cn"), e_all).withColumnRenamed("l", "l_m0"), ["k", "a"], "left")
-    .join(gather(kam, ["k", "a"], c("m1_cn"), e_all).withColumnRenamed("l", "l_m1"), ["k", "a"], "left")
-    .join(gather(kam, ["k", "a"], c("m0_cn") - c("m0_cln"), e_on, (c("a") - 1) * DAY).withColumnRenamed("l", "l_o0"),
-          ["k", "a"], "left")
+rows = at.where(c("tag") < 2).groupBy("row_id", "k", "a").agg(
+    *[F.max(F.when(c("tag") == 0, c(x))).alias(f"e_{x}") for x in sums],
+    *[F.max(F.when(c("tag") == 1, c(x))).alias(f"h3_{x}") for x in ("cs", "cn")],
 )
-le_k = left.join(le, "row_id")
-l_lo = gather(le_k, ["row_id", "k", "a"], c("e_cn") - c("e_cln"), e_on, c("a") * DAY).select("row_id", c("l").alias("l_lo"))
+
+
+def gather(points, events, group, lists):
+    """points: (k, top, o, min_ts, group...) -> per group, for each o in lists, the K newest events up
+    to rank `top` of the key with ts >= min_ts, newest first (a list per o)."""
+    p = points.where(c("top") > 0).select("*", F.explode(F.sequence(F.lit(0), F.lit(K - 1))).alias("i")).alias("p")
+    e = events.alias("e")
+    j = p.join(e, (c("e.k") == c("p.k")) & (c("e.r") == c("p.top") - c("p.i")) & (c("e.ts") >= c("p.min_ts")))
+    j = j.select(*[c(f"p.{x}") for x in group], F.struct(c("p.o").alias("o"), c("p.i").alias("i"), c("e.v").alias("v")).alias("x"))
+    got = F.array_sort(F.collect_list("x"))
+
+    def of(o):  # (a one-argument lambda: PySpark reads a second parameter as the element's index)
+        return F.transform(F.filter(got, lambda x: x["o"] == o), lambda x: x["v"])
+
+    return j.groupBy(*group).agg(*[of(o).alias(name) for o, name in lists])
+
+
+# Lists: snapshot = on-time events of day a-1 (newest first) then the 10 newest before midnight of
+# a-1; temporal = on-time events of day a before ts, then the 10 newest before midnight of a.
+all_pts = kam.select("k", "a", c("m0_cn").alias("top"), F.lit(0).alias("o"), F.lit(-(2**62)).alias("min_ts")).unionByName(
+    kam.select("k", "a", c("m1_cn").alias("top"), F.lit(1).alias("o"), F.lit(-(2**62)).alias("min_ts")))
+g_all = gather(all_pts, e_all, ["k", "a"], [(0, "l_m0"), (1, "l_m1")])
+on_pts = kam.select("k", c("a").alias("id"), (c("m0_cn") - c("m0_cln")).alias("top"), F.lit(0).alias("o"),
+                    ((c("a") - 1) * DAY).alias("min_ts")).unionByName(
+    rows.select("k", c("row_id").alias("id"), (c("e_cn") - c("e_cln")).alias("top"), F.lit(1).alias("o"),
+                (c("a") * DAY).alias("min_ts")))
+g_on = gather(on_pts, e_on, ["k", "id", "o"], [(0, "l_o0"), (1, "l_lo")])
+kam_l = (
+    kam.join(g_all, ["k", "a"], "left")
+    .join(g_on.where(c("o") == 0).select("k", c("id").alias("a"), "l_o0"), ["k", "a"], "left")
+)
+rows_l = rows.join(g_on.where(c("o") == 1).select(c("id").alias("row_id"), "l_lo"), "row_id", "left")
 
 
 def aggs(name, w, end, start, late_from, late_to):
@@ -152,10 +163,7 @@ cols.append(last_k(sp, "l_o0", "l_m1"))
 for w in (3, 14, 30):
     cols += aggs(tp, w, "e_", "h3_" if w == 3 else f"m{w}_", "m0_", "e_")
 cols.append(last_k(tp, "l_lo", "l_m0"))
-res = (
-    le_k.join(lh, "row_id").join(kam_l, ["k", "a"], "left").join(l_lo, "row_id", "left")
-    .select("row_id", *cols)
-)
+res = rows_l.join(kam_l, ["k", "a"], "left").select("row_id", *cols)
 res.write.mode("overwrite").parquet(out)
 rows = spark.read.parquet(out).count()
 elapsed = time.perf_counter() - t0
