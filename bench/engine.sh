@@ -91,20 +91,25 @@ for events in "${SIZES[@]}"; do
     # 7 left days in one step.
     export CHRONOFLOW_WAREHOUSE="$cell/warehouse"
     rm -rf "$CHRONOFLOW_WAREHOUSE"
-    t_imp=$( { /usr/bin/time -f "%e" "$cf" table import data.events "$cell/events.parquet" >/dev/null; } 2>&1 | tail -1)
-    t_imp2=$( { /usr/bin/time -f "%e" "$cf" table import data.left "$cell/left.parquet" >/dev/null; } 2>&1 | tail -1)
-    ref="$CHRONOFLOW_WAREHOUSE/default/bench_training_v1/*/*.parquet"
-    if timed "$out/chronoflow" "$cf" run --mode backfill --repo "$cell/repo" --conf production/joins/bench/training.v1 \
-        --start-ds 2024-02-23 --end-ds 2024-02-29 --step-days 7; then
-      read -r wall peak <"$out/chronoflow.time"
-      echo "   chronoflow: $wall s, peak $((peak / 1024)) MB (import: events $t_imp s, left $t_imp2 s)"
-      record chronoflow ok "$wall" "$wall" "$peak" "" "import not counted: events $t_imp s, left $t_imp2 s"
-      have_ref=1
+    have_ref=0
+    if /usr/bin/time -f "%e" -o "$out/import.time" "$cf" table import data.events "$cell/events.parquet" >"$out/import.log" 2>&1 &&
+       /usr/bin/time -f "%e" -o "$out/import_left.time" "$cf" table import data.left "$cell/left.parquet" >>"$out/import.log" 2>&1; then
+      t_imp=$(tail -1 "$out/import.time"); t_imp2=$(tail -1 "$out/import_left.time")
+      if timed "$out/chronoflow" "$cf" run --mode backfill --repo "$cell/repo" --conf production/joins/bench/training.v1 \
+          --start-ds 2024-02-23 --end-ds 2024-02-29 --step-days 7; then
+        read -r wall peak <"$out/chronoflow.time"
+        echo "   chronoflow: $wall s, peak $((peak / 1024)) MB (import: events $t_imp s, left $t_imp2 s)"
+        record chronoflow ok "$wall" "$wall" "$peak" "" "import not counted: events $t_imp s, left $t_imp2 s"
+        have_ref=1
+      else
+        rc=$?; echo "   chronoflow FAILED ($rc), see $out/chronoflow.log"; tail -3 "$out/chronoflow.log"
+        record chronoflow "$([ $rc = 124 ] && echo timeout || echo failed)" "" "" "" "" "exit $rc"
+      fi
     else
-      rc=$?; echo "   chronoflow FAILED ($rc), see $out/chronoflow.log"; tail -3 "$out/chronoflow.log"
-      record chronoflow "$([ $rc = 124 ] && echo timeout || echo failed)" "" "" "" "" "exit $rc"
-      have_ref=0
+      echo "   chronoflow: import FAILED, see $out/import.log"; tail -3 "$out/import.log"
+      record chronoflow failed "" "" "" "" "import failed"
     fi
+    ref="$CHRONOFLOW_WAREHOUSE/default/bench_training_v1/*/*.parquet"
 
     for peer in "${PEERS[@]}"; do
       case "$peer" in
@@ -135,7 +140,12 @@ for events in "${SIZES[@]}"; do
           cmp=$("$py" -c 'import json,sys; d=json.loads(sys.argv[1] or "{}"); d["identical_to_duckdb"]={"True":True,"False":False}.get(sys.argv[2]); print(json.dumps(d))' "$cmp" "$same")
         fi
         [ -n "$cmp" ] || cmp='{}'
-        verdict=$(echo "$cmp" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print({True:"identical",False:"DIFFERENT: %s" % d.get("mismatches"),None:"not compared"}[d.get("identical")])')
+        verdict=$(echo "$cmp" | "$py" -c 'import json,sys
+d = json.load(sys.stdin)
+v = {True: "identical to chronoflow", False: "DIFFERENT from chronoflow: %s" % d.get("mismatches"), None: "not compared with chronoflow"}[d.get("identical")]
+if "identical_to_duckdb" in d:
+    v += {True: ", identical to DuckDB", False: ", DIFFERENT from DuckDB", None: ""}[d["identical_to_duckdb"]]
+print(v)')
         echo "   $peer: $wall s (compute $compute s), peak $((peak / 1024)) MB, $verdict"
         record "$peer" ok "$wall" "$compute" "$peak" "$cmp"
       else

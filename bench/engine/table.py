@@ -26,27 +26,30 @@ def main():
     cells = {}
     for x in lines:
         cells.setdefault((x["events"], x["density"]), {})[x["system"]] = x
-    head = ["events", "per key", "system", "wall s", "compute s", "peak MB", "µs/event", "wall vs chronoflow", "identical"]
+    head = ["events", "per key", "system", "wall s", "compute s", "peak MB", "µs/event", "wall vs chronoflow",
+            "identical to chronoflow", "to DuckDB"]
     rows = []
     for (events, density), systems in sorted(cells.items()):
         cf = systems.get("chronoflow")
         for name in sorted(systems, key=lambda s: ORDER.index(s) if s in ORDER else 99):
             x = systems[name]
             if x["status"] != "ok":
-                rows.append([f"{events:,}", str(density), LABEL.get(name, name), x["status"], "", "", "", "", x.get("note", "")])
+                rows.append([f"{events:,}", str(density), LABEL.get(name, name), x["status"], "", "", "", "", x.get("note", ""), ""])
                 continue
             ratio = ""
             if cf and cf["status"] == "ok" and name != "chronoflow":
                 ratio = f"{x['wall_s'] / cf['wall_s']:.2f}x"
-            ident = "reference" if name == "chronoflow" else {True: "yes", False: "NO", None: "?"}[x.get("identical")]
+            yes = {True: "yes", False: "NO", None: "-"}
+            ident = "reference" if name == "chronoflow" else yes[x.get("identical")]
             if x.get("skipped"):
                 ident += f" (except {', '.join(x['skipped'])})"
+            to_duckdb = "reference" if name == "duckdb" else yes[x.get("identical_to_duckdb")]
             rows.append([f"{events:,}", str(density), LABEL.get(name, name), f"{x['wall_s']:.1f}",
                          f"{x['compute_s']:.1f}" if x.get("compute_s") is not None else "",
-                         f"{x['peak_kb'] / 1024:,.0f}", f"{x['wall_s'] / events * 1e6:.2f}", ratio, ident])
+                         f"{x['peak_kb'] / 1024:,.0f}", f"{x['wall_s'] / events * 1e6:.2f}", ratio, ident, to_duckdb])
     if args.markdown:
         print("| " + " | ".join(head) + " |")
-        print("|" + "|".join("---:" if i not in (2, 8) else "---" for i in range(len(head))) + "|")
+        print("|" + "|".join("---:" if i not in (2, 8, 9) else "---" for i in range(len(head))) + "|")
         for r in rows:
             print("| " + " | ".join(r) + " |")
     else:
