@@ -81,31 +81,35 @@ def asof(frame, t_expr, prefix, cols):
     return got.select(*frame.columns, *[(c(x).fill_null(0) if x in sums else c(x)).alias(prefix + x) for x in cols])
 
 
-def last_k(frame, name, on_prefix, day_start, all_prefix):
+def last_k(frame, name, on_prefix, day_start, all_prefix, chunk=2_000_000):
     """On-time events from day_start on (newest first), then the K newest events, cut to K.
     Candidates are contiguous positions: the K on-time events up to position go (same key), then the
-    K events up to position g, indexed into one concatenated value column."""
+    K events up to position g, indexed into one concatenated value column. In chunks of rows, so the
+    exploded candidates (20 a row) stay small."""
 
     def newest(top, start, offset):
         hi = c(top).fill_null(-1)
         lo = pl.max_horizontal(hi - K, c(start).fill_null(0) - 1)
         return pl.int_ranges(hi, lo, -1, dtype=pl.Int64) + offset
 
-    long = (
-        frame.select(
-            idx=pl.concat_list(newest(f"{on_prefix}go", f"{on_prefix}kst_on", 0),
-                               newest(f"{all_prefix}g", f"{all_prefix}kst", n_on)),
-            min_ts=c(day_start),
+    parts = []
+    for off in range(0, frame.height, chunk):
+        long = (
+            frame.slice(off, chunk).select(
+                idx=pl.concat_list(newest(f"{on_prefix}go", f"{on_prefix}kst_on", 0),
+                                   newest(f"{all_prefix}g", f"{all_prefix}kst", n_on)),
+                min_ts=c(day_start),
+            )
+            .with_row_index("row")
+            .explode("idx", empty_as_null=True)
         )
-        .with_row_index("row")
-        .explode("idx", empty_as_null=True)
-    )
-    idx = long["idx"].cast(pl.UInt32)
-    long = long.with_columns(v=v_cat.gather(idx), ts=ts_cat.gather(idx))
-    lists = (
-        long.group_by("row", maintain_order=True)
-        .agg(pl.when(c("ts") >= c("min_ts")).then(c("v")).drop_nulls().head(K).alias("l"))["l"]
-    )
+        idx = long["idx"].cast(pl.UInt32)
+        long = long.with_columns(v=v_cat.gather(idx), ts=ts_cat.gather(idx))
+        parts.append(
+            long.group_by("row", maintain_order=True)
+            .agg(pl.when(c("ts") >= c("min_ts")).then(c("v")).drop_nulls().head(K).alias("l"))["l"]
+        )
+    lists = pl.concat(parts) if parts else pl.Series("l", [], dtype=pl.List(v_cat.dtype))
     return pl.select(pl.when(lists.list.len() > 0).then(lists)).to_series().alias(f"{name}_last{K}")
 
 
