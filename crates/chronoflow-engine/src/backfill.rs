@@ -8,7 +8,8 @@ use chronoflow_config::{Config, LoadedConfig, PartitionDate};
 use chronoflow_plan::partitions::{PartitionRange, backfill_steps};
 
 use crate::error::EngineError;
-use crate::jobs::{backfill_group_by, backfill_join};
+use crate::jobs::{backfill_group_by_within, backfill_join_within};
+use crate::shard::MemoryLimit;
 use crate::staging::backfill_staging_query;
 use crate::{TableName, Warehouse};
 
@@ -20,6 +21,8 @@ pub struct BackfillOptions {
     pub parallelism: usize,
     /// Recompute partitions that exist.
     pub force: bool,
+    /// Memory each step plans to hold; past it, GroupBy rows are split by key and spilled.
+    pub memory_limit: MemoryLimit,
 }
 
 impl Default for BackfillOptions {
@@ -28,6 +31,7 @@ impl Default for BackfillOptions {
             step_days: 30,
             parallelism: 1,
             force: false,
+            memory_limit: MemoryLimit::default_for_machine(),
         }
     }
 }
@@ -67,8 +71,14 @@ pub async fn backfill_range(
         let runs = chunk.iter().map(|step| async move {
             let days: Vec<PartitionDate> = step.dates().collect();
             let written = match &loaded.config {
-                Config::GroupBy(gb) => backfill_group_by(warehouse, loaded, gb, &days).await?,
-                Config::Join(join) => backfill_join(warehouse, loaded, join, &days).await?,
+                Config::GroupBy(gb) => {
+                    backfill_group_by_within(warehouse, loaded, gb, &days, options.memory_limit)
+                        .await?
+                }
+                Config::Join(join) => {
+                    backfill_join_within(warehouse, loaded, join, &days, options.memory_limit)
+                        .await?
+                }
                 Config::StagingQuery(sq) => {
                     backfill_staging_query(warehouse, loaded, sq, &days, range.end).await?
                 }

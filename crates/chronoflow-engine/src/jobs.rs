@@ -1,15 +1,11 @@
 //! Chronon jobs on the local engine: GroupBy backfill (daily snapshots) and Join backfill
 //! (point-in-time features for every left row), per SPEC §4.3.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt32Type};
-use chronoflow_config::naming::{join_part_prefix, prefixed_feature};
-use chronoflow_config::{
-    Accuracy, Aggregation, Dialect, GroupBy, Join, LoadedConfig, PartitionDate, Source,
-};
+use chronoflow_config::{Accuracy, Aggregation, GroupBy, LoadedConfig, PartitionDate, Source};
 use datafusion::datasource::MemTable;
 
 use crate::aggregate::{Out, OutKind, out_kind};
@@ -17,11 +13,13 @@ use crate::error::{EngineError, Result};
 use crate::features::{
     AsOf, Feature, KeyedRows, build_column, compute_features, feature_type, plan_features,
 };
+use crate::shard::{IndexedBatches, MemoryLimit, ShardedRows, SpillDir};
 use crate::source::{self, DS, PartitionBounds, TS, TimeMode};
 use crate::table_name::TableName;
 use crate::value::{ScalarKind, Val, val_at};
 use crate::warehouse::{PartitionInfo, Warehouse};
-use crate::window::date_of;
+
+pub use crate::join::{backfill_join, backfill_join_for_left, backfill_join_within};
 
 type Key = Vec<Option<Val>>;
 
@@ -59,7 +57,7 @@ impl LoadedGroupBy {
         }
     }
 
-    fn feature_types(&self) -> Vec<DataType> {
+    pub(crate) fn feature_types(&self) -> Vec<DataType> {
         match &self.shape {
             Shape::Aggregated { types, .. } => types.clone(),
             Shape::Selected { types, .. } => types.clone(),
@@ -116,7 +114,7 @@ fn describe_key(key: &Key) -> String {
     format!("({})", parts.join(", "))
 }
 
-fn source_table(source: &Source, config: &str) -> Result<TableName> {
+pub(crate) fn source_table(source: &Source, config: &str) -> Result<TableName> {
     let table = match source {
         Source::Events(e) => &e.table.table,
         Source::Entities(e) => &e.snapshot_table.table,
@@ -139,39 +137,77 @@ pub(crate) async fn load_group_by(
     last: PartitionDate,
 ) -> Result<LoadedGroupBy> {
     let name = gb.metadata.name.clone();
-    let lookback = gb.lookback_days();
     let mut loaded: Vec<(RecordBatch, bool)> = Vec::new();
-    for source in &gb.sources {
-        let table = source_table(source, &name)?;
-        let entity = matches!(source, Source::Entities(_));
-        if let Source::Entities(e) = source
-            && e.mutation_table.is_some()
-            && gb.accuracy() == Accuracy::Temporal
-        {
-            return Err(EngineError::Input {
-                file: name.clone(),
-                message: "TEMPORAL entity sources with mutations are not supported by the local engine yet".to_owned(),
-            });
-        }
-        let bounds = PartitionBounds {
-            start: if entity {
-                Some(first)
-            } else {
-                lookback.map(|d| first.add_days(-d))
-            },
-            end: last,
-        };
-        let time = if entity {
-            TimeMode::Optional
-        } else {
-            TimeMode::EventTime
-        };
+    for read in source_reads(gb, first, last)? {
         loaded.push((
-            source::load(warehouse, &table, source.query(), bounds, time, &name).await?,
-            entity,
+            source::load(
+                warehouse,
+                &read.table,
+                read.query,
+                read.bounds,
+                read.time,
+                &name,
+            )
+            .await?,
+            read.entity,
         ));
     }
     index_group_by(gb, &loaded)
+}
+
+/// One source of a GroupBy as a computation over `first..=last` reads it.
+pub(crate) struct SourceRead<'a> {
+    pub(crate) table: TableName,
+    pub(crate) query: &'a chronoflow_config::Query,
+    pub(crate) bounds: PartitionBounds,
+    pub(crate) time: TimeMode,
+    pub(crate) entity: bool,
+}
+
+/// What each source of `gb` must read to answer as of any date in `first..=last`.
+pub(crate) fn source_reads(
+    gb: &GroupBy,
+    first: PartitionDate,
+    last: PartitionDate,
+) -> Result<Vec<SourceRead<'_>>> {
+    let name = &gb.metadata.name;
+    let lookback = gb.lookback_days();
+    gb.sources
+        .iter()
+        .map(|source| {
+            let table = source_table(source, name)?;
+            let entity = matches!(source, Source::Entities(_));
+            if let Source::Entities(e) = source
+                && e.mutation_table.is_some()
+                && gb.accuracy() == Accuracy::Temporal
+            {
+                return Err(EngineError::Input {
+                    file: name.clone(),
+                    message: "TEMPORAL entity sources with mutations are not supported by the local engine yet".to_owned(),
+                });
+            }
+            let bounds = PartitionBounds {
+                start: if entity {
+                    Some(first)
+                } else {
+                    lookback.map(|d| first.add_days(-d))
+                },
+                end: last,
+            };
+            let time = if entity {
+                TimeMode::Optional
+            } else {
+                TimeMode::EventTime
+            };
+            Ok(SourceRead {
+                table,
+                query: source.query(),
+                bounds,
+                time,
+                entity,
+            })
+        })
+        .collect()
 }
 
 /// Indexes a GroupBy's evaluated source rows (`(rows, is_entity)` per source, as
@@ -212,7 +248,7 @@ struct IndexedColumns {
 }
 
 /// Column `col` of a GroupBy's evaluated source rows, or an error naming the columns there are.
-fn source_column(gb_name: &str, batch: &RecordBatch, col: &str) -> Result<ArrayRef> {
+pub(crate) fn source_column(gb_name: &str, batch: &RecordBatch, col: &str) -> Result<ArrayRef> {
     batch
         .column_by_name(col)
         .cloned()
@@ -363,8 +399,15 @@ fn index_rows(
         let origin = batch
             .column_by_name(source::ORIGIN)
             .and_then(|c| c.as_primitive_opt::<UInt32Type>());
+        let lists = inputs
+            .iter()
+            .any(|c| matches!(c.data_type(), DataType::List(_) | DataType::LargeList(_)));
+        // Partitions are few and rows come grouped by them: parse each ds text once per run.
+        let mut last_ds: Option<(&str, PartitionDate)> = None;
+        let mut key: Key = Vec::with_capacity(keys.len());
         for r in 0..batch.num_rows() {
-            let key: Key = keys.iter().map(|k| val_at(k.as_ref(), r)).collect();
+            key.clear();
+            key.extend(keys.iter().map(|k| val_at(k.as_ref(), r)));
             if key.iter().all(Option::is_none) {
                 continue;
             }
@@ -373,33 +416,59 @@ fn index_rows(
             } else {
                 Some(ts.value(r))
             };
-            let row_ds = PartitionDate::parse(ds.value(r)).map_err(|e| EngineError::Input {
-                file: name.to_owned(),
-                message: e.to_string(),
-            })?;
+            let text = ds.value(r);
+            let row_ds = match last_ds {
+                Some((t, d)) if t == text => d,
+                _ => {
+                    let d = PartitionDate::parse(text).map_err(|e| EngineError::Input {
+                        file: name.to_owned(),
+                        message: e.to_string(),
+                    })?;
+                    last_ds = Some((text, d));
+                    d
+                }
+            };
             let row_buckets: Vec<Option<String>> = buckets
                 .iter()
                 .map(|b| val_at(b.as_ref(), r).map(|v| v.key_text()))
                 .collect();
-            for values_of_row in values_per_row(&inputs, r) {
-                let index = rows.ts.len() as u32;
+            let first = rows.ts.len() as u32;
+            let target = match shape {
+                Shape::Aggregated { .. } => &mut rows.inputs,
+                Shape::Selected { values, .. } => values,
+            };
+            let added = if lists {
+                let per_row = values_per_row(&inputs, r);
+                for values_of_row in &per_row {
+                    for (i, v) in values_of_row.iter().enumerate() {
+                        target[i].push(v.clone());
+                    }
+                }
+                per_row.len()
+            } else {
+                // The common case: scalar inputs, one index row per source row.
+                for (i, input) in inputs.iter().enumerate() {
+                    target[i].push(val_at(input.as_ref(), r));
+                }
+                1
+            };
+            for _ in 0..added {
                 rows.ts.push(row_ts);
                 rows.ds.push(row_ds);
                 rows.is_entity.push(*entity);
-                let target = match shape {
-                    Shape::Aggregated { .. } => &mut rows.inputs,
-                    Shape::Selected { values, .. } => values,
-                };
-                for (i, v) in values_of_row.into_iter().enumerate() {
-                    target[i].push(v);
-                }
                 for (i, b) in row_buckets.iter().enumerate() {
                     rows.buckets[i].push(b.clone());
                 }
                 if let Some(origin) = origin {
                     rows.origin.push(origin.value(r));
                 }
-                rows.by_key.entry(key.clone()).or_default().push(index);
+            }
+            let indices = first..first + added as u32;
+            match rows.by_key.get_mut(&key) {
+                Some(list) => list.extend(indices),
+                None => {
+                    rows.by_key.insert(key.clone(), indices.collect());
+                }
             }
         }
     }
@@ -490,57 +559,68 @@ fn elements_at(array: &dyn Array, r: usize) -> Vec<Option<Val>> {
     }
 }
 
-fn arrow_err(context: String) -> impl FnOnce(arrow::error::ArrowError) -> EngineError {
+pub(crate) fn arrow_err(context: String) -> impl FnOnce(arrow::error::ArrowError) -> EngineError {
     move |source| EngineError::Arrow { context, source }
 }
 
-/// Backfills GroupBy `loaded` for the given days: one snapshot partition per day.
+/// Backfills GroupBy `loaded` for the given days, one snapshot partition per day, within the
+/// machine's default memory limit.
 pub async fn backfill_group_by(
     warehouse: &Warehouse,
     loaded: &LoadedConfig,
     gb: &GroupBy,
     days: &[PartitionDate],
 ) -> Result<Vec<PartitionInfo>> {
+    backfill_group_by_within(
+        warehouse,
+        loaded,
+        gb,
+        days,
+        MemoryLimit::default_for_machine(),
+    )
+    .await
+}
+
+/// Backfills GroupBy `loaded` for the given days: one snapshot partition per day, its rows
+/// sorted by key, holding about `limit` in memory (keys are split into shards when the rows
+/// would not fit, and each day's shards merged back in key order).
+pub async fn backfill_group_by_within(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    gb: &GroupBy,
+    days: &[PartitionDate],
+    limit: MemoryLimit,
+) -> Result<Vec<PartitionInfo>> {
     let (Some(first), Some(last)) = (days.iter().min().copied(), days.iter().max().copied()) else {
         return Ok(Vec::new());
     };
-    let data = load_group_by(warehouse, gb, first, last).await?;
+    let mut spill = SpillDir::new()?;
+    let mut sharded = ShardedRows::load(warehouse, gb, (first, last), limit, 0, &mut spill).await?;
+    let count = sharded.count();
+    let mut shards = Vec::with_capacity(count);
+    let mut key_names = Vec::new();
+    for s in 0..count {
+        let data = sharded.index(s)?;
+        let batches = days
+            .iter()
+            .map(|d| snapshot_of_day(&data, *d, loaded.config.name()))
+            .collect::<Result<Vec<_>>>()?;
+        key_names = data.keys.clone();
+        shards.push(IndexedBatches::store(
+            batches,
+            (count > 1).then_some(&mut spill),
+        )?);
+    }
     let output = TableName::parse(&loaded.output_table())?;
-    let names = data.feature_names();
-    let types = data.feature_types();
-    let mut keys: Vec<&Key> = data.rows.by_key.keys().collect();
-    keys.sort();
     let mut written = Vec::new();
-    for &d in days {
-        let mut out_keys: Vec<&Key> = Vec::new();
-        let mut out_values: Vec<Vec<Option<Out>>> = vec![Vec::new(); names.len()];
-        for key in &keys {
-            let features = data.features(key, AsOf::end_of(d))?;
-            if features.iter().all(Option::is_none) {
-                continue;
-            }
-            out_keys.push(key);
-            for (i, f) in features.into_iter().enumerate() {
-                out_values[i].push(f);
-            }
-        }
-        let mut fields = Vec::new();
-        let mut columns: Vec<ArrayRef> = Vec::new();
-        for (i, k) in data.keys.iter().enumerate() {
-            let values: Vec<Option<Out>> = out_keys
-                .iter()
-                .map(|key| key[i].clone().map(Out::Scalar))
-                .collect();
-            columns.push(build_column(k, &data.key_types[i], &values)?);
-            fields.push(Field::new(k, data.key_types[i].clone(), true));
-        }
-        for (i, n) in names.iter().enumerate() {
-            columns.push(build_column(n, &types[i], &out_values[i])?);
-            fields.push(Field::new(n, types[i].clone(), true));
-        }
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    for (i, &d) in days.iter().enumerate() {
+        let batches = shards
+            .iter()
+            .map(|s| s.get(i))
+            .collect::<Result<Vec<_>>>()?;
+        let batch = merge_by_key(&batches, key_names.len())
             .map_err(arrow_err(format!("building {output}")))?;
-        let batch = derive(&batch, &gb.derivations, &data.keys, loaded.config.name()).await?;
+        let batch = derive(&batch, &gb.derivations, &key_names, loaded.config.name()).await?;
         written.push(
             warehouse
                 .write_partition(&output, "ds", d, &[batch])
@@ -550,9 +630,75 @@ pub async fn backfill_group_by(
     Ok(written)
 }
 
+/// The snapshot of day `d`: one row per key with any feature, keys ascending, then features.
+fn snapshot_of_day(data: &LoadedGroupBy, d: PartitionDate, config: &str) -> Result<RecordBatch> {
+    let names = data.feature_names();
+    let types = data.feature_types();
+    let mut keys: Vec<&Key> = data.rows.by_key.keys().collect();
+    keys.sort();
+    let mut out_keys: Vec<&Key> = Vec::new();
+    let mut out_values: Vec<Vec<Option<Out>>> = vec![Vec::new(); names.len()];
+    for key in &keys {
+        let features = data.features(key, AsOf::end_of(d))?;
+        if features.iter().all(Option::is_none) {
+            continue;
+        }
+        out_keys.push(key);
+        for (i, f) in features.into_iter().enumerate() {
+            out_values[i].push(f);
+        }
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (i, k) in data.keys.iter().enumerate() {
+        let values: Vec<Option<Out>> = out_keys
+            .iter()
+            .map(|key| key[i].clone().map(Out::Scalar))
+            .collect();
+        columns.push(build_column(k, &data.key_types[i], &values)?);
+        fields.push(Field::new(k, data.key_types[i].clone(), true));
+    }
+    for (i, n) in names.iter().enumerate() {
+        columns.push(build_column(n, &types[i], &out_values[i])?);
+        fields.push(Field::new(n, types[i].clone(), true));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(arrow_err(format!("{config}: the snapshot of {d}")))
+}
+
+/// Batches whose rows are each sorted by their first `keys` columns and whose keys are
+/// disjoint, merged into one sorted batch (by the engine's order of keys, as one shard sorts).
+fn merge_by_key(
+    batches: &[RecordBatch],
+    keys: usize,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    if let [only] = batches {
+        return Ok(only.clone());
+    }
+    let mut order: Vec<(Key, usize, usize)> = Vec::new();
+    for (b, batch) in batches.iter().enumerate() {
+        for r in 0..batch.num_rows() {
+            let key: Key = (0..keys)
+                .map(|k| val_at(batch.column(k).as_ref(), r))
+                .collect();
+            order.push((key, b, r));
+        }
+    }
+    order.sort();
+    let indices: Vec<(usize, usize)> = order.into_iter().map(|(_, b, r)| (b, r)).collect();
+    let schema = batches[0].schema();
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            arrow::compute::interleave(&arrays, &indices)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, columns)
+}
+
 /// Applies derivations (SPEC §4.3) with DataFusion: `keep` columns always stay; `*` keeps every
 /// other column not used verbatim as another derivation's expression.
-async fn derive(
+pub(crate) async fn derive(
     batch: &RecordBatch,
     derivations: &[chronoflow_config::Derivation],
     keep: &[String],
@@ -604,292 +750,4 @@ async fn derive(
         .map_err(df_err)?;
     arrow::compute::concat_batches(&schema, &batches)
         .map_err(arrow_err(format!("derivations of {config}")))
-}
-
-/// Backfills Join `loaded` for the given left partitions: every left row once, in its own
-/// partition, with its selected columns, `ts`, then each part's features.
-pub async fn backfill_join(
-    warehouse: &Warehouse,
-    loaded: &LoadedConfig,
-    join: &Join,
-    days: &[PartitionDate],
-) -> Result<Vec<PartitionInfo>> {
-    let (Some(first), Some(last)) = (days.iter().min().copied(), days.iter().max().copied()) else {
-        return Ok(Vec::new());
-    };
-    let name = loaded.name().to_owned();
-    let event_left = matches!(join.left, Source::Events(_));
-    let left_table = source_table(&join.left, &name)?;
-    let time = if event_left {
-        TimeMode::EventTime
-    } else {
-        TimeMode::Optional
-    };
-    let left = source::load(
-        warehouse,
-        &left_table,
-        join.left.query(),
-        PartitionBounds {
-            start: Some(first),
-            end: last,
-        },
-        time,
-        &name,
-    )
-    .await?;
-    let (batch, row_ds) =
-        join_left(warehouse, loaded, join, &left, days, event_left, false).await?;
-    let output = TableName::parse(&loaded.output_table())?;
-    // One partition per left partition, in order.
-    let mut by_ds: BTreeMap<PartitionDate, Vec<u32>> = BTreeMap::new();
-    for (i, ds) in row_ds.iter().enumerate() {
-        by_ds.entry(*ds).or_default().push(i as u32);
-    }
-    let mut written = Vec::new();
-    for d in days {
-        let Some(rows) = by_ds.get(d) else { continue };
-        let part = crate::values::take_rows(&batch, rows, None)
-            .map_err(arrow_err(format!("splitting {output}")))?;
-        written.push(
-            warehouse
-                .write_partition(&output, "ds", *d, &[part])
-                .await?,
-        );
-    }
-    Ok(written)
-}
-
-/// The Join's rows for an explicit left side instead of its left source (the consistency
-/// check's logged requests): `left` holds the left columns (keys, `ts`) plus the engine's
-/// `__ts` (epoch millis) and `__ds` (`yyyy-MM-dd`); every row is computed as an event-left row
-/// at its `__ts`, as the fetcher answers a request. Key columns are cast to each GroupBy's key
-/// types (logged keys are typed from JSON). Rows come back in `left`'s order.
-pub async fn backfill_join_for_left(
-    warehouse: &Warehouse,
-    loaded: &LoadedConfig,
-    join: &Join,
-    left: &RecordBatch,
-) -> Result<RecordBatch> {
-    let name = loaded.name().to_owned();
-    if left
-        .column_by_name(TS)
-        .is_none_or(|c| c.data_type() != &DataType::Int64)
-    {
-        return Err(EngineError::Input {
-            file: name,
-            message: format!("the explicit left side has no Int64 {TS} column"),
-        });
-    }
-    let ds = left.column_by_name(DS).ok_or_else(|| EngineError::Input {
-        file: name.clone(),
-        message: format!("the explicit left side has no {DS} column"),
-    })?;
-    let mut days: Vec<PartitionDate> = Vec::new();
-    let ds = ds
-        .as_string_opt::<i32>()
-        .ok_or_else(|| EngineError::Input {
-            file: name.clone(),
-            message: format!("the explicit left side's {DS} column is not text"),
-        })?;
-    for d in ds.iter().flatten() {
-        let d = PartitionDate::parse(d).map_err(|e| EngineError::Input {
-            file: name.clone(),
-            message: e.to_string(),
-        })?;
-        if !days.contains(&d) {
-            days.push(d);
-        }
-    }
-    if days.is_empty() {
-        return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
-    }
-    let (batch, _) = join_left(warehouse, loaded, join, left, &days, true, true).await?;
-    Ok(batch)
-}
-
-/// The Join's output rows for the `left` rows whose `__ds` is one of `days`, with each row's ds.
-async fn join_left(
-    warehouse: &Warehouse,
-    loaded: &LoadedConfig,
-    join: &Join,
-    left: &RecordBatch,
-    days: &[PartitionDate],
-    event_left: bool,
-    cast_keys: bool,
-) -> Result<(RecordBatch, Vec<PartitionDate>)> {
-    let (Some(first), Some(last)) = (days.iter().min().copied(), days.iter().max().copied()) else {
-        return Ok((
-            RecordBatch::new_empty(Arc::new(Schema::empty())),
-            Vec::new(),
-        ));
-    };
-    let name = loaded.name().to_owned();
-    let left_table = if cast_keys {
-        "the logged requests".to_owned()
-    } else {
-        source_table(&join.left, &name)?.to_string()
-    };
-    let left_ts = left
-        .column_by_name(TS)
-        .expect("loaded")
-        .as_primitive::<Int64Type>()
-        .clone();
-    let left_ds = left
-        .column_by_name(DS)
-        .expect("loaded")
-        .as_string::<i32>()
-        .clone();
-    let n = left.num_rows();
-    let mut row_ds = Vec::with_capacity(n);
-    let mut row_a = Vec::with_capacity(n);
-    for r in 0..n {
-        let ds = PartitionDate::parse(left_ds.value(r)).map_err(|e| EngineError::Input {
-            file: name.clone(),
-            message: e.to_string(),
-        })?;
-        if !days.contains(&ds) {
-            row_ds.push(None);
-            row_a.push(ds);
-            continue;
-        }
-        row_ds.push(Some(ds));
-        if event_left {
-            if left_ts.is_null(r) {
-                return Err(EngineError::Input {
-                    file: name.clone(),
-                    message: format!("a left row of {left_table} in partition {ds} has a null ts"),
-                });
-            }
-            row_a.push(date_of(left_ts.value(r)));
-        } else {
-            row_a.push(ds);
-        }
-    }
-    let live: Vec<usize> = (0..n).filter(|r| row_ds[*r].is_some()).collect();
-    let a_min = live
-        .iter()
-        .map(|r| row_a[*r])
-        .min()
-        .unwrap_or(first)
-        .add_days(-1);
-    let a_max = live.iter().map(|r| row_a[*r]).max().unwrap_or(last);
-
-    // Left columns: the selects in order, then ts (event left), then the features.
-    let mut fields: Vec<Field> = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    let indices = arrow::array::UInt32Array::from_iter_values(live.iter().map(|r| *r as u32));
-    for f in left.schema().fields() {
-        if f.name() == TS || f.name() == DS {
-            continue;
-        }
-        fields.push(f.as_ref().clone());
-        columns.push(
-            arrow::compute::take(
-                left.column_by_name(f.name()).expect("own field").as_ref(),
-                &indices,
-                None,
-            )
-            .map_err(arrow_err(format!("{name}: left rows")))?,
-        );
-    }
-    if event_left && left.schema().field_with_name("ts").is_err() {
-        fields.push(Field::new("ts", DataType::Int64, true));
-        columns.push(
-            arrow::compute::take(&left_ts, &indices, None)
-                .map_err(arrow_err(format!("{name}: left rows")))?,
-        );
-    }
-    let left_columns: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
-
-    for part in &join.join_parts {
-        let data = load_group_by(warehouse, &part.group_by, a_min, a_max).await?;
-        let temporal = part.group_by.accuracy() == Accuracy::Temporal;
-        // keyMapping maps a LEFT column to a RIGHT key; unmapped keys match by name.
-        let left_keys: Vec<ArrayRef> = data
-            .keys
-            .iter()
-            .map(|rk| {
-                let lk = part.left_column(rk);
-                left.column_by_name(lk).cloned().ok_or_else(|| EngineError::Input {
-                    file: name.clone(),
-                    message: format!("part {}: left column {lk:?} (for key {rk:?}) is not selected on the left", part.group_by.metadata.name),
-                })
-            })
-            .collect::<Result<_>>()?;
-        let left_keys: Vec<ArrayRef> = if cast_keys {
-            left_keys
-                .iter()
-                .zip(&data.key_types)
-                .map(|(k, t)| {
-                    arrow::compute::cast(k, t)
-                        .map_err(arrow_err(format!("{name}: a logged key as {t}")))
-                })
-                .collect::<Result<_>>()?
-        } else {
-            left_keys
-        };
-        let prefix = join_part_prefix(join, part, loaded.dialect);
-        let feature_names = data.feature_names();
-        let feature_types = data.feature_types();
-        let mut values: Vec<Vec<Option<Out>>> =
-            vec![Vec::with_capacity(live.len()); feature_names.len()];
-        let mut memo: HashMap<(Key, PartitionDate), Vec<Option<Out>>, foldhash::fast::RandomState> =
-            HashMap::default();
-        let inclusive = loaded.dialect == Dialect::Zipline;
-        for &r in &live {
-            let key: Key = left_keys.iter().map(|k| val_at(k.as_ref(), r)).collect();
-            let features = if key.iter().any(Option::is_none) {
-                vec![None; feature_names.len()]
-            } else if !event_left {
-                data.features(&key, AsOf::end_of(row_a[r]))?
-            } else {
-                let ts_ds = row_a[r];
-                let entity_only = part
-                    .group_by
-                    .sources
-                    .iter()
-                    .all(|s| matches!(s, Source::Entities(_)));
-                if temporal && !entity_only {
-                    let q = left_ts.value(r);
-                    data.features(
-                        &key,
-                        AsOf::Time {
-                            end: q,
-                            inclusive,
-                            a: ts_ds,
-                        },
-                    )?
-                } else {
-                    // SNAPSHOT: exactly the GroupBy backfill of the day before.
-                    let d = ts_ds.add_days(-1);
-                    match memo.get(&(key.clone(), d)) {
-                        Some(f) => f.clone(),
-                        None => {
-                            let f = data.features(&key, AsOf::end_of(d))?;
-                            memo.insert((key, d), f.clone());
-                            f
-                        }
-                    }
-                }
-            };
-            for (i, f) in features.into_iter().enumerate() {
-                values[i].push(f);
-            }
-        }
-        for (i, fname) in feature_names.iter().enumerate() {
-            let full = prefixed_feature(&prefix, fname);
-            columns.push(build_column(&full, &feature_types[i], &values[i])?);
-            fields.push(Field::new(full, feature_types[i].clone(), true));
-        }
-    }
-
-    let output = loaded.output_table();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(arrow_err(format!("building {output}")))?;
-    let batch = derive(&batch, &join.derivations, &left_columns, &name).await?;
-    let live_ds = live
-        .iter()
-        .map(|r| row_ds[*r].expect("live rows have a ds"))
-        .collect();
-    Ok((batch, live_ds))
 }

@@ -12,10 +12,12 @@ pub mod export;
 pub mod features;
 pub mod import;
 pub mod jobs;
+mod join;
 pub mod online;
 pub mod partial;
 mod quality;
 mod schema;
+mod shard;
 pub mod source;
 pub mod staging;
 mod table_name;
@@ -27,6 +29,7 @@ pub mod window;
 
 pub use error::{EngineError, Result};
 pub use quality::{DEFAULT_QUALITY_RATIO, RowCountCheck, RowFlag, flag_row_counts};
+pub use shard::{MemoryLimit, parse_memory_limit};
 pub use table_name::TableName;
 pub use warehouse::{
     ColumnStats, PartitionInfo, PartitionStats, RemovedFile, VacuumReport, Warehouse,

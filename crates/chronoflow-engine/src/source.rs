@@ -58,56 +58,149 @@ pub async fn load(
     time: TimeMode,
     config: &str,
 ) -> Result<RecordBatch> {
-    let meta = warehouse.require_table(table).await?;
-    let start = match (bounds.start, query.start_partition) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    let end = query
-        .end_partition
-        .map_or(bounds.end, |e| e.min(bounds.end));
-    let dates: Vec<PartitionDate> = warehouse
-        .partitions(table)
-        .await?
-        .into_iter()
-        .filter(|d| start.is_none_or(|s| *d >= s) && *d <= end)
-        .collect();
-    let partition_column = query
-        .partition_column
-        .clone()
-        .unwrap_or(meta.partition_column.clone());
-
+    let read = Reading::plan(warehouse, table, query, bounds).await?;
     let mut batches = Vec::new();
-    for d in &dates {
+    for d in &read.dates {
         for b in warehouse.read_partition(table, *d).await? {
-            batches.push(with_partition(&b, &partition_column, *d, table)?);
+            batches.push(with_partition(&b, &read.partition_column, *d, table)?);
         }
     }
     let schema = match batches.first() {
         Some(b) => b.schema(),
-        None => {
-            let base = warehouse
-                .schema(table)
-                .await?
-                .ok_or_else(|| EngineError::Corrupt {
-                    table: table.to_string(),
-                    reason: "the table has no partitions, so its schema is unknown".to_owned(),
-                })?;
-            let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
-            fields.push(Field::new(&partition_column, DataType::Utf8, false));
-            Arc::new(Schema::new(fields))
-        }
+        None => read.empty_schema(warehouse, table).await?,
     };
     evaluate(
         schema,
         batches,
         query,
         time,
-        &partition_column,
+        &read.partition_column,
         config,
         table,
     )
     .await
+}
+
+/// Like [`load`], but one partition at a time: `each` gets every partition's evaluated rows (and
+/// at least one batch, empty when there are no partitions, so it always learns the schema).
+/// Only one partition is held at once. Returns the number of rows read.
+pub async fn load_each(
+    warehouse: &Warehouse,
+    table: &TableName,
+    query: &Query,
+    bounds: PartitionBounds,
+    time: TimeMode,
+    config: &str,
+    each: &mut (dyn FnMut(RecordBatch) -> Result<()> + Send),
+) -> Result<u64> {
+    let read = Reading::plan(warehouse, table, query, bounds).await?;
+    let mut rows = 0;
+    for d in &read.dates {
+        let batches = warehouse
+            .read_partition(table, *d)
+            .await?
+            .iter()
+            .map(|b| with_partition(b, &read.partition_column, *d, table))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(schema) = batches.first().map(RecordBatch::schema) else {
+            continue;
+        };
+        let evaluated = evaluate(
+            schema,
+            batches,
+            query,
+            time,
+            &read.partition_column,
+            config,
+            table,
+        )
+        .await?;
+        rows += evaluated.num_rows() as u64;
+        each(evaluated)?;
+    }
+    if rows == 0 {
+        let schema = read.empty_schema(warehouse, table).await?;
+        each(
+            evaluate(
+                schema,
+                Vec::new(),
+                query,
+                time,
+                &read.partition_column,
+                config,
+                table,
+            )
+            .await?,
+        )?;
+    }
+    Ok(rows)
+}
+
+/// The rows (from the partitions' manifests) that [`load`] would read, without reading them.
+pub async fn count_rows(
+    warehouse: &Warehouse,
+    table: &TableName,
+    query: &Query,
+    bounds: PartitionBounds,
+) -> Result<u64> {
+    let read = Reading::plan(warehouse, table, query, bounds).await?;
+    let mut rows = 0;
+    for d in &read.dates {
+        rows += warehouse.partition_info(table, *d).await?.rows;
+    }
+    Ok(rows)
+}
+
+/// Which partitions of a table a query reads, and under which column name.
+struct Reading {
+    dates: Vec<PartitionDate>,
+    partition_column: String,
+}
+
+impl Reading {
+    async fn plan(
+        warehouse: &Warehouse,
+        table: &TableName,
+        query: &Query,
+        bounds: PartitionBounds,
+    ) -> Result<Reading> {
+        let meta = warehouse.require_table(table).await?;
+        let start = match (bounds.start, query.start_partition) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let end = query
+            .end_partition
+            .map_or(bounds.end, |e| e.min(bounds.end));
+        let dates: Vec<PartitionDate> = warehouse
+            .partitions(table)
+            .await?
+            .into_iter()
+            .filter(|d| start.is_none_or(|s| *d >= s) && *d <= end)
+            .collect();
+        let partition_column = query
+            .partition_column
+            .clone()
+            .unwrap_or(meta.partition_column.clone());
+        Ok(Reading {
+            dates,
+            partition_column,
+        })
+    }
+
+    /// The raw schema (with the partition column) when no partition is read.
+    async fn empty_schema(&self, warehouse: &Warehouse, table: &TableName) -> Result<SchemaRef> {
+        let base = warehouse
+            .schema(table)
+            .await?
+            .ok_or_else(|| EngineError::Corrupt {
+                table: table.to_string(),
+                reason: "the table has no partitions, so its schema is unknown".to_owned(),
+            })?;
+        let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(&self.partition_column, DataType::Utf8, false));
+        Ok(Arc::new(Schema::new(fields)))
+    }
 }
 
 /// Evaluates `query` over raw rows of `table` (its columns plus `partition_column`): the step

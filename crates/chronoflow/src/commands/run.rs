@@ -187,6 +187,9 @@ async fn backfill(
         step_days: args.step_days,
         parallelism: args.parallelism,
         force: args.force,
+        memory_limit: args
+            .memory_limit
+            .unwrap_or_else(chronoflow_engine::MemoryLimit::default_for_machine),
     };
     let steps = backfill_range(warehouse, loaded, range, options, &mut |step| {
         let line = format!(
