@@ -1,0 +1,586 @@
+//! Join backfills (SPEC §4.3): every left row once, with its selected columns, `ts`, then each
+//! part's point-in-time features.
+//!
+//! Each part's GroupBy is split by key into as many shards as the memory limit needs
+//! ([`crate::shard`]); a shard's features are computed for the left rows with its keys, per
+//! output group (a left partition), and put back in left order when the group is written. With
+//! one shard nothing is spilled; with more, results are the same, in bounded memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use chronoflow_config::naming::{join_part_prefix, prefixed_feature};
+use chronoflow_config::{Accuracy, Dialect, Join, JoinPart, LoadedConfig, PartitionDate, Source};
+
+use crate::aggregate::Out;
+use crate::error::{EngineError, Result};
+use crate::features::{AsOf, build_column};
+use crate::jobs::{LoadedGroupBy, arrow_err, derive, source_table};
+use crate::shard::{IndexedBatches, MemoryLimit, ShardedRows, SpillDir, shard_of};
+use crate::source::{self, DS, PartitionBounds, TS, TimeMode};
+use crate::table_name::TableName;
+use crate::value::{Val, val_at};
+use crate::warehouse::{PartitionInfo, Warehouse};
+use crate::window::date_of;
+
+type Key = Vec<Option<Val>>;
+
+/// What one computed feature of a left row costs in memory until its group is written.
+const OUTPUT_BYTES_PER_FEATURE: u64 = 48;
+
+/// Backfills Join `loaded` for the given left partitions, within the machine's default memory
+/// limit.
+pub async fn backfill_join(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    join: &Join,
+    days: &[PartitionDate],
+) -> Result<Vec<PartitionInfo>> {
+    backfill_join_within(
+        warehouse,
+        loaded,
+        join,
+        days,
+        MemoryLimit::default_for_machine(),
+    )
+    .await
+}
+
+/// Backfills Join `loaded` for the given left partitions, one output partition per left one,
+/// holding about `limit` in memory.
+pub async fn backfill_join_within(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    join: &Join,
+    days: &[PartitionDate],
+    limit: MemoryLimit,
+) -> Result<Vec<PartitionInfo>> {
+    let (Some(first), Some(last)) = (days.iter().min().copied(), days.iter().max().copied()) else {
+        return Ok(Vec::new());
+    };
+    let name = loaded.name().to_owned();
+    let event_left = matches!(join.left, Source::Events(_));
+    let left_table = source_table(&join.left, &name)?;
+    let time = if event_left {
+        TimeMode::EventTime
+    } else {
+        TimeMode::Optional
+    };
+    let left = source::load(
+        warehouse,
+        &left_table,
+        join.left.query(),
+        PartitionBounds {
+            start: Some(first),
+            end: last,
+        },
+        time,
+        &name,
+    )
+    .await?;
+    let left = LeftRows::of(&left, days, event_left, &left_table.to_string(), &name)?;
+    let mut days_sorted = days.to_vec();
+    days_sorted.sort();
+    days_sorted.dedup();
+    let group_of: Vec<u32> = left
+        .ds
+        .iter()
+        .map(|d| days_sorted.binary_search(d).expect("live rows are in days") as u32)
+        .collect();
+    let rows = JoinRows::compute(
+        warehouse,
+        loaded,
+        join,
+        &left,
+        Groups::new(group_of, days_sorted.len()),
+        limit,
+    )
+    .await?;
+    let output = TableName::parse(&loaded.output_table())?;
+    let mut written = Vec::new();
+    for (g, d) in days_sorted.iter().enumerate() {
+        if rows.groups.positions[g].is_empty() {
+            continue;
+        }
+        let batch = rows.assemble(g)?;
+        let batch = derive(&batch, &join.derivations, &rows.left_columns, &name).await?;
+        written.push(
+            warehouse
+                .write_partition(&output, "ds", *d, &[batch])
+                .await?,
+        );
+    }
+    Ok(written)
+}
+
+/// The Join's rows for an explicit left side instead of its left source (the consistency
+/// check's logged requests): `left` holds the left columns (keys, `ts`) plus the engine's
+/// `__ts` (epoch millis) and `__ds` (`yyyy-MM-dd`); every row is computed as an event-left row
+/// at its `__ts`, as the fetcher answers a request. Key columns are cast to each GroupBy's key
+/// types (logged keys are typed from JSON). Rows come back in `left`'s order.
+pub async fn backfill_join_for_left(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    join: &Join,
+    left: &RecordBatch,
+) -> Result<RecordBatch> {
+    let name = loaded.name().to_owned();
+    if left
+        .column_by_name(TS)
+        .is_none_or(|c| c.data_type() != &DataType::Int64)
+    {
+        return Err(EngineError::Input {
+            file: name,
+            message: format!("the explicit left side has no Int64 {TS} column"),
+        });
+    }
+    let ds = left.column_by_name(DS).ok_or_else(|| EngineError::Input {
+        file: name.clone(),
+        message: format!("the explicit left side has no {DS} column"),
+    })?;
+    let mut days: Vec<PartitionDate> = Vec::new();
+    let ds = ds
+        .as_string_opt::<i32>()
+        .ok_or_else(|| EngineError::Input {
+            file: name.clone(),
+            message: format!("the explicit left side's {DS} column is not text"),
+        })?;
+    for d in ds.iter().flatten() {
+        let d = PartitionDate::parse(d).map_err(|e| EngineError::Input {
+            file: name.clone(),
+            message: e.to_string(),
+        })?;
+        if !days.contains(&d) {
+            days.push(d);
+        }
+    }
+    if days.is_empty() {
+        return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
+    }
+    let mut left = LeftRows::of(left, &days, true, "the logged requests", &name)?;
+    left.cast_keys = true;
+    let n = left.live.len();
+    let rows = JoinRows::compute(
+        warehouse,
+        loaded,
+        join,
+        &left,
+        Groups::new(vec![0; n], 1),
+        MemoryLimit::default_for_machine(),
+    )
+    .await?;
+    let batch = rows.assemble(0)?;
+    derive(&batch, &join.derivations, &rows.left_columns, &name).await
+}
+
+/// The left rows a Join computes: those in the requested partitions ("live"), with the date
+/// each is computed as of.
+struct LeftRows<'a> {
+    batch: &'a RecordBatch,
+    ts: arrow::array::Int64Array,
+    /// Source row of each live row, in left order.
+    live: Vec<usize>,
+    /// Per live row: its partition, and the date its features are as of (its time's day for
+    /// an event left, else its partition).
+    ds: Vec<PartitionDate>,
+    a: Vec<PartitionDate>,
+    event_left: bool,
+    /// Cast left keys to the GroupBys' key types (logged keys are typed from JSON).
+    cast_keys: bool,
+}
+
+impl<'a> LeftRows<'a> {
+    fn of(
+        batch: &'a RecordBatch,
+        days: &[PartitionDate],
+        event_left: bool,
+        table: &str,
+        config: &str,
+    ) -> Result<LeftRows<'a>> {
+        let ts = batch
+            .column_by_name(TS)
+            .expect("loaded")
+            .as_primitive::<Int64Type>()
+            .clone();
+        let texts = batch
+            .column_by_name(DS)
+            .expect("loaded")
+            .as_string::<i32>()
+            .clone();
+        let mut left = LeftRows {
+            batch,
+            ts,
+            live: Vec::new(),
+            ds: Vec::new(),
+            a: Vec::new(),
+            event_left,
+            cast_keys: false,
+        };
+        let mut last: Option<(&str, PartitionDate)> = None;
+        for r in 0..batch.num_rows() {
+            let text = texts.value(r);
+            let ds = match last {
+                Some((t, d)) if t == text => d,
+                _ => {
+                    let d = PartitionDate::parse(text).map_err(|e| EngineError::Input {
+                        file: config.to_owned(),
+                        message: e.to_string(),
+                    })?;
+                    last = Some((text, d));
+                    d
+                }
+            };
+            if !days.contains(&ds) {
+                continue;
+            }
+            let a = if event_left {
+                if left.ts.is_null(r) {
+                    return Err(EngineError::Input {
+                        file: config.to_owned(),
+                        message: format!("a left row of {table} in partition {ds} has a null ts"),
+                    });
+                }
+                date_of(left.ts.value(r))
+            } else {
+                ds
+            };
+            left.live.push(r);
+            left.ds.push(ds);
+            left.a.push(a);
+        }
+        Ok(left)
+    }
+
+    /// The live rows' selected columns, then `ts` for an event left without one.
+    fn columns(&self, config: &str) -> Result<(Vec<Field>, Vec<ArrayRef>)> {
+        let mut fields: Vec<Field> = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        let indices = UInt32Array::from_iter_values(self.live.iter().map(|r| *r as u32));
+        let take = |c: &dyn Array| {
+            arrow::compute::take(c, &indices, None)
+                .map_err(arrow_err(format!("{config}: left rows")))
+        };
+        for f in self.batch.schema().fields() {
+            if f.name() == TS || f.name() == DS {
+                continue;
+            }
+            fields.push(f.as_ref().clone());
+            columns.push(take(
+                self.batch
+                    .column_by_name(f.name())
+                    .expect("own field")
+                    .as_ref(),
+            )?);
+        }
+        if self.event_left && self.batch.schema().field_with_name("ts").is_err() {
+            fields.push(Field::new("ts", DataType::Int64, true));
+            columns.push(take(&self.ts)?);
+        }
+        Ok((fields, columns))
+    }
+
+    /// The left columns holding `part`'s keys, in its GroupBy's key order.
+    fn keys(&self, part: &JoinPart, data: &LoadedGroupBy, config: &str) -> Result<Vec<ArrayRef>> {
+        part.group_by
+            .key_columns
+            .iter()
+            .zip(&data.key_types)
+            .map(|(rk, t)| {
+                // keyMapping maps a LEFT column to a RIGHT key; unmapped keys match by name.
+                let lk = part.left_column(rk);
+                let column = self.batch.column_by_name(lk).cloned().ok_or_else(|| {
+                    EngineError::Input {
+                        file: config.to_owned(),
+                        message: format!(
+                            "part {}: left column {lk:?} (for key {rk:?}) is not selected on the left",
+                            part.group_by.metadata.name
+                        ),
+                    }
+                })?;
+                if self.cast_keys {
+                    arrow::compute::cast(&column, t)
+                        .map_err(arrow_err(format!("{config}: a logged key as {t}")))
+                } else {
+                    Ok(column)
+                }
+            })
+            .collect()
+    }
+}
+
+/// Output groups (one partition each): per group, its live rows in left order.
+struct Groups {
+    positions: Vec<Vec<u32>>,
+}
+
+impl Groups {
+    /// Groups from each live row's group.
+    fn new(group_of: Vec<u32>, count: usize) -> Groups {
+        let mut positions = vec![Vec::new(); count];
+        for (p, g) in group_of.iter().enumerate() {
+            positions[*g as usize].push(p as u32);
+        }
+        Groups { positions }
+    }
+}
+
+/// One part's features, per shard and per group.
+struct PartFeatures {
+    fields: Vec<Field>,
+    /// Per live row, its shard.
+    shard_of: Vec<u32>,
+    /// Per shard, one batch per group: the features of the shard's rows of that group, in
+    /// left order.
+    shards: Vec<IndexedBatches>,
+}
+
+/// A Join's computed rows, written group by group.
+struct JoinRows {
+    left_fields: Vec<Field>,
+    left: Vec<ArrayRef>,
+    left_columns: Vec<String>,
+    groups: Groups,
+    parts: Vec<PartFeatures>,
+    /// Kept until the rows are dropped: the spilled outputs live in it.
+    _spill: SpillDir,
+}
+
+impl JoinRows {
+    async fn compute(
+        warehouse: &Warehouse,
+        loaded: &LoadedConfig,
+        join: &Join,
+        left: &LeftRows<'_>,
+        groups: Groups,
+        limit: MemoryLimit,
+    ) -> Result<JoinRows> {
+        let name = loaded.name().to_owned();
+        let (left_fields, left_columns) = left.columns(&name)?;
+        let mut spill = SpillDir::new()?;
+        let (Some(a_min), Some(a_max)) = (left.a.iter().min(), left.a.iter().max()) else {
+            return Ok(JoinRows {
+                left_columns: left_fields.iter().map(|f| f.name().clone()).collect(),
+                left_fields,
+                left: left_columns,
+                groups,
+                parts: Vec::new(),
+                _spill: spill,
+            });
+        };
+        let range = (a_min.add_days(-1), *a_max);
+        let mut parts = Vec::new();
+        for part in &join.join_parts {
+            let features = part.group_by.aggregations.as_ref().map_or(4, |aggs| {
+                aggs.iter()
+                    .map(|a| a.windows.len().max(1) * a.buckets.len().max(1))
+                    .sum::<usize>()
+            }) as u64;
+            let other = left.live.len() as u64 * features * OUTPUT_BYTES_PER_FEATURE;
+            let mut sharded =
+                ShardedRows::load(warehouse, &part.group_by, range, limit, other, &mut spill)
+                    .await?;
+            parts.push(part_features(
+                loaded,
+                join,
+                part,
+                left,
+                &groups,
+                &mut sharded,
+                &mut spill,
+            )?);
+        }
+        Ok(JoinRows {
+            left_columns: left_fields.iter().map(|f| f.name().clone()).collect(),
+            left_fields,
+            left: left_columns,
+            groups,
+            parts,
+            _spill: spill,
+        })
+    }
+
+    /// Group `g`'s rows: left columns, then each part's features, in left order.
+    fn assemble(&self, g: usize) -> Result<RecordBatch> {
+        let positions = &self.groups.positions[g];
+        let indices = UInt32Array::from(positions.clone());
+        let mut fields = self.left_fields.clone();
+        let mut columns = self
+            .left
+            .iter()
+            .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(arrow_err("assembling left rows".to_owned()))?;
+        for part in &self.parts {
+            let batches = part
+                .shards
+                .iter()
+                .map(|s| s.get(g))
+                .collect::<Result<Vec<_>>>()?;
+            if let [only] = batches.as_slice() {
+                columns.extend(only.columns().iter().cloned());
+            } else {
+                // Each shard holds its rows of the group in left order: deal them back out.
+                let mut next = vec![0usize; batches.len()];
+                let order: Vec<(usize, usize)> = positions
+                    .iter()
+                    .map(|p| {
+                        let s = part.shard_of[*p as usize] as usize;
+                        next[s] += 1;
+                        (s, next[s] - 1)
+                    })
+                    .collect();
+                for c in 0..part.fields.len() {
+                    let arrays: Vec<&dyn Array> =
+                        batches.iter().map(|b| b.column(c).as_ref()).collect();
+                    columns.push(
+                        arrow::compute::interleave(&arrays, &order)
+                            .map_err(arrow_err("assembling features".to_owned()))?,
+                    );
+                }
+            }
+            fields.extend(part.fields.iter().cloned());
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(arrow_err("assembling the output".to_owned()))
+    }
+}
+
+/// Computes one part's features for every live left row, shard by shard.
+fn part_features(
+    loaded: &LoadedConfig,
+    join: &Join,
+    part: &JoinPart,
+    left: &LeftRows<'_>,
+    groups: &Groups,
+    sharded: &mut ShardedRows<'_>,
+    spill: &mut SpillDir,
+) -> Result<PartFeatures> {
+    let name = loaded.name();
+    let count = sharded.count();
+    let prefix = join_part_prefix(join, part, loaded.dialect);
+    let mut shard_of_row: Vec<u32> = vec![0; left.live.len()];
+    let mut out = PartFeatures {
+        fields: Vec::new(),
+        shard_of: Vec::new(),
+        shards: Vec::new(),
+    };
+    let mut left_keys: Option<Vec<ArrayRef>> = None;
+    for s in 0..count {
+        let data = sharded.index(s)?;
+        let keys = match &left_keys {
+            Some(k) => k,
+            None => {
+                let k = left.keys(part, &data, name)?;
+                // Route each live row to the shard its key's rows are in.
+                let mut key: Key = Vec::with_capacity(k.len());
+                for (p, r) in left.live.iter().enumerate() {
+                    key.clear();
+                    key.extend(k.iter().map(|c| val_at(c.as_ref(), *r)));
+                    shard_of_row[p] = shard_of(&key, count) as u32;
+                }
+                left_keys.insert(k)
+            }
+        };
+        if out.fields.is_empty() {
+            out.fields = data
+                .feature_names()
+                .iter()
+                .zip(data.feature_types())
+                .map(|(f, t)| Field::new(prefixed_feature(&prefix, f), t, true))
+                .collect();
+        }
+        // This shard's rows, group by group, each group in left order.
+        let mut batches = Vec::with_capacity(groups.positions.len());
+        for positions in &groups.positions {
+            let mine: Vec<u32> = positions
+                .iter()
+                .copied()
+                .filter(|p| shard_of_row[*p as usize] as usize == s)
+                .collect();
+            let values = features_of_rows(loaded, part, left, keys, &data, &mine)?;
+            let columns = out
+                .fields
+                .iter()
+                .zip(&values)
+                .map(|(f, v)| build_column(f.name(), f.data_type(), v))
+                .collect::<Result<Vec<_>>>()?;
+            let schema = Arc::new(Schema::new(out.fields.clone()));
+            batches.push(
+                RecordBatch::try_new_with_options(
+                    schema,
+                    columns,
+                    &arrow::array::RecordBatchOptions::new().with_row_count(Some(mine.len())),
+                )
+                .map_err(arrow_err(format!("{name}: building features")))?,
+            );
+        }
+        out.shards.push(IndexedBatches::store(
+            batches,
+            (count > 1).then_some(&mut *spill),
+        )?);
+    }
+    out.shard_of = shard_of_row;
+    Ok(out)
+}
+
+/// Per feature, its value for each of the live rows at `positions` (one shard's, in order).
+fn features_of_rows(
+    loaded: &LoadedConfig,
+    part: &JoinPart,
+    left: &LeftRows<'_>,
+    keys: &[ArrayRef],
+    data: &LoadedGroupBy,
+    positions: &[u32],
+) -> Result<Vec<Vec<Option<Out>>>> {
+    let n_features = data.feature_names().len();
+    let mut values: Vec<Vec<Option<Out>>> = (0..n_features)
+        .map(|_| Vec::with_capacity(positions.len()))
+        .collect();
+    let temporal = part.group_by.accuracy() == Accuracy::Temporal;
+    let entity_only = part
+        .group_by
+        .sources
+        .iter()
+        .all(|s| matches!(s, Source::Entities(_)));
+    let inclusive = loaded.dialect == Dialect::Zipline;
+    let mut memo: HashMap<(Key, PartitionDate), Vec<Option<Out>>, foldhash::fast::RandomState> =
+        HashMap::default();
+    let mut key: Key = Vec::with_capacity(keys.len());
+    for &p in positions {
+        let p = p as usize;
+        let r = left.live[p];
+        key.clear();
+        key.extend(keys.iter().map(|k| val_at(k.as_ref(), r)));
+        let features = if key.iter().any(Option::is_none) {
+            vec![None; n_features]
+        } else if !left.event_left {
+            data.features(&key, AsOf::end_of(left.a[p]))?
+        } else if temporal && !entity_only {
+            data.features(
+                &key,
+                AsOf::Time {
+                    end: left.ts.value(r),
+                    inclusive,
+                    a: left.a[p],
+                },
+            )?
+        } else {
+            // SNAPSHOT: exactly the GroupBy backfill of the day before.
+            let d = left.a[p].add_days(-1);
+            match memo.get(&(key.clone(), d)) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = data.features(&key, AsOf::end_of(d))?;
+                    memo.insert((key.clone(), d), f.clone());
+                    f
+                }
+            }
+        };
+        for (i, f) in features.into_iter().enumerate() {
+            values[i].push(f);
+        }
+    }
+    Ok(values)
+}
