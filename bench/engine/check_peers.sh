@@ -39,7 +39,7 @@ for name in $(printf '%s\n' "${!SETS[@]}" | sort); do
   done
   if [ -x "$cf" ]; then
     export CHRONOFLOW_WAREHOUSE="$d/warehouse"; rm -rf "$CHRONOFLOW_WAREHOUSE"
-    if "$cf" table import data.events "$d/events.parquet" >/dev/null && "$cf" table import data.left "$d/left.parquet" >/dev/null &&
+    if "$cf" table import data.events "$d/events.parquet" >"$d/import.log" 2>&1 && "$cf" table import data.left "$d/left.parquet" >>"$d/import.log" 2>&1 &&
        "$cf" run --mode backfill --repo "$d/repo" --conf production/joins/bench/training.v1 \
          --start-ds 2024-02-23 --end-ds 2024-02-29 --step-days 7 >"$d/chronoflow.log" 2>&1; then
       systems+=(chronoflow)
