@@ -49,13 +49,39 @@ pub struct KeyedRows {
 }
 
 impl KeyedRows {
-    /// Sorts each key's rows by time; call once after the last row is added.
-    pub fn finish(&mut self) {
+    /// Sorts each key's rows by time (ties keep their order) and lays them out contiguously,
+    /// so a window scans memory in sequence. Call once after the last row is added. Returns
+    /// the permutation applied (`new row -> old row`), for columns kept outside.
+    pub fn finish(&mut self) -> Vec<u32> {
         let ts = &self.ts;
+        let mut order: Vec<u32> = Vec::with_capacity(ts.len());
         for rows in self.by_key.values_mut() {
             rows.sort_by_key(|r| ts[*r as usize]);
+            let start = order.len() as u32;
+            order.extend_from_slice(rows);
+            for (i, r) in rows.iter_mut().enumerate() {
+                *r = start + i as u32;
+            }
         }
+        self.ts = permute(&self.ts, &order);
+        self.ds = permute(&self.ds, &order);
+        self.is_entity = permute(&self.is_entity, &order);
+        for column in &mut self.inputs {
+            *column = permute(column, &order);
+        }
+        for column in &mut self.buckets {
+            *column = permute(column, &order);
+        }
+        if !self.origin.is_empty() {
+            self.origin = permute(&self.origin, &order);
+        }
+        order
     }
+}
+
+/// `values` in `order` (`order[new] = old`).
+pub(crate) fn permute<T: Clone>(values: &[T], order: &[u32]) -> Vec<T> {
+    order.iter().map(|r| values[*r as usize].clone()).collect()
 }
 
 /// The point in time a computation is "as of".
@@ -89,13 +115,14 @@ pub fn compute_features(
     rows: &[u32],
     as_of: AsOf,
 ) -> Vec<Option<Out>> {
-    let mut counted: Vec<(i64, &Val)> = Vec::new();
     let mut by_bucket: BTreeMap<&str, Vec<(i64, &Val)>> = BTreeMap::new();
+    // Aggregations of one column over one window count the same rows: count them once.
+    let mut counted: Vec<((usize, Option<Window>), Vec<(i64, &Val)>)> = Vec::new();
+    let mut scratch: Vec<(i64, &Val)> = Vec::new();
     features
         .iter()
         .map(|f| {
             let agg = &aggregations[f.aggregation];
-            count_rows(f, data, rows, as_of, &mut counted, &mut by_bucket);
             // Only the order-sensitive operations need ties broken by value; rows already come in time order.
             let ordered = matches!(
                 agg.operation,
@@ -108,10 +135,29 @@ pub fn compute_features(
             };
             match f.bucket {
                 None => {
-                    sort(&mut counted);
-                    compute(agg, &counted)
+                    let slot = (f.input, f.window);
+                    let i = match counted.iter().position(|(s, _)| *s == slot) {
+                        Some(i) => i,
+                        None => {
+                            let mut rows_of = Vec::new();
+                            count_rows(f, data, rows, as_of, &mut rows_of, &mut by_bucket);
+                            counted.push((slot, rows_of));
+                            counted.len() - 1
+                        }
+                    };
+                    if ordered {
+                        // Sorted apart: the shared rows keep time order with ties as loaded,
+                        // which a floating-point sum's result depends on.
+                        scratch.clear();
+                        scratch.extend_from_slice(&counted[i].1);
+                        sort(&mut scratch);
+                        compute(agg, &scratch)
+                    } else {
+                        compute(agg, &counted[i].1)
+                    }
                 }
                 Some(_) => {
+                    count_rows(f, data, rows, as_of, &mut scratch, &mut by_bucket);
                     let map: Vec<(String, Out)> = by_bucket
                         .iter_mut()
                         .filter_map(|(b, rows)| {

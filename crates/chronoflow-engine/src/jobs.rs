@@ -1,6 +1,7 @@
 //! Chronon jobs on the local engine: GroupBy backfill (daily snapshots) and Join backfill
 //! (point-in-time features for every left row), per SPEC §4.3.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -373,6 +374,9 @@ fn index_rows(
         rows.inputs = vec![Vec::new(); columns.inputs.len()];
     }
     rows.buckets = vec![Vec::new(); columns.buckets.len()];
+    let mut interner = KeyInterner::for_batches(loaded.iter().map(|(b, _)| b), &gb.key_columns);
+    // Per key id, its rows.
+    let mut key_rows: Vec<Vec<u32>> = Vec::new();
     for (batch, entity) in loaded {
         let read = |names: &[String]| -> Result<Vec<ArrayRef>> {
             names
@@ -404,13 +408,11 @@ fn index_rows(
             .any(|c| matches!(c.data_type(), DataType::List(_) | DataType::LargeList(_)));
         // Partitions are few and rows come grouped by them: parse each ds text once per run.
         let mut last_ds: Option<(&str, PartitionDate)> = None;
-        let mut key: Key = Vec::with_capacity(keys.len());
         for r in 0..batch.num_rows() {
-            key.clear();
-            key.extend(keys.iter().map(|k| val_at(k.as_ref(), r)));
-            if key.iter().all(Option::is_none) {
+            let Some(id) = interner.id(&keys, r) else {
+                // Every key column null: the row counts for no key.
                 continue;
-            }
+            };
             let row_ts = if ts.is_null(r) {
                 None
             } else {
@@ -463,18 +465,109 @@ fn index_rows(
                     rows.origin.push(origin.value(r));
                 }
             }
-            let indices = first..first + added as u32;
-            match rows.by_key.get_mut(&key) {
-                Some(list) => list.extend(indices),
-                None => {
-                    rows.by_key.insert(key.clone(), indices.collect());
+            let id = id as usize;
+            if id == key_rows.len() {
+                key_rows.push(Vec::new());
+            }
+            key_rows[id].extend(first..first + added as u32);
+        }
+    }
+    rows.by_key = interner.into_map(key_rows);
+    rows.all_events = loaded.iter().all(|(_, entity)| !entity);
+    let order = rows.finish();
+    if let Shape::Selected { values, .. } = shape {
+        for column in values {
+            *column = crate::features::permute(column, &order);
+        }
+    }
+    Ok(rows)
+}
+
+/// Dense ids for the keys of a GroupBy's rows, in first-seen order. A single 64-bit integer
+/// or string key column (the common case) is looked up by its raw value, without building a
+/// [`Key`] per row.
+enum KeyInterner {
+    Int(HashMap<i64, u32, foldhash::fast::RandomState>, Vec<Key>),
+    Str(
+        HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+        Vec<Key>,
+    ),
+    Any(HashMap<Key, u32, foldhash::fast::RandomState>, Vec<Key>),
+}
+
+impl KeyInterner {
+    /// The fastest interner that reads every batch's key columns alike.
+    fn for_batches<'a>(
+        mut batches: impl Iterator<Item = &'a RecordBatch>,
+        key_columns: &[String],
+    ) -> KeyInterner {
+        let type_of = |b: &RecordBatch| -> Option<DataType> {
+            match key_columns {
+                [only] => b.column_by_name(only).map(|c| c.data_type().clone()),
+                _ => None,
+            }
+        };
+        let first = batches.next();
+        let t = first.and_then(type_of);
+        let same = t.is_some() && batches.all(|b| type_of(b) == t);
+        match t {
+            Some(DataType::Int64) if same => KeyInterner::Int(HashMap::default(), Vec::new()),
+            Some(DataType::Utf8) if same => KeyInterner::Str(HashMap::default(), Vec::new()),
+            _ => KeyInterner::Any(HashMap::default(), Vec::new()),
+        }
+    }
+
+    /// The id of row `r`'s key; `None` when every key column is null.
+    fn id(&mut self, keys: &[ArrayRef], r: usize) -> Option<u32> {
+        match self {
+            KeyInterner::Int(ids, all) => {
+                let column = keys[0].as_primitive::<Int64Type>();
+                if column.is_null(r) {
+                    return None;
                 }
+                let v = column.value(r);
+                Some(*ids.entry(v).or_insert_with(|| {
+                    all.push(vec![Some(Val::Int(v))]);
+                    all.len() as u32 - 1
+                }))
+            }
+            KeyInterner::Str(ids, all) => {
+                let column = keys[0].as_string::<i32>();
+                if column.is_null(r) {
+                    return None;
+                }
+                let v = column.value(r);
+                if let Some(id) = ids.get(v) {
+                    return Some(*id);
+                }
+                all.push(vec![Some(Val::Str(v.into()))]);
+                let id = all.len() as u32 - 1;
+                ids.insert(v.into(), id);
+                Some(id)
+            }
+            KeyInterner::Any(ids, all) => {
+                let key: Key = keys.iter().map(|k| val_at(k.as_ref(), r)).collect();
+                if key.iter().all(Option::is_none) {
+                    return None;
+                }
+                if let Some(id) = ids.get(&key) {
+                    return Some(*id);
+                }
+                all.push(key.clone());
+                let id = all.len() as u32 - 1;
+                ids.insert(key, id);
+                Some(id)
             }
         }
     }
-    rows.all_events = loaded.iter().all(|(_, entity)| !entity);
-    rows.finish();
-    Ok(rows)
+
+    /// The keys with their rows (`rows[id]`).
+    fn into_map(self, rows: Vec<Vec<u32>>) -> HashMap<Key, Vec<u32>, foldhash::fast::RandomState> {
+        let all = match self {
+            KeyInterner::Int(_, all) | KeyInterner::Str(_, all) | KeyInterner::Any(_, all) => all,
+        };
+        all.into_iter().zip(rows).collect()
+    }
 }
 
 /// The index rows of source row `r`: one, plus one more per extra element of a list input,
