@@ -16,16 +16,23 @@ LABEL = {"chronoflow": "chronoflow", "duckdb": "DuckDB 2.0", "duckdb_naive": "Du
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
-    ap.add_argument("--run", help="only the lines of this run (default: the last run in the file)")
+    ap.add_argument("--run", help="only the lines of this run (default: for each cell, the latest run that measured it)")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     with open(args.results) as f:
         lines = [json.loads(x) for x in f if x.strip()]
-    run = args.run or (lines[-1]["run"] if lines else None)
-    lines = [x for x in lines if x["run"] == run]
+    if args.run:
+        lines = [x for x in lines if x["run"] == args.run]
+    latest = {}
+    for x in lines:
+        cell = (x["events"], x["density"])
+        latest[cell] = max(latest.get(cell, ""), x["run"])
     cells = {}
     for x in lines:
-        cells.setdefault((x["events"], x["density"]), {})[x["system"]] = x
+        cell = (x["events"], x["density"])
+        if x["run"] == latest[cell]:
+            cells.setdefault(cell, {})[x["system"]] = x
+    runs = sorted(set(latest.values()))
     head = ["events", "per key", "system", "wall s", "compute s", "peak MB", "µs/event", "wall vs chronoflow",
             "identical to chronoflow", "to DuckDB"]
     rows = []
@@ -57,7 +64,7 @@ def main():
         print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
         for r in rows:
             print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
-    print(f"run {run}: wall = the process's elapsed time (Spark's includes the JVM start); compute = the "
+    print(f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}: wall = the process's elapsed time (Spark's includes the JVM start); compute = the "
           "peer's own figure from reading the inputs to writing the output; peak = max RSS (Spark: Python + JVM); "
           "ratio = system's wall / chronoflow's wall in the same cell.")
 
