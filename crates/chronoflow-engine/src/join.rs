@@ -499,7 +499,7 @@ fn part_features(
                 .copied()
                 .filter(|p| shard_of_row[*p as usize] as usize == s)
                 .collect();
-            let values = features_of_rows(loaded, part, left, keys, &data, &mine)?;
+            let values = features_in_parallel(loaded, part, left, keys, &data, &mine)?;
             let columns = out
                 .fields
                 .iter()
@@ -523,6 +523,50 @@ fn part_features(
     }
     out.shard_of = shard_of_row;
     Ok(out)
+}
+
+/// [`features_of_rows`] over the machine's cores: the rows are cut into one contiguous run per
+/// thread and the runs' values concatenated, so the result is the same as on one thread.
+fn features_in_parallel(
+    loaded: &LoadedConfig,
+    part: &JoinPart,
+    left: &LeftRows<'_>,
+    keys: &[ArrayRef],
+    data: &LoadedGroupBy,
+    positions: &[u32],
+) -> Result<Vec<Vec<Option<Out>>>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Below this, a thread costs more than it saves.
+    const MIN_ROWS_PER_THREAD: usize = 20_000;
+    let threads = threads.min(positions.len() / MIN_ROWS_PER_THREAD).max(1);
+    if threads == 1 {
+        return features_of_rows(loaded, part, left, keys, data, positions);
+    }
+    let runs: Vec<Result<Vec<Vec<Option<Out>>>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = positions
+            .chunks(positions.len().div_ceil(threads))
+            .map(|run| scope.spawn(move || features_of_rows(loaded, part, left, keys, data, run)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut values: Vec<Vec<Option<Out>>> = Vec::new();
+    for run in runs {
+        let run = run?;
+        if values.is_empty() {
+            values = run;
+        } else {
+            for (all, mut more) in values.iter_mut().zip(run) {
+                all.append(&mut more);
+            }
+        }
+    }
+    Ok(values)
 }
 
 /// Per feature, its value for each of the live rows at `positions` (one shard's, in order).
