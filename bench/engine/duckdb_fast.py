@@ -35,6 +35,8 @@ data, out = args()
 t0 = time.perf_counter()
 con = duckdb.connect()
 con.execute("SET threads = 2")
+# Spill (at 100M events) next to the data, not into the working directory.
+con.execute(f"SET temp_directory = '{data}/duckdb.tmp'")
 con.execute("SET preserve_insertion_order = false")
 q = con.execute
 
