@@ -38,7 +38,8 @@ run_id="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 commit="$(git rev-parse --short HEAD)"
 results="$ROOT/bench/engine/results/$(date -u +%F).jsonl"
 mkdir -p "$(dirname "$results")"
-echo "run $run_id, commit $commit, binary $cf ($(date -u -r "$cf" +%FT%TZ)); results -> $results"
+bin_mtime="$(date -u -r "$cf" +%FT%TZ)"
+echo "run $run_id, commit $commit, binary $cf ($bin_mtime); results -> $results"
 
 # record SYSTEM STATUS WALL_S COMPUTE_S PEAK_KB [COMPARE_JSON] [NOTE]
 record() {
@@ -48,7 +49,7 @@ system, status, wall, compute, peak = sys.argv[1:6]
 cmp = json.loads(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[6] else {}
 note = sys.argv[7] if len(sys.argv) > 7 else ""
 num = lambda s: float(s) if s not in ("", "-") else None
-print(json.dumps({"run": "$run_id", "commit": "$commit", "events": $events, "left": $left, "keys": $keys,
+print(json.dumps({"run": "$run_id", "commit": "$commit", "binary_mtime": "$bin_mtime", "load_before": "$load_before", "events": $events, "left": $left, "keys": $keys,
                   "density": $density, "system": system, "status": status, "wall_s": num(wall),
                   "compute_s": num(compute), "peak_kb": num(peak), "identical": cmp.get("identical"),
                   "mismatches": cmp.get("mismatches"), "skipped": cmp.get("skipped"),
@@ -60,6 +61,7 @@ PY
 # "WALL PEAK_KB" to OUT_PREFIX.time; returns CMD's status (124 on timeout).
 timed() {
   local prefix="$1"; shift
+  load_before="$(cut -d' ' -f1-3 /proc/loadavg)"   # recorded with the result: the VM is shared
   local to=()
   [ "$TIMEOUT" != 0 ] && to=(timeout "$TIMEOUT")
   "${to[@]}" /usr/bin/time -f "%e %M" -o "$prefix.time" "$@" >"$prefix.log" 2>&1
@@ -91,7 +93,7 @@ for events in "${SIZES[@]}"; do
     # 7 left days in one step.
     export CHRONOFLOW_WAREHOUSE="$cell/warehouse"
     rm -rf "$CHRONOFLOW_WAREHOUSE"
-    have_ref=0
+    have_ref=0; load_before=""
     if /usr/bin/time -f "%e" -o "$out/import.time" "$cf" table import data.events "$cell/events.parquet" >"$out/import.log" 2>&1 &&
        /usr/bin/time -f "%e" -o "$out/import_left.time" "$cf" table import data.left "$cell/left.parquet" >>"$out/import.log" 2>&1; then
       t_imp=$(tail -1 "$out/import.time"); t_imp2=$(tail -1 "$out/import_left.time")

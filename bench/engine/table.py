@@ -34,14 +34,14 @@ def main():
             cells.setdefault(cell, {})[x["system"]] = x
     runs = sorted(set(latest.values()))
     head = ["events", "per key", "system", "wall s", "compute s", "peak MB", "µs/event", "wall vs chronoflow",
-            "identical to chronoflow", "to DuckDB"]
+            "identical to chronoflow", "to DuckDB", "load"]
     rows = []
     for (events, density), systems in sorted(cells.items()):
         cf = systems.get("chronoflow")
         for name in sorted(systems, key=lambda s: ORDER.index(s) if s in ORDER else 99):
             x = systems[name]
             if x["status"] != "ok":
-                rows.append([f"{events:,}", str(density), LABEL.get(name, name), x["status"], "", "", "", "", x.get("note", ""), ""])
+                rows.append([f"{events:,}", str(density), LABEL.get(name, name), x["status"], "", "", "", "", x.get("note", ""), "", ""])
                 continue
             ratio = ""
             if cf and cf["status"] == "ok" and name != "chronoflow":
@@ -53,7 +53,8 @@ def main():
             to_duckdb = "reference" if name == "duckdb" else yes[x.get("identical_to_duckdb")]
             rows.append([f"{events:,}", str(density), LABEL.get(name, name), f"{x['wall_s']:.1f}",
                          f"{x['compute_s']:.1f}" if x.get("compute_s") is not None else "",
-                         f"{x['peak_kb'] / 1024:,.0f}", f"{x['wall_s'] / events * 1e6:.2f}", ratio, ident, to_duckdb])
+                         f"{x['peak_kb'] / 1024:,.0f}", f"{x['wall_s'] / events * 1e6:.2f}", ratio, ident, to_duckdb,
+                         (x.get("load_before") or "").split(" ")[0]])
     if args.markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "|".join("---:" if i not in (2, 8, 9) else "---" for i in range(len(head))) + "|")
@@ -66,7 +67,8 @@ def main():
             print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
     print(f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}: wall = the process's elapsed time (Spark's includes the JVM start); compute = the "
           "peer's own figure from reading the inputs to writing the output; peak = max RSS (Spark: Python + JVM); "
-          "ratio = system's wall / chronoflow's wall in the same cell.")
+          "ratio = system's wall / chronoflow's wall in the same cell; "
+          "load = the VM's 1-minute load average when the system started (2 cores; other work shares them).")
 
 
 if __name__ == "__main__":
