@@ -107,6 +107,9 @@ impl AsOf {
     }
 }
 
+/// The rows an input column's aggregations count over one window: `(input, window)`.
+type CountedFor = (usize, Option<Window>);
+
 /// The features of one key (`rows`: its row indices) as of `as_of`, in `features` order.
 pub fn compute_features(
     aggregations: &[Aggregation],
@@ -117,7 +120,7 @@ pub fn compute_features(
 ) -> Vec<Option<Out>> {
     let mut by_bucket: BTreeMap<&str, Vec<(i64, &Val)>> = BTreeMap::new();
     // Aggregations of one column over one window count the same rows: count them once.
-    let mut counted: Vec<((usize, Option<Window>), Vec<(i64, &Val)>)> = Vec::new();
+    let mut counted: Vec<(CountedFor, Vec<(i64, &Val)>)> = Vec::new();
     let mut scratch: Vec<(i64, &Val)> = Vec::new();
     features
         .iter()

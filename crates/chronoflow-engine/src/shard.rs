@@ -172,7 +172,7 @@ pub enum BatchStore {
     Disk {
         path: PathBuf,
         schema: SchemaRef,
-        writer: Option<StreamWriter<BufWriter<File>>>,
+        writer: Option<Box<StreamWriter<BufWriter<File>>>>,
     },
 }
 
@@ -189,7 +189,7 @@ impl BatchStore {
         Ok(BatchStore::Disk {
             path,
             schema,
-            writer: Some(writer),
+            writer: Some(Box::new(writer)),
         })
     }
 

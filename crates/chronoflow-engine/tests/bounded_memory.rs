@@ -35,6 +35,9 @@ impl Rng {
     }
 }
 
+/// (user, ts, value, category).
+type EventRow = (Option<String>, i64, Option<i64>, Option<String>);
+
 /// 30 days of events over 300 users: late partitions, null values, null users, ties in time.
 async fn write_inputs(w: &Warehouse) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -44,10 +47,7 @@ async fn write_inputs(w: &Warehouse) {
         Field::new("value", DataType::Int64, true),
         Field::new("category", DataType::Utf8, true),
     ]));
-    let mut by_partition: std::collections::BTreeMap<
-        i64,
-        Vec<(Option<String>, i64, Option<i64>, Option<String>)>,
-    > = Default::default();
+    let mut by_partition: std::collections::BTreeMap<i64, Vec<EventRow>> = Default::default();
     for _ in 0..20_000 {
         let day = FIRST_DAY + rng.below(30);
         // Coarse times make ties (same user, same ms) common.
