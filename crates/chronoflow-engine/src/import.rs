@@ -88,6 +88,8 @@ pub async fn import_file(
         context: format!("reading {name}"),
         source,
     })?;
+    // One copy of the file's rows at a time: at 100M rows the batches were 4 GB more.
+    drop(batches);
     let by_day = rows_by_partition(&all, column, &name, partition_column)?;
     // Checked once before writing, so a file that does not fit leaves the table untouched.
     if let Some(first) = by_day.keys().next() {
