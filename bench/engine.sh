@@ -10,8 +10,9 @@
 # PEERS: any of duckdb (fast exact SQL), duckdb_naive (the range join written from SPEC §4), polars,
 # spark. NAIVE_MAX (default 1000000000): duckdb_naive runs only where events x density <= NAIVE_MAX,
 # as its join holds ~left x density pairs (about 20 GB at 10M events x 100 per key).
-# TIMEOUT (seconds, default none) stops a system that runs longer. CHRONOFLOW_BIN: use that binary;
-# otherwise target/rel/release/chronoflow, built if missing.
+# REPEAT (default 1): runs of each system per cell (the table shows the median and the range; outputs
+# are compared after the first). TIMEOUT (seconds, default none) stops a system that runs longer.
+# CHRONOFLOW_BIN: use that binary; otherwise target/rel/release/chronoflow, built if missing.
 # Data is generated once per cell under .bench/engine-data/EVENTSxDENSITY. One JSON line per
 # (cell, system) is appended to bench/engine/results/DATE.jsonl, and the table printed at the end.
 set -euo pipefail
@@ -22,6 +23,7 @@ DENSITIES=(${DENSITIES:-20 100 500})
 PEERS=(${PEERS:-duckdb duckdb_naive polars spark})
 NAIVE_MAX=${NAIVE_MAX:-1000000000}
 TIMEOUT=${TIMEOUT:-0}
+REPEAT=${REPEAT:-1}
 venv="$ROOT/.bench/duckdb-venv"
 py="$venv/bin/python"
 if ! "$py" -c 'import duckdb, polars, pyspark, pyarrow, numpy' 2>/dev/null; then
@@ -50,7 +52,7 @@ cmp = json.loads(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[6] else {}
 note = sys.argv[7] if len(sys.argv) > 7 else ""
 num = lambda s: float(s) if s not in ("", "-") else None
 print(json.dumps({"run": "$run_id", "commit": "$commit", "binary_mtime": "$bin_mtime", "load_before": "$load_before", "events": $events, "left": $left, "keys": $keys,
-                  "density": $density, "system": system, "status": status, "wall_s": num(wall),
+                  "density": $density, "rep": $rep, "system": system, "status": status, "wall_s": num(wall),
                   "compute_s": num(compute), "peak_kb": num(peak), "identical": cmp.get("identical"),
                   "mismatches": cmp.get("mismatches"), "skipped": cmp.get("skipped"),
                   "identical_to_duckdb": cmp.get("identical_to_duckdb"), "note": note}))
@@ -93,20 +95,23 @@ for events in "${SIZES[@]}"; do
     # 7 left days in one step.
     export CHRONOFLOW_WAREHOUSE="$cell/warehouse"
     rm -rf "$CHRONOFLOW_WAREHOUSE"
-    have_ref=0; load_before=""
+    have_ref=0; load_before=""; rep=1
     if /usr/bin/time -f "%e" -o "$out/import.time" "$cf" table import data.events "$cell/events.parquet" >"$out/import.log" 2>&1 &&
        /usr/bin/time -f "%e" -o "$out/import_left.time" "$cf" table import data.left "$cell/left.parquet" >>"$out/import.log" 2>&1; then
       t_imp=$(tail -1 "$out/import.time"); t_imp2=$(tail -1 "$out/import_left.time")
-      if timed "$out/chronoflow" "$cf" run --mode backfill --repo "$cell/repo" --conf production/joins/bench/training.v1 \
-          --start-ds 2024-02-23 --end-ds 2024-02-29 --step-days 7; then
-        read -r wall peak <"$out/chronoflow.time"
-        echo "   chronoflow: $wall s, peak $((peak / 1024)) MB (import: events $t_imp s, left $t_imp2 s)"
-        record chronoflow ok "$wall" "$wall" "$peak" "" "import not counted: events $t_imp s, left $t_imp2 s"
-        have_ref=1
-      else
-        rc=$?; echo "   chronoflow FAILED ($rc), see $out/chronoflow.log"; tail -3 "$out/chronoflow.log"
-        record chronoflow "$([ $rc = 124 ] && echo timeout || echo failed)" "" "" "" "" "exit $rc"
-      fi
+      for rep in $(seq 1 "$REPEAT"); do
+        # --force: a repetition recomputes the partitions the previous one wrote.
+        if timed "$out/chronoflow" "$cf" run --mode backfill --repo "$cell/repo" --conf production/joins/bench/training.v1 \
+            --start-ds 2024-02-23 --end-ds 2024-02-29 --step-days 7 --force; then
+          read -r wall peak <"$out/chronoflow.time"
+          echo "   chronoflow: $wall s, peak $((peak / 1024)) MB (import: events $t_imp s, left $t_imp2 s)"
+          record chronoflow ok "$wall" "$wall" "$peak" "" "import not counted: events $t_imp s, left $t_imp2 s"
+          have_ref=1
+        else
+          rc=$?; echo "   chronoflow FAILED ($rc), see $out/chronoflow.log"; tail -3 "$out/chronoflow.log"
+          record chronoflow "$([ $rc = 124 ] && echo timeout || echo failed)" "" "" "" "" "exit $rc"
+        fi
+      done
     else
       echo "   chronoflow: import FAILED, see $out/import.log"; tail -3 "$out/import.log"
       record chronoflow failed "" "" "" "" "import failed"
@@ -123,37 +128,41 @@ for events in "${SIZES[@]}"; do
       esac
       if [ "$peer" = duckdb_naive ] && [ $((events * density)) -gt "$NAIVE_MAX" ]; then
         echo "   $peer: skipped (events x density > NAIVE_MAX=$NAIVE_MAX: its range join would need far more than 20 GB)"
+        rep=1; load_before=""
         record "$peer" skipped "" "" "" "" "range join too large (events x density > $NAIVE_MAX)"
         continue
       fi
-      if timed "$out/$peer" "$py" "bench/engine/$script" "$cell" "$out/$peer.parquet"; then
-        read -r wall peak <"$out/$peer.time"
-        jvm=$(result_field "$out/$peer.log" jvm_peak_kb); peak=$((peak + ${jvm:-0}))
-        compute=$(result_field "$out/$peer.log" compute_s)
-        got="$out/$peer.parquet"; [ -d "$got" ] && got="$got/*.parquet"
-        cmp=""
-        if [ "$have_ref" = 1 ]; then
-          "$py" bench/engine/compare.py "$ref" "$got" >"$out/$peer.compare" 2>&1 || true
-          cmp=$(grep '^RESULT ' "$out/$peer.compare" | cut -c8-)
-        fi
-        if [ "$peer" != duckdb ] && [ -f "$out/duckdb.parquet" ]; then
-          "$py" bench/engine/compare.py "$out/duckdb.parquet" "$got" >"$out/$peer.compare_duckdb" 2>&1 || true
-          same=$(grep '^RESULT ' "$out/$peer.compare_duckdb" | cut -c8- | "$py" -c 'import json,sys; print(json.load(sys.stdin)["identical"])' 2>/dev/null || echo None)
-          cmp=$("$py" -c 'import json,sys; d=json.loads(sys.argv[1] or "{}"); d["identical_to_duckdb"]={"True":True,"False":False}.get(sys.argv[2]); print(json.dumps(d))' "$cmp" "$same")
-        fi
-        [ -n "$cmp" ] || cmp='{}'
-        verdict=$(echo "$cmp" | "$py" -c 'import json,sys
+      for rep in $(seq 1 "$REPEAT"); do
+        rm -rf "$out/$peer.parquet"
+        if timed "$out/$peer" "$py" "bench/engine/$script" "$cell" "$out/$peer.parquet"; then
+          read -r wall peak <"$out/$peer.time"
+          jvm=$(result_field "$out/$peer.log" jvm_peak_kb); peak=$((peak + ${jvm:-0}))
+          compute=$(result_field "$out/$peer.log" compute_s)
+          got="$out/$peer.parquet"; [ -d "$got" ] && got="$got/*.parquet"
+          cmp=""
+          if [ "$rep" = 1 ] && [ "$have_ref" = 1 ]; then
+            "$py" bench/engine/compare.py "$ref" "$got" >"$out/$peer.compare" 2>&1 || true
+            cmp=$(grep '^RESULT ' "$out/$peer.compare" | cut -c8-)
+          fi
+          if [ "$rep" = 1 ] && [ "$peer" != duckdb ] && [ -f "$out/duckdb.parquet" ]; then
+            "$py" bench/engine/compare.py "$out/duckdb.parquet" "$got" >"$out/$peer.compare_duckdb" 2>&1 || true
+            same=$(grep '^RESULT ' "$out/$peer.compare_duckdb" | cut -c8- | "$py" -c 'import json,sys; print(json.load(sys.stdin)["identical"])' 2>/dev/null || echo None)
+            cmp=$("$py" -c 'import json,sys; d=json.loads(sys.argv[1] or "{}"); d["identical_to_duckdb"]={"True":True,"False":False}.get(sys.argv[2]); print(json.dumps(d))' "$cmp" "$same")
+          fi
+          [ -n "$cmp" ] || cmp='{}'
+          verdict=$(echo "$cmp" | "$py" -c 'import json,sys
 d = json.load(sys.stdin)
 v = {True: "identical to chronoflow", False: "DIFFERENT from chronoflow: %s" % d.get("mismatches"), None: "not compared with chronoflow"}[d.get("identical")]
 if "identical_to_duckdb" in d:
     v += {True: ", identical to DuckDB", False: ", DIFFERENT from DuckDB", None: ""}[d["identical_to_duckdb"]]
 print(v)')
-        echo "   $peer: $wall s (compute $compute s), peak $((peak / 1024)) MB, $verdict"
-        record "$peer" ok "$wall" "$compute" "$peak" "$cmp"
-      else
-        rc=$?; echo "   $peer FAILED ($rc), see $out/$peer.log"; tail -3 "$out/$peer.log"
-        record "$peer" "$([ $rc = 124 ] && echo timeout || echo failed)" "" "" "" "" "exit $rc"
-      fi
+          echo "   $peer: $wall s (compute $compute s), peak $((peak / 1024)) MB, $verdict"
+          record "$peer" ok "$wall" "$compute" "$peak" "$cmp"
+        else
+          rc=$?; echo "   $peer FAILED ($rc), see $out/$peer.log"; tail -3 "$out/$peer.log"
+          record "$peer" "$([ $rc = 124 ] && echo timeout || echo failed)" "" "" "" "" "exit $rc"
+        fi
+      done
     done
   done
 done
