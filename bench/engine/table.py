@@ -75,7 +75,7 @@ def main():
             rows.append(first + [wall, f"{s['compute']:.1f}" if s["compute"] is not None else "",
                                  f"{s['peak'] / 1024:,.0f}", f"{s['wall'] / events * 1e6:.2f}", ratio, ident,
                                  "reference" if name == "duckdb" else yes[s["to_duckdb"]],
-                                 f"{load[0]:.1f}" + (f"-{load[-1]:.1f}" if load[-1] != load[0] else "")])
+                                 f"{load[0]:.1f}" + (f"-{load[-1]:.1f}" if f"{load[-1]:.1f}" != f"{load[0]:.1f}" else "")])
     if args.markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "|".join("---:" if i not in (2, 8, 9) else "---" for i in range(len(head))) + "|")
