@@ -12,7 +12,7 @@ import time
 
 import duckdb
 
-from common import DAY, HOUR, K, WINDOWS, args, report
+from common import DAY, K, WINDOWS, args, report
 
 data, out = args()
 t0 = time.perf_counter()
