@@ -15,9 +15,10 @@
 //! **Schema.** The table's schema lives in `_table.json` and changes only by the rule of
 //! `schema::evolve`; readers give every partition that schema.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{Array, RecordBatch};
@@ -38,6 +39,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EngineError, Result};
 use crate::schema::{self, ColumnSpec};
 use crate::table_name::TableName;
+
+#[cfg(feature = "delta")]
+mod delta;
+mod foreign;
+mod formats;
+mod hive;
+
+use foreign::{ForeignTable, Formats};
+pub use formats::{TableFormat, TableFormats, TableSpec, Visibility};
 
 const MANIFEST: &str = "_manifest.json";
 const TABLE_META: &str = "_table.json";
@@ -200,6 +210,11 @@ pub struct Warehouse {
     /// store's listings hide (`part-….parquet#1`).
     local_dir: Option<PathBuf>,
     orphan_grace: Duration,
+    /// The formats of configured tables and of new ones.
+    formats: Arc<Formats>,
+    /// Tables whose format is known (a table keeps its format for life): `None` for
+    /// chronoflow's own.
+    resolved: Arc<RwLock<HashMap<TableName, Option<Arc<ForeignTable>>>>>,
 }
 
 /// A file `vacuum` removed (or would remove, on a dry run).
@@ -221,6 +236,58 @@ pub struct VacuumReport {
 impl VacuumReport {
     pub fn bytes(&self) -> u64 {
         self.removed.iter().map(|f| f.bytes).sum()
+    }
+}
+
+/// Where a table or a warehouse lives: a store and a root in it.
+#[derive(Clone)]
+pub(crate) struct Location {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) root: Path,
+    /// As given (a local directory: canonical), for messages.
+    pub(crate) uri: String,
+    /// The directory, when local.
+    pub(crate) local_dir: Option<PathBuf>,
+}
+
+impl Location {
+    /// A local directory (created if missing), `file://`, `memory://`, or, with the `cloud`
+    /// feature, `s3://bucket/prefix` and `gs://bucket/prefix` (credentials from the usual
+    /// environment variables).
+    pub(crate) fn open(uri: &str) -> Result<Location> {
+        let invalid = |reason: String| EngineError::InvalidWarehouse {
+            uri: uri.to_owned(),
+            reason,
+        };
+        if !uri.contains("://") {
+            std::fs::create_dir_all(uri)
+                .map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
+            let dir = std::fs::canonicalize(uri).map_err(|e| invalid(e.to_string()))?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|e| invalid(e.to_string()))?;
+            return Ok(Location {
+                store: Arc::new(store),
+                root: Path::default(),
+                uri: dir.display().to_string(),
+                local_dir: Some(dir),
+            });
+        }
+        let url = url::Url::parse(uri).map_err(|e| invalid(e.to_string()))?;
+        if url.scheme() == "file" {
+            let path = url
+                .to_file_path()
+                .map_err(|()| invalid("not a local path".to_owned()))?;
+            return Location::open(&path.display().to_string());
+        }
+        let options = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
+        let (store, root) =
+            object_store::parse_url_opts(&url, options).map_err(|e| invalid(e.to_string()))?;
+        Ok(Location {
+            store: Arc::from(store),
+            root,
+            uri: uri.to_owned(),
+            local_dir: None,
+        })
     }
 }
 
@@ -249,40 +316,20 @@ impl Warehouse {
     }
 
     fn open_store(uri: &str) -> Result<Self> {
-        let invalid = |reason: String| EngineError::InvalidWarehouse {
-            uri: uri.to_owned(),
-            reason,
-        };
-        if !uri.contains("://") {
-            std::fs::create_dir_all(uri)
-                .map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
-            let dir = std::fs::canonicalize(uri).map_err(|e| invalid(e.to_string()))?;
-            let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                .map_err(|e| invalid(e.to_string()))?;
-            return Ok(Warehouse {
-                store: Arc::new(store),
-                root: Path::default(),
-                uri: dir.display().to_string(),
-                local_dir: Some(dir),
-                orphan_grace: ORPHAN_GRACE,
-            });
-        }
-        let url = url::Url::parse(uri).map_err(|e| invalid(e.to_string()))?;
-        if url.scheme() == "file" {
-            let path = url
-                .to_file_path()
-                .map_err(|()| invalid("not a local path".to_owned()))?;
-            return Warehouse::open_store(&path.display().to_string());
-        }
-        let options = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
-        let (store, root) =
-            object_store::parse_url_opts(&url, options).map_err(|e| invalid(e.to_string()))?;
-        Ok(Warehouse {
-            store: Arc::from(store),
+        let Location {
+            store,
             root,
-            uri: uri.to_owned(),
-            local_dir: None,
+            uri,
+            local_dir,
+        } = Location::open(uri)?;
+        Ok(Warehouse {
+            store,
+            root,
+            uri,
+            local_dir,
             orphan_grace: ORPHAN_GRACE,
+            formats: Arc::default(),
+            resolved: Arc::default(),
         })
     }
 
@@ -337,6 +384,9 @@ impl Warehouse {
 
     /// The table's metadata, or `None` if the table does not exist.
     pub async fn table_meta(&self, table: &TableName) -> Result<Option<TableMeta>> {
+        if let Some(foreign) = self.foreign(table).await? {
+            return foreign.meta().await;
+        }
         self.get_json(&self.table_dir(table).join(TABLE_META), table)
             .await
     }
@@ -377,12 +427,21 @@ impl Warehouse {
                 }
             }
         }
+        for table in self.located_tables() {
+            if !out.contains(table) && self.table_meta(table).await?.is_some() {
+                out.push(table.clone());
+            }
+        }
         out.sort();
         Ok(out)
     }
 
     /// The committed partitions of a table, sorted (one listing of the table's objects).
     pub async fn partitions(&self, table: &TableName) -> Result<Vec<PartitionDate>> {
+        if let Some(foreign) = self.foreign(table).await? {
+            self.require_foreign(table, &foreign).await?;
+            return foreign.partitions().await;
+        }
         let meta = self.require_table(table).await?;
         self.partitions_of(table, &meta).await
     }
@@ -415,6 +474,10 @@ impl Warehouse {
         table: &TableName,
         ds: PartitionDate,
     ) -> Result<PartitionInfo> {
+        if let Some(foreign) = self.foreign(table).await? {
+            self.require_foreign(table, &foreign).await?;
+            return foreign.partition_info(ds).await;
+        }
         let meta = self.require_table(table).await?;
         let manifest = self.manifest(table, &meta, ds).await?;
         Ok(PartitionInfo {
@@ -430,6 +493,10 @@ impl Warehouse {
         &self,
         table: &TableName,
     ) -> Result<Vec<(PartitionDate, Option<PartitionStats>)>> {
+        if let Some(foreign) = self.foreign(table).await? {
+            self.require_foreign(table, &foreign).await?;
+            return foreign.partition_stats().await;
+        }
         let meta = self.require_table(table).await?;
         let meta = &meta;
         let partitions = self.partitions_of(table, meta).await?;
@@ -473,6 +540,10 @@ impl Warehouse {
         table: &TableName,
         ds: PartitionDate,
     ) -> Result<Vec<RecordBatch>> {
+        if let Some(foreign) = self.foreign(table).await? {
+            self.require_foreign(table, &foreign).await?;
+            return foreign.read_partition(ds).await;
+        }
         let meta = self.require_table(table).await?;
         let dir = self.partition_dir(table, &meta.partition_column, ds);
         // A concurrent rewrite may delete the files of the manifest just read: read it again.
@@ -521,6 +592,10 @@ impl Warehouse {
     /// The table's schema (without the partition column): the recorded one, else (tables
     /// written before schemas were recorded) its partitions' merged; `None` when it has none.
     pub async fn schema(&self, table: &TableName) -> Result<Option<SchemaRef>> {
+        if let Some(foreign) = self.foreign(table).await? {
+            self.require_foreign(table, &foreign).await?;
+            return foreign.schema().await;
+        }
         let meta = self.require_table(table).await?;
         self.current_schema(table, &meta).await
     }
@@ -532,6 +607,9 @@ impl Warehouse {
         table: &TableName,
         partition_column: &str,
     ) -> Result<TableMeta> {
+        if let Some(foreign) = self.foreign(table).await? {
+            return foreign.ensure_table(partition_column).await;
+        }
         Ok(self.ensure_table_at(table, partition_column).await?.0)
     }
 
@@ -695,6 +773,11 @@ impl Warehouse {
         ds: PartitionDate,
         batches: &[RecordBatch],
     ) -> Result<PartitionInfo> {
+        if let Some(foreign) = self.foreign(table).await? {
+            return foreign
+                .write_partition(partition_column, ds, batches, false)
+                .await;
+        }
         let write = self
             .prepare_write(table, partition_column, ds, batches)
             .await?;
@@ -745,6 +828,11 @@ impl Warehouse {
         ds: PartitionDate,
         batches: &[RecordBatch],
     ) -> Result<PartitionInfo> {
+        if let Some(foreign) = self.foreign(table).await? {
+            return foreign
+                .write_partition(partition_column, ds, batches, true)
+                .await;
+        }
         let write = self
             .prepare_write(table, partition_column, ds, batches)
             .await?;
@@ -859,49 +947,7 @@ impl Warehouse {
 
     /// The Arrow schema of a Parquet file, from its footer alone.
     async fn file_schema(&self, path: &Path) -> Result<SchemaRef> {
-        let invalid = |why: String| EngineError::Parquet {
-            path: path.to_string(),
-            source: parquet::errors::ParquetError::General(why),
-        };
-        let size = self
-            .store
-            .head(path)
-            .await
-            .map_err(Self::store_error(path))?
-            .size;
-        let Some(footer_start) = size.checked_sub(8).filter(|_| size >= 12) else {
-            return Err(invalid(format!(
-                "{size} bytes is too short for a Parquet file"
-            )));
-        };
-        let tail = self
-            .store
-            .get_range(path, footer_start..size)
-            .await
-            .map_err(Self::store_error(path))?;
-        if tail.len() != 8 || &tail[4..] != b"PAR1" {
-            return Err(invalid(
-                "not a Parquet file (no PAR1 at its end)".to_owned(),
-            ));
-        }
-        let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
-        let start = footer_start
-            .checked_sub(len)
-            .ok_or_else(|| invalid(format!("its footer claims {len} bytes")))?;
-        let footer = self
-            .store
-            .get_range(path, start..footer_start)
-            .await
-            .map_err(Self::store_error(path))?;
-        let perr = |source| EngineError::Parquet {
-            path: path.to_string(),
-            source,
-        };
-        let metadata = ParquetMetaDataReader::decode_metadata(&footer).map_err(perr)?;
-        let file = metadata.file_metadata();
-        parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
-            .map(Arc::new)
-            .map_err(perr)
+        file_schema(&self.store, path).await
     }
 
     /// After a commit that changed the schema: a writer changing it at the same time may have
@@ -1073,6 +1119,15 @@ impl Warehouse {
         older_than: Duration,
         dry_run: bool,
     ) -> Result<VacuumReport> {
+        if let Some(foreign) = self.foreign(table).await? {
+            return Err(EngineError::Input {
+                file: table.to_string(),
+                message: format!(
+                    "is a {} table: vacuum removes only chronoflow tables' orphans (use the format's own tools)",
+                    foreign.format()
+                ),
+            });
+        }
         let meta = self.require_table(table).await?;
         let table_dir = self.table_dir(table);
         let prefix = format!("{}=", meta.partition_column);
@@ -1168,6 +1223,10 @@ impl Warehouse {
 
     /// Deletes a partition (its manifest first, so it disappears at once).
     pub async fn drop_partition(&self, table: &TableName, ds: PartitionDate) -> Result<()> {
+        if let Some(foreign) = self.foreign(table).await? {
+            self.require_foreign(table, &foreign).await?;
+            return foreign.drop_partition(ds).await;
+        }
         let meta = self.require_table(table).await?;
         let dir = self.partition_dir(table, &meta.partition_column, ds);
         let manifest = dir.clone().join(MANIFEST);
@@ -1204,6 +1263,66 @@ impl Warehouse {
     ) -> (Arc<dyn ObjectStore>, Path) {
         (self.store.clone(), self.partition_dir(table, column, ds))
     }
+}
+
+/// The footer of the Parquet file at `path` (two ranged reads, not the whole file).
+async fn file_footer(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+) -> Result<parquet::file::metadata::ParquetMetaData> {
+    let invalid = |why: String| EngineError::Parquet {
+        path: path.to_string(),
+        source: parquet::errors::ParquetError::General(why),
+    };
+    let size = store
+        .head(path)
+        .await
+        .map_err(Warehouse::store_error(path))?
+        .size;
+    let Some(footer_start) = size.checked_sub(8).filter(|_| size >= 12) else {
+        return Err(invalid(format!(
+            "{size} bytes is too short for a Parquet file"
+        )));
+    };
+    let tail = store
+        .get_range(path, footer_start..size)
+        .await
+        .map_err(Warehouse::store_error(path))?;
+    if tail.len() != 8 || &tail[4..] != b"PAR1" {
+        return Err(invalid(
+            "not a Parquet file (no PAR1 at its end)".to_owned(),
+        ));
+    }
+    let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    let start = footer_start
+        .checked_sub(len)
+        .ok_or_else(|| invalid(format!("its footer claims {len} bytes")))?;
+    let footer = store
+        .get_range(path, start..footer_start)
+        .await
+        .map_err(Warehouse::store_error(path))?;
+    ParquetMetaDataReader::decode_metadata(&footer).map_err(|source| EngineError::Parquet {
+        path: path.to_string(),
+        source,
+    })
+}
+
+/// The Arrow schema of the Parquet file at `path`, from its footer alone.
+pub(crate) async fn file_schema(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<SchemaRef> {
+    let metadata = file_footer(store, path).await?;
+    let file = metadata.file_metadata();
+    parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+        .map(Arc::new)
+        .map_err(|source| EngineError::Parquet {
+            path: path.to_string(),
+            source,
+        })
+}
+
+/// The rows of the Parquet file at `path`, from its footer alone.
+pub(crate) async fn file_num_rows(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<u64> {
+    let metadata = file_footer(store, path).await?;
+    Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or(0))
 }
 
 /// An age as people write it: `90s`, `30m`, `1h`, `2d` (or `0`).

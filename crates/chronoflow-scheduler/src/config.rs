@@ -42,6 +42,10 @@ pub struct SchedulerConfig {
     pub profiles: Profiles,
     /// When online/offline consistency and drift figures raise an alert (`[consistency]`).
     pub consistency: ConsistencyConfig,
+    /// Table formats (`[warehouse]`): Delta Lake or Parquet by others, per table or for every
+    /// new table. Kept as written: the warehouse reads it
+    /// (`chronoflow_engine::warehouse::TableFormats`), and checks it when it opens.
+    pub warehouse: toml::Table,
 }
 
 /// `[consistency]`: the thresholds the OOC DAG's figures are checked against, with overrides
@@ -177,6 +181,7 @@ impl Default for SchedulerConfig {
             streaming: StreamingConfig::default(),
             profiles: Profiles::default(),
             consistency: ConsistencyConfig::default(),
+            warehouse: Default::default(),
         }
     }
 }

@@ -640,6 +640,15 @@ pub struct WarehouseArg {
     /// (credentials from the usual environment variables).
     #[arg(long, value_name = "URI", env = "CHRONOFLOW_WAREHOUSE", default_value = chronoflow_engine::warehouse::DEFAULT_WAREHOUSE)]
     pub warehouse: String,
+    /// The format of the tables the warehouse creates: `chronoflow` (Parquet with a manifest per
+    /// partition) or `delta` (Delta Lake; needs the `delta` build feature). Overrides
+    /// `[warehouse] format`. Tables that exist keep theirs.
+    #[arg(long, value_name = "FORMAT", env = "CHRONOFLOW_WAREHOUSE_FORMAT")]
+    pub warehouse_format: Option<chronoflow_engine::warehouse::TableFormat>,
+    /// The TOML file whose `[warehouse]` section sets table formats and locations, default the
+    /// repo's `chronoflow.toml` (or the working directory's) when it exists.
+    #[arg(long, value_name = "FILE", env = "CHRONOFLOW_WAREHOUSE_CONFIG")]
+    pub warehouse_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

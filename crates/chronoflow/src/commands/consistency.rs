@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chronoflow_engine::Warehouse;
 use chronoflow_engine::consistency_report::render_text;
 use chronoflow_scheduler::config::SchedulerConfig;
 use chronoflow_scheduler::consistency::join_report;
@@ -24,7 +23,7 @@ pub fn run(args: &ConsistencyArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("scheduler config {} does not exist", path.display());
     }
     let config = SchedulerConfig::load(&path)?;
-    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let warehouse = args.warehouse.open(Some(&args.repo.repo))?;
     let report = super::service::runtime()?
         .block_on(join_report(
             &warehouse,

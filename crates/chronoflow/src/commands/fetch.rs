@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chronoflow_engine::Warehouse;
 use chronoflow_serve::Fetcher;
 use chronoflow_serve::http::{now_millis, parse_key_sets};
 use chronoflow_serve::kv::SharedKv;
@@ -55,7 +54,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let logger = if args.no_fetch_log {
             None
         } else {
-            let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+            let warehouse = args.warehouse.open(None)?;
             Some(FetchLogger::start(warehouse, Duration::from_secs(5)))
         };
         let fetcher = Arc::new(Fetcher::new(kv, logger.clone()));

@@ -28,7 +28,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+        let warehouse = args.warehouse.open(Some(&args.repo.repo))?;
         match args.mode {
             RunMode::Backfill => backfill(&warehouse, loaded, range.expect("given"), args).await,
             RunMode::Upload => upload(&warehouse, loaded, range.expect("given"), args).await,

@@ -26,6 +26,7 @@ use chronoflow_serve::kv::SharedKv;
 use chronoflow_serve::logging::FetchLogger;
 use tokio::sync::watch;
 
+use super::WarehouseSpec;
 use crate::cli::{SchedulerArgs, SourceArgs, StandaloneArgs, StateArgs, WorkerArgs};
 
 /// Where `standalone` serves its HTTP API unless told otherwise.
@@ -128,10 +129,10 @@ struct Parts {
     clock: Arc<dyn Clock>,
 }
 
-async fn parts(state: &StateArgs, repo: &Path, warehouse: &str) -> anyhow::Result<Parts> {
+async fn parts(state: &StateArgs, repo: &Path, warehouse: &WarehouseSpec) -> anyhow::Result<Parts> {
     let config = load_config(state, repo)?;
     let store = open_store(state, &config).await?;
-    let warehouse = Arc::new(Warehouse::open(warehouse)?);
+    let warehouse = Arc::new(warehouse.open()?);
     Ok(Parts {
         store,
         config,
@@ -163,7 +164,7 @@ fn worker(
     p: &Parts,
     repo: &Path,
     state: &StateArgs,
-    warehouse: &str,
+    warehouse: &WarehouseSpec,
     kv: SharedKv,
     slots: Option<usize>,
     id: Option<String>,
@@ -171,7 +172,7 @@ fn worker(
     let streams_kv = kv.clone();
     // The OOC DAG's metrics jobs publish their figures: gauges in the store, alerts.
     let publisher = ConsistencyPublisher::new(p.store.clone(), p.config.clone(), p.clock.clone());
-    let engine = EngineExecutor::new(repo.to_owned(), Warehouse::open(warehouse)?, kv)
+    let engine = EngineExecutor::new(repo.to_owned(), warehouse.open()?, kv)
         .with_publisher(Arc::new(publisher));
     let executors = Executors::new(p.config.clone(), Arc::new(engine), Some(repo.to_owned()));
     let slots = slots.unwrap_or_else(|| {
@@ -188,7 +189,7 @@ fn worker(
     });
     // Every finished try also lands in the warehouse's `chronoflow.job_runs` (flushed when the
     // worker stops).
-    let history = JobRunWriter::start(Warehouse::open(warehouse)?, Duration::from_secs(5));
+    let history = JobRunWriter::start(warehouse.open()?, Duration::from_secs(5));
     let streams = stream_supervisor(p, repo, state, warehouse, streams_kv, &id)?;
     Ok(Arc::new(
         Worker::new(
@@ -215,7 +216,7 @@ fn stream_supervisor(
     p: &Parts,
     repo: &Path,
     state: &StateArgs,
-    warehouse: &str,
+    warehouse: &WarehouseSpec,
     kv: SharedKv,
     worker_id: &str,
 ) -> anyhow::Result<Arc<StreamSupervisor>> {
@@ -226,7 +227,7 @@ fn stream_supervisor(
         Arc::new(ChildProcessLauncher::chronoflow(
             &exe,
             repo,
-            warehouse,
+            &warehouse.uri,
             kv.spec(),
             streaming.kafka_brokers.as_deref(),
             Duration::from_secs(streaming.stop_grace_seconds),
@@ -248,13 +249,13 @@ fn stream_supervisor(
 /// stream's panic is caught and reported as a crash; the supervisor restarts it.
 pub fn in_process_launcher(
     repo: &Path,
-    warehouse: &str,
+    warehouse: &WarehouseSpec,
     kv: SharedKv,
     kafka_brokers: Option<String>,
 ) -> Arc<dyn StreamLauncher> {
     Arc::new(InProcessLauncher {
         repo: repo.to_owned(),
-        warehouse: warehouse.to_owned(),
+        warehouse: warehouse.clone(),
         kv,
         kafka_brokers,
     })
@@ -262,7 +263,7 @@ pub fn in_process_launcher(
 
 struct InProcessLauncher {
     repo: PathBuf,
-    warehouse: String,
+    warehouse: WarehouseSpec,
     kv: SharedKv,
     kafka_brokers: Option<String>,
 }
@@ -292,8 +293,7 @@ impl StreamLauncher for InProcessLauncher {
                 .iter()
                 .find(|c| c.path == job.conf_path)
                 .ok_or_else(|| format!("{} is not in the repo (any more)", job.conf_path))?;
-            let warehouse =
-                chronoflow_engine::Warehouse::open(&warehouse).map_err(|e| e.to_string())?;
+            let warehouse = warehouse.open().map_err(|e| format!("{e:#}"))?;
             let kv = kv.get().await.map_err(|e| e.to_string())?;
             let options = chronoflow_stream::StreamOptions {
                 brokers,
@@ -444,7 +444,8 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
             (None, false) => Some(DEFAULT_LISTEN),
         })
         .await?;
-        let p = parts(&s.state, &s.source.repo.repo, &s.warehouse.warehouse).await?;
+        let warehouse = s.warehouse.spec(Some(&s.source.repo.repo))?;
+        let p = parts(&s.state, &s.source.repo.repo, &warehouse).await?;
         let shutdown = shutdown_signal();
         let (stop_tx, stop_rx) = watch::channel(false);
         // Either a signal or `--until-idle` stops everything.
@@ -464,10 +465,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
         // One KV handle for the uploads the worker runs and the fetches the API answers: the
         // embedded store can be open in one process only.
         let kv = SharedKv::new(args.kv.kv.clone());
-        let logger = FetchLogger::start(
-            Warehouse::open(&s.warehouse.warehouse)?,
-            Duration::from_secs(5),
-        );
+        let logger = FetchLogger::start(warehouse.open()?, Duration::from_secs(5));
         let exported = logger.clone();
         p.metrics
             .add_source(Box::new(move |out| exported.render_metrics(out)));
@@ -483,7 +481,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
             &p,
             &s.source.repo.repo,
             &s.state,
-            &s.warehouse.warehouse,
+            &warehouse,
             kv,
             args.slots,
             None,
@@ -538,12 +536,8 @@ async fn report_runs(store: &Store) -> anyhow::Result<()> {
 pub fn scheduler(args: &SchedulerArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let listener = bind_api(args.listen.as_deref()).await?;
-        let p = parts(
-            &args.state,
-            &args.source.repo.repo,
-            &args.warehouse.warehouse,
-        )
-        .await?;
+        let warehouse = args.warehouse.spec(Some(&args.source.repo.repo))?;
+        let p = parts(&args.state, &args.source.repo.repo, &warehouse).await?;
         let shutdown = shutdown_signal();
         let scheduler = new_scheduler(&p);
         let api = match listener {
@@ -567,13 +561,14 @@ pub fn scheduler(args: &SchedulerArgs) -> anyhow::Result<ExitCode> {
 
 pub fn worker_command(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let p = parts(&args.state, &args.repo.repo, &args.warehouse.warehouse).await?;
+        let warehouse = args.warehouse.spec(Some(&args.repo.repo))?;
+        let p = parts(&args.state, &args.repo.repo, &warehouse).await?;
         let shutdown = shutdown_signal();
         let w = worker(
             &p,
             &args.repo.repo,
             &args.state,
-            &args.warehouse.warehouse,
+            &warehouse,
             SharedKv::new(args.kv.kv.clone()),
             args.slots,
             args.id.clone(),

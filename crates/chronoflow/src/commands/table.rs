@@ -24,7 +24,7 @@ async fn run_async(command: TableCommand) -> anyhow::Result<ExitCode> {
             partition_column,
             warehouse,
         } => {
-            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let warehouse = warehouse.open(None)?;
             let table = TableName::parse(&table)?;
             let report = import_file(&warehouse, &table, &file, &partition_column).await?;
             let (first, last) = (report.partitions.first(), report.partitions.last());
@@ -47,7 +47,7 @@ async fn run_async(command: TableCommand) -> anyhow::Result<ExitCode> {
             );
         }
         TableCommand::List { warehouse } => {
-            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let warehouse = warehouse.open(None)?;
             let mut text = String::new();
             for table in warehouse.tables().await? {
                 let parts = warehouse.partitions(&table).await?;
@@ -68,14 +68,14 @@ async fn run_async(command: TableCommand) -> anyhow::Result<ExitCode> {
             require: Some(range),
             warehouse,
         } => {
-            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let warehouse = warehouse.open(None)?;
             let table = TableName::parse(&table)?;
             return require_partitions(&warehouse, &table, &range).await;
         }
         TableCommand::Partitions {
             table, warehouse, ..
         } => {
-            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let warehouse = warehouse.open(None)?;
             let table = TableName::parse(&table)?;
             let mut infos = Vec::new();
             for ds in warehouse.partitions(&table).await? {
@@ -104,7 +104,7 @@ async fn run_async(command: TableCommand) -> anyhow::Result<ExitCode> {
             out,
             warehouse,
         } => {
-            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let warehouse = warehouse.open(None)?;
             let table = TableName::parse(&table)?;
             let ds = ds.map(|d| PartitionDate::parse(&d)).transpose()?;
             let format = match format {
@@ -138,7 +138,7 @@ async fn run_async(command: TableCommand) -> anyhow::Result<ExitCode> {
             dry_run,
             warehouse,
         } => {
-            let warehouse = Warehouse::open(&warehouse.warehouse)?;
+            let warehouse = warehouse.open(None)?;
             let tables = match table {
                 Some(t) => vec![TableName::parse(&t)?],
                 None => warehouse.tables().await?,
