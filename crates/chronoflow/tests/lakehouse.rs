@@ -137,6 +137,9 @@ fn a_parquet_folder_written_by_pyspark_is_a_source_of_the_quickstart_backfill() 
     );
     // Found as Parquet tables: no configuration.
     let listed = String::from_utf8(spark.run(&["table", "list"]).stdout).unwrap();
-    assert!(listed.contains("data.purchases"), "{listed}");
+    assert!(
+        listed.contains("data.purchases\tparquet\t30 partitions"),
+        "{listed}"
+    );
     assert_eq!(backfilled(&spark), expected);
 }

@@ -56,8 +56,9 @@ async fn run_async(command: TableCommand) -> anyhow::Result<ExitCode> {
                     _ => "-".to_owned(),
                 };
                 let plural = if parts.len() == 1 { "" } else { "s" };
+                let format = warehouse.table_format(&table).await?;
                 text.push_str(&format!(
-                    "{table}\t{} partition{plural}\t{range}\n",
+                    "{table}\t{format}\t{} partition{plural}\t{range}\n",
                     parts.len()
                 ));
             }
