@@ -95,7 +95,7 @@ async fn a_spark_table_in_the_warehouse_is_found_and_read_by_its_success_markers
     let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
     let t = events();
 
-    assert_eq!(warehouse.tables().await.unwrap(), [t.clone()]);
+    assert_eq!(warehouse.tables().await.unwrap(), std::slice::from_ref(&t));
     assert_eq!(
         warehouse.table_format(&t).await.unwrap(),
         TableFormat::Parquet

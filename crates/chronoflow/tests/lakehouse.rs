@@ -143,3 +143,252 @@ fn a_parquet_folder_written_by_pyspark_is_a_source_of_the_quickstart_backfill() 
     );
     assert_eq!(backfilled(&spark), expected);
 }
+
+/// Python `deltalake` writes each quickstart table as a Delta table partitioned by `ds`.
+#[cfg(feature = "delta")]
+const DELTA_WRITE: &str = r#"
+import sys
+import pyarrow.parquet as pq
+from deltalake import write_deltalake
+exported, warehouse = sys.argv[1], sys.argv[2]
+for t in ["purchases", "returns", "users", "checkouts"]:
+    write_deltalake(f"{warehouse}/data/{t}", pq.read_table(f"{exported}/{t}.parquet"),
+                    partition_by=["ds"])
+"#;
+
+/// Rows of partition `ds` of a Delta table as JSON lines, read by Python `deltalake` and by
+/// DuckDB's `delta_scan` (its extension from PyPI, as DuckDB cannot download it here).
+#[cfg(feature = "delta")]
+const DELTA_READ: &str = r#"
+import json, sys
+from deltalake import DeltaTable
+import duckdb
+from duckdb_extensions import import_extension
+uri, ds, reader = sys.argv[1], sys.argv[2], sys.argv[3]
+if reader == "deltalake":
+    rows = DeltaTable(uri).to_pyarrow_table(partitions=[("ds", "=", ds)]).to_pylist()
+else:
+    con = duckdb.connect()
+    import_extension("delta", con=con)
+    con.execute("LOAD delta")
+    cur = con.execute("SELECT * FROM delta_scan(?) WHERE ds = ?", [uri, ds])
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r)) for r in cur.fetchall()]
+for r in rows:
+    print(json.dumps(r, default=str))
+"#;
+
+/// Values equal as JSON, numbers within a relative 1e-9 (writers print floats differently).
+#[cfg(feature = "delta")]
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs())
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(feature = "delta")]
+fn sorted_by_key(mut rows: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
+    rows.sort_by_key(|r| (r["user_id"].to_string(), r["ts"].to_string()));
+    rows
+}
+
+#[cfg(feature = "delta")]
+#[test]
+fn a_delta_table_written_by_python_deltalake_is_a_source_of_the_quickstart_backfill() {
+    let Some(py) = lakehouse_python("python deltalake source") else {
+        return;
+    };
+    let ours = Setup::new(None);
+    let exported = ours.dir.path().join("exported");
+    std::fs::create_dir_all(&exported).unwrap();
+    imported_and_exported(&ours, &exported);
+    let expected = backfilled(&ours);
+
+    let delta = Setup::new(None);
+    python(
+        &py,
+        DELTA_WRITE,
+        &[
+            exported.to_str().unwrap(),
+            delta.warehouse.to_str().unwrap(),
+        ],
+    );
+    let listed = String::from_utf8(delta.run(&["table", "list"]).stdout).unwrap();
+    assert!(
+        listed.contains("data.purchases\tdelta\t30 partitions"),
+        "{listed}"
+    );
+    assert_eq!(backfilled(&delta), expected);
+}
+
+#[cfg(feature = "delta")]
+#[test]
+fn the_quickstart_in_delta_equals_the_parquet_run_and_others_read_its_outputs() {
+    let Some(py) = lakehouse_python("quickstart in delta") else {
+        return;
+    };
+    let parquet = Setup::new(None);
+    let exported = parquet.dir.path().join("exported");
+    std::fs::create_dir_all(&exported).unwrap();
+    imported_and_exported(&parquet, &exported);
+    let expected = backfilled(&parquet);
+
+    // One switch: every table the warehouse creates, sources and outputs, is Delta.
+    let mut delta = Setup::new(None);
+    delta.repo = delta.dir.path().join("repo");
+    common::copy_dir(&quickstart(), &delta.repo);
+    std::fs::write(
+        delta.repo.join("chronoflow.toml"),
+        "[warehouse]\nformat = \"delta\"\n",
+    )
+    .unwrap();
+    for t in TABLES {
+        delta.run(&[
+            "table",
+            "import",
+            &format!("data.{t}"),
+            quickstart().join(format!("data/{t}.csv")).to_str().unwrap(),
+            "--warehouse-format",
+            "delta",
+        ]);
+    }
+    assert_eq!(backfilled(&delta), expected);
+    let output = delta.warehouse.join("default/quickstart_training_set_v2");
+    assert!(
+        output.join("_delta_log").is_dir(),
+        "the output is a Delta table"
+    );
+
+    let ours = sorted_by_key(delta.export("default.quickstart_training_set_v2", FETCH_DAY));
+    for reader in ["deltalake", "duckdb"] {
+        let out = Command::new(&py)
+            .arg("-c")
+            .arg(DELTA_READ)
+            .args([output.to_str().unwrap(), FETCH_DAY, reader])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{reader}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let theirs: Vec<Map<String, Value>> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let theirs = sorted_by_key(theirs);
+        assert_eq!(theirs.len(), ours.len(), "{reader}: rows");
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!(
+                same(&Value::Object(a.clone()), &Value::Object(b.clone())),
+                "{reader} reads another row:\nours   {a:?}\ntheirs {b:?}"
+            );
+        }
+    }
+}
+
+/// `kill -9` during an import into Delta tables: a reader that is not ours (Python deltalake)
+/// sees only complete partitions, and rerunning the import completes the table.
+#[cfg(feature = "delta")]
+#[test]
+fn a_delta_import_killed_mid_write_shows_only_complete_partitions() {
+    let Some(py) = lakehouse_python("delta crash") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("big.csv");
+    let (days, rows_per_day) = (60, 5000);
+    let mut text = String::from("ds,id,payload\n");
+    for day in 0..days {
+        let ds = chronoflow_config::PartitionDate::parse("2024-01-01")
+            .unwrap()
+            .add_days(day);
+        for i in 0..rows_per_day {
+            text.push_str(&format!("{ds},{i},payload-{day}-{i}\n"));
+        }
+    }
+    std::fs::write(&csv, text).unwrap();
+    let warehouse = dir.path().join("wh");
+    let import = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_chronoflow"));
+        c.args(["table", "import", "data.big", csv.to_str().unwrap()])
+            .args(["--warehouse", warehouse.to_str().unwrap()])
+            .args(["--warehouse-format", "delta"]);
+        c
+    };
+    let mut child = import().spawn().unwrap();
+    let log = warehouse.join("data/big/_delta_log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let commits = std::fs::read_dir(&log)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if commits >= 3 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Per partition, its rows, as Python deltalake reads the table.
+    let counts = || -> Vec<(String, i64)> {
+        let script = r#"
+import sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1]).to_pyarrow_table(columns=["ds"])
+for row in t.group_by("ds").aggregate([("ds", "count")]).sort_by("ds").to_pylist():
+    print(row["ds"], row["ds_count"])
+"#;
+        let out = Command::new(&py)
+            .arg("-c")
+            .arg(script)
+            .arg(warehouse.join("data/big"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (ds, n) = l.split_once(' ').unwrap();
+                (ds.to_owned(), n.parse().unwrap())
+            })
+            .collect()
+    };
+    let visible = counts();
+    eprintln!("visible after kill: {} of {days}", visible.len());
+    assert!(!visible.is_empty(), "killed before the first commit");
+    for (ds, n) in &visible {
+        assert_eq!(*n, rows_per_day, "partition {ds} is incomplete");
+    }
+    let out = import().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = counts();
+    assert_eq!(all.len(), days as usize);
+    assert!(all.iter().all(|(_, n)| *n == rows_per_day), "{all:?}");
+}

@@ -14,7 +14,7 @@ use chronoflow_config::PartitionDate;
 use object_store::ObjectStoreExt;
 
 #[cfg(feature = "delta")]
-use super::delta::DeltaTable;
+use super::delta::DeltaLakeTable;
 use super::formats::{TableFormat, TableFormats, TableSpec, check_built_in};
 use super::hive::{HiveTable, partition_folder};
 use super::{Location, PartitionInfo, PartitionStats, TABLE_META, TableMeta, Warehouse};
@@ -31,7 +31,7 @@ pub(crate) struct Formats {
 pub(crate) enum ForeignTable {
     Parquet(HiveTable),
     #[cfg(feature = "delta")]
-    Delta(DeltaTable),
+    Delta(DeltaLakeTable),
 }
 
 impl Warehouse {
@@ -99,7 +99,7 @@ impl Warehouse {
                 spec.and_then(|s| s.visible).unwrap_or_default(),
             )))),
             #[cfg(feature = "delta")]
-            TableFormat::Delta => Some(Arc::new(ForeignTable::Delta(DeltaTable::new(
+            TableFormat::Delta => Some(Arc::new(ForeignTable::Delta(DeltaLakeTable::new(
                 table.clone(),
                 location,
             )))),
