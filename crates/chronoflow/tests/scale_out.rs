@@ -12,11 +12,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::quickstart::{DAY_MS, epoch_day, quickstart};
-use common::{free_port, http, wait_for_port};
+use common::s3::{Process, S3, moto_server};
 use serde_json::Value;
 
 const START_DS: &str = "2023-11-21";
@@ -45,72 +45,6 @@ fn missing(what: &str) {
         "CI=true and {what}: the scale-out test cannot run"
     );
     eprintln!("skipping the scale-out test: {what}");
-}
-
-fn moto_server() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var("MOTO_SERVER_BIN")
-        .ok()
-        .filter(|b| !b.is_empty())
-    {
-        return Some(PathBuf::from(bin));
-    }
-    let cached =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci-cache/moto-5.2.5/bin/moto_server");
-    cached.exists().then_some(cached)
-}
-
-/// Kills the process when the test ends, however it ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A moto S3 server on a free port with one bucket.
-struct S3 {
-    _server: Process,
-    port: u16,
-    bucket: String,
-}
-
-impl S3 {
-    fn start(bin: &Path, dir: &Path) -> S3 {
-        let port = free_port();
-        let server = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("moto.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let server = Process(server);
-        wait_for_port(port);
-        let bucket = format!("chronoflow-{}", std::process::id());
-        let (status, body) = http(port, "PUT", &format!("/{bucket}"), "");
-        assert_eq!(status, 200, "creating bucket {bucket}: {body}");
-        S3 {
-            _server: server,
-            port,
-            bucket,
-        }
-    }
-
-    /// The environment object_store reads (`AWS_*`) for this server.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.port)),
-            ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            (
-                "CHRONOFLOW_WAREHOUSE",
-                format!("s3://{}/warehouse", self.bucket),
-            ),
-        ]
-    }
 }
 
 /// A fresh database per run on the server DATABASE_URL names, so reruns never collide.

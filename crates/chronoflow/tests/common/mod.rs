@@ -6,6 +6,7 @@ pub mod broker;
 pub mod late_data;
 pub mod ooc;
 pub mod quickstart;
+pub mod s3;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

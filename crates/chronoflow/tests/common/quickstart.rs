@@ -24,6 +24,8 @@ pub struct Setup {
     pub repo: PathBuf,
     pub warehouse: PathBuf,
     pub kv: String,
+    /// More environment for every command (an S3 endpoint's `AWS_*`, say).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Setup {
@@ -36,6 +38,7 @@ impl Setup {
             repo: quickstart(),
             warehouse,
             kv,
+            env: Vec::new(),
         }
     }
 
@@ -44,6 +47,7 @@ impl Setup {
         c.args(args)
             .env("CHRONOFLOW_WAREHOUSE", &self.warehouse)
             .env("CHRONOFLOW_KV", &self.kv)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("RUST_LOG");
         c
     }
