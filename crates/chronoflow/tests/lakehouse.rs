@@ -391,6 +391,30 @@ for row in t.group_by("ds").aggregate([("ds", "count")]).sort_by("ds").to_pylist
     let all = counts();
     assert_eq!(all.len(), days as usize);
     assert!(all.iter().all(|(_, n)| *n == rows_per_day), "{all:?}");
+
+    // Sensors ask `table partitions --require`: a committed day satisfies it; a folder of files
+    // no commit added (what a writer killed before its commit leaves) does not.
+    let committed = warehouse.join("data/big/ds=2024-01-01");
+    let file = std::fs::read_dir(&committed)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .unwrap();
+    let orphan = warehouse.join("data/big/ds=2030-01-01");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::copy(&file, orphan.join("part-00000-orphan.snappy.parquet")).unwrap();
+    let require = |ds: &str| {
+        Command::new(env!("CARGO_BIN_EXE_chronoflow"))
+            .args(["table", "partitions", "data.big", "--require", ds])
+            .args(["--warehouse", warehouse.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(require("2024-01-01"), Some(0));
+    assert_eq!(require("2030-01-01"), Some(1));
 }
 
 /// Copies a local folder into the bucket (as `aws s3 sync` would), with pyarrow's S3 client.
