@@ -1303,6 +1303,7 @@
       const flagBadge = (p) => (p.flag ? `<span class="flag ${p.flag === 'jump' ? 'jump' : ''}" data-testid="quality-flag" title="compared with the trailing median of up to 7 earlier partitions">${p.flag === 'drop' ? '▼ row count dropped' : p.flag === 'jump' ? '▲ row count jumped' : esc(p.flag)}${p.median != null ? ` (median ${fmtInt(Math.round(p.median))})` : ''}</span>` : '');
       const nullCell = (f) => (f == null ? '<td class="num muted">—</td>' : `<td class="num"><span class="nullbar ${f > 0.5 ? 'high' : ''}" aria-hidden="true"><span style="width:${Math.min(100, Math.max(0, f * 100)).toFixed(1)}%"></span></span>${fmtPct(f)}</td>`);
       setHTML(c, `<div class="cols"><div class="panel"><table class="kv"><tbody>
+          <tr><th scope="row">Format</th><td class="mono">${esc(d.format || '—')}</td></tr>
           <tr><th scope="row">Partition column</th><td class="mono">${esc(d.partition_column || '—')}</td></tr>
           <tr><th scope="row">Partitions</th><td>${fmtInt(parts.length)}</td></tr>
           <tr><th scope="row">Producer</th><td>${d.producer ? a(L.config(d.producer), d.producer) : '<span class="muted">none (external source)</span>'}</td></tr>

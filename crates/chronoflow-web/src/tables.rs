@@ -198,8 +198,10 @@ async fn table(State(ctx): State<WebState>, UrlPath(name): UrlPath<String>) -> R
             (Vec::new(), None)
         }
     };
+    let format = ctx.warehouse.table_format(&table).await?;
     Ok(Json(json!({
         "name": table.to_string(),
+        "format": format.name(),
         "partition_column": meta.partition_column,
         "schema": schema,
         "partitions": partitions,

@@ -485,6 +485,7 @@ async fn tables_show_partitions_flags_and_lineage() {
 
     let table = get(&app, "/api/v1/ui/tables/test.events").await;
     assert_eq!(table["partition_column"], "ds");
+    assert_eq!(table["format"], "chronoflow");
     let schema: Vec<&str> = table["schema"]
         .as_array()
         .expect("schema")
