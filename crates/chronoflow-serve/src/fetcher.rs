@@ -4,6 +4,9 @@
 //! A GroupBy's batch carries its serving info; the fetcher caches the decoded form and checks on
 //! every read that the batch it reads is still the one it decoded (the info entry is read in the
 //! same atomic multi-get as the values). Join definitions are cached for a few seconds.
+//!
+//! Answers are [`Fetched`]: values per part, with feature names made once per batch (and per
+//! Join prefix), not per request; the HTTP route writes its JSON straight from them.
 
 use std::collections::HashMap;
 use std::sync::PoisonError;
@@ -14,12 +17,13 @@ use chronoflow_config::naming::{
     batch_dataset, join_part_prefix, normalize_join_name, prefixed_feature, streaming_dataset,
 };
 use chronoflow_config::{Config, ConfigKind, Join, JoinPart};
-use chronoflow_engine::features::out_json;
+use chronoflow_engine::aggregate::Out;
 use chronoflow_engine::online::{BatchValue, Key, OnlineGroupBy};
 use serde_json::Value;
 
 use crate::codec::{self, SERVING_INFO_KEY, StoredConfig, StoredServingInfo};
 use crate::error::{Result, ServeError};
+use crate::fetched::{FeatureNames, Fetched, FetchedPart, distinct_names};
 use crate::kv::SharedKv;
 use crate::logging::{FetchLogger, LoggedJoin};
 use crate::upload::metadata_dataset;
@@ -34,18 +38,75 @@ struct ServedGroupBy {
     online: OnlineGroupBy,
     batch_dataset: String,
     streaming_dataset: String,
+    /// Its features' names, as a GroupBy fetch answers them.
+    names: Arc<FeatureNames>,
+    /// Its features' names as Join parts answer them, by prefix.
+    prefixed: RwLock<Vec<(String, Arc<FeatureNames>)>>,
+}
+
+impl ServedGroupBy {
+    /// Its features' names with `prefix`, made once per prefix.
+    fn names_with_prefix(&self, prefix: &str) -> Arc<FeatureNames> {
+        let find = |list: &[(String, Arc<FeatureNames>)]| {
+            list.iter()
+                .find(|(p, _)| p == prefix)
+                .map(|(_, n)| n.clone())
+        };
+        if let Some(names) = find(&self.prefixed.read().unwrap_or_else(PoisonError::into_inner)) {
+            return names;
+        }
+        let mut prefixed = self
+            .prefixed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(names) = find(&prefixed) {
+            return names;
+        }
+        let names = Arc::new(FeatureNames::new(
+            self.online
+                .info
+                .features
+                .iter()
+                .map(|f| prefixed_feature(prefix, f))
+                .collect(),
+        ));
+        prefixed.push((prefix.to_owned(), names.clone()));
+        names
+    }
 }
 
 struct ServedJoin {
     join: Join,
     /// Per part, its feature prefix.
     prefixes: Vec<String>,
+    /// Per part, the name of the feature a failed part answers (`<prefix>_exception`).
+    exceptions: Vec<Arc<FeatureNames>>,
+    /// The parts' names last checked for clashes, and whether they were distinct.
+    checked: RwLock<(Vec<Arc<FeatureNames>>, bool)>,
     /// The request fields a key set carries: every part's keys, as left columns (logged keys).
     key_columns: Vec<String>,
     config: StoredConfig,
     /// Content version: logged schema events are per version.
     version: String,
     loaded_at: Instant,
+}
+
+impl ServedJoin {
+    /// Whether the names `parts` answer are distinct: checked once per combination of batches.
+    fn distinct(&self, parts: &[FetchedPart]) -> bool {
+        let names: Vec<Arc<FeatureNames>> = parts.iter().map(|p| p.names().clone()).collect();
+        {
+            let (checked, distinct) = &*self.checked.read().unwrap_or_else(PoisonError::into_inner);
+            if checked.len() == names.len()
+                && checked.iter().zip(&names).all(|(a, b)| Arc::ptr_eq(a, b))
+            {
+                return *distinct;
+            }
+        }
+        let distinct = distinct_names(names.iter().map(|n| &**n));
+        *self.checked.write().unwrap_or_else(PoisonError::into_inner) = (names, distinct);
+        distinct
+    }
 }
 
 pub struct Fetcher {
@@ -77,20 +138,29 @@ impl Fetcher {
         requests: &[KeySet],
         at: i64,
     ) -> Result<Vec<Features>> {
+        Ok(self
+            .fetch_group_by_values(name, requests, at)
+            .await?
+            .into_features())
+    }
+
+    /// [`fetch_group_by`](Self::fetch_group_by), as values with their names.
+    pub async fn fetch_group_by_values(
+        &self,
+        name: &str,
+        requests: &[KeySet],
+        at: i64,
+    ) -> Result<Fetched> {
         let at = codec::fetch_time(at)?;
         let name = normalize_join_name(name);
-        let (served, values) = self.part_features(&name, requests, None, at).await?;
-        let names = &served.online.info.features;
-        Ok(values
-            .into_iter()
-            .map(|features| {
-                let mut out = Features::with_capacity(names.len());
-                for (f, v) in names.iter().zip(features) {
-                    out.insert(f.clone(), v);
-                }
-                out
-            })
-            .collect())
+        let (served, rows) = self.part_features(&name, requests, None, at).await?;
+        let distinct = distinct_names([&*served.names]);
+        let names = served.names.clone();
+        Ok(Fetched::new(
+            requests.len(),
+            vec![FetchedPart::Values { names, rows }],
+            distinct,
+        ))
     }
 
     /// Features of Join `name` for each key set, at `at`. A part that fails (its batch missing,
@@ -102,6 +172,19 @@ impl Fetcher {
         requests: &[KeySet],
         at: i64,
     ) -> Result<Vec<Features>> {
+        Ok(self
+            .fetch_join_values(name, requests, at)
+            .await?
+            .into_features())
+    }
+
+    /// [`fetch_join`](Self::fetch_join), as values with their names.
+    pub async fn fetch_join_values(
+        &self,
+        name: &str,
+        requests: &[KeySet],
+        at: i64,
+    ) -> Result<Fetched> {
         let at = codec::fetch_time(at)?;
         let name = normalize_join_name(name);
         let served = self.join(&name).await?;
@@ -116,42 +199,24 @@ impl Fetcher {
             self.part_features(&part.group_by.metadata.name, requests, Some(part), at)
         }))
         .await;
-        let width = parts
-            .iter()
-            .map(|p| {
-                p.as_ref()
-                    .map_or(1, |(gb, _)| gb.online.info.features.len())
-            })
-            .sum();
-        let mut out: Vec<Features> = (0..requests.len())
-            .map(|_| Features::with_capacity(width))
-            .collect();
-        for (prefix, result) in served.prefixes.iter().zip(parts) {
-            match result {
-                Ok((gb, values)) => {
-                    // Named once per request, not once per key set.
-                    let names: Vec<String> = gb
-                        .online
-                        .info
-                        .features
-                        .iter()
-                        .map(|f| prefixed_feature(prefix, f))
-                        .collect();
-                    for (features, row) in out.iter_mut().zip(values) {
-                        for (name, v) in names.iter().zip(row) {
-                            features.insert(name.clone(), v);
-                        }
-                    }
-                }
+        let mut answered = Vec::with_capacity(parts.len());
+        for ((prefix, exception), result) in
+            served.prefixes.iter().zip(&served.exceptions).zip(parts)
+        {
+            answered.push(match result {
+                Ok((gb, rows)) => FetchedPart::Values {
+                    names: gb.names_with_prefix(prefix),
+                    rows,
+                },
                 Err(e @ ServeError::BadRequest(_)) => return Err(e),
-                Err(e) => {
-                    let message = Value::String(e.to_string());
-                    for features in &mut out {
-                        features.insert(prefixed_feature(prefix, "exception"), message.clone());
-                    }
-                }
-            }
+                Err(e) => FetchedPart::Failed {
+                    name: exception.clone(),
+                    message: e.to_string(),
+                },
+            });
         }
+        let distinct = served.distinct(&answered);
+        let out = Fetched::new(requests.len(), answered, distinct);
         let sample_percent = join.metadata.sample_percent.unwrap_or(0.0);
         if let Some(logger) = &self.logger
             && sample_percent > 0.0
@@ -176,7 +241,7 @@ impl Fetcher {
         requests: &[KeySet],
         part: Option<&JoinPart>,
         at: i64,
-    ) -> Result<(Arc<ServedGroupBy>, Vec<Vec<Value>>)> {
+    ) -> Result<(Arc<ServedGroupBy>, Vec<Vec<Option<Out>>>)> {
         loop {
             let served = self.group_by(name).await?;
             let keys = keys_for(&served, requests, part)?;
@@ -198,29 +263,24 @@ impl Fetcher {
         served: &ServedGroupBy,
         keys: &[Option<Key>],
         at: i64,
-    ) -> Result<Option<Vec<Vec<Value>>>> {
+    ) -> Result<Option<Vec<Vec<Option<Out>>>>> {
         let mut read: Vec<Vec<u8>> = vec![SERVING_INFO_KEY.to_vec()];
         read.extend(keys.iter().flatten().map(|k| codec::key_bytes(k)));
-        let values = self
-            .kv
-            .get()
+        let kv = self.kv.get().await?;
+        let Some(values) = kv
+            .multi_get_if(&served.batch_dataset, &served.info_bytes, &read)
             .await?
-            .multi_get(&served.batch_dataset, &read)
-            .await?;
-        if values[0].as_deref() != Some(served.info_bytes.as_slice()) {
+        else {
             return Ok(None);
-        }
+        };
         let streamed: Vec<Vec<Vec<u8>>> = if served.online.info.temporal {
-            self.kv
-                .get()
-                .await?
-                .multi_get_appended(&served.streaming_dataset, &read[1..])
+            kv.multi_get_appended(&served.streaming_dataset, &read[1..])
                 .await?
         } else {
             vec![Vec::new(); read.len() - 1]
         };
-        let nulls = vec![Value::Null; served.online.info.features.len()];
-        let mut found = values[1..].iter().zip(&streamed);
+        let nulls = vec![None; served.online.info.features.len()];
+        let mut found = values.iter().zip(&streamed);
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             if key.is_none() {
@@ -237,13 +297,7 @@ impl Fetcher {
                 served.online.row_layout(),
                 &served.streaming_dataset,
             )?;
-            let features = served.online.features_at(batch.as_ref(), &rows, at)?;
-            out.push(
-                features
-                    .iter()
-                    .map(|f| f.as_ref().map_or(Value::Null, out_json))
-                    .collect(),
-            );
+            out.push(served.online.features_at(batch.as_ref(), &rows, at)?);
         }
         Ok(Some(out))
     }
@@ -288,6 +342,8 @@ impl Fetcher {
         let online = OnlineGroupBy::new(&gb, dialect, stored.info)?;
         let served = Arc::new(ServedGroupBy {
             info_bytes,
+            names: Arc::new(FeatureNames::new(online.info.features.clone())),
+            prefixed: RwLock::default(),
             online,
             batch_dataset: dataset,
             streaming_dataset: streaming_dataset(name),
@@ -338,13 +394,19 @@ impl Fetcher {
         let Config::Join(join) = decoded else {
             unreachable!("decoded as a Join");
         };
-        let prefixes = join
+        let prefixes: Vec<String> = join
             .join_parts
             .iter()
             .map(|part| join_part_prefix(&join, part, dialect))
             .collect();
+        let exceptions = prefixes
+            .iter()
+            .map(|p| Arc::new(FeatureNames::new(vec![prefixed_feature(p, "exception")])))
+            .collect();
         let served = Arc::new(ServedJoin {
             prefixes,
+            exceptions,
+            checked: RwLock::default(),
             key_columns: left_key_columns(&join),
             join,
             config,

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod fetched;
 pub mod fetcher;
 pub mod http;
 pub mod kv;

@@ -28,7 +28,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Features, KeySet};
+use crate::KeySet;
+use crate::fetched::Fetched;
 
 /// Records buffered between the fetch path and the writer; also the most a failing writer keeps
 /// for its retry.
@@ -173,14 +174,15 @@ impl FetchLogger {
     }
 
     /// Logs the sampled share of one fetch of a Join.
-    pub fn log(&self, join: &LoggedJoin<'_>, requests: &[KeySet], responses: &[Features], at: i64) {
-        if join.sample_percent <= 0.0 {
+    pub fn log(&self, join: &LoggedJoin<'_>, requests: &[KeySet], responses: &Fetched, at: i64) {
+        // No key sets, nothing to log (and no schema to learn from a fetch that answered none).
+        if join.sample_percent <= 0.0 || requests.is_empty() {
             return;
         }
         let ds = date_of(at);
         let table = fetch_log_table(join.output_table);
         let schema_json = self.schema_of(join, responses);
-        for (request, response) in requests.iter().zip(responses) {
+        for (i, request) in requests.iter().enumerate().take(responses.len()) {
             let keys: serde_json::Map<String, Value> = join
                 .key_columns
                 .iter()
@@ -197,23 +199,20 @@ impl FetchLogger {
                 ts_millis: at,
                 schema_hash: join.version.to_owned(),
                 key_json,
-                value_json: serde_json::to_string(response).unwrap_or_default(),
+                value_json: responses.features_json(i),
                 schema_json: schema_json.clone(),
             });
         }
     }
 
     /// The schema event of a Join version: its key columns and the features it serves.
-    fn schema_of(&self, join: &LoggedJoin<'_>, responses: &[Features]) -> Arc<str> {
+    fn schema_of(&self, join: &LoggedJoin<'_>, responses: &Fetched) -> Arc<str> {
         let mut schemas = self.schemas.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (join.name.to_owned(), join.version.to_owned());
         schemas
             .entry(key)
             .or_insert_with(|| {
-                let features: Vec<&String> = responses
-                    .first()
-                    .map(|r| r.keys().collect())
-                    .unwrap_or_default();
+                let features = responses.names();
                 let schema = json!({
                     "join": join.name,
                     "key_columns": join.key_columns,

@@ -64,6 +64,23 @@ async fn batches_switch_atomically(kv: &dyn KvStore, dataset: &str) {
         Some("2026-11-20")
     );
 
+    // Values read only while a key holds what the reader expects (the fetcher's check that
+    // the batch is still the one it decoded), a missing key included.
+    assert_eq!(
+        kv.multi_get_if(dataset, b"b:0", &keys(3)).await.unwrap(),
+        Some(vec![Some(b"b:1".to_vec()), None])
+    );
+    assert_eq!(
+        kv.multi_get_if(dataset, b"a:0", &keys(3)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        kv.multi_get_if(dataset, b"b:0", &[b"gone".to_vec()])
+            .await
+            .unwrap(),
+        None
+    );
+
     // The served version cannot be reloaded in place.
     let err = kv.begin_batch(dataset, "2026-11-20").await.unwrap_err();
     assert!(err.to_string().contains("being served"), "{err}");
@@ -172,6 +189,44 @@ async fn embedded_batches_switch_atomically() {
     let kv = EmbeddedKv::open(&dir.path().join("kv")).unwrap();
     batches_switch_atomically(&kv, "TEAM_GB_V1_BATCH").await;
     interrupted_load_keeps_the_previous_batch(&kv, "TEAM_OTHER_V1_BATCH").await;
+}
+
+/// Reads share one read transaction between writes: every write, through any handle of the
+/// store, is seen by the next read, and a batch not committed yet by none.
+#[tokio::test]
+async fn embedded_reads_see_each_write_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = EmbeddedKv::open(&dir.path().join("kv")).unwrap();
+    let writer = kv.clone();
+    let key = vec![b"k".to_vec()];
+    assert!(kv.multi_get("D", &key).await.is_err());
+    assert_eq!(
+        kv.multi_get_appended("S", &key).await.unwrap(),
+        [Vec::<Vec<u8>>::new()]
+    );
+    let mut served: Vec<Option<String>> = vec![None; 3];
+    for (n, version) in ["v1", "v2", "v3"].into_iter().enumerate() {
+        writer.begin_batch("D", version).await.unwrap();
+        writer
+            .put_batch("D", version, entries(version, n + 1))
+            .await
+            .unwrap();
+        if n > 0 {
+            assert_eq!(values(&kv, "D", 3).await, served, "before the commit");
+        }
+        writer.commit_batch("D", version).await.unwrap();
+        served = (0..3)
+            .map(|i| (i <= n).then(|| format!("{version}:{i}")))
+            .collect();
+        assert_eq!(values(&kv, "D", 3).await, served, "after the commit");
+
+        writer
+            .append("S", vec![(b"k".to_vec(), vec![n as u8])])
+            .await
+            .unwrap();
+        let appended = kv.multi_get_appended("S", &key).await.unwrap();
+        assert_eq!(appended[0].len(), n + 1);
+    }
 }
 
 #[tokio::test]

@@ -20,6 +20,9 @@ use crate::error::Result;
 
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// The values of some keys, in their order (`None`: the key is absent).
+pub type Values = Vec<Option<Vec<u8>>>;
+
 /// Which appended values housekeeping keeps (called with each stored value).
 pub type Keep = std::sync::Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
@@ -52,6 +55,24 @@ pub trait KvStore: Send + Sync {
         dataset: &'a str,
         keys: &'a [Vec<u8>],
     ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>>;
+    /// The values of `keys[1..]`, if `keys[0]` holds `expected` in the served version (all from
+    /// the same version); `None` when it holds anything else. The fetcher checks with it that
+    /// the batch it decoded is still the one served, without copying the check value out.
+    fn multi_get_if<'a>(
+        &'a self,
+        dataset: &'a str,
+        expected: &'a [u8],
+        keys: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Option<Values>>> {
+        Box::pin(async move {
+            let mut values = self.multi_get(dataset, keys).await?;
+            if values.first().and_then(Option::as_deref) != Some(expected) {
+                return Ok(None);
+            }
+            values.remove(0);
+            Ok(Some(values))
+        })
+    }
     /// Adds values to keys of an append-only dataset. A value the key already holds is kept once.
     fn append<'a>(&'a self, dataset: &'a str, entries: Vec<Entry>) -> BoxFuture<'a, Result<()>>;
     /// [`append`](KvStore::append), and sets `checkpoint`, in one atomic and durable write.
