@@ -114,6 +114,15 @@ async fn new_tables_of_a_delta_warehouse_are_delta_tables_with_a_commit_per_part
     let plain = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
     assert_eq!(plain.table_format(&t()).await.unwrap(), TableFormat::Delta);
     assert_eq!(plain.partitions(&t()).await.unwrap().len(), 2);
+
+    // A reader that already read the log sees what another writer committed since.
+    warehouse
+        .write_partition(&t(), "ds", d("2024-01-03"), &[batch(7..9)])
+        .await
+        .unwrap();
+    assert_eq!(plain.partitions(&t()).await.unwrap().len(), 3);
+    let read = plain.read_partition(&t(), d("2024-01-03")).await.unwrap();
+    assert_eq!(ids(&read), [7, 8]);
 }
 
 /// The sensor rule: a partition counts once a commit added its files, never from files alone.

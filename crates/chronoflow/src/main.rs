@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=error,deltalake=warn,deltalake_core=warn,buoyant_kernel=warn,delta_kernel=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

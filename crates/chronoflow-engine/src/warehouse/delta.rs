@@ -1207,6 +1207,9 @@ fn check_ds(ds: &str) -> Result<()> {
 pub(crate) struct DeltaLakeTable {
     name: crate::table_name::TableName,
     uri: String,
+    /// The log as last read, brought up to date (the commits since, only) before each use:
+    /// replaying the whole log for every partition read cost a backfill 75 of its 83 seconds.
+    latest: tokio::sync::Mutex<Option<Table>>,
 }
 
 /// The storage options of every table: object_store's S3 keys come from the `AWS_*` environment
@@ -1221,6 +1224,7 @@ impl DeltaLakeTable {
         DeltaLakeTable {
             name,
             uri: location.uri,
+            latest: tokio::sync::Mutex::default(),
         }
     }
 
@@ -1231,13 +1235,29 @@ impl DeltaLakeTable {
         }
     }
 
-    async fn open(&self) -> crate::error::Result<Option<Table>> {
-        open(&self.uri, no_options())
-            .await
-            .map_err(|e| self.error(e))
+    /// The table at its latest version (`None`: there is none), held while the caller reads it.
+    async fn open(&self) -> crate::error::Result<Option<tokio::sync::MappedMutexGuard<'_, Table>>> {
+        let mut latest = self.latest.lock().await;
+        match latest.as_mut() {
+            Some(table) => {
+                let updated = table.inner.update_state().await;
+                if let Err(e) = updated {
+                    let e = self.error(table.delta_error(e));
+                    // Read the whole log again next time rather than trust a half-updated one.
+                    *latest = None;
+                    return Err(e);
+                }
+            }
+            None => {
+                *latest = open(&self.uri, no_options())
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        Ok(tokio::sync::MutexGuard::try_map(latest, Option::as_mut).ok())
     }
 
-    async fn require(&self) -> crate::error::Result<Table> {
+    async fn require(&self) -> crate::error::Result<tokio::sync::MappedMutexGuard<'_, Table>> {
         self.open()
             .await?
             .ok_or_else(|| crate::error::EngineError::TableNotFound {
@@ -1247,6 +1267,10 @@ impl DeltaLakeTable {
     }
 
     pub(crate) async fn exists(&self) -> crate::error::Result<bool> {
+        // A table once read stays a table (the warehouse never deletes one).
+        if self.latest.lock().await.is_some() {
+            return Ok(true);
+        }
         exists(&self.uri, no_options())
             .await
             .map_err(|e| self.error(e))

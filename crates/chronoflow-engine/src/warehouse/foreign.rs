@@ -257,6 +257,8 @@ impl ForeignTable {
         }
     }
 
+    // Without the `delta` feature only the read-only format is left, which uses none of them.
+    #[cfg_attr(not(feature = "delta"), allow(unused_variables))]
     pub(crate) async fn write_partition(
         &self,
         column: &str,
@@ -265,10 +267,7 @@ impl ForeignTable {
         append: bool,
     ) -> Result<PartitionInfo> {
         match self {
-            ForeignTable::Parquet(t) => {
-                let _ = (column, ds, batches, append);
-                Err(t.read_only())
-            }
+            ForeignTable::Parquet(t) => Err(t.read_only()),
             #[cfg(feature = "delta")]
             ForeignTable::Delta(t) => {
                 let (rows, files) = t.write_partition(column, ds, batches, append).await?;
@@ -289,12 +288,10 @@ impl ForeignTable {
         }
     }
 
+    #[cfg_attr(not(feature = "delta"), allow(unused_variables))]
     pub(crate) async fn drop_partition(&self, ds: PartitionDate) -> Result<()> {
         match self {
-            ForeignTable::Parquet(t) => {
-                let _ = ds;
-                Err(t.read_only())
-            }
+            ForeignTable::Parquet(t) => Err(t.read_only()),
             #[cfg(feature = "delta")]
             ForeignTable::Delta(t) => t.drop_partition(ds).await,
         }
