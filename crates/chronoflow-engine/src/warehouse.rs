@@ -45,9 +45,10 @@ mod delta;
 mod foreign;
 mod formats;
 mod hive;
+mod iceberg;
 
 use foreign::{ForeignTable, Formats};
-pub use formats::{TableFormat, TableFormats, TableSpec, Visibility};
+pub use formats::{CatalogSpec, CatalogType, TableFormat, TableFormats, TableSpec, Visibility};
 
 const MANIFEST: &str = "_manifest.json";
 const TABLE_META: &str = "_table.json";

@@ -15,8 +15,9 @@ use object_store::ObjectStoreExt;
 
 #[cfg(feature = "delta")]
 use super::delta::DeltaLakeTable;
-use super::formats::{TableFormat, TableFormats, TableSpec, check_built_in};
+use super::formats::{TableFormat, TableFormats, TableSpec, check_built_in, split_identifier};
 use super::hive::{HiveTable, partition_folder};
+use super::iceberg::{Catalog, IcebergTable};
 use super::{Location, PartitionInfo, PartitionStats, TABLE_META, TableMeta, Warehouse};
 use crate::error::{EngineError, Result};
 use crate::table_name::TableName;
@@ -26,10 +27,13 @@ use crate::table_name::TableName;
 pub(crate) struct Formats {
     pub(crate) new_tables: TableFormat,
     pub(crate) tables: HashMap<TableName, TableSpec>,
+    /// Iceberg catalogs, shared by their tables (one connection pool or HTTP client each).
+    pub(crate) catalogs: HashMap<String, Arc<Catalog>>,
 }
 
 pub(crate) enum ForeignTable {
     Parquet(HiveTable),
+    Iceberg(IcebergTable),
     #[cfg(feature = "delta")]
     Delta(DeltaLakeTable),
 }
@@ -40,6 +44,11 @@ impl Warehouse {
         self.formats = Arc::new(Formats {
             new_tables: formats.format,
             tables: formats.check()?.into_iter().collect(),
+            catalogs: formats
+                .catalogs
+                .iter()
+                .map(|(key, spec)| (key.clone(), Arc::new(Catalog::new(key, spec))))
+                .collect(),
         });
         self.resolved = Arc::default();
         Ok(self)
@@ -50,9 +59,7 @@ impl Warehouse {
     pub async fn table_format(&self, table: &TableName) -> Result<TableFormat> {
         Ok(match self.foreign(table).await?.as_deref() {
             None => TableFormat::Chronoflow,
-            Some(ForeignTable::Parquet(_)) => TableFormat::Parquet,
-            #[cfg(feature = "delta")]
-            Some(ForeignTable::Delta(_)) => TableFormat::Delta,
+            Some(foreign) => foreign.format(),
         })
     }
 
@@ -67,6 +74,19 @@ impl Warehouse {
             return Ok(known.clone());
         }
         let spec = self.formats.tables.get(table);
+        if let Some(spec) = spec
+            && spec.format == TableFormat::Iceberg
+        {
+            // Found through its catalog: there is no folder to look at.
+            let resolved = Some(Arc::new(ForeignTable::Iceberg(
+                self.iceberg_table(table, spec)?,
+            )));
+            self.resolved
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(table.clone(), resolved.clone());
+            return Ok(resolved);
+        }
         let location = match spec.and_then(|s| s.location.as_deref()) {
             Some(uri) => Location::open(uri)?,
             None => self.table_location(table),
@@ -105,6 +125,14 @@ impl Warehouse {
             )))),
             #[cfg(not(feature = "delta"))]
             TableFormat::Delta => unreachable!("check_built_in refuses delta without the feature"),
+            TableFormat::Iceberg => {
+                return Err(EngineError::Input {
+                    file: table.to_string(),
+                    message:
+                        "Iceberg tables are found only through [warehouse.tables] with a catalog"
+                            .to_owned(),
+                });
+            }
         };
         // A table not written yet may still be created in another format by another process.
         if found.is_some() || spec.is_some() {
@@ -114,6 +142,34 @@ impl Warehouse {
                 .insert(table.clone(), resolved.clone());
         }
         Ok(resolved)
+    }
+
+    fn iceberg_table(&self, table: &TableName, spec: &TableSpec) -> Result<IcebergTable> {
+        let bad = |message: String| EngineError::Input {
+            file: format!("[warehouse.tables.\"{table}\"]"),
+            message,
+        };
+        let key = spec
+            .catalog
+            .as_deref()
+            .ok_or_else(|| bad("`catalog` is missing".to_owned()))?;
+        let catalog = self
+            .formats
+            .catalogs
+            .get(key)
+            .ok_or_else(|| bad(format!("`catalog` {key:?} is not in [warehouse.catalogs]")))?;
+        let identifier = spec.identifier.clone().unwrap_or_else(|| table.to_string());
+        let parts = split_identifier(&identifier).ok_or_else(|| {
+            bad(format!(
+                "`identifier` {identifier:?} is not namespace.table"
+            ))
+        })?;
+        Ok(IcebergTable::new(
+            table.clone(),
+            catalog.clone(),
+            parts,
+            spec.partition_column.clone(),
+        ))
     }
 
     fn table_location(&self, table: &TableName) -> Location {
@@ -149,12 +205,13 @@ impl Warehouse {
         })
     }
 
-    /// The tables configured with a location of their own (the warehouse's listing misses them).
+    /// The tables configured with a location of their own, or in a catalog (the warehouse's
+    /// listing misses them).
     pub(crate) fn located_tables(&self) -> impl Iterator<Item = &TableName> {
         self.formats
             .tables
             .iter()
-            .filter(|(_, spec)| spec.location.is_some())
+            .filter(|(_, spec)| spec.location.is_some() || spec.format == TableFormat::Iceberg)
             .map(|(name, _)| name)
     }
 }
@@ -199,6 +256,7 @@ impl ForeignTable {
     pub(crate) async fn exists(&self) -> Result<bool> {
         match self {
             ForeignTable::Parquet(t) => t.exists().await,
+            ForeignTable::Iceberg(t) => t.exists().await,
             #[cfg(feature = "delta")]
             ForeignTable::Delta(t) => t.exists().await,
         }
@@ -207,6 +265,7 @@ impl ForeignTable {
     pub(crate) async fn meta(&self) -> Result<Option<TableMeta>> {
         match self {
             ForeignTable::Parquet(t) => t.meta().await,
+            ForeignTable::Iceberg(t) => t.meta().await,
             #[cfg(feature = "delta")]
             ForeignTable::Delta(t) => t.meta().await,
         }
@@ -215,6 +274,7 @@ impl ForeignTable {
     pub(crate) async fn partitions(&self) -> Result<Vec<PartitionDate>> {
         match self {
             ForeignTable::Parquet(t) => t.partitions().await,
+            ForeignTable::Iceberg(t) => t.partitions().await,
             #[cfg(feature = "delta")]
             ForeignTable::Delta(t) => t.partitions().await,
         }
@@ -223,6 +283,7 @@ impl ForeignTable {
     pub(crate) async fn partition_info(&self, ds: PartitionDate) -> Result<PartitionInfo> {
         let (rows, files) = match self {
             ForeignTable::Parquet(t) => t.partition_info(ds).await?,
+            ForeignTable::Iceberg(t) => t.partition_info(ds).await?,
             #[cfg(feature = "delta")]
             ForeignTable::Delta(t) => t.partition_info(ds).await?,
         };
@@ -244,6 +305,7 @@ impl ForeignTable {
     pub(crate) async fn read_partition(&self, ds: PartitionDate) -> Result<Vec<RecordBatch>> {
         match self {
             ForeignTable::Parquet(t) => t.read_partition(ds).await,
+            ForeignTable::Iceberg(t) => t.read_partition(ds).await,
             #[cfg(feature = "delta")]
             ForeignTable::Delta(t) => t.read_partition(ds).await,
         }
@@ -252,6 +314,7 @@ impl ForeignTable {
     pub(crate) async fn schema(&self) -> Result<Option<SchemaRef>> {
         match self {
             ForeignTable::Parquet(t) => t.schema().await,
+            ForeignTable::Iceberg(t) => t.schema().await,
             #[cfg(feature = "delta")]
             ForeignTable::Delta(t) => t.schema().await,
         }
@@ -268,6 +331,7 @@ impl ForeignTable {
     ) -> Result<PartitionInfo> {
         match self {
             ForeignTable::Parquet(t) => Err(t.read_only()),
+            ForeignTable::Iceberg(t) => Err(t.read_only()),
             #[cfg(feature = "delta")]
             ForeignTable::Delta(t) => {
                 let (rows, files) = t.write_partition(column, ds, batches, append).await?;
@@ -283,6 +347,11 @@ impl ForeignTable {
                 Some(meta) => Err(partitioned_by(t.name(), &meta.partition_column, column)),
                 None => Err(t.read_only()),
             },
+            ForeignTable::Iceberg(t) => match t.meta().await? {
+                Some(meta) if meta.partition_column == column => Ok(meta),
+                Some(meta) => Err(partitioned_by(t.name(), &meta.partition_column, column)),
+                None => Err(t.read_only()),
+            },
             #[cfg(feature = "delta")]
             ForeignTable::Delta(t) => t.ensure_table(column).await,
         }
@@ -292,6 +361,7 @@ impl ForeignTable {
     pub(crate) async fn drop_partition(&self, ds: PartitionDate) -> Result<()> {
         match self {
             ForeignTable::Parquet(t) => Err(t.read_only()),
+            ForeignTable::Iceberg(t) => Err(t.read_only()),
             #[cfg(feature = "delta")]
             ForeignTable::Delta(t) => t.drop_partition(ds).await,
         }
@@ -300,6 +370,7 @@ impl ForeignTable {
     pub(crate) fn format(&self) -> TableFormat {
         match self {
             ForeignTable::Parquet(_) => TableFormat::Parquet,
+            ForeignTable::Iceberg(_) => TableFormat::Iceberg,
             #[cfg(feature = "delta")]
             ForeignTable::Delta(_) => TableFormat::Delta,
         }

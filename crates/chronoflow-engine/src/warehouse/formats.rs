@@ -8,10 +8,20 @@
 //! format = "parquet"                # written by Spark: `ds=…/` folders with `_SUCCESS`
 //! location = "s3://lake/purchases"  # default: <warehouse>/<namespace>/<table>
 //! visible = "files"                 # a partition counts once it has files (default "success")
+//!
+//! [warehouse.catalogs.lake]         # an Iceberg catalog: "sql" (SQLite, PostgreSQL) or "rest"
+//! type = "sql"
+//! uri = "sqlite:///srv/iceberg/catalog.db"
+//!
+//! [warehouse.tables."data.orders"]
+//! format = "iceberg"
+//! catalog = "lake"
+//! identifier = "sales.orders"       # default: the chronoflow name
 //! ```
 //!
 //! A table that is not listed is found by what its folder holds: `_table.json` (chronoflow's
 //! own), `_delta_log/` (Delta Lake), or `<column>=<yyyy-MM-dd>/` folders (Parquet by others).
+//! Iceberg tables are only found by configuration: their current state lives in the catalog.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +43,9 @@ pub enum TableFormat {
     /// Hive-style Parquet written by others (Spark, Hive, Trino): `<column>=<yyyy-MM-dd>/`
     /// folders, a partition visible by its [`Visibility`] rule. Read-only.
     Parquet,
+    /// Apache Iceberg (format versions 1 and 2), through a `[warehouse.catalogs]` catalog: a
+    /// partition is a date with live data files in the current snapshot. Read-only.
+    Iceberg,
 }
 
 impl TableFormat {
@@ -41,6 +54,7 @@ impl TableFormat {
             TableFormat::Chronoflow => "chronoflow",
             TableFormat::Delta => "delta",
             TableFormat::Parquet => "parquet",
+            TableFormat::Iceberg => "iceberg",
         }
     }
 }
@@ -59,8 +73,9 @@ impl std::str::FromStr for TableFormat {
             "chronoflow" => Ok(TableFormat::Chronoflow),
             "delta" => Ok(TableFormat::Delta),
             "parquet" => Ok(TableFormat::Parquet),
+            "iceberg" => Ok(TableFormat::Iceberg),
             other => Err(format!(
-                "unknown table format {other:?}: expected chronoflow, delta or parquet"
+                "unknown table format {other:?}: expected chronoflow, delta, parquet or iceberg"
             )),
         }
     }
@@ -88,10 +103,43 @@ pub struct TableSpec {
     /// The table's own folder (a local path, `file://`, `s3://…`, `gs://…`); default its
     /// place in the warehouse. Not for chronoflow tables, which live in the warehouse.
     pub location: Option<String>,
-    /// The partition column of a Parquet table (default: the one its folders name, else `ds`).
+    /// The partition column of a Parquet table (default: the one its folders name, else `ds`);
+    /// of an Iceberg table, which date partition field (when its spec has several).
     pub partition_column: Option<String>,
     /// A Parquet table's visibility rule.
     pub visible: Option<Visibility>,
+    /// An Iceberg table's catalog: a key of `[warehouse.catalogs]`.
+    pub catalog: Option<String>,
+    /// An Iceberg table's name in its catalog, `namespace.table` (a namespace of several
+    /// levels: `a.b.table`); default the chronoflow name.
+    pub identifier: Option<String>,
+}
+
+/// The kind of an Iceberg catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogType {
+    /// The SQL catalog of pyiceberg (`SqlCatalog`) and Java (`JdbcCatalog`): the table
+    /// `iceberg_tables` in SQLite or PostgreSQL.
+    Sql,
+    /// The Iceberg REST catalog protocol (Polaris, Lakekeeper, Gravitino, Nessie, Unity, …).
+    Rest,
+}
+
+/// One entry of `[warehouse.catalogs]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSpec {
+    #[serde(rename = "type")]
+    pub kind: CatalogType,
+    /// `sqlite:///path/catalog.db` or `postgres://user@host/db` (sql); the base URL (rest).
+    pub uri: String,
+    /// The `catalog_name` of the SQL catalog's rows; default this entry's key.
+    pub catalog_name: Option<String>,
+    /// A REST catalog's warehouse (sent as `GET /v1/config?warehouse=…`).
+    pub warehouse: Option<String>,
+    /// The environment variable holding a REST catalog's bearer token.
+    pub token_env: Option<String>,
 }
 
 /// The `[warehouse]` section: the format of new tables and the tables configured one by one.
@@ -104,6 +152,9 @@ pub struct TableFormats {
     /// Keyed by `namespace.table`.
     #[serde(default)]
     pub tables: BTreeMap<String, TableSpec>,
+    /// Iceberg catalogs, by the name tables give in `catalog`.
+    #[serde(default)]
+    pub catalogs: BTreeMap<String, CatalogSpec>,
 }
 
 impl TableFormats {
@@ -118,6 +169,15 @@ impl TableFormats {
             file: "[warehouse]".to_owned(),
             message: reason,
         })?;
+        if matches!(self.format, TableFormat::Iceberg | TableFormat::Parquet) {
+            return Err(EngineError::Input {
+                file: "[warehouse]".to_owned(),
+                message: format!(
+                    "`format` {}: chronoflow reads {} tables but never creates them (chronoflow or delta)",
+                    self.format, self.format
+                ),
+            });
+        }
         let mut out = Vec::with_capacity(self.tables.len());
         for (name, spec) in &self.tables {
             let table = TableName::parse(name)?;
@@ -128,21 +188,102 @@ impl TableFormats {
                     "chronoflow tables live in the warehouse: `location` is for delta and parquet tables".to_owned(),
                 ));
             }
-            if spec.format != TableFormat::Parquet
-                && (spec.visible.is_some() || spec.partition_column.is_some())
+            if spec.format != TableFormat::Parquet && spec.visible.is_some() {
+                return Err(bad(
+                    name,
+                    format!("`visible` is for parquet tables, not {}", spec.format),
+                ));
+            }
+            if !matches!(spec.format, TableFormat::Parquet | TableFormat::Iceberg)
+                && spec.partition_column.is_some()
             {
                 return Err(bad(
                     name,
                     format!(
-                        "`visible` and `partition_column` are for parquet tables, not {}",
+                        "`partition_column` is for parquet and iceberg tables, not {}",
+                        spec.format
+                    ),
+                ));
+            }
+            if spec.format == TableFormat::Iceberg {
+                self.check_iceberg(name, spec)
+                    .map_err(|reason| bad(name, reason))?;
+            } else if spec.catalog.is_some() || spec.identifier.is_some() {
+                return Err(bad(
+                    name,
+                    format!(
+                        "`catalog` and `identifier` are for iceberg tables, not {}",
                         spec.format
                     ),
                 ));
             }
             out.push((table, spec.clone()));
         }
+        for (name, catalog) in &self.catalogs {
+            let bad = |reason: String| EngineError::Input {
+                file: format!("[warehouse.catalogs.{name}]"),
+                message: reason,
+            };
+            if catalog.uri.trim().is_empty() {
+                return Err(bad("`uri` is empty".to_owned()));
+            }
+            if catalog.kind == CatalogType::Sql
+                && (catalog.warehouse.is_some() || catalog.token_env.is_some())
+            {
+                return Err(bad(
+                    "`warehouse` and `token_env` are for rest catalogs, not sql".to_owned(),
+                ));
+            }
+            if catalog.kind == CatalogType::Rest && catalog.catalog_name.is_some() {
+                return Err(bad(
+                    "`catalog_name` is for sql catalogs, not rest".to_owned()
+                ));
+            }
+        }
         Ok(out)
     }
+
+    fn check_iceberg(&self, name: &str, spec: &TableSpec) -> std::result::Result<(), String> {
+        if spec.location.is_some() {
+            return Err(
+                "an iceberg table's location is in its catalog: `location` is for delta and parquet tables"
+                    .to_owned(),
+            );
+        }
+        let Some(catalog) = &spec.catalog else {
+            return Err(
+                "`catalog` is missing: iceberg tables name a [warehouse.catalogs] entry".to_owned(),
+            );
+        };
+        if !self.catalogs.contains_key(catalog) {
+            let known: Vec<&str> = self.catalogs.keys().map(String::as_str).collect();
+            return Err(format!(
+                "`catalog` {catalog:?} is not in [warehouse.catalogs] (configured: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        let identifier = spec.identifier.as_deref().unwrap_or(name);
+        if split_identifier(identifier).is_none() {
+            return Err(format!(
+                "`identifier` {identifier:?} is not namespace.table (levels separated by dots, none empty)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `a.b.t` as the namespace levels `[a, b]` and the table `t` (split at the last dot).
+pub(crate) fn split_identifier(identifier: &str) -> Option<(Vec<String>, String)> {
+    let (namespace, table) = identifier.rsplit_once('.')?;
+    let levels: Vec<String> = namespace.split('.').map(str::to_owned).collect();
+    if table.is_empty() || levels.iter().any(String::is_empty) {
+        return None;
+    }
+    Some((levels, table.to_owned()))
 }
 
 /// An error when this build cannot read `format`.
