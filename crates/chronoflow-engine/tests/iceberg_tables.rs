@@ -338,6 +338,21 @@ async fn iceberg_tables_in_a_sqlite_catalog_read_as_pyiceberg_reads_them() {
         "{err}"
     );
 
+    // Format version 3 is refused, naming the version.
+    let wh = warehouse(
+        root,
+        &formats(catalog.clone(), &[("data.v3_table", "data.v3_table")]),
+    );
+    let err = wh
+        .partitions(&t("data.v3_table"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("data.v3_table") && err.contains("format-version 3"),
+        "{err}"
+    );
+
     // A catalog file that does not exist is an error naming the catalog, not an empty catalog.
     let wh = warehouse(
         root,

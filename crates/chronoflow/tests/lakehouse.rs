@@ -1,5 +1,5 @@
 //! Tables in the formats teams already have, written and read by tools that are not ours
-//! (PySpark, Python `deltalake`, DuckDB), through the CLI as users run it.
+//! (PySpark, Python `deltalake`, DuckDB, pyiceberg), through the CLI as users run it.
 //!
 //! The Python tools come from a virtualenv `.ci/run` installs (`LAKEHOUSE_PYTHON`); without it
 //! these tests say so and pass, except under `CI=true` where they fail.
@@ -142,6 +142,71 @@ fn a_parquet_folder_written_by_pyspark_is_a_source_of_the_quickstart_backfill() 
         "{listed}"
     );
     assert_eq!(backfilled(&spark), expected);
+}
+
+/// pyiceberg writes each quickstart table as an Iceberg table partitioned by identity(ds), in a
+/// SQLite catalog named `lake`.
+const ICEBERG_WRITE: &str = r#"
+import sys
+import pyarrow.parquet as pq
+from pyiceberg.catalog.sql import SqlCatalog
+exported, db, warehouse = sys.argv[1:4]
+cat = SqlCatalog("lake", uri=f"sqlite:///{db}", warehouse=f"file://{warehouse}")
+cat.create_namespace("data")
+for t in ["purchases", "returns", "users", "checkouts"]:
+    arrow = pq.read_table(f"{exported}/{t}.parquet")
+    tbl = cat.create_table(f"data.{t}", schema=arrow.schema)
+    with tbl.update_spec() as u:
+        u.add_identity("ds")
+    tbl.append(arrow)
+"#;
+
+#[test]
+fn an_iceberg_table_in_a_sqlite_catalog_is_a_source_of_the_quickstart_backfill() {
+    let Some(py) = lakehouse_python("pyiceberg source") else {
+        return;
+    };
+    let ours = Setup::new(None);
+    let exported = ours.dir.path().join("exported");
+    std::fs::create_dir_all(&exported).unwrap();
+    imported_and_exported(&ours, &exported);
+    let expected = backfilled(&ours);
+
+    let mut iceberg = Setup::new(None);
+    let db = iceberg.dir.path().join("catalog.db");
+    let files = iceberg.dir.path().join("iceberg");
+    std::fs::create_dir_all(&files).unwrap();
+    python(
+        &py,
+        ICEBERG_WRITE,
+        &[
+            exported.to_str().unwrap(),
+            db.to_str().unwrap(),
+            files.to_str().unwrap(),
+        ],
+    );
+    // Iceberg tables are found through their catalog, by configuration only.
+    let mut config = format!(
+        "[warehouse.catalogs.lake]\ntype = \"sql\"\nuri = \"sqlite://{}\"\n",
+        db.display()
+    );
+    for t in TABLES {
+        config.push_str(&format!(
+            "\n[warehouse.tables.\"data.{t}\"]\nformat = \"iceberg\"\ncatalog = \"lake\"\n"
+        ));
+    }
+    let config_file = iceberg.dir.path().join("warehouse.toml");
+    std::fs::write(&config_file, config).unwrap();
+    iceberg.env.push((
+        "CHRONOFLOW_WAREHOUSE_CONFIG",
+        config_file.display().to_string(),
+    ));
+    let listed = String::from_utf8(iceberg.run(&["table", "list"]).stdout).unwrap();
+    assert!(
+        listed.contains("data.purchases\ticeberg\t30 partitions"),
+        "{listed}"
+    );
+    assert_eq!(backfilled(&iceberg), expected);
 }
 
 /// Python `deltalake` writes each quickstart table as a Delta table partitioned by `ds`.

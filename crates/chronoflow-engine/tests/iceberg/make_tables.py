@@ -90,6 +90,14 @@ cat.create_table("lake.sub.by_month", schema=dated, partition_spec=PartitionSpec
 v1 = cat.create_table("data.v1_table", schema=purchases, partition_spec=by_ds, properties={"format-version": "1"})
 v1.append(day_rows(v1.schema().as_arrow(), "2023-11-01", 3, 0))
 
+# A format version 3 table (pyiceberg 0.12 cannot write one): v1_table's metadata claiming v3.
+md = json.load(open(v1.metadata_location.removeprefix("file://")))
+md["format-version"] = 3
+v3 = v1.metadata_location.replace(".metadata.json", "-v3.metadata.json")
+with open(v3.removeprefix("file://"), "w") as f:
+    json.dump(md, f)
+cat.register_table(("data", "v3_table"), v3)
+
 # 4. a merge-on-read position delete on 2023-11-02 (pyiceberg reads such deletes but never writes
 #    them: the delete file and its manifest are built with pyiceberg's writers and committed).
 class DeleteManifestWriter(ManifestWriterV2):
