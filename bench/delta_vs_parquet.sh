@@ -11,7 +11,7 @@
 #   python bench/engine/gen_data.py .bench/engine-data/10000000x100 --events 10000000 --left 1000000 --keys 100000
 # CHRONOFLOW_BIN: a binary built with `--features delta` (default target/rel/release/chronoflow).
 # REPEAT (default 3): backfills per format. PY: a Python with duckdb and its delta extension
-# (default .ci-cache/lakehouse-3/bin/python, which .ci/run installs).
+# (default .ci-cache/lakehouse-4/bin/python, which .ci/run installs).
 # Each step runs under /usr/bin/time (wall, user, sys, peak RSS); every line goes to
 # DATA_DIR/delta_vs_parquet/results.tsv and a table of medians is printed at the end. The outputs are
 # compared value by value (bench/engine/compare.py): chronoflow's export of each warehouse's output,
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 DATA="$(cd "${1:?usage: $0 DATA_DIR}" && pwd)"
 REPEAT=${REPEAT:-3}
-PY=${PY:-$ROOT/.ci-cache/lakehouse-3/bin/python}
+PY=${PY:-$ROOT/.ci-cache/lakehouse-4/bin/python}
 cf=${CHRONOFLOW_BIN:-$ROOT/target/rel/release/chronoflow}
 [ -x "$cf" ] || { echo "no $cf: build it with --features delta" >&2; exit 2; }
 out="$DATA/delta_vs_parquet"

@@ -1,8 +1,9 @@
 //! Tables in the formats teams already have, written and read by tools that are not ours
 //! (PySpark, Python `deltalake`, DuckDB, pyiceberg), through the CLI as users run it.
 //!
-//! The Python tools come from a virtualenv `.ci/run` installs (`LAKEHOUSE_PYTHON`); without it
-//! these tests say so and pass, except under `CI=true` where they fail.
+//! The Python tools come from a virtualenv `.ci/run` installs (`LAKEHOUSE_PYTHON`), the S3 API
+//! from moto's server (`MOTO_SERVER_BIN`, tests/common/s3.rs); without them these tests say so
+//! and pass, except under `CI=true` where they fail.
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 mod common;
@@ -145,13 +146,18 @@ fn a_parquet_folder_written_by_pyspark_is_a_source_of_the_quickstart_backfill() 
 }
 
 /// pyiceberg writes each quickstart table as an Iceberg table partitioned by identity(ds), in a
-/// SQLite catalog named `lake`.
+/// SQLite catalog named `lake`; its files under `warehouse` (`file://…`, or `s3://…` on the moto
+/// server on port argv[4]).
 const ICEBERG_WRITE: &str = r#"
 import sys
 import pyarrow.parquet as pq
 from pyiceberg.catalog.sql import SqlCatalog
 exported, db, warehouse = sys.argv[1:4]
-cat = SqlCatalog("lake", uri=f"sqlite:///{db}", warehouse=f"file://{warehouse}")
+s3 = {}
+if len(sys.argv) > 4:
+    s3 = {"s3.endpoint": f"http://127.0.0.1:{sys.argv[4]}", "s3.access-key-id": "test",
+          "s3.secret-access-key": "test", "s3.region": "us-east-1"}
+cat = SqlCatalog("lake", uri=f"sqlite:///{db}", warehouse=warehouse, **s3)
 cat.create_namespace("data")
 for t in ["purchases", "returns", "users", "checkouts"]:
     arrow = pq.read_table(f"{exported}/{t}.parquet")
@@ -160,6 +166,26 @@ for t in ["purchases", "returns", "users", "checkouts"]:
         u.add_identity("ds")
     tbl.append(arrow)
 "#;
+
+/// Iceberg tables are found through their catalog, by configuration only: the quickstart's
+/// tables in the SQLite catalog `db`, as `s`'s warehouse config.
+fn configure_iceberg_catalog(s: &mut Setup, db: &Path) {
+    let mut config = format!(
+        "[warehouse.catalogs.lake]\ntype = \"sql\"\nuri = \"sqlite://{}\"\n",
+        db.display()
+    );
+    for t in TABLES {
+        config.push_str(&format!(
+            "\n[warehouse.tables.\"data.{t}\"]\nformat = \"iceberg\"\ncatalog = \"lake\"\n"
+        ));
+    }
+    let config_file = s.dir.path().join("warehouse.toml");
+    std::fs::write(&config_file, config).unwrap();
+    s.env.push((
+        "CHRONOFLOW_WAREHOUSE_CONFIG",
+        config_file.display().to_string(),
+    ));
+}
 
 #[test]
 fn an_iceberg_table_in_a_sqlite_catalog_is_a_source_of_the_quickstart_backfill() {
@@ -182,25 +208,10 @@ fn an_iceberg_table_in_a_sqlite_catalog_is_a_source_of_the_quickstart_backfill()
         &[
             exported.to_str().unwrap(),
             db.to_str().unwrap(),
-            files.to_str().unwrap(),
+            &format!("file://{}", files.display()),
         ],
     );
-    // Iceberg tables are found through their catalog, by configuration only.
-    let mut config = format!(
-        "[warehouse.catalogs.lake]\ntype = \"sql\"\nuri = \"sqlite://{}\"\n",
-        db.display()
-    );
-    for t in TABLES {
-        config.push_str(&format!(
-            "\n[warehouse.tables.\"data.{t}\"]\nformat = \"iceberg\"\ncatalog = \"lake\"\n"
-        ));
-    }
-    let config_file = iceberg.dir.path().join("warehouse.toml");
-    std::fs::write(&config_file, config).unwrap();
-    iceberg.env.push((
-        "CHRONOFLOW_WAREHOUSE_CONFIG",
-        config_file.display().to_string(),
-    ));
+    configure_iceberg_catalog(&mut iceberg, &db);
     let listed = String::from_utf8(iceberg.run(&["table", "list"]).stdout).unwrap();
     assert!(
         listed.contains("data.purchases\ticeberg\t30 partitions"),
@@ -209,16 +220,24 @@ fn an_iceberg_table_in_a_sqlite_catalog_is_a_source_of_the_quickstart_backfill()
     assert_eq!(backfilled(&iceberg), expected);
 }
 
-/// Python `deltalake` writes each quickstart table as a Delta table partitioned by `ds`.
+/// Python `deltalake` writes each quickstart table (or those of argv[4], comma-separated) as a
+/// Delta table partitioned by `ds`, under `warehouse`: a folder, or `s3://…` on the moto server
+/// on port argv[3].
 #[cfg(feature = "delta")]
 const DELTA_WRITE: &str = r#"
 import sys
 import pyarrow.parquet as pq
 from deltalake import write_deltalake
 exported, warehouse = sys.argv[1], sys.argv[2]
-for t in ["purchases", "returns", "users", "checkouts"]:
+options = None
+if len(sys.argv) > 3:
+    options = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{sys.argv[3]}", "AWS_ALLOW_HTTP": "true",
+               "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+               "AWS_REGION": "us-east-1"}
+tables = sys.argv[4].split(",") if len(sys.argv) > 4 else ["purchases", "returns", "users", "checkouts"]
+for t in tables:
     write_deltalake(f"{warehouse}/data/{t}", pq.read_table(f"{exported}/{t}.parquet"),
-                    partition_by=["ds"])
+                    partition_by=["ds"], storage_options=options)
 "#;
 
 /// Rows of partition `ds` of a Delta table as JSON lines, read by Python `deltalake` and by
@@ -482,6 +501,19 @@ for row in t.group_by("ds").aggregate([("ds", "count")]).sort_by("ds").to_pylist
     assert_eq!(require("2030-01-01"), Some(1));
 }
 
+/// moto's S3 server, if there is one (`.ci/run` installs it).
+fn moto(test: &str) -> Option<PathBuf> {
+    let found = common::s3::moto_server();
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: CI=true and moto_server is not installed"
+        );
+        eprintln!("{test}: skipped: moto_server is not installed (.ci/run installs it)");
+    }
+    found
+}
+
 /// Copies a local folder into the bucket (as `aws s3 sync` would), with pyarrow's S3 client.
 #[cfg(feature = "delta")]
 const S3_COPY: &str = r#"
@@ -493,32 +525,52 @@ s3 = fs.S3FileSystem(access_key="test", secret_key="test", region="us-east-1",
 fs.copy_files(src, dest, destination_filesystem=s3)
 "#;
 
-/// Rows of a Delta table's partition on S3 as Python `deltalake` reads it.
+/// Rows of a Delta table's partition on S3 as Python `deltalake` reads it, or DuckDB's
+/// `delta_scan` with an S3 secret (httpfs) for the moto endpoint.
 #[cfg(feature = "delta")]
 const S3_DELTA_READ: &str = r#"
 import json, sys
-from deltalake import DeltaTable
-uri, ds, port = sys.argv[1], sys.argv[2], sys.argv[3]
-options = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true",
-           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
-for r in DeltaTable(uri, storage_options=options).to_pyarrow_table(partitions=[("ds", "=", ds)]).to_pylist():
+uri, ds, port, reader = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+if reader == "deltalake":
+    from deltalake import DeltaTable
+    options = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true",
+               "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+               "AWS_REGION": "us-east-1"}
+    table = DeltaTable(uri, storage_options=options)
+    rows = table.to_pyarrow_table(partitions=[("ds", "=", ds)]).to_pylist()
+else:
+    import duckdb
+    from duckdb_extensions import import_extension
+    con = duckdb.connect()
+    for ext in ["httpfs", "delta"]:
+        import_extension(ext, con=con)
+        con.execute(f"LOAD {ext}")
+    con.execute(f"CREATE SECRET moto (TYPE s3, KEY_ID 'test', SECRET 'test', REGION 'us-east-1', "
+                f"ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false)")
+    cur = con.execute("SELECT * FROM delta_scan(?) WHERE ds = ?", [uri, ds])
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r)) for r in cur.fetchall()]
+for r in rows:
     print(json.dumps(r, default=str))
 "#;
 
-/// On a real S3 API (moto): sources in Parquet folders PySpark wrote (copied to the bucket) and
-/// in Delta tables, outputs in Delta, equal to the local run; Python deltalake reads the output.
+/// On a real S3 API (moto), every source in another tool's format and the outputs in Delta,
+/// equal to the local run: `purchases` and `returns` are Parquet folders PySpark wrote, with
+/// their `_SUCCESS` markers; `users` a Delta table Python `deltalake` wrote straight to the
+/// bucket; `checkouts` a Delta table chronoflow imported. Python `deltalake` and DuckDB's
+/// `delta_scan` read the training set back from the bucket.
+///
+/// PySpark writes its folders locally and they are copied to the bucket, files and markers as
+/// Spark wrote them: Spark writes `s3a://` only with the hadoop-aws jars, which come from Maven,
+/// out of reach here.
 #[cfg(feature = "delta")]
 #[test]
 fn on_s3_spark_parquet_and_delta_sources_and_delta_outputs_equal_the_local_run() {
-    let Some(py) = lakehouse_python("lakehouse on s3") else {
+    let test = "lakehouse on s3";
+    let Some(py) = lakehouse_python(test) else {
         return;
     };
-    let Some(moto) = common::s3::moto_server() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true and moto_server is not installed"
-        );
-        eprintln!("lakehouse on s3: skipped: moto_server is not installed (.ci/run installs it)");
+    let Some(moto) = moto(test) else {
         return;
     };
     let local = Setup::new(None);
@@ -547,6 +599,13 @@ fn on_s3_spark_parquet_and_delta_sources_and_delta_outputs_equal_the_local_run()
             ],
         );
     }
+    let warehouse = format!("s3://{}/warehouse", s3.bucket);
+    // In the warehouse, where chronoflow finds it by its _delta_log/.
+    python(
+        &py,
+        DELTA_WRITE,
+        &[exported.to_str().unwrap(), &warehouse, &port, "users"],
+    );
 
     let mut on_s3 = Setup::new(None);
     let config = on_s3.dir.path().join("tables.toml");
@@ -560,53 +619,102 @@ fn on_s3_spark_parquet_and_delta_sources_and_delta_outputs_equal_the_local_run()
         ),
     )
     .unwrap();
-    let warehouse = format!("s3://{}/warehouse", s3.bucket);
     on_s3.warehouse = PathBuf::from(&warehouse);
     on_s3.env = s3.env();
     on_s3
         .env
         .push(("CHRONOFLOW_WAREHOUSE_CONFIG", config.display().to_string()));
-    for t in ["users", "checkouts"] {
-        on_s3.import(
-            &format!("data.{t}"),
-            &quickstart().join(format!("data/{t}.csv")),
-        );
-    }
+    on_s3.import("data.checkouts", &quickstart().join("data/checkouts.csv"));
     let listed = String::from_utf8(on_s3.run(&["table", "list"]).stdout).unwrap();
+    // 30 partitions: each folder's _SUCCESS marker made it to the bucket (default visibility).
     assert!(
         listed.contains("data.purchases\tparquet\t30 partitions")
-            && listed.contains("data.users\tdelta\t1 partition"),
+            && listed.contains("data.returns\tparquet\t")
+            && listed.contains("data.users\tdelta\t1 partition")
+            && listed.contains("data.checkouts\tdelta\t"),
         "{listed}"
     );
     assert_eq!(backfilled(&on_s3), expected);
 
     let ours = sorted_by_key(on_s3.export("default.quickstart_training_set_v2", FETCH_DAY));
-    let out = Command::new(&py)
-        .arg("-c")
-        .arg(S3_DELTA_READ)
-        .args([
-            format!("{warehouse}/default/quickstart_training_set_v2").as_str(),
-            FETCH_DAY,
-            port.as_str(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let theirs: Vec<Map<String, Value>> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let theirs = sorted_by_key(theirs);
-    assert_eq!(theirs.len(), ours.len());
-    for (a, b) in ours.iter().zip(&theirs) {
+    let output = format!("{warehouse}/default/quickstart_training_set_v2");
+    for reader in ["deltalake", "duckdb"] {
+        let out = Command::new(&py)
+            .arg("-c")
+            .arg(S3_DELTA_READ)
+            .args([output.as_str(), FETCH_DAY, port.as_str(), reader])
+            .output()
+            .unwrap();
         assert!(
-            same(&Value::Object(a.clone()), &Value::Object(b.clone())),
-            "{a:?}\n{b:?}"
+            out.status.success(),
+            "{reader}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
+        let theirs: Vec<Map<String, Value>> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let theirs = sorted_by_key(theirs);
+        assert_eq!(theirs.len(), ours.len(), "{reader}: rows");
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!(
+                same(&Value::Object(a.clone()), &Value::Object(b.clone())),
+                "{reader} reads another row:\nours   {a:?}\ntheirs {b:?}"
+            );
+        }
     }
+}
+
+/// On a real S3 API (moto): pyiceberg writes the quickstart's tables, data and metadata, to the
+/// bucket (its SQLite catalog a local file); chronoflow, its warehouse in the same bucket,
+/// reads them through `[warehouse.catalogs]` with the same `AWS_*` environment as its
+/// warehouse, and backfills what the local run does.
+#[test]
+fn on_s3_an_iceberg_table_pyiceberg_wrote_is_a_source_of_the_quickstart_backfill() {
+    let test = "iceberg on s3";
+    let Some(py) = lakehouse_python(test) else {
+        return;
+    };
+    let Some(moto) = moto(test) else {
+        return;
+    };
+    let local = Setup::new(None);
+    let exported = local.dir.path().join("exported");
+    std::fs::create_dir_all(&exported).unwrap();
+    imported_and_exported(&local, &exported);
+    let expected = backfilled(&local);
+
+    let s3 = common::s3::S3::start(&moto, local.dir.path());
+    let mut on_s3 = Setup::new(None);
+    let db = on_s3.dir.path().join("catalog.db");
+    python(
+        &py,
+        ICEBERG_WRITE,
+        &[
+            exported.to_str().unwrap(),
+            db.to_str().unwrap(),
+            &format!("s3://{}/iceberg", s3.bucket),
+            &s3.port.to_string(),
+        ],
+    );
+    // What the catalog points at is in the bucket: nothing is read from this machine but the
+    // catalog file.
+    python(
+        &py,
+        "import sqlite3, sys\n\
+         rows = sqlite3.connect(sys.argv[1]).execute(\n    \
+         'SELECT metadata_location FROM iceberg_tables').fetchall()\n\
+         assert len(rows) == 4 and all(r[0].startswith('s3://') for r in rows), rows\n",
+        &[db.to_str().unwrap()],
+    );
+    on_s3.warehouse = PathBuf::from(format!("s3://{}/warehouse", s3.bucket));
+    on_s3.env = s3.env();
+    configure_iceberg_catalog(&mut on_s3, &db);
+    let listed = String::from_utf8(on_s3.run(&["table", "list"]).stdout).unwrap();
+    assert!(
+        listed.contains("data.purchases\ticeberg\t30 partitions"),
+        "{listed}"
+    );
+    assert_eq!(backfilled(&on_s3), expected);
 }
