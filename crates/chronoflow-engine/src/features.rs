@@ -48,42 +48,6 @@ pub struct KeyedRows {
     pub by_key: HashMap<Vec<Option<Val>>, Vec<u32>, foldhash::fast::RandomState>,
 }
 
-impl KeyedRows {
-    /// Sorts each key's rows by time (ties keep their order) and lays them out contiguously,
-    /// so a window scans memory in sequence. Call once after the last row is added. Returns
-    /// the permutation applied (`new row -> old row`), for columns kept outside.
-    pub fn finish(&mut self) -> Vec<u32> {
-        let ts = &self.ts;
-        let mut order: Vec<u32> = Vec::with_capacity(ts.len());
-        for rows in self.by_key.values_mut() {
-            rows.sort_by_key(|r| ts[*r as usize]);
-            let start = order.len() as u32;
-            order.extend_from_slice(rows);
-            for (i, r) in rows.iter_mut().enumerate() {
-                *r = start + i as u32;
-            }
-        }
-        self.ts = permute(&self.ts, &order);
-        self.ds = permute(&self.ds, &order);
-        self.is_entity = permute(&self.is_entity, &order);
-        for column in &mut self.inputs {
-            *column = permute(column, &order);
-        }
-        for column in &mut self.buckets {
-            *column = permute(column, &order);
-        }
-        if !self.origin.is_empty() {
-            self.origin = permute(&self.origin, &order);
-        }
-        order
-    }
-}
-
-/// `values` in `order` (`order[new] = old`).
-pub(crate) fn permute<T: Clone>(values: &[T], order: &[u32]) -> Vec<T> {
-    order.iter().map(|r| values[*r as usize].clone()).collect()
-}
-
 /// The point in time a computation is "as of".
 #[derive(Debug, Clone, Copy)]
 pub enum AsOf {
@@ -110,18 +74,27 @@ impl AsOf {
 /// The rows an input column's aggregations count over one window: `(input, window)`.
 type CountedFor = (usize, Option<Window>);
 
+/// Buffers [`compute_features`] reuses from one call to the next, so computing a key's
+/// features allocates nothing but the values it returns.
+#[derive(Default)]
+pub struct FeatureScratch<'d> {
+    /// The rows counted per `(input, window)`; the first `used` entries belong to this call.
+    counted: Vec<(CountedFor, Vec<(i64, &'d Val)>)>,
+    used: usize,
+    by_bucket: BTreeMap<&'d str, Vec<(i64, &'d Val)>>,
+    sorted: Vec<(i64, &'d Val)>,
+}
+
 /// The features of one key (`rows`: its row indices) as of `as_of`, in `features` order.
-pub fn compute_features(
+pub fn compute_features<'d>(
     aggregations: &[Aggregation],
     features: &[Feature],
-    data: &KeyedRows,
+    data: &'d KeyedRows,
     rows: &[u32],
     as_of: AsOf,
+    scratch: &mut FeatureScratch<'d>,
 ) -> Vec<Option<Out>> {
-    let mut by_bucket: BTreeMap<&str, Vec<(i64, &Val)>> = BTreeMap::new();
-    // Aggregations of one column over one window count the same rows: count them once.
-    let mut counted: Vec<(CountedFor, Vec<(i64, &Val)>)> = Vec::new();
-    let mut scratch: Vec<(i64, &Val)> = Vec::new();
+    scratch.used = 0;
     features
         .iter()
         .map(|f| {
@@ -131,40 +104,48 @@ pub fn compute_features(
                 agg.operation,
                 Operation::First | Operation::Last | Operation::FirstK | Operation::LastK
             );
-            let sort = |rows: &mut Vec<(i64, &Val)>| {
-                if ordered {
-                    rows.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.cmp(y.1)))
-                }
-            };
             match f.bucket {
                 None => {
+                    // Aggregations of one column over one window count the same rows: count them once.
                     let slot = (f.input, f.window);
-                    let i = match counted.iter().position(|(s, _)| *s == slot) {
+                    let used = scratch.used;
+                    let i = match scratch.counted[..used].iter().position(|(s, _)| *s == slot) {
                         Some(i) => i,
                         None => {
-                            let mut rows_of = Vec::new();
-                            count_rows(f, data, rows, as_of, &mut rows_of, &mut by_bucket);
-                            counted.push((slot, rows_of));
-                            counted.len() - 1
+                            if used == scratch.counted.len() {
+                                scratch.counted.push((slot, Vec::new()));
+                            }
+                            let (s, rows_of) = &mut scratch.counted[used];
+                            *s = slot;
+                            count_rows(f, data, rows, as_of, rows_of, &mut scratch.by_bucket);
+                            scratch.used += 1;
+                            used
                         }
                     };
+                    let counted = &scratch.counted[i].1;
                     if ordered {
                         // Sorted apart: the shared rows keep time order with ties as loaded,
                         // which a floating-point sum's result depends on.
-                        scratch.clear();
-                        scratch.extend_from_slice(&counted[i].1);
-                        sort(&mut scratch);
-                        compute(agg, &scratch)
+                        let sorted = &mut scratch.sorted;
+                        sorted.clear();
+                        sorted.extend_from_slice(counted);
+                        sort_by_time_then_value(sorted);
+                        compute(agg, sorted)
                     } else {
-                        compute(agg, &counted[i].1)
+                        compute(agg, counted)
                     }
                 }
                 Some(_) => {
-                    count_rows(f, data, rows, as_of, &mut scratch, &mut by_bucket);
+                    let FeatureScratch {
+                        by_bucket, sorted, ..
+                    } = scratch;
+                    count_rows(f, data, rows, as_of, sorted, by_bucket);
                     let map: Vec<(String, Out)> = by_bucket
                         .iter_mut()
                         .filter_map(|(b, rows)| {
-                            sort(rows);
+                            if ordered {
+                                sort_by_time_then_value(rows);
+                            }
                             compute(agg, rows).map(|o| ((*b).to_owned(), o))
                         })
                         .collect();
@@ -173,6 +154,11 @@ pub fn compute_features(
             }
         })
         .collect()
+}
+
+/// Rows in time order with ties broken by value: the order First, Last and their k variants see.
+fn sort_by_time_then_value(rows: &mut [(i64, &Val)]) {
+    rows.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.cmp(y.1)));
 }
 
 /// The rows feature `f` counts as of `as_of` (SPEC §4.2), as `(ts, value)` in time order: into

@@ -12,12 +12,13 @@ use datafusion::datasource::MemTable;
 use crate::aggregate::{Out, OutKind, out_kind};
 use crate::error::{EngineError, Result};
 use crate::features::{
-    AsOf, Feature, KeyedRows, build_column, compute_features, feature_type, plan_features,
+    AsOf, Feature, FeatureScratch, KeyedRows, build_column, compute_features, feature_type,
+    plan_features,
 };
 use crate::shard::{IndexedBatches, MemoryLimit, ShardedRows, SpillDir};
 use crate::source::{self, DS, PartitionBounds, TS, TimeMode};
 use crate::table_name::TableName;
-use crate::value::{ScalarKind, Val, val_at};
+use crate::value::{ScalarKind, Val, ValReader, val_at};
 use crate::warehouse::{PartitionInfo, Warehouse};
 
 pub use crate::join::{backfill_join, backfill_join_for_left, backfill_join_within};
@@ -66,8 +67,29 @@ impl LoadedGroupBy {
     }
 
     /// The features of `key` as of `as_of`: `None` per feature when nothing counted.
-    pub(crate) fn features(&self, key: &Key, as_of: AsOf) -> Result<Vec<Option<Out>>> {
-        let rows = self.rows.by_key.get(key).map(Vec::as_slice).unwrap_or(&[]);
+    pub(crate) fn features<'s>(
+        &'s self,
+        key: &Key,
+        as_of: AsOf,
+        scratch: &mut FeatureScratch<'s>,
+    ) -> Result<Vec<Option<Out>>> {
+        self.features_of_rows(key, self.rows_of(key), as_of, scratch)
+    }
+
+    /// The rows of `key` (empty for a key without rows). Each key's slice is its own: its
+    /// address identifies the key while `self` lives.
+    pub(crate) fn rows_of(&self, key: &Key) -> &[u32] {
+        self.rows.by_key.get(key).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// [`Self::features`] of `key` given its rows.
+    pub(crate) fn features_of_rows<'s>(
+        &'s self,
+        key: &Key,
+        rows: &[u32],
+        as_of: AsOf,
+        scratch: &mut FeatureScratch<'s>,
+    ) -> Result<Vec<Option<Out>>> {
         match &self.shape {
             Shape::Aggregated {
                 aggregations,
@@ -79,6 +101,7 @@ impl LoadedGroupBy {
                 &self.rows,
                 rows,
                 as_of,
+                scratch,
             )),
             Shape::Selected {
                 columns, values, ..
@@ -362,6 +385,10 @@ fn selected_shape(gb: &GroupBy, schema: &arrow::datatypes::Schema) -> Result<Sha
 
 /// One index row per source row (a list input adds one per extra element), grouped by key;
 /// a selecting GroupBy's values go into its `shape`.
+///
+/// Two passes: the first reads each source row's key, time and partition; the second copies
+/// the columns straight into their final layout (each key's rows contiguous, by time, ties in
+/// load order), so no column is grown by reallocation or permuted afterwards.
 fn index_rows(
     gb: &GroupBy,
     loaded: &[(RecordBatch, bool)],
@@ -369,54 +396,61 @@ fn index_rows(
     columns: &IndexedColumns,
 ) -> Result<KeyedRows> {
     let name = gb.metadata.name.as_str();
-    let mut rows = KeyedRows::default();
-    if let Shape::Aggregated { .. } = shape {
-        rows.inputs = vec![Vec::new(); columns.inputs.len()];
+    let read = |batch: &RecordBatch, names: &[String]| -> Result<Vec<ArrayRef>> {
+        names
+            .iter()
+            .map(|c| source_column(name, batch, c))
+            .collect()
+    };
+    let input_names = match &*shape {
+        Shape::Aggregated { .. } => columns.inputs.clone(),
+        Shape::Selected { columns, .. } => columns.clone(),
+    };
+    let mut inputs: Vec<Vec<ArrayRef>> = Vec::with_capacity(loaded.len());
+    let mut buckets: Vec<Vec<ArrayRef>> = Vec::with_capacity(loaded.len());
+    let mut origins: Vec<Option<arrow::array::UInt32Array>> = Vec::with_capacity(loaded.len());
+    for (batch, _) in loaded {
+        inputs.push(read(batch, &input_names)?);
+        buckets.push(read(batch, &columns.buckets)?);
+        origins.push(
+            batch
+                .column_by_name(source::ORIGIN)
+                .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+                .cloned(),
+        );
     }
-    rows.buckets = vec![Vec::new(); columns.buckets.len()];
+    let readers: Vec<Vec<ValReader>> = inputs
+        .iter()
+        .map(|columns| columns.iter().map(|c| ValReader::new(c.as_ref())).collect())
+        .collect();
+    let lists = inputs
+        .iter()
+        .flatten()
+        .any(|c| matches!(c.data_type(), DataType::List(_) | DataType::LargeList(_)));
+
+    // Pass 1: where each keyed source row is, its key, time and partition.
+    let total: usize = loaded.iter().map(|(b, _)| b.num_rows()).sum();
     let mut interner = KeyInterner::for_batches(loaded.iter().map(|(b, _)| b), &gb.key_columns);
-    // Per key id, its rows.
-    let mut key_rows: Vec<Vec<u32>> = Vec::new();
-    for (batch, entity) in loaded {
-        let read = |names: &[String]| -> Result<Vec<ArrayRef>> {
-            names
-                .iter()
-                .map(|c| source_column(name, batch, c))
-                .collect()
-        };
-        let keys = read(&gb.key_columns)?;
+    let mut located: Vec<(u32, u32)> = Vec::with_capacity(total);
+    let mut key_of: Vec<u32> = Vec::with_capacity(total);
+    let mut ts_of: Vec<Option<i64>> = Vec::with_capacity(total);
+    let mut ds_of: Vec<PartitionDate> = Vec::with_capacity(total);
+    for (b, (batch, _)) in loaded.iter().enumerate() {
+        let keys = read(batch, &gb.key_columns)?;
         let ts = batch
             .column_by_name(TS)
             .expect("loaded sources have __ts")
-            .as_primitive::<Int64Type>()
-            .clone();
+            .as_primitive::<Int64Type>();
         let ds = batch
             .column_by_name(DS)
             .expect("loaded sources have __ds")
-            .as_string::<i32>()
-            .clone();
-        let inputs = match &*shape {
-            Shape::Aggregated { .. } => read(&columns.inputs)?,
-            Shape::Selected { columns, .. } => read(columns)?,
-        };
-        let buckets = read(&columns.buckets)?;
-        let origin = batch
-            .column_by_name(source::ORIGIN)
-            .and_then(|c| c.as_primitive_opt::<UInt32Type>());
-        let lists = inputs
-            .iter()
-            .any(|c| matches!(c.data_type(), DataType::List(_) | DataType::LargeList(_)));
+            .as_string::<i32>();
         // Partitions are few and rows come grouped by them: parse each ds text once per run.
         let mut last_ds: Option<(&str, PartitionDate)> = None;
         for r in 0..batch.num_rows() {
             let Some(id) = interner.id(&keys, r) else {
                 // Every key column null: the row counts for no key.
                 continue;
-            };
-            let row_ts = if ts.is_null(r) {
-                None
-            } else {
-                Some(ts.value(r))
             };
             let text = ds.value(r);
             let row_ds = match last_ds {
@@ -430,56 +464,91 @@ fn index_rows(
                     d
                 }
             };
-            let row_buckets: Vec<Option<String>> = buckets
-                .iter()
-                .map(|b| val_at(b.as_ref(), r).map(|v| v.key_text()))
-                .collect();
-            let first = rows.ts.len() as u32;
-            let target = match shape {
-                Shape::Aggregated { .. } => &mut rows.inputs,
-                Shape::Selected { values, .. } => values,
-            };
+            located.push((b as u32, r as u32));
+            key_of.push(id);
+            ts_of.push((!ts.is_null(r)).then(|| ts.value(r)));
+            ds_of.push(row_ds);
+        }
+    }
+
+    // The order: keys by id, each key's rows by time (rows without time first), ties in load
+    // order (a stable sort).
+    let key_count = interner.len();
+    let mut key_start: Vec<usize> = vec![0; key_count + 1];
+    for &k in &key_of {
+        key_start[k as usize + 1] += 1;
+    }
+    for k in 0..key_count {
+        key_start[k + 1] += key_start[k];
+    }
+    let mut order: Vec<u32> = vec![0; located.len()];
+    let mut next = key_start.clone();
+    for (i, &k) in key_of.iter().enumerate() {
+        order[next[k as usize]] = i as u32;
+        next[k as usize] += 1;
+    }
+    for k in 0..key_count {
+        order[key_start[k]..key_start[k + 1]].sort_by_key(|&i| ts_of[i as usize]);
+    }
+
+    // Pass 2: the columns in that order.
+    let mut rows = KeyedRows {
+        ts: Vec::with_capacity(located.len()),
+        ds: Vec::with_capacity(located.len()),
+        is_entity: Vec::with_capacity(located.len()),
+        all_events: loaded.iter().all(|(_, entity)| !entity),
+        ..KeyedRows::default()
+    };
+    let target = match shape {
+        Shape::Aggregated { .. } => &mut rows.inputs,
+        Shape::Selected { values, .. } => values,
+    };
+    *target = (0..input_names.len())
+        .map(|_| Vec::with_capacity(located.len()))
+        .collect();
+    rows.buckets = (0..columns.buckets.len())
+        .map(|_| Vec::with_capacity(located.len()))
+        .collect();
+    let with_origin = origins.iter().any(Option::is_some);
+    let mut key_rows: Vec<Vec<u32>> = Vec::with_capacity(key_count);
+    for k in 0..key_count {
+        let first = rows.ts.len() as u32;
+        for &i in &order[key_start[k]..key_start[k + 1]] {
+            let i = i as usize;
+            let (b, r) = (located[i].0 as usize, located[i].1 as usize);
             let added = if lists {
-                let per_row = values_per_row(&inputs, r);
+                let per_row = values_per_row(&inputs[b], r);
                 for values_of_row in &per_row {
-                    for (i, v) in values_of_row.iter().enumerate() {
-                        target[i].push(v.clone());
+                    for (c, v) in values_of_row.iter().enumerate() {
+                        target[c].push(v.clone());
                     }
                 }
                 per_row.len()
             } else {
                 // The common case: scalar inputs, one index row per source row.
-                for (i, input) in inputs.iter().enumerate() {
-                    target[i].push(val_at(input.as_ref(), r));
+                for (c, input) in readers[b].iter().enumerate() {
+                    target[c].push(input.get(r));
                 }
                 1
             };
             for _ in 0..added {
-                rows.ts.push(row_ts);
-                rows.ds.push(row_ds);
-                rows.is_entity.push(*entity);
-                for (i, b) in row_buckets.iter().enumerate() {
-                    rows.buckets[i].push(b.clone());
+                rows.ts.push(ts_of[i]);
+                rows.ds.push(ds_of[i]);
+                rows.is_entity.push(loaded[b].1);
+                for (c, bucket) in buckets[b].iter().enumerate() {
+                    rows.buckets[c].push(val_at(bucket.as_ref(), r).map(|v| v.key_text()));
                 }
-                if let Some(origin) = origin {
-                    rows.origin.push(origin.value(r));
+                if with_origin {
+                    // A batch without the column (not streamed) is never mixed with streamed
+                    // ones; 0 keeps the columns aligned if it were.
+                    rows.origin
+                        .push(origins[b].as_ref().map_or(0, |o| o.value(r)));
                 }
             }
-            let id = id as usize;
-            if id == key_rows.len() {
-                key_rows.push(Vec::new());
-            }
-            key_rows[id].extend(first..first + added as u32);
         }
+        key_rows.push((first..rows.ts.len() as u32).collect());
     }
     rows.by_key = interner.into_map(key_rows);
-    rows.all_events = loaded.iter().all(|(_, entity)| !entity);
-    let order = rows.finish();
-    if let Shape::Selected { values, .. } = shape {
-        for column in values {
-            *column = crate::features::permute(column, &order);
-        }
-    }
     Ok(rows)
 }
 
@@ -557,6 +626,15 @@ impl KeyInterner {
                 let id = all.len() as u32 - 1;
                 ids.insert(key, id);
                 Some(id)
+            }
+        }
+    }
+
+    /// How many distinct keys have been seen.
+    fn len(&self) -> usize {
+        match self {
+            KeyInterner::Int(_, all) | KeyInterner::Str(_, all) | KeyInterner::Any(_, all) => {
+                all.len()
             }
         }
     }
@@ -731,8 +809,9 @@ fn snapshot_of_day(data: &LoadedGroupBy, d: PartitionDate, config: &str) -> Resu
     keys.sort();
     let mut out_keys: Vec<&Key> = Vec::new();
     let mut out_values: Vec<Vec<Option<Out>>> = vec![Vec::new(); names.len()];
+    let mut scratch = FeatureScratch::default();
     for key in &keys {
-        let features = data.features(key, AsOf::end_of(d))?;
+        let features = data.features(key, AsOf::end_of(d), &mut scratch)?;
         if features.iter().all(Option::is_none) {
             continue;
         }

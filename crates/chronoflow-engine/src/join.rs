@@ -16,12 +16,12 @@ use chronoflow_config::{Accuracy, Dialect, Join, JoinPart, LoadedConfig, Partiti
 
 use crate::aggregate::Out;
 use crate::error::{EngineError, Result};
-use crate::features::{AsOf, build_column};
+use crate::features::{AsOf, FeatureScratch, build_column};
 use crate::jobs::{LoadedGroupBy, arrow_err, derive, source_table};
 use crate::shard::{IndexedBatches, MemoryLimit, ShardedRows, SpillDir, shard_of};
 use crate::source::{self, DS, PartitionBounds, TS, TimeMode};
 use crate::table_name::TableName;
-use crate::value::{Val, val_at};
+use crate::value::{Val, ValReader, val_at};
 use crate::warehouse::{PartitionInfo, Warehouse};
 use crate::window::date_of;
 
@@ -589,41 +589,58 @@ fn features_of_rows(
         .iter()
         .all(|s| matches!(s, Source::Entities(_)));
     let inclusive = loaded.dialect == Dialect::Zipline;
-    let mut memo: HashMap<(Key, PartitionDate), Vec<Option<Out>>, foldhash::fast::RandomState> =
+    // SNAPSHOT rows of one key and day share their features: the first row's position in
+    // `values`, by the key's rows (their address names the key) and the day.
+    let mut memo: HashMap<(usize, PartitionDate), usize, foldhash::fast::RandomState> =
         HashMap::default();
     let mut key: Key = Vec::with_capacity(keys.len());
-    for &p in positions {
+    let key_readers: Vec<ValReader> = keys.iter().map(|k| ValReader::new(k.as_ref())).collect();
+    let mut scratch = FeatureScratch::default();
+    for (i, &p) in positions.iter().enumerate() {
         let p = p as usize;
         let r = left.live[p];
         key.clear();
-        key.extend(keys.iter().map(|k| val_at(k.as_ref(), r)));
+        key.extend(key_readers.iter().map(|k| k.get(r)));
+        let rows = data.rows_of(&key);
         let features = if key.iter().any(Option::is_none) {
             vec![None; n_features]
         } else if !left.event_left {
-            data.features(&key, AsOf::end_of(left.a[p]))?
+            data.features_of_rows(&key, rows, AsOf::end_of(left.a[p]), &mut scratch)?
         } else if temporal && !entity_only {
-            data.features(
+            data.features_of_rows(
                 &key,
+                rows,
                 AsOf::Time {
                     end: left.ts.value(r),
                     inclusive,
                     a: left.a[p],
                 },
+                &mut scratch,
             )?
         } else {
             // SNAPSHOT: exactly the GroupBy backfill of the day before.
             let d = left.a[p].add_days(-1);
-            match memo.get(&(key.clone(), d)) {
-                Some(f) => f.clone(),
-                None => {
-                    let f = data.features(&key, AsOf::end_of(d))?;
-                    memo.insert((key.clone(), d), f.clone());
-                    f
+            if rows.is_empty() {
+                data.features_of_rows(&key, rows, AsOf::end_of(d), &mut scratch)?
+            } else {
+                match memo.entry((rows.as_ptr() as usize, d)) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        let first = *first.get();
+                        for column in values.iter_mut() {
+                            let v = column[first].clone();
+                            column.push(v);
+                        }
+                        continue;
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(i);
+                        data.features_of_rows(&key, rows, AsOf::end_of(d), &mut scratch)?
+                    }
                 }
             }
         };
-        for (i, f) in features.into_iter().enumerate() {
-            values[i].push(f);
+        for (column, f) in values.iter_mut().zip(features) {
+            column.push(f);
         }
     }
     Ok(values)

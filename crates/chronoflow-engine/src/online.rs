@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Out, OutKind};
 use crate::error::{EngineError, Result};
-use crate::features::{AsOf, Feature, KeyedRows, compute_features, count_rows, plan_features};
+use crate::features::{
+    AsOf, Feature, FeatureScratch, KeyedRows, compute_features, count_rows, plan_features,
+};
 use crate::jobs::{self, Shape};
 use crate::partial::{self, Partial, has_partial};
 use crate::source::{self, PartitionBounds, TimeMode};
@@ -304,8 +306,9 @@ pub async fn compute_upload(
             }
         }
     } else {
+        let mut scratch = FeatureScratch::default();
         for key in keys {
-            let features = data.features(key, AsOf::end_of(ds))?;
+            let features = data.features(key, AsOf::end_of(ds), &mut scratch)?;
             if features.iter().any(Option::is_some) {
                 entries.push((key.clone(), BatchValue::Finalized(features)));
             }
@@ -517,6 +520,7 @@ impl OnlineGroupBy {
                 &data,
                 &order,
                 as_of,
+                &mut FeatureScratch::default(),
             ));
         }
         let mut counted = Vec::new();

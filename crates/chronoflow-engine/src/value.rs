@@ -131,6 +131,34 @@ pub fn val_at(array: &dyn Array, row: usize) -> Option<Val> {
     })
 }
 
+/// Reads [`Val`]s from one Arrow column with its type resolved once, not per value: what
+/// [`val_at`] gives, for loops over many rows of a column.
+pub enum ValReader<'a> {
+    Int64(&'a arrow::array::Int64Array),
+    Float64(&'a arrow::array::Float64Array),
+    Any(&'a dyn Array),
+}
+
+impl<'a> ValReader<'a> {
+    pub fn new(array: &'a dyn Array) -> ValReader<'a> {
+        match array.data_type() {
+            DataType::Int64 => ValReader::Int64(array.as_primitive::<Int64Type>()),
+            DataType::Float64 => ValReader::Float64(array.as_primitive::<Float64Type>()),
+            _ => ValReader::Any(array),
+        }
+    }
+
+    /// The value at `row`, as [`val_at`] reads it.
+    #[inline]
+    pub fn get(&self, row: usize) -> Option<Val> {
+        match self {
+            ValReader::Int64(a) => (!a.is_null(row)).then(|| Val::Int(a.value(row))),
+            ValReader::Float64(a) => (!a.is_null(row)).then(|| Val::Float(a.value(row))),
+            ValReader::Any(a) => val_at(*a, row),
+        }
+    }
+}
+
 pub fn is_supported_scalar(t: &DataType) -> bool {
     matches!(
         t,
