@@ -5,6 +5,9 @@
 #
 #   bench/stream.sh     (N=200000 USERS=10000 PARTITIONS=2 RATES="1000 10000" RATE_SECONDS=20 SAMPLES=200)
 #   PARTS="feast" bench/stream.sh         (a subset of: ingest freshness feast)
+#   TANSU_STORAGE=memory://tansu/ bench/stream.sh   (tansu's storage engine; default sqlite://tansu.db,
+#                                                    what the tests use; memory:// is its cheaper
+#                                                    ephemeral engine, to tell the broker's cost apart)
 #
 # 1. ingest: for each KV, a fresh broker; N events produced to events.returns first; then the
 #    consumer starts and is timed until its --status-file shows every partition committed to the end
@@ -55,7 +58,7 @@ start_broker() {  # a fresh broker and storage: every measurement starts from an
   local dir="$W/tansu"; rm -rf "$dir"; mkdir -p "$dir"
   kport=$(free_port); BROKERS="127.0.0.1:$kport"
   (cd "$dir" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$kport" \
-    --advertised-listener-url "tcp://127.0.0.1:$kport" --storage-engine sqlite://tansu.db) >> "$W/tansu.log" 2>&1 &
+    --advertised-listener-url "tcp://127.0.0.1:$kport" --storage-engine "${TANSU_STORAGE:-sqlite://tansu.db}") >> "$W/tansu.log" 2>&1 &
   broker=$!; pids+=("$broker")
   "$PY" -c "import kafka_io; kafka_io.wait_for_port('127.0.0.1', $kport)"
 }
