@@ -218,6 +218,19 @@ impl Warehouse {
 
 /// The format of the table at `location`, by what its folder holds; `None` when empty.
 async fn detect(location: &Location) -> Result<Option<TableFormat>> {
+    // The listing comes first, the table file second: chronoflow records its table file before
+    // it writes a partition's folder, so a folder of ours seen in the listing implies a table
+    // file the later look finds. The other order mistook a table whose first partitions other
+    // writers were creating at that moment for a foreign Parquet table (a concurrent-writers
+    // test under load).
+    let listed = location
+        .store
+        .list_with_delimiter(Some(&location.root))
+        .await
+        .map_err(|source| EngineError::Store {
+            path: location.uri.clone(),
+            source,
+        })?;
     let meta = location.root.clone().join(TABLE_META);
     match location.store.head(&meta).await {
         Ok(_) => return Ok(Some(TableFormat::Chronoflow)),
@@ -229,14 +242,6 @@ async fn detect(location: &Location) -> Result<Option<TableFormat>> {
             });
         }
     }
-    let listed = location
-        .store
-        .list_with_delimiter(Some(&location.root))
-        .await
-        .map_err(|source| EngineError::Store {
-            path: location.uri.clone(),
-            source,
-        })?;
     let names: Vec<&str> = listed
         .common_prefixes
         .iter()
