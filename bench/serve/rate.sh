@@ -33,7 +33,7 @@ BINS=(${BINS:-"chronoflow=$cf"}); cf="${BINS[0]#*=}"
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
 
 pid=""; trap 'if [ -n "$pid" ]; then kill $pid 2>/dev/null || true; fi' EXIT
-rm -rf "$W"; mkdir -p "$W"
+rm -rf "$W"; mkdir -p "$W" "$ROOT/.bench/serve"
 export CHRONOFLOW_WAREHOUSE="$W/warehouse" CHRONOFLOW_KV="$W/kv"
 python3 bench/serve/gen_month.py "$W" "$USERS"
 for t in purchases returns; do "$cf" table import "data.$t" "$W/$t.csv" >/dev/null; done
