@@ -281,6 +281,28 @@ fn same(a: &Value, b: &Value) -> bool {
 }
 
 #[cfg(feature = "delta")]
+/// `reader`'s rows (a JSON object per line on its stdout) equal `ours` (sorted by key), row by row.
+fn assert_reader_reads(reader: &str, out: std::process::Output, ours: &[Map<String, Value>]) {
+    assert!(
+        out.status.success(),
+        "{reader}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Vec<Map<String, Value>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let theirs = sorted_by_key(theirs);
+    assert_eq!(theirs.len(), ours.len(), "{reader}: rows");
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert!(
+            same(&Value::Object(a.clone()), &Value::Object(b.clone())),
+            "{reader} reads another row:\nours   {a:?}\ntheirs {b:?}"
+        );
+    }
+}
+
 fn sorted_by_key(mut rows: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
     rows.sort_by_key(|r| (r["user_id"].to_string(), r["ts"].to_string()));
     rows
@@ -361,24 +383,7 @@ fn the_quickstart_in_delta_equals_the_parquet_run_and_others_read_its_outputs() 
             .args([output.to_str().unwrap(), FETCH_DAY, reader])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{reader}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let theirs: Vec<Map<String, Value>> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let theirs = sorted_by_key(theirs);
-        assert_eq!(theirs.len(), ours.len(), "{reader}: rows");
-        for (a, b) in ours.iter().zip(&theirs) {
-            assert!(
-                same(&Value::Object(a.clone()), &Value::Object(b.clone())),
-                "{reader} reads another row:\nours   {a:?}\ntheirs {b:?}"
-            );
-        }
+        assert_reader_reads(reader, out, &ours);
     }
 }
 
@@ -650,24 +655,7 @@ fn on_s3_spark_parquet_and_delta_sources_and_delta_outputs_equal_the_local_run()
             .args([output.as_str(), FETCH_DAY, port.as_str(), reader])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{reader}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let theirs: Vec<Map<String, Value>> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let theirs = sorted_by_key(theirs);
-        assert_eq!(theirs.len(), ours.len(), "{reader}: rows");
-        for (a, b) in ours.iter().zip(&theirs) {
-            assert!(
-                same(&Value::Object(a.clone()), &Value::Object(b.clone())),
-                "{reader} reads another row:\nours   {a:?}\ntheirs {b:?}"
-            );
-        }
+        assert_reader_reads(reader, out, &ours);
     }
 }
 
