@@ -2,6 +2,7 @@
 //! turning them into Arrow columns.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -44,8 +45,21 @@ pub struct KeyedRows {
     /// Per row, the [`ORIGIN`](crate::source::ORIGIN) value of the input row it came from, when
     /// the input had that column (streamed records); empty otherwise.
     pub origin: Vec<u32>,
-    /// Per key: row indices sorted by time (rows without time first).
-    pub by_key: HashMap<Vec<Option<Val>>, Vec<u32>, foldhash::fast::RandomState>,
+    /// Per key: its rows, contiguous and sorted by time (rows without time first).
+    pub by_key: HashMap<Vec<Option<Val>>, Range<u32>, foldhash::fast::RandomState>,
+    /// The same index for a single 64-bit integer key column: looked up by its value, without
+    /// building a key.
+    pub by_int_key: Option<HashMap<i64, Range<u32>, foldhash::fast::RandomState>>,
+    /// `0..` the number of rows: each key's rows as a slice of row indices (see [`Self::rows`]).
+    pub row_ids: Vec<u32>,
+}
+
+impl KeyedRows {
+    /// The row indices of a key's rows (`range`, from [`Self::by_key`]). A non-empty key's
+    /// slice starts where no other key's does: its address identifies the key.
+    pub fn rows(&self, range: &Range<u32>) -> &[u32] {
+        &self.row_ids[range.start as usize..range.end as usize]
+    }
 }
 
 /// The point in time a computation is "as of".
@@ -81,6 +95,10 @@ pub struct FeatureScratch<'d> {
     /// The rows counted per `(input, window)`; the first `used` entries belong to this call.
     counted: Vec<(CountedFor, Vec<(i64, &'d Val)>)>,
     used: usize,
+    /// The sums of the rows counted per `(input, window)` (event rows only); the first
+    /// `sums_used` entries belong to this call.
+    sums: Vec<(CountedFor, WindowSums)>,
+    sums_used: usize,
     by_bucket: BTreeMap<&'d str, Vec<(i64, &'d Val)>>,
     sorted: Vec<(i64, &'d Val)>,
 }
@@ -95,10 +113,30 @@ pub fn compute_features<'d>(
     scratch: &mut FeatureScratch<'d>,
 ) -> Vec<Option<Out>> {
     scratch.used = 0;
+    scratch.sums_used = 0;
+    // Event rows only: every window ends at the same row.
+    let rows = if data.all_events {
+        &rows[..end_of_rows(data, rows, as_of)]
+    } else {
+        rows
+    };
     features
         .iter()
         .map(|f| {
             let agg = &aggregations[f.aggregation];
+            // Event rows only: the window's rows are a time-ordered run, read in place.
+            if f.bucket.is_none() && data.all_events {
+                let k = agg.k.unwrap_or(0) as usize;
+                match agg.operation {
+                    Operation::Count | Operation::Sum | Operation::Average => {
+                        return scratch.sums_of(f, data, rows, as_of).finish(agg.operation);
+                    }
+                    Operation::LastK if k > 0 => {
+                        return last_k(f, k, data, rows, as_of, &mut scratch.sorted);
+                    }
+                    _ => {}
+                }
+            }
             // Only the order-sensitive operations need ties broken by value; rows already come in time order.
             let ordered = matches!(
                 agg.operation,
@@ -154,6 +192,180 @@ pub fn compute_features<'d>(
             }
         })
         .collect()
+}
+
+/// What SUM, COUNT and AVERAGE need of the rows counted over one window: computed in one
+/// pass over the rows in place, as [`compute`] would from them.
+#[derive(Debug, Clone, Copy, Default)]
+struct WindowSums {
+    rows: usize,
+    /// Whether the first row counted holds an integer: then SUM adds the integers.
+    first_int: bool,
+    /// The integers counted, added with wraparound.
+    ints: i64,
+    /// Every numeric value counted, as a float, added in time order.
+    floats: f64,
+}
+
+impl WindowSums {
+    fn of<'d>(counted: impl Iterator<Item = (i64, &'d Val)>) -> WindowSums {
+        // The float sum starts where `f64`'s `Sum` (what `compute` uses) starts, at -0.0, and
+        // adds in the same order: the same result to the bit (a test holds them together).
+        let mut sums = WindowSums {
+            floats: -0.0,
+            ..WindowSums::default()
+        };
+        for (_, v) in counted {
+            if sums.rows == 0 {
+                sums.first_int = matches!(v, Val::Int(_));
+            }
+            sums.rows += 1;
+            match v {
+                Val::Int(i) => {
+                    sums.ints = sums.ints.wrapping_add(*i);
+                    sums.floats += *i as f64;
+                }
+                Val::Float(f) => sums.floats += *f,
+                Val::Bool(b) => sums.floats += f64::from(u8::from(*b)),
+                Val::Str(_) => {}
+            }
+        }
+        sums
+    }
+
+    /// `operation` (COUNT, SUM or AVERAGE) of the rows, as [`compute`] gives it.
+    fn finish(self, operation: Operation) -> Option<Out> {
+        if self.rows == 0 {
+            return None;
+        }
+        let out = match operation {
+            Operation::Count => return Some(Out::Int(self.rows as i64)),
+            Operation::Sum if self.first_int => return Some(Out::Int(self.ints)),
+            Operation::Sum => self.floats,
+            _ => self.floats / self.rows as f64,
+        };
+        out.is_finite().then_some(Out::Float(out))
+    }
+}
+
+impl<'d> FeatureScratch<'d> {
+    /// The sums of the rows feature `f` (no bucket, event rows only) counts, computed once per
+    /// `(input, window)` and call.
+    fn sums_of(
+        &mut self,
+        f: &Feature,
+        data: &'d KeyedRows,
+        rows: &[u32],
+        as_of: AsOf,
+    ) -> WindowSums {
+        let slot = (f.input, f.window);
+        if let Some((_, sums)) = self.sums[..self.sums_used].iter().find(|(s, _)| *s == slot) {
+            return *sums;
+        }
+        let sums = WindowSums::of(event_rows(
+            f.window,
+            &data.inputs[f.input],
+            data,
+            rows,
+            as_of,
+        ));
+        if self.sums_used == self.sums.len() {
+            self.sums.push((slot, sums));
+        } else {
+            self.sums[self.sums_used] = (slot, sums);
+        }
+        self.sums_used += 1;
+        sums
+    }
+}
+
+/// LAST_K with `k > 0` of the rows feature `f` (no bucket, event rows only) counts, as
+/// [`compute`] gives it from all of them: only the last `k` rows and any tied in time with the
+/// k-th from last are read, from the end. Sorted by `(ts, value)` keeping their order
+/// otherwise, they are the tail of all the rows so sorted.
+fn last_k<'d>(
+    f: &Feature,
+    k: usize,
+    data: &'d KeyedRows,
+    rows: &[u32],
+    as_of: AsOf,
+    tail: &mut Vec<(i64, &'d Val)>,
+) -> Option<Out> {
+    tail.clear();
+    for row in event_rows(f.window, &data.inputs[f.input], data, rows, as_of).rev() {
+        if tail.len() >= k && row.0 < tail[k - 1].0 {
+            break;
+        }
+        tail.push(row);
+    }
+    if tail.is_empty() {
+        return None;
+    }
+    tail.reverse();
+    sort_by_time_then_value(tail);
+    Some(Out::List(
+        tail.iter()
+            .rev()
+            .take(k)
+            .map(|(_, v)| (*v).clone())
+            .collect(),
+    ))
+}
+
+/// How many of `rows` (in time order, rows without time first) are before the end of `as_of`.
+fn end_of_rows(data: &KeyedRows, rows: &[u32], as_of: AsOf) -> usize {
+    let AsOf::Time { end, inclusive, .. } = as_of;
+    let before_end = |t: Option<i64>| t.is_none_or(|t| if inclusive { t <= end } else { t < end });
+    match contiguous(data, rows) {
+        Some(ts) => ts.partition_point(|t| before_end(*t)),
+        None => rows.partition_point(|r| before_end(data.ts[*r as usize])),
+    }
+}
+
+/// The times of `rows` as one slice when they are a run of the index's rows (as a key's rows
+/// are in a backfill): searched without going through the row indices.
+fn contiguous<'d>(data: &'d KeyedRows, rows: &[u32]) -> Option<&'d [Option<i64>]> {
+    let first = *rows.first()? as usize;
+    data.row_ids
+        .as_ptr_range()
+        .contains(&rows.as_ptr())
+        .then(|| &data.ts[first..first + rows.len()])
+}
+
+/// The rows a feature without bucket over `values` counts as of `as_of` when every row is an
+/// event row (`data.all_events`), given `rows` up to the end of `as_of` ([`end_of_rows`]):
+/// what [`count_rows`] collects, in the same (time) order, read in place.
+fn event_rows<'d, 'r>(
+    window: Option<Window>,
+    values: &'d [Option<Val>],
+    data: &'d KeyedRows,
+    rows: &'r [u32],
+    as_of: AsOf,
+) -> impl DoubleEndedIterator<Item = (i64, &'d Val)> + 'r
+where
+    'd: 'r,
+{
+    let AsOf::Time { end, inclusive, a } = as_of;
+    let (start, oldest) = match window {
+        Some(w) => (Some(window_start(end, w)), Some(oldest_partition(a, w))),
+        None => (None, None),
+    };
+    let before_start = |t: Option<i64>, s: i64| t.is_none_or(|t| t < s);
+    let lo = start.map_or(0, |s| match contiguous(data, rows) {
+        Some(ts) => ts.partition_point(|t| before_start(*t, s)),
+        None => rows.partition_point(|r| before_start(data.ts[*r as usize], s)),
+    });
+    rows[lo.min(rows.len())..].iter().filter_map(move |&r| {
+        let r = r as usize;
+        let v = values[r].as_ref()?;
+        let t = data.ts[r]?;
+        let p = data.ds[r];
+        let before_end = if inclusive { t <= end } else { t < end };
+        if p > a || !before_end || start.is_some_and(|s| t < s) || oldest.is_some_and(|o| p < o) {
+            return None;
+        }
+        Some((t, v))
+    })
 }
 
 /// Rows in time order with ties broken by value: the order First, Last and their k variants see.
@@ -457,6 +669,107 @@ pub fn out_json(o: &Out) -> Value {
         ),
         Out::Buckets(bs) => {
             Value::Object(bs.iter().map(|(k, o)| (k.clone(), out_json(o))).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chronoflow_config::TimeUnit;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::aggregate::out_kind;
+
+    const DAY: i64 = 86_400_000;
+
+    fn aggregation(operation: Operation, windows: &[Window], k: Option<u32>) -> Aggregation {
+        Aggregation {
+            input_column: "x".to_owned(),
+            operation,
+            arg_map: Default::default(),
+            windows: windows.to_vec(),
+            buckets: vec![],
+            k,
+            percentiles: vec![],
+        }
+    }
+
+    /// One key's event rows: `(ts, days late, value)`, the value an int, a float or null.
+    fn event_rows() -> impl Strategy<Value = Vec<(Option<i64>, i64, Option<Val>)>> {
+        let value = prop_oneof![
+            3 => (0i64..4).prop_map(|v| Some(Val::Int(v))),
+            1 => (0i64..4).prop_map(|v| Some(Val::Float(v as f64 * 0.1))),
+            // Negative zero: the float sums must start where `f64`'s `Sum` does.
+            1 => Just(Some(Val::Float(-0.0))),
+            1 => Just(None),
+        ];
+        // Coarse times (an hour apart at most 4 days) so rows tie with each other and with
+        // window bounds.
+        let ts = prop_oneof![9 => (0i64..96).prop_map(|h| Some(h * 3_600_000)), 1 => Just(None)];
+        proptest::collection::vec((ts, 0i64..2, value), 0..40)
+    }
+
+    proptest! {
+        /// COUNT, SUM, AVERAGE and LAST_K over event rows are read in place from the window's
+        /// run of rows (the fast path); every row examined with rule 1 (the path entity rows
+        /// take) must give the very same values, floats to the bit.
+        #[test]
+        fn event_rows_read_in_place_give_what_every_row_examined_gives(
+            rows in event_rows(),
+            end_hour in 0i64..110,
+            inclusive in any::<bool>(),
+            k in 1u32..5,
+        ) {
+            let day0 = PartitionDate::parse("2024-01-01").unwrap();
+            let mut data = KeyedRows {
+                inputs: vec![Vec::new()],
+                all_events: true,
+                ..KeyedRows::default()
+            };
+            // Stored in time order (rows without time first), as the index keeps a key's rows.
+            let mut rows = rows;
+            rows.sort_by_key(|(ts, _, _)| *ts);
+            for (ts, late, v) in &rows {
+                let day = ts.map_or(0, |t| t.div_euclid(DAY));
+                data.ts.push(ts.map(|t| day0.epoch_millis() + t));
+                data.ds.push(day0.add_days(day + late));
+                data.is_entity.push(false);
+                data.inputs[0].push(v.clone());
+            }
+            data.row_ids = (0..rows.len() as u32).collect();
+            // The same rows by index, not as a run of the index's rows (as streamed rows are).
+            let order = data.row_ids.clone();
+            let windows = [
+                Window { length: 1, unit: TimeUnit::Hours },
+                Window { length: 1, unit: TimeUnit::Days },
+                Window { length: 2, unit: TimeUnit::Days },
+            ];
+            let aggs = vec![
+                aggregation(Operation::Sum, &windows, None),
+                aggregation(Operation::Count, &windows, None),
+                aggregation(Operation::Average, &windows, None),
+                aggregation(Operation::LastK, &[], Some(k)),
+                aggregation(Operation::LastK, &windows[1..2], Some(k)),
+                aggregation(Operation::Sum, &[], None),
+            ];
+            let kinds: Vec<OutKind> = aggs
+                .iter()
+                .map(|a| out_kind(a.operation, crate::value::ScalarKind::Int).unwrap())
+                .collect();
+            let features = plan_features(&aggs, &kinds, &vec![0; aggs.len()], &[]);
+            let end = day0.epoch_millis() + end_hour * 3_600_000;
+            let as_of = AsOf::Time { end, inclusive, a: crate::window::date_of(end) };
+            let run = compute_features(&aggs, &features, &data, &data.row_ids, as_of, &mut FeatureScratch::default());
+            let by_index = compute_features(&aggs, &features, &data, &order, as_of, &mut FeatureScratch::default());
+            data.all_events = false;
+            let examined = compute_features(&aggs, &features, &data, &order, as_of, &mut FeatureScratch::default());
+            let bits = |o: &[Option<Out>]| format!("{:?}", o.iter().map(|v| match v {
+                Some(Out::Float(x)) => format!("F{:x}", x.to_bits()),
+                other => format!("{other:?}"),
+            }).collect::<Vec<_>>());
+            prop_assert_eq!(bits(&run), bits(&examined));
+            prop_assert_eq!(bits(&by_index), bits(&examined));
         }
     }
 }

@@ -31,7 +31,8 @@ pub(crate) struct LoadedGroupBy {
     pub(crate) keys: Vec<String>,
     pub(crate) key_types: Vec<DataType>,
     pub(crate) shape: Shape,
-    pub(crate) rows: KeyedRows,
+    /// Shared by the GroupBys of a Join whose parts index the same rows ([`same_index`]).
+    pub(crate) rows: Arc<KeyedRows>,
 }
 
 pub(crate) enum Shape {
@@ -79,7 +80,17 @@ impl LoadedGroupBy {
     /// The rows of `key` (empty for a key without rows). Each key's slice is its own: its
     /// address identifies the key while `self` lives.
     pub(crate) fn rows_of(&self, key: &Key) -> &[u32] {
-        self.rows.by_key.get(key).map(Vec::as_slice).unwrap_or(&[])
+        self.rows
+            .by_key
+            .get(key)
+            .map_or(&[], |range| self.rows.rows(range))
+    }
+
+    /// [`Self::rows_of`] the key `[Some(Val::Int(key))]`, when the rows were indexed by a single
+    /// 64-bit integer key column (`None` otherwise: ask [`Self::rows_of`]).
+    pub(crate) fn rows_of_int(&self, key: i64) -> Option<&[u32]> {
+        let by_int = self.rows.by_int_key.as_ref()?;
+        Some(by_int.get(&key).map_or(&[], |range| self.rows.rows(range)))
     }
 
     /// [`Self::features`] of `key` given its rows.
@@ -260,8 +271,69 @@ pub(crate) fn index_group_by(
         keys: gb.key_columns.clone(),
         key_types,
         shape,
-        rows,
+        rows: Arc::new(rows),
     })
+}
+
+/// Indexes rows once for several GroupBys that index them alike ([`same_index`] of the first
+/// and each other): one [`LoadedGroupBy`] per GroupBy, in order, sharing the indexed rows.
+pub(crate) fn index_group_bys(
+    gbs: &[&GroupBy],
+    loaded: &[(RecordBatch, bool)],
+) -> Result<Vec<LoadedGroupBy>> {
+    let Some((first_gb, others)) = gbs.split_first() else {
+        return Ok(Vec::new());
+    };
+    let first = index_group_by(first_gb, loaded)?;
+    let mut out = Vec::with_capacity(gbs.len());
+    for gb in others {
+        let name = gb.metadata.name.as_str();
+        let aggregations = gb.aggregations.as_deref().unwrap_or_default();
+        let columns = IndexedColumns {
+            inputs: input_columns(aggregations),
+            buckets: bucket_columns(aggregations),
+        };
+        out.push(LoadedGroupBy {
+            name: name.to_owned(),
+            keys: gb.key_columns.clone(),
+            key_types: key_types(gb, &loaded[0].0)?,
+            shape: aggregated_shape(name, aggregations, &loaded[0].0, &columns)?,
+            rows: first.rows.clone(),
+        });
+    }
+    out.insert(0, first);
+    Ok(out)
+}
+
+/// Whether GroupBys `a` and `b`, computed over `first..=last`, read the same rows (same
+/// sources, queries and partitions) and index them the same way (same keys, input and bucket
+/// columns, both aggregating): then one index serves both. A Join's parts often differ only in
+/// accuracy or windows over one source (the engine benchmark's SNAPSHOT and TEMPORAL parts).
+pub(crate) fn same_index(
+    a: &GroupBy,
+    b: &GroupBy,
+    first: PartitionDate,
+    last: PartitionDate,
+) -> bool {
+    let (Some(aggs_a), Some(aggs_b)) = (&a.aggregations, &b.aggregations) else {
+        return false;
+    };
+    let (Ok(reads_a), Ok(reads_b)) = (source_reads(a, first, last), source_reads(b, first, last))
+    else {
+        return false;
+    };
+    a.key_columns == b.key_columns
+        && input_columns(aggs_a) == input_columns(aggs_b)
+        && bucket_columns(aggs_a) == bucket_columns(aggs_b)
+        && reads_a.len() == reads_b.len()
+        && reads_a.iter().zip(&reads_b).all(|(x, y)| {
+            x.table == y.table
+                && x.query == y.query
+                && x.bounds.start == y.bounds.start
+                && x.bounds.end == y.bounds.end
+                && x.time == y.time
+                && x.entity == y.entity
+        })
 }
 
 /// The source columns a GroupBy's index reads besides keys and time: aggregation inputs (each
@@ -491,11 +563,12 @@ fn index_rows(
         order[key_start[k]..key_start[k + 1]].sort_by_key(|&i| ts_of[i as usize]);
     }
 
-    // Pass 2: the columns in that order.
+    // Pass 2: the columns in that order (grown row by row only with list inputs).
+    let capacity = if lists { located.len() } else { 0 };
     let mut rows = KeyedRows {
-        ts: Vec::with_capacity(located.len()),
-        ds: Vec::with_capacity(located.len()),
-        is_entity: Vec::with_capacity(located.len()),
+        ts: Vec::with_capacity(capacity),
+        ds: Vec::with_capacity(capacity),
+        is_entity: Vec::with_capacity(capacity),
         all_events: loaded.iter().all(|(_, entity)| !entity),
         ..KeyedRows::default()
     };
@@ -504,33 +577,69 @@ fn index_rows(
         Shape::Selected { values, .. } => values,
     };
     *target = (0..input_names.len())
-        .map(|_| Vec::with_capacity(located.len()))
+        .map(|_| Vec::with_capacity(capacity))
         .collect();
     rows.buckets = (0..columns.buckets.len())
-        .map(|_| Vec::with_capacity(located.len()))
+        .map(|_| Vec::with_capacity(capacity))
         .collect();
     let with_origin = origins.iter().any(Option::is_some);
-    let mut key_rows: Vec<Vec<u32>> = Vec::with_capacity(key_count);
-    for k in 0..key_count {
+    let mut key_rows: Vec<std::ops::Range<u32>> = Vec::with_capacity(key_count);
+    if !lists {
+        // The common case: scalar inputs, one index row per source row, so each key's rows are
+        // its run of `order`. Built column by column: each loop's reads are independent of
+        // one another, so the CPU overlaps their cache misses (the reads jump across the
+        // source rows; in one loop over every column they were most of the index's time).
+        let source_row = |i: &u32| {
+            let (b, r) = located[*i as usize];
+            (b as usize, r as usize)
+        };
+        rows.ts = order.iter().map(|&i| ts_of[i as usize]).collect();
+        rows.ds = order.iter().map(|&i| ds_of[i as usize]).collect();
+        rows.is_entity = order.iter().map(|i| loaded[source_row(i).0].1).collect();
+        for (c, column) in target.iter_mut().enumerate() {
+            *column = order
+                .iter()
+                .map(|i| {
+                    let (b, r) = source_row(i);
+                    readers[b][c].get(r)
+                })
+                .collect();
+        }
+        for (c, column) in rows.buckets.iter_mut().enumerate() {
+            *column = order
+                .iter()
+                .map(|i| {
+                    let (b, r) = source_row(i);
+                    val_at(buckets[b][c].as_ref(), r).map(|v| v.key_text())
+                })
+                .collect();
+        }
+        if with_origin {
+            // A batch without the column (not streamed) is never mixed with streamed ones; 0
+            // keeps the columns aligned if it were.
+            rows.origin = order
+                .iter()
+                .map(|i| {
+                    let (b, r) = source_row(i);
+                    origins[b].as_ref().map_or(0, |o| o.value(r))
+                })
+                .collect();
+        }
+        key_rows.extend((0..key_count).map(|k| key_start[k] as u32..key_start[k + 1] as u32));
+    }
+    for k in (0..key_count).filter(|_| lists) {
         let first = rows.ts.len() as u32;
         for &i in &order[key_start[k]..key_start[k + 1]] {
             let i = i as usize;
             let (b, r) = (located[i].0 as usize, located[i].1 as usize);
-            let added = if lists {
-                let per_row = values_per_row(&inputs[b], r);
-                for values_of_row in &per_row {
-                    for (c, v) in values_of_row.iter().enumerate() {
-                        target[c].push(v.clone());
-                    }
+            // A list input adds an index row per extra element.
+            let per_row = values_per_row(&inputs[b], r);
+            for values_of_row in &per_row {
+                for (c, v) in values_of_row.iter().enumerate() {
+                    target[c].push(v.clone());
                 }
-                per_row.len()
-            } else {
-                // The common case: scalar inputs, one index row per source row.
-                for (c, input) in readers[b].iter().enumerate() {
-                    target[c].push(input.get(r));
-                }
-                1
-            };
+            }
+            let added = per_row.len();
             for _ in 0..added {
                 rows.ts.push(ts_of[i]);
                 rows.ds.push(ds_of[i]);
@@ -546,9 +655,10 @@ fn index_rows(
                 }
             }
         }
-        key_rows.push((first..rows.ts.len() as u32).collect());
+        key_rows.push(first..rows.ts.len() as u32);
     }
-    rows.by_key = interner.into_map(key_rows);
+    rows.row_ids = (0..rows.ts.len() as u32).collect();
+    (rows.by_key, rows.by_int_key) = interner.into_maps(key_rows);
     Ok(rows)
 }
 
@@ -639,12 +749,27 @@ impl KeyInterner {
         }
     }
 
-    /// The keys with their rows (`rows[id]`).
-    fn into_map(self, rows: Vec<Vec<u32>>) -> HashMap<Key, Vec<u32>, foldhash::fast::RandomState> {
-        let all = match self {
-            KeyInterner::Int(_, all) | KeyInterner::Str(_, all) | KeyInterner::Any(_, all) => all,
+    /// The keys with their rows (`rows[id]`), and the same by integer value for a single
+    /// 64-bit integer key column.
+    #[allow(clippy::type_complexity)]
+    fn into_maps(
+        self,
+        rows: Vec<std::ops::Range<u32>>,
+    ) -> (
+        HashMap<Key, std::ops::Range<u32>, foldhash::fast::RandomState>,
+        Option<HashMap<i64, std::ops::Range<u32>, foldhash::fast::RandomState>>,
+    ) {
+        let (by_int, all) = match self {
+            KeyInterner::Int(ids, all) => {
+                let by_int = ids
+                    .into_iter()
+                    .map(|(v, id)| (v, rows[id as usize].clone()))
+                    .collect();
+                (Some(by_int), all)
+            }
+            KeyInterner::Str(_, all) | KeyInterner::Any(_, all) => (None, all),
         };
-        all.into_iter().zip(rows).collect()
+        (all.into_iter().zip(rows).collect(), by_int)
     }
 }
 

@@ -12,12 +12,14 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use chronoflow_config::naming::{join_part_prefix, prefixed_feature};
-use chronoflow_config::{Accuracy, Dialect, Join, JoinPart, LoadedConfig, PartitionDate, Source};
+use chronoflow_config::{
+    Accuracy, Dialect, GroupBy, Join, JoinPart, LoadedConfig, PartitionDate, Source,
+};
 
 use crate::aggregate::Out;
 use crate::error::{EngineError, Result};
 use crate::features::{AsOf, FeatureScratch, build_column};
-use crate::jobs::{LoadedGroupBy, arrow_err, derive, source_table};
+use crate::jobs::{LoadedGroupBy, arrow_err, derive, same_index, source_table};
 use crate::shard::{IndexedBatches, MemoryLimit, ShardedRows, SpillDir, shard_of};
 use crate::source::{self, DS, PartitionBounds, TS, TimeMode};
 use crate::table_name::TableName;
@@ -370,27 +372,67 @@ impl JoinRows {
             });
         };
         let range = (a_min.add_days(-1), *a_max);
-        let mut parts = Vec::new();
-        for part in &join.join_parts {
-            let features = part.group_by.aggregations.as_ref().map_or(4, |aggs| {
-                aggs.iter()
-                    .map(|a| a.windows.len().max(1) * a.buckets.len().max(1))
-                    .sum::<usize>()
-            }) as u64;
+        // Parts whose GroupBys index the same rows alike are computed together from one read
+        // and one index of those rows, shard by shard.
+        let mut parts: Vec<Option<PartFeatures>> = join.join_parts.iter().map(|_| None).collect();
+        for (i, part) in join.join_parts.iter().enumerate() {
+            if parts[i].is_some() {
+                continue;
+            }
+            let together: Vec<usize> = (i..join.join_parts.len())
+                .filter(|&j| {
+                    j == i
+                        || (parts[j].is_none()
+                            && same_index(
+                                &part.group_by,
+                                &join.join_parts[j].group_by,
+                                range.0,
+                                range.1,
+                            ))
+                })
+                .collect();
+            let features: u64 = together
+                .iter()
+                .map(|&j| {
+                    join.join_parts[j]
+                        .group_by
+                        .aggregations
+                        .as_ref()
+                        .map_or(4, |aggs| {
+                            aggs.iter()
+                                .map(|a| a.windows.len().max(1) * a.buckets.len().max(1))
+                                .sum::<usize>()
+                        }) as u64
+                })
+                .sum();
             let other = left.live.len() as u64 * features * OUTPUT_BYTES_PER_FEATURE;
             let mut sharded =
                 ShardedRows::load(warehouse, &part.group_by, range, limit, other, &mut spill)
                     .await?;
-            parts.push(part_features(
-                loaded,
-                join,
-                part,
-                left,
-                &groups,
-                &mut sharded,
-                &mut spill,
-            )?);
+            let count = sharded.count();
+            let mut runs: Vec<PartRun> = together
+                .iter()
+                .map(|&j| PartRun::new(loaded, join, &join.join_parts[j], left.live.len()))
+                .collect();
+            let gbs: Vec<&GroupBy> = runs.iter().map(|r| &r.part.group_by).collect();
+            for s in 0..count {
+                let indexed = if gbs.len() == 1 {
+                    vec![sharded.index(s)?]
+                } else {
+                    sharded.index_for(s, &gbs)?
+                };
+                for (run, data) in runs.iter_mut().zip(&indexed) {
+                    run.shard(loaded, left, &groups, data, s, count, &mut spill)?;
+                }
+            }
+            for (&j, run) in together.iter().zip(runs) {
+                parts[j] = Some(run.finish());
+            }
         }
+        let parts = parts
+            .into_iter()
+            .map(|p| p.expect("every part computed"))
+            .collect();
         Ok(JoinRows {
             left_columns: left_fields.iter().map(|f| f.name().clone()).collect(),
             left_fields,
@@ -447,82 +489,125 @@ impl JoinRows {
     }
 }
 
-/// Computes one part's features for every live left row, shard by shard.
-fn part_features(
-    loaded: &LoadedConfig,
-    join: &Join,
-    part: &JoinPart,
-    left: &LeftRows<'_>,
-    groups: &Groups,
-    sharded: &mut ShardedRows<'_>,
-    spill: &mut SpillDir,
-) -> Result<PartFeatures> {
-    let name = loaded.name();
-    let count = sharded.count();
-    let prefix = join_part_prefix(join, part, loaded.dialect);
-    let mut shard_of_row: Vec<u32> = vec![0; left.live.len()];
-    let mut out = PartFeatures {
-        fields: Vec::new(),
-        shard_of: Vec::new(),
-        shards: Vec::new(),
-    };
-    let mut left_keys: Option<Vec<ArrayRef>> = None;
-    for s in 0..count {
-        let data = sharded.index(s)?;
-        let keys = match &left_keys {
+/// One part's features for every live left row, computed shard by shard.
+struct PartRun<'j> {
+    part: &'j JoinPart,
+    prefix: String,
+    /// Per live row, its shard (known once the first shard is indexed).
+    shard_of_row: Vec<u32>,
+    left_keys: Option<Vec<ArrayRef>>,
+    out: PartFeatures,
+}
+
+impl<'j> PartRun<'j> {
+    fn new(loaded: &LoadedConfig, join: &Join, part: &'j JoinPart, live: usize) -> PartRun<'j> {
+        PartRun {
+            part,
+            prefix: join_part_prefix(join, part, loaded.dialect),
+            shard_of_row: vec![0; live],
+            left_keys: None,
+            out: PartFeatures {
+                fields: Vec::new(),
+                shard_of: Vec::new(),
+                shards: Vec::new(),
+            },
+        }
+    }
+
+    /// Computes the features of the left rows whose keys are in shard `s` (of `count`), from
+    /// `data`, that shard's indexed rows.
+    #[allow(clippy::too_many_arguments)]
+    fn shard(
+        &mut self,
+        loaded: &LoadedConfig,
+        left: &LeftRows<'_>,
+        groups: &Groups,
+        data: &LoadedGroupBy,
+        s: usize,
+        count: usize,
+        spill: &mut SpillDir,
+    ) -> Result<()> {
+        let name = loaded.name();
+        let part = self.part;
+        let keys = match &self.left_keys {
             Some(k) => k,
             None => {
-                let k = left.keys(part, &data, name)?;
-                // Route each live row to the shard its key's rows are in.
-                let mut key: Key = Vec::with_capacity(k.len());
-                for (p, r) in left.live.iter().enumerate() {
-                    key.clear();
-                    key.extend(k.iter().map(|c| val_at(c.as_ref(), *r)));
-                    shard_of_row[p] = shard_of(&key, count) as u32;
+                let k = left.keys(part, data, name)?;
+                if count > 1 {
+                    // Route each live row to the shard its key's rows are in.
+                    let mut key: Key = Vec::with_capacity(k.len());
+                    for (p, r) in left.live.iter().enumerate() {
+                        key.clear();
+                        key.extend(k.iter().map(|c| val_at(c.as_ref(), *r)));
+                        self.shard_of_row[p] = shard_of(&key, count) as u32;
+                    }
                 }
-                left_keys.insert(k)
+                self.left_keys.insert(k)
             }
         };
+        let out = &mut self.out;
         if out.fields.is_empty() {
             out.fields = data
                 .feature_names()
                 .iter()
                 .zip(data.feature_types())
-                .map(|(f, t)| Field::new(prefixed_feature(&prefix, f), t, true))
+                .map(|(f, t)| Field::new(prefixed_feature(&self.prefix, f), t, true))
                 .collect();
         }
-        // This shard's rows, group by group, each group in left order.
+        // This shard's rows, group by group, each group in left order. Small groups are
+        // computed together (so every core gets a share), then cut back into groups; a run
+        // stops growing at RUN_ROWS so the values held before they become columns stay few.
+        const RUN_ROWS: usize = 50_000;
+        let schema = Arc::new(Schema::new(out.fields.clone()));
         let mut batches = Vec::with_capacity(groups.positions.len());
-        for positions in &groups.positions {
-            let mine: Vec<u32> = positions
-                .iter()
-                .copied()
-                .filter(|p| shard_of_row[*p as usize] as usize == s)
-                .collect();
-            let values = features_in_parallel(loaded, part, left, keys, &data, &mine)?;
+        let mut run: Vec<u32> = Vec::new();
+        let mut ends: Vec<usize> = Vec::new();
+        for (g, positions) in groups.positions.iter().enumerate() {
+            run.extend(
+                positions
+                    .iter()
+                    .copied()
+                    .filter(|p| self.shard_of_row[*p as usize] as usize == s),
+            );
+            ends.push(run.len());
+            if run.len() < RUN_ROWS && g + 1 < groups.positions.len() {
+                continue;
+            }
+            let values = features_in_parallel(loaded, part, left, keys, data, &run)?;
             let columns = out
                 .fields
                 .iter()
                 .zip(&values)
                 .map(|(f, v)| build_column(f.name(), f.data_type(), v))
                 .collect::<Result<Vec<_>>>()?;
-            let schema = Arc::new(Schema::new(out.fields.clone()));
-            batches.push(
-                RecordBatch::try_new_with_options(
-                    schema,
-                    columns,
-                    &arrow::array::RecordBatchOptions::new().with_row_count(Some(mine.len())),
-                )
-                .map_err(arrow_err(format!("{name}: building features")))?,
-            );
+            let mut start = 0;
+            for end in ends.drain(..) {
+                batches.push(
+                    RecordBatch::try_new_with_options(
+                        schema.clone(),
+                        columns
+                            .iter()
+                            .map(|c| c.slice(start, end - start))
+                            .collect(),
+                        &arrow::array::RecordBatchOptions::new().with_row_count(Some(end - start)),
+                    )
+                    .map_err(arrow_err(format!("{name}: building features")))?,
+                );
+                start = end;
+            }
+            run.clear();
         }
         out.shards.push(IndexedBatches::store(
             batches,
             (count > 1).then_some(&mut *spill),
         )?);
+        Ok(())
     }
-    out.shard_of = shard_of_row;
-    Ok(out)
+
+    fn finish(mut self) -> PartFeatures {
+        self.out.shard_of = self.shard_of_row;
+        self.out
+    }
 }
 
 /// [`features_of_rows`] over the machine's cores: the rows are cut into one contiguous run per
@@ -595,13 +680,23 @@ fn features_of_rows(
         HashMap::default();
     let mut key: Key = Vec::with_capacity(keys.len());
     let key_readers: Vec<ValReader> = keys.iter().map(|k| ValReader::new(k.as_ref())).collect();
+    // A single 64-bit integer key on both sides is looked up by its value.
+    let int_key = match keys {
+        [only] if only.data_type() == &DataType::Int64 => {
+            Some(only.as_primitive::<Int64Type>()).filter(|_| data.rows_of_int(0).is_some())
+        }
+        _ => None,
+    };
     let mut scratch = FeatureScratch::default();
     for (i, &p) in positions.iter().enumerate() {
         let p = p as usize;
         let r = left.live[p];
         key.clear();
         key.extend(key_readers.iter().map(|k| k.get(r)));
-        let rows = data.rows_of(&key);
+        let rows = match (int_key, key.as_slice()) {
+            (Some(_), [Some(Val::Int(v))]) => data.rows_of_int(*v).unwrap_or_default(),
+            _ => data.rows_of(&key),
+        };
         let features = if key.iter().any(Option::is_none) {
             vec![None; n_features]
         } else if !left.event_left {

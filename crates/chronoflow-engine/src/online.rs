@@ -269,7 +269,7 @@ pub async fn compute_upload(
             let mut kept: Vec<OnlineRow> = Vec::new();
             let mut tiles: Vec<BTreeMap<i64, Option<Partial>>> =
                 vec![BTreeMap::new(); features.len()];
-            for &r in &data.rows.by_key[key] {
+            for r in data.rows.by_key[key].clone() {
                 let r = r as usize;
                 let (Some(ts), p) = (rows.ts[r], rows.ds[r]) else {
                     continue;
@@ -587,7 +587,7 @@ fn rows_by_key(gb: &GroupBy, evaluated: RecordBatch) -> Result<StreamedRows> {
     keys.sort();
     let mut out = Vec::new();
     for key in keys {
-        for &r in &rows.by_key[key] {
+        for r in rows.by_key[key].clone() {
             let r = r as usize;
             let Some(ts) = rows.ts[r] else { continue };
             out.push((key.clone(), OnlineRow::of(rows, r, ts)));
@@ -680,7 +680,7 @@ pub async fn stream_records(
     let rows = &data.rows;
     let mut out = Vec::with_capacity(rows.ts.len());
     for (key, indices) in &rows.by_key {
-        for &r in indices {
+        for r in indices.clone() {
             let r = r as usize;
             let record = rows.origin.get(r).copied().unwrap_or_default();
             match rows.ts[r] {

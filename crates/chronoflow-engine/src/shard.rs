@@ -385,13 +385,25 @@ impl<'g> ShardedRows<'g> {
 
     /// Shard `s`'s rows, indexed (each shard is taken once).
     pub(crate) fn index(&mut self, s: usize) -> Result<LoadedGroupBy> {
+        let loaded = self.take(s)?;
+        crate::jobs::index_group_by(self.gb, &loaded)
+    }
+
+    /// Shard `s`'s rows indexed once for each of `gbs`, which index them as this one does
+    /// ([`crate::jobs::same_index`]); each shard is taken once.
+    pub(crate) fn index_for(&mut self, s: usize, gbs: &[&GroupBy]) -> Result<Vec<LoadedGroupBy>> {
+        let loaded = self.take(s)?;
+        crate::jobs::index_group_bys(gbs, &loaded)
+    }
+
+    fn take(&mut self, s: usize) -> Result<Vec<(RecordBatch, bool)>> {
         let mut loaded: Vec<(RecordBatch, bool)> = Vec::new();
         for (store, entity) in &mut self.shards[s] {
             for batch in store.take_all()? {
                 loaded.push((batch, *entity));
             }
         }
-        crate::jobs::index_group_by(self.gb, &loaded)
+        Ok(loaded)
     }
 }
 
