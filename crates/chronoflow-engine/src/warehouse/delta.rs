@@ -594,35 +594,11 @@ enum Outcome {
 enum Change {
     /// Its files are the new ones alone (an overwrite with the predicate `column = 'ds'`).
     Replace,
-    /// The new files join the ones it has.
+    /// The new files join the ones it has (concurrent appends all land: none conflicts with
+    /// another).
     Append,
     /// It has no files any more.
     Drop,
-}
-
-/// Writes (or replaces) partition `ds` of the table at `uri` in one atomic commit, creating the
-/// table, partitioned by `column`, if there is none. `batches` must not have the partition
-/// column. Other partitions are untouched, also when other writers commit meanwhile.
-pub async fn write_partition(
-    uri: &str,
-    storage_options: &HashMap<String, String>,
-    column: &str,
-    ds: &str,
-    batches: &[RecordBatch],
-) -> Result<WriteInfo> {
-    change_partition(uri, storage_options, column, ds, batches, Change::Replace).await
-}
-
-/// Adds rows to partition `ds` (creating it, and the table) in one commit of new files, keeping
-/// the files it has: concurrent appends all land (none conflicts with another).
-pub async fn append_partition(
-    uri: &str,
-    storage_options: &HashMap<String, String>,
-    column: &str,
-    ds: &str,
-    batches: &[RecordBatch],
-) -> Result<WriteInfo> {
-    change_partition(uri, storage_options, column, ds, batches, Change::Append).await
 }
 
 /// Removes partition `ds` in one commit (a delete with the predicate `column = 'ds'`); `None`
@@ -668,7 +644,36 @@ pub async fn drop_partition(
     }
 }
 
+/// Brings `latest` (the table at `uri` as last read, `None`: not read yet or not trusted) up to
+/// the table's latest version: only the commits since it was read, or the whole log when there
+/// is none. Left `None` when there is no table, or when updating failed half-way.
+async fn refresh(
+    latest: &mut Option<Table>,
+    uri: &str,
+    storage_options: &HashMap<String, String>,
+) -> Result<()> {
+    if let Some(table) = latest.as_mut() {
+        if let Err(e) = table.inner.update_state().await {
+            let e = table.delta_error(e);
+            *latest = None;
+            return Err(e);
+        }
+        return Ok(());
+    }
+    *latest = open(uri, storage_options).await?;
+    Ok(())
+}
+
+/// Writes partition `ds` of the table at `uri` in one atomic commit as `change` says (replacing
+/// or adding to its files), creating the table, partitioned by `column`, if there is none.
+/// `batches` must not have the partition column. Other partitions are untouched, also when other
+/// writers commit meanwhile.
+///
+/// `latest` is the table as a previous call left it (`None`: not read yet), brought up to date
+/// here and left at least as recent as it was: a writer of many partitions reads each commit of
+/// the log once instead of replaying the whole log per partition.
 async fn change_partition(
+    latest: &mut Option<Table>,
     uri: &str,
     storage_options: &HashMap<String, String>,
     column: &str,
@@ -699,17 +704,16 @@ async fn change_partition(
         // One round: write files against the table's current schema, then commit them, again
         // and again while others commit first; back to writing files only when the schema
         // changed meanwhile (the files might not fit the new one).
-        let done = match open(uri, storage_options).await? {
+        refresh(latest, uri, storage_options).await?;
+        let done = match latest.as_mut() {
             None => {
                 attempts += 1;
                 create_with_partition(uri, storage_options, column, ds, batches).await?
             }
-            Some(mut table) => {
+            Some(table) => {
                 table.require_partition_column(column)?;
-                let written = write_files(&table, storage_options, column, ds, batches).await?;
-                match commit_until_in(&mut table, column, ds, &written, change, &mut attempts)
-                    .await?
-                {
+                let written = write_files(table, storage_options, column, ds, batches).await?;
+                match commit_until_in(table, column, ds, &written, change, &mut attempts).await? {
                     Outcome::Committed(info) => Some(info),
                     Outcome::Again | Outcome::NothingToDrop => None,
                 }
@@ -1202,8 +1206,9 @@ fn check_ds(ds: &str) -> Result<()> {
 
 /// A Delta table of the warehouse: the functions above, with the warehouse's types and errors.
 ///
-/// Each call opens the log afresh (one listing, plus the commits since the last checkpoint), so
-/// a reader sees every commit made before it asked, as it does with chronoflow's manifests.
+/// Each call, read or write, first brings the log it read last up to date (one listing, plus the
+/// commits since), so a reader sees every commit made before it asked, as it does with
+/// chronoflow's manifests.
 pub(crate) struct DeltaLakeTable {
     name: crate::table_name::TableName,
     uri: String,
@@ -1407,12 +1412,32 @@ impl DeltaLakeTable {
                     })?
             }
         };
-        let info = if append {
-            append_partition(&self.uri, no_options(), column, &text, &batches).await
+        let change = if append {
+            Change::Append
         } else {
-            write_partition(&self.uri, no_options(), column, &text, &batches).await
+            Change::Replace
+        };
+        // The log as last read, taken out while writing (readers meanwhile open their own) and
+        // put back brought up to date to before this commit, so the next write or read of this
+        // table reads only the commits since.
+        let mut latest = self.latest.lock().await.take();
+        let changed = change_partition(
+            &mut latest,
+            &self.uri,
+            no_options(),
+            column,
+            &text,
+            &batches,
+            change,
+        )
+        .await;
+        if changed.is_ok() && latest.is_some() {
+            let mut slot = self.latest.lock().await;
+            if slot.is_none() {
+                *slot = latest;
+            }
         }
-        .map_err(|e| self.error(e))?;
+        let info = changed.map_err(|e| self.error(e))?;
         if let Some(error) = info.checkpoint_error {
             warn_checkpoint_failed(&self.name, &error);
         }
