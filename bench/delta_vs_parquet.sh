@@ -67,7 +67,10 @@ for format in chronoflow delta; do
 done
 "$PY" - "$DATA/warehouse-delta/default/bench_training_v1" "$out/delta_scan.parquet" <<'PY'
 import sys, duckdb
+from duckdb_extensions import import_extension
 con = duckdb.connect()
+# From PyPI (duckdb-extension-delta, in the lakehouse venv): DuckDB cannot download it here.
+import_extension("delta", con=con)
 con.execute("LOAD delta")
 con.execute(f"COPY (SELECT * FROM delta_scan('{sys.argv[1]}')) TO '{sys.argv[2]}' (FORMAT parquet)")
 PY
