@@ -73,6 +73,14 @@ const MANIFEST_READS: usize = 16;
 /// The default warehouse root, relative to the working directory.
 pub const DEFAULT_WAREHOUSE: &str = "./.chronoflow/warehouse";
 
+/// A table of `Warehouse::table_listing`.
+#[derive(Debug)]
+pub struct ListedTable {
+    pub name: TableName,
+    /// Why its metadata could not be read; the table is listed all the same.
+    pub error: Option<EngineError>,
+}
+
 /// What `_table.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TableMeta {
@@ -402,9 +410,24 @@ impl Warehouse {
             })
     }
 
-    /// Every table, sorted.
+    /// Every table, sorted; the first table whose metadata cannot be read is an error (see
+    /// `table_listing` for a listing that goes on past it).
     pub async fn tables(&self) -> Result<Vec<TableName>> {
-        let mut out = Vec::new();
+        self.table_listing()
+            .await?
+            .into_iter()
+            .map(|listed| match listed.error {
+                None => Ok(listed.name),
+                Some(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Every table, sorted, each with the error that kept its metadata from being read, if any:
+    /// one unreadable table (a configured Iceberg table whose catalog is gone, a corrupt Delta
+    /// log) does not hide the others. Only a warehouse that cannot be listed is an error.
+    pub async fn table_listing(&self) -> Result<Vec<ListedTable>> {
+        let mut out: Vec<ListedTable> = Vec::new();
         let namespaces = self
             .store
             .list_with_delimiter(Some(&self.root))
@@ -423,18 +446,35 @@ impl Warehouse {
                 let Ok(table) = TableName::parse(&format!("{n}.{name}")) else {
                     continue;
                 };
-                if self.table_meta(&table).await?.is_some() {
-                    out.push(table);
+                if let Some(listed) = self.listed(&table).await {
+                    out.push(listed);
                 }
             }
         }
         for table in self.located_tables() {
-            if !out.contains(table) && self.table_meta(table).await?.is_some() {
-                out.push(table.clone());
+            if !out.iter().any(|listed| &listed.name == table)
+                && let Some(listed) = self.listed(table).await
+            {
+                out.push(listed);
             }
         }
-        out.sort();
+        out.sort_by_key(|listed| listed.name.clone());
         Ok(out)
+    }
+
+    /// `table` as listed: `None` when it is no table (a folder without one).
+    async fn listed(&self, table: &TableName) -> Option<ListedTable> {
+        match self.table_meta(table).await {
+            Ok(None) => None,
+            Ok(Some(_)) => Some(ListedTable {
+                name: table.clone(),
+                error: None,
+            }),
+            Err(e) => Some(ListedTable {
+                name: table.clone(),
+                error: Some(e),
+            }),
+        }
     }
 
     /// The committed partitions of a table, sorted (one listing of the table's objects).

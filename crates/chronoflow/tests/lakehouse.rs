@@ -220,6 +220,81 @@ fn an_iceberg_table_in_a_sqlite_catalog_is_a_source_of_the_quickstart_backfill()
     assert_eq!(backfilled(&iceberg), expected);
 }
 
+/// Regression (the bug: `table list` failed as a whole, printing no table, when one configured
+/// Iceberg table could not be read): every table is listed, the unreadable ones in their place
+/// with an error naming them, and the exit code is 1. Here an Iceberg table whose SQLite catalog
+/// is gone and, with the `delta` feature, a Delta table whose first commit is corrupt.
+#[test]
+fn table_list_failed_as_a_whole_when_one_iceberg_table_was_unreadable() {
+    let mut s = Setup::new(None);
+    s.import("data.purchases", &quickstart().join("data/purchases.csv"));
+    s.import("data.users", &quickstart().join("data/users.csv"));
+    let gone = s.dir.path().join("gone/catalog.db");
+    let mut config = format!(
+        "[warehouse.catalogs.lake]\ntype = \"sql\"\nuri = \"sqlite://{}\"\n\n\
+         [warehouse.tables.\"data.returns\"]\nformat = \"iceberg\"\ncatalog = \"lake\"\n",
+        gone.display()
+    );
+    if cfg!(feature = "delta") {
+        config.push_str("\n[warehouse.tables.\"data.checkouts\"]\nformat = \"delta\"\n");
+    }
+    let config_file = s.dir.path().join("warehouse.toml");
+    std::fs::write(&config_file, config).unwrap();
+    s.env.push((
+        "CHRONOFLOW_WAREHOUSE_CONFIG",
+        config_file.display().to_string(),
+    ));
+    if cfg!(feature = "delta") {
+        s.import("data.checkouts", &quickstart().join("data/checkouts.csv"));
+        let log = s.warehouse.join("data/checkouts/_delta_log");
+        std::fs::write(log.join(format!("{:020}.json", 0)), "{\"add\": not json\n").unwrap();
+    }
+
+    let out = s.command(&["table", "list"]).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let line = |table: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{table}\t")))
+            .unwrap_or_else(|| panic!("{table} is not listed:\n{stdout}"))
+            .to_string()
+    };
+    assert!(
+        line("data.purchases").starts_with("data.purchases\tchronoflow\t30 partitions\t"),
+        "{stdout}"
+    );
+    assert!(
+        line("data.users").starts_with("data.users\tchronoflow\t"),
+        "{stdout}"
+    );
+    let returns = line("data.returns");
+    assert!(
+        returns.starts_with("data.returns\ticeberg\terror: ")
+            && returns[12..].contains("data.returns")
+            && returns.contains(&gone.display().to_string()),
+        "{returns}"
+    );
+    let mut unreadable = 1;
+    if cfg!(feature = "delta") {
+        let checkouts = line("data.checkouts");
+        assert!(
+            checkouts.starts_with("data.checkouts\tdelta\terror: ")
+                && checkouts[14..].contains("data.checkouts")
+                && checkouts.contains("00000000000000000000.json"),
+            "{checkouts}"
+        );
+        unreadable = 2;
+    }
+    assert_eq!(lines.len(), 2 + unreadable, "{stdout}");
+    assert!(
+        stderr.contains(&format!("{unreadable} table")) && stderr.contains("could not be read"),
+        "{stderr}"
+    );
+}
+
 /// Python `deltalake` writes each quickstart table (or those of argv[4], comma-separated) as a
 /// Delta table partitioned by `ds`, under `warehouse`: a folder, or `s3://…` on the moto server
 /// on port argv[3].
@@ -710,4 +785,106 @@ fn on_s3_an_iceberg_table_pyiceberg_wrote_is_a_source_of_the_quickstart_backfill
         "{listed}"
     );
     assert_eq!(backfilled(&on_s3), expected);
+}
+
+/// Iceberg tables on S3 read with credentials the store refuses: pyiceberg writes the quickstart's
+/// tables to moto's bucket (SQLite catalog local, warehouse local), chronoflow reads them; then
+/// moto starts checking credentials (`/moto-api/reset-auth`), which the test's key id is not
+/// among. Every read then fails with an error naming the table and S3's answer, `table list`
+/// lists each table with its error (exit 1), and a backfill from them fails naming its source.
+#[test]
+fn on_s3_an_iceberg_table_read_with_refused_credentials_is_an_error_naming_it() {
+    let test = "iceberg on s3, refused credentials";
+    let Some(py) = lakehouse_python(test) else {
+        return;
+    };
+    let Some(moto) = moto(test) else {
+        return;
+    };
+    let local = Setup::new(None);
+    let exported = local.dir.path().join("exported");
+    std::fs::create_dir_all(&exported).unwrap();
+    imported_and_exported(&local, &exported);
+
+    let s3 = common::s3::S3::start(&moto, local.dir.path());
+    let mut iceberg = Setup::new(None);
+    let db = iceberg.dir.path().join("catalog.db");
+    python(
+        &py,
+        ICEBERG_WRITE,
+        &[
+            exported.to_str().unwrap(),
+            db.to_str().unwrap(),
+            &format!("s3://{}/iceberg", s3.bucket),
+            &s3.port.to_string(),
+        ],
+    );
+    // The warehouse stays local: only the Iceberg tables are on S3.
+    iceberg.env = s3
+        .env()
+        .into_iter()
+        .filter(|(k, _)| *k != "CHRONOFLOW_WAREHOUSE")
+        .collect();
+    configure_iceberg_catalog(&mut iceberg, &db);
+    // Read while moto takes any key: the setup is right.
+    let listed = String::from_utf8(iceberg.run(&["table", "list"]).stdout).unwrap();
+    assert!(
+        listed.contains("data.purchases\ticeberg\t30 partitions"),
+        "{listed}"
+    );
+
+    // From now on every request must be signed by a key moto's IAM has.
+    let (status, body) = common::http(s3.port, "POST", "/moto-api/reset-auth", "0");
+    assert_eq!(status, 200, "{body}");
+
+    let out = iceberg.command(&["table", "list"]).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    for t in TABLES {
+        let table = format!("data.{t}");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{table}\t")))
+            .unwrap_or_else(|| panic!("{table} is not listed:\n{stdout}"));
+        assert!(
+            line.starts_with(&format!("{table}\ticeberg\terror: "))
+                && line[table.len()..].contains(&table)
+                && line.contains("InvalidAccessKeyId"),
+            "{line}"
+        );
+    }
+
+    let out = iceberg
+        .command(&["table", "partitions", "data.purchases"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("data.purchases") && stderr.contains("InvalidAccessKeyId"),
+        "{stderr}"
+    );
+
+    let repo = iceberg.repo.to_str().unwrap().to_owned();
+    let out = iceberg
+        .command(&[
+            "run",
+            "--mode",
+            "backfill",
+            "--repo",
+            &repo,
+            "--conf",
+            &format!("{GB}/purchases.v1"),
+            "--ds",
+            BATCH_DAY,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success(), "the backfill read refused data");
+    assert!(
+        stderr.contains("data.purchases") && stderr.contains("InvalidAccessKeyId"),
+        "{stderr}"
+    );
 }

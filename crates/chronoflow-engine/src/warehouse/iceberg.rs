@@ -251,8 +251,10 @@ impl IcebergTable {
 
     async fn get(&self, uri: &str) -> Result<Bytes> {
         let (store, path) = self.store(uri)?;
+        // The store's message names the object only: a refused or missing read must also say
+        // which table it was for (several tables may share a bucket).
         let err = |source| EngineError::Store {
-            path: uri.to_owned(),
+            path: format!("Iceberg table {} ({}): {uri}", self.name, self.identifier()),
             source,
         };
         store

@@ -49,20 +49,39 @@ async fn run_async(command: TableCommand) -> anyhow::Result<ExitCode> {
         TableCommand::List { warehouse } => {
             let warehouse = warehouse.open(None)?;
             let mut text = String::new();
-            for table in warehouse.tables().await? {
-                let parts = warehouse.partitions(&table).await?;
-                let range = match (parts.first(), parts.last()) {
-                    (Some(f), Some(l)) => format!("{f}..={l}"),
-                    _ => "-".to_owned(),
+            let mut unreadable = 0;
+            for listed in warehouse.table_listing().await? {
+                let table = listed.name;
+                let line = match listed.error {
+                    Some(e) => Err(e),
+                    None => list_line(&warehouse, &table).await,
                 };
-                let plural = if parts.len() == 1 { "" } else { "s" };
-                let format = warehouse.table_format(&table).await?;
-                text.push_str(&format!(
-                    "{table}\t{format}\t{} partition{plural}\t{range}\n",
-                    parts.len()
-                ));
+                match line {
+                    Ok(line) => text.push_str(&line),
+                    // Listed in its place with its error, so that one table a catalog or a log
+                    // no longer serves hides none of the others.
+                    Err(e) => {
+                        unreadable += 1;
+                        let format = match warehouse.table_format(&table).await {
+                            Ok(format) => format.to_string(),
+                            Err(_) => "?".to_owned(),
+                        };
+                        let message = crate::describe(&anyhow::Error::new(e));
+                        text.push_str(&format!(
+                            "{table}\t{format}\terror: {}\n",
+                            message.replace('\n', " ")
+                        ));
+                    }
+                }
             }
             super::output::emit(&text, None)?;
+            if unreadable > 0 {
+                eprintln!(
+                    "error: {unreadable} table{} could not be read (listed with the error)",
+                    if unreadable == 1 { "" } else { "s" }
+                );
+                return Ok(ExitCode::from(1));
+            }
         }
         TableCommand::Partitions {
             table,
@@ -180,6 +199,21 @@ fn age_text(age: std::time::Duration) -> String {
         s if s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
+}
+
+/// `table list`'s line for `table`: name, format, partition count and date range.
+async fn list_line(warehouse: &Warehouse, table: &TableName) -> chronoflow_engine::Result<String> {
+    let parts = warehouse.partitions(table).await?;
+    let range = match (parts.first(), parts.last()) {
+        (Some(f), Some(l)) => format!("{f}..={l}"),
+        _ => "-".to_owned(),
+    };
+    let plural = if parts.len() == 1 { "" } else { "s" };
+    let format = warehouse.table_format(table).await?;
+    Ok(format!(
+        "{table}\t{format}\t{} partition{plural}\t{range}\n",
+        parts.len()
+    ))
 }
 
 /// `partitions --require FIRST[..LAST]`: exit 0 when every partition of the range exists, 1 when
