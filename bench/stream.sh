@@ -5,9 +5,11 @@
 #
 #   bench/stream.sh     (N=200000 USERS=10000 PARTITIONS=2 RATES="1000 10000" RATE_SECONDS=20 SAMPLES=200)
 #   PARTS="feast" bench/stream.sh         (a subset of: ingest freshness feast)
-#   TANSU_STORAGE=memory://tansu/ bench/stream.sh   (tansu's storage engine; default sqlite://tansu.db,
-#                                                    what the tests use; memory:// is its cheaper
-#                                                    ephemeral engine, to tell the broker's cost apart)
+#   TANSU_STORAGE=memory://tansu/ TANSU_BIN=... bench/stream.sh   (tansu's storage engine; default
+#       sqlite://tansu.db, what the tests use. memory:// needs tansu built with the dynostore feature,
+#       and on 2026-12-07 it acknowledged records it then did not keep: 97,216 of 100,000 produced)
+#   FETCH_MAX_WAIT_MS=20 bench/stream.sh   (the consumers' --fetch-max-wait-ms, also given to
+#       standalone's supervised stream as [streaming] fetch_max_wait_ms; default: chronoflow's)
 #
 # 1. ingest: for each KV, a fresh broker; N events produced to events.returns first; then the
 #    consumer starts and is timed until its --status-file shows every partition committed to the end
@@ -85,6 +87,7 @@ consumer() {  # status file [flags]: the consumer on $BROKERS into $CHRONOFLOW_K
   local status=$1; shift
   "$cf" run --mode streaming --repo "$repo" --conf "$conf" --kafka-brokers "$BROKERS" \
     --kv "$CHRONOFLOW_KV" --warehouse "$CHRONOFLOW_WAREHOUSE" --status-file "$status" "$@" ${STREAM_ARGS:-} \
+    ${FETCH_MAX_WAIT_MS:+--fetch-max-wait-ms "$FETCH_MAX_WAIT_MS"} \
     > "$W/consumer.log" 2>&1 &
   consumer_pid=$!; pids+=("$consumer_pid")
 }
@@ -126,6 +129,7 @@ if [[ "$PARTS" == *" freshness "* ]]; then
       # every DAG paused but the quickstart's streaming keep-alive, brokers from [streaming].
       export CHRONOFLOW_DATABASE_URL="sqlite://$W/state.db" CHRONOFLOW_HOME="$W/home" CHRONOFLOW_KAFKA_BROKERS="$BROKERS"
       printf '[streaming]\nkafka_brokers = "%s"\n' "$BROKERS" > "$W/chronoflow.toml"
+      if [ -n "${FETCH_MAX_WAIT_MS:-}" ]; then echo "fetch_max_wait_ms = $FETCH_MAX_WAIT_MS" >> "$W/chronoflow.toml"; fi
       rm -rf "$W/state.db" "$W/home"; mkdir -p "$W/home"
       "$cf" dags sync --repo "$repo" --config "$W/chronoflow.toml" >/dev/null
       "$cf" dags pause --all >/dev/null && "$cf" dags unpause chronon_gb_streaming_quickstart >/dev/null

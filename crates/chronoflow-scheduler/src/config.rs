@@ -152,6 +152,9 @@ pub struct StreamingConfig {
     pub alert_after_crashes: u32,
     /// How long a stopped consumer gets after SIGTERM before it is killed.
     pub stop_grace_seconds: u64,
+    /// How long the broker may hold a consumer's fetch open (`--fetch-max-wait-ms`); unset, the
+    /// consumer's default. Brokers that always wait this long (tansu) add it to freshness.
+    pub fetch_max_wait_ms: Option<u64>,
 }
 
 impl Default for StreamingConfig {
@@ -161,6 +164,7 @@ impl Default for StreamingConfig {
             backoff_max_seconds: 60,
             alert_after_crashes: 5,
             stop_grace_seconds: 10,
+            fetch_max_wait_ms: None,
         }
     }
 }

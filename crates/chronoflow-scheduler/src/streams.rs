@@ -610,6 +610,15 @@ impl ChildProcessLauncher {
         ChildProcessLauncher::new(argv, stop_grace).with_env("CHRONOFLOW_KV", kv)
     }
 
+    /// The consumers get `--fetch-max-wait-ms`, when set.
+    pub fn with_fetch_max_wait_ms(mut self, ms: Option<u64>) -> Self {
+        if let Some(ms) = ms {
+            self.argv
+                .extend(["--fetch-max-wait-ms".to_owned(), ms.to_string()]);
+        }
+        self
+    }
+
     /// The argv for `job`: placeholders replaced element by element.
     pub fn argv_for(&self, job: &JobRef, status_file: &Path) -> Vec<String> {
         let status = status_file.display().to_string();

@@ -37,6 +37,9 @@ use crate::topic::{Format, Topic};
 /// day, known only once the query gave its time.
 const RECORD_DS: &str = "__record_ds";
 
+/// How long a broker may take to answer beyond a fetch's own wait before it counts as down.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
 /// Where a stream starts in a partition it has no stored offset for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartFrom {
@@ -44,6 +47,13 @@ pub enum StartFrom {
     Earliest,
     Latest,
 }
+
+/// About 2,000 records of 128 bytes per partition and fetch: small batches keep freshness high
+/// and a killed consumer's repeated work small; the per-batch cost is a few milliseconds.
+pub const DEFAULT_MAX_FETCH_BYTES: i32 = 256 << 10;
+
+/// How long the broker may hold a fetch open waiting for records, by default.
+pub const DEFAULT_FETCH_MAX_WAIT_MS: u64 = 100;
 
 /// How a stream runs.
 #[derive(Debug, Clone)]
@@ -77,10 +87,8 @@ impl Default for StreamOptions {
         StreamOptions {
             brokers: Vec::new(),
             max_record_bytes: 1 << 20,
-            // About 2,000 records of 128 bytes: small batches keep freshness high and a killed
-            // consumer's lost work small; the per-batch cost is a few milliseconds.
-            max_fetch_bytes: 256 << 10,
-            max_wait: Duration::from_millis(100),
+            max_fetch_bytes: DEFAULT_MAX_FETCH_BYTES,
+            max_wait: Duration::from_millis(DEFAULT_FETCH_MAX_WAIT_MS),
             dead_letter: None,
             status_file: None,
             avro_schema: None,
@@ -161,6 +169,16 @@ struct Stream {
     last_event_ms: Option<i64>,
     /// The batch day streamed rows were last pruned for.
     pruned_for: Option<PartitionDate>,
+    /// The fetch in flight while the last batch was being stored.
+    prefetch: Option<Prefetch>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Some(prefetch) = self.prefetch.take() {
+            prefetch.answers.abort();
+        }
+    }
 }
 
 fn config_error(gb: &GroupBy, message: impl Into<String>) -> StreamError {
@@ -268,6 +286,7 @@ impl Stream {
             report: StreamReport::default(),
             last_event_ms: None,
             pruned_for: None,
+            prefetch: None,
         })
     }
 
@@ -305,6 +324,9 @@ impl Stream {
                     self.set_state("retrying", Some(message));
                     self.write_status();
                     // Reconnect from scratch: the broker may have come back elsewhere.
+                    if let Some(prefetch) = self.prefetch.take() {
+                        prefetch.answers.abort();
+                    }
                     self.client = None;
                     for t in &mut self.topics {
                         for p in t.partitions.values_mut() {
@@ -502,10 +524,6 @@ impl Stream {
 
     /// One round: fetch what every partition has, store it. Whether everything was read.
     async fn step(&mut self) -> std::result::Result<bool, Step> {
-        // rskafka's own retries bound the time spent sleeping between attempts, not an attempt
-        // that waits on a dead connection: without this bound an outage could look like a
-        // quiet topic (found by the broker-outage test under load).
-        const ANSWER_WITHIN: Duration = Duration::from_secs(10);
         tokio::time::timeout(ANSWER_WITHIN, self.connect())
             .await
             .map_err(|_| {
@@ -514,32 +532,20 @@ impl Stream {
                     self.brokers.join(",")
                 ))
             })??;
-        let wait = i32::try_from(self.options.max_wait.as_millis()).unwrap_or(i32::MAX);
-        let max_bytes = self.options.max_fetch_bytes;
-        let mut fetched: Vec<(usize, i32, Vec<RecordAndOffset>)> = Vec::new();
-        let mut fetches = Vec::new();
-        for (ti, t) in self.topics.iter().enumerate() {
-            for (&p, r) in &t.partitions {
-                let Some(client) = r.client.clone() else {
-                    continue;
-                };
-                let next = r.next;
-                fetches.push(async move {
-                    (ti, p, client.fetch_records(next, 1..max_bytes, wait).await)
-                });
+        // The fetch that went out while the last batch was stored, when it asked from where
+        // that batch ends (it always does unless a retry reset the positions since).
+        let answers = match self.prefetch.take() {
+            Some(prefetch) if prefetch.from == self.fetch_positions() => prefetch
+                .answers
+                .await
+                .map_err(|e| Step::Retry(format!("fetching: {e}")))?,
+            Some(stale) => {
+                stale.answers.abort();
+                self.fetch().await
             }
-        }
-        let answers = tokio::time::timeout(
-            self.options.max_wait + ANSWER_WITHIN,
-            futures::future::join_all(fetches),
-        )
-        .await
-        .map_err(|_| {
-            Step::Retry(format!(
-                "fetching: no answer from {} within {ANSWER_WITHIN:?}",
-                self.brokers.join(",")
-            ))
-        })?;
+            None => self.fetch().await,
+        }?;
+        let mut fetched: Vec<(usize, i32, Vec<RecordAndOffset>)> = Vec::new();
         for (ti, p, result) in answers {
             let topic = self.topics[ti].topic.name.clone();
             match result {
@@ -579,8 +585,86 @@ impl Stream {
         if fetched.is_empty() {
             return Ok(self.caught_up());
         }
-        self.store(fetched).await?;
+        // Fetch the next records while these are decoded and stored: a broker that holds every
+        // fetch for its full wait (tansu does) then costs max(wait, store) a round, not the sum.
+        let from: Vec<(usize, i32, i64)> = self
+            .fetch_positions()
+            .into_iter()
+            .map(|(ti, p, next)| {
+                let after = fetched
+                    .iter()
+                    .find(|(fti, fp, _)| (*fti, *fp) == (ti, p))
+                    .and_then(|(_, _, records)| records.last())
+                    .map_or(next, |last| last.offset + 1);
+                (ti, p, after)
+            })
+            .collect();
+        if !self.options.until_caught_up || !self.caught_up_after(&from) {
+            self.prefetch = Some(Prefetch {
+                answers: tokio::spawn(fetch_partitions(
+                    self.fetch_requests(&from),
+                    self.options.max_wait,
+                    self.options.max_fetch_bytes,
+                    self.brokers.join(","),
+                )),
+                from,
+            });
+        }
+        if let Err(e) = self.store(fetched).await {
+            if let Some(prefetch) = self.prefetch.take() {
+                prefetch.answers.abort();
+            }
+            return Err(e);
+        }
         Ok(self.caught_up())
+    }
+
+    /// Where each connected partition's next fetch starts: its first record not stored yet.
+    fn fetch_positions(&self) -> Vec<(usize, i32, i64)> {
+        self.topics
+            .iter()
+            .enumerate()
+            .flat_map(|(ti, t)| {
+                t.partitions
+                    .iter()
+                    .filter(|(_, r)| r.client.is_some())
+                    .map(move |(&p, r)| (ti, p, r.next))
+            })
+            .collect()
+    }
+
+    fn caught_up_after(&self, from: &[(usize, i32, i64)]) -> bool {
+        from.iter().all(|&(ti, p, next)| {
+            self.topics[ti]
+                .partitions
+                .get(&p)
+                .is_none_or(|r| next >= r.high_watermark)
+        })
+    }
+
+    fn fetch_requests(&self, from: &[(usize, i32, i64)]) -> Vec<FetchRequest> {
+        from.iter()
+            .filter_map(|&(ti, p, next)| {
+                let client = self.topics[ti].partitions.get(&p)?.client.clone()?;
+                Some(FetchRequest {
+                    topic: ti,
+                    partition: p,
+                    client,
+                    from: next,
+                })
+            })
+            .collect()
+    }
+
+    /// One fetch from every connected partition, from its next record not stored.
+    async fn fetch(&self) -> std::result::Result<Vec<FetchAnswer>, Step> {
+        fetch_partitions(
+            self.fetch_requests(&self.fetch_positions()),
+            self.options.max_wait,
+            self.options.max_fetch_bytes,
+            self.brokers.join(","),
+        )
+        .await
     }
 
     fn caught_up(&self) -> bool {
@@ -841,6 +925,53 @@ fn value_of(
 }
 
 /// What one round of fetching could not do.
+/// A fetch from one partition.
+struct FetchRequest {
+    topic: usize,
+    partition: i32,
+    client: Arc<PartitionClient>,
+    from: i64,
+}
+
+/// A partition's answer: its records and high watermark, or why not.
+type FetchAnswer = (
+    usize,
+    i32,
+    std::result::Result<(Vec<RecordAndOffset>, i64), rskafka::client::error::Error>,
+);
+
+/// A fetch sent before the batch it follows was stored, and the positions it asked from.
+struct Prefetch {
+    from: Vec<(usize, i32, i64)>,
+    answers: tokio::task::JoinHandle<std::result::Result<Vec<FetchAnswer>, Step>>,
+}
+
+/// Fetches every partition of `requests` at once. rskafka's own retries bound the time spent
+/// sleeping between attempts, not an attempt that waits on a dead connection: without the
+/// timeout an outage could look like a quiet topic (found by the broker-outage test under load).
+async fn fetch_partitions(
+    requests: Vec<FetchRequest>,
+    max_wait: Duration,
+    max_bytes: i32,
+    brokers: String,
+) -> std::result::Result<Vec<FetchAnswer>, Step> {
+    let wait = i32::try_from(max_wait.as_millis()).unwrap_or(i32::MAX);
+    let fetches = requests.into_iter().map(|r| async move {
+        (
+            r.topic,
+            r.partition,
+            r.client.fetch_records(r.from, 1..max_bytes, wait).await,
+        )
+    });
+    tokio::time::timeout(max_wait + ANSWER_WITHIN, futures::future::join_all(fetches))
+        .await
+        .map_err(|_| {
+            Step::Retry(format!(
+                "fetching: no answer from {brokers} within {ANSWER_WITHIN:?}"
+            ))
+        })
+}
+
 enum Step {
     /// The broker or KV store is unreachable: retry after a backoff.
     Retry(String),

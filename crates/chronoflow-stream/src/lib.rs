@@ -16,6 +16,9 @@ pub mod error;
 pub mod status;
 pub mod topic;
 
-pub use consumer::{StartFrom, StreamOptions, StreamReport, run_stream};
+pub use consumer::{
+    DEFAULT_FETCH_MAX_WAIT_MS, DEFAULT_MAX_FETCH_BYTES, StartFrom, StreamOptions, StreamReport,
+    run_stream,
+};
 pub use error::{Result, StreamError};
 pub use status::{PartitionStatus, StreamStatus};

@@ -472,6 +472,15 @@ pub struct StreamArgs {
     /// Streaming: a record larger than this is malformed (skipped and counted).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     pub max_record_bytes: usize,
+    /// Streaming: the longest the broker may hold a fetch open waiting for records. Kafka
+    /// answers as soon as there are records; some brokers (tansu) always wait this long, so
+    /// it bounds how fresh a fetched record can be.
+    #[arg(long, value_name = "MS", default_value_t = chronoflow_stream::DEFAULT_FETCH_MAX_WAIT_MS, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub fetch_max_wait_ms: u64,
+    /// Streaming: the most bytes fetched from one partition per request (a lagging stream
+    /// catches up in batches of this size).
+    #[arg(long, value_name = "BYTES", default_value_t = chronoflow_stream::DEFAULT_MAX_FETCH_BYTES, value_parser = clap::value_parser!(i32).range(1024..))]
+    pub max_fetch_bytes: i32,
     /// Streaming: where to begin in a partition that has no stored offset yet.
     #[arg(long, value_enum, default_value_t = StartFromArg::Earliest)]
     pub start_from: StartFromArg,

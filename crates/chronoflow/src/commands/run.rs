@@ -303,6 +303,8 @@ async fn streaming(
     let options = chronoflow_stream::StreamOptions {
         brokers: stream.kafka_brokers.clone(),
         max_record_bytes: stream.max_record_bytes,
+        max_wait: std::time::Duration::from_millis(stream.fetch_max_wait_ms),
+        max_fetch_bytes: stream.max_fetch_bytes,
         dead_letter: stream.dead_letter.clone(),
         status_file: stream.status_file.clone(),
         avro_schema: stream.avro_schema.clone(),

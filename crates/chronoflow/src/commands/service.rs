@@ -224,16 +224,25 @@ fn stream_supervisor(
     let redis = kv.spec().starts_with("redis://") || kv.spec().starts_with("rediss://");
     let launcher: Arc<dyn StreamLauncher> = if redis {
         let exe = std::env::current_exe().context("finding this program (streams run it)")?;
-        Arc::new(ChildProcessLauncher::chronoflow(
-            &exe,
-            repo,
-            &warehouse.uri,
-            kv.spec(),
-            streaming.kafka_brokers.as_deref(),
-            Duration::from_secs(streaming.stop_grace_seconds),
-        ))
+        Arc::new(
+            ChildProcessLauncher::chronoflow(
+                &exe,
+                repo,
+                &warehouse.uri,
+                kv.spec(),
+                streaming.kafka_brokers.as_deref(),
+                Duration::from_secs(streaming.stop_grace_seconds),
+            )
+            .with_fetch_max_wait_ms(streaming.fetch_max_wait_ms),
+        )
     } else {
-        in_process_launcher(repo, warehouse, kv, streaming.kafka_brokers.clone())
+        in_process_launcher(
+            repo,
+            warehouse,
+            kv,
+            streaming.kafka_brokers.clone(),
+            streaming.fetch_max_wait_ms.map(Duration::from_millis),
+        )
     };
     Ok(Arc::new(StreamSupervisor::new(
         worker_id.to_owned(),
@@ -252,12 +261,14 @@ pub fn in_process_launcher(
     warehouse: &WarehouseSpec,
     kv: SharedKv,
     kafka_brokers: Option<String>,
+    fetch_max_wait: Option<Duration>,
 ) -> Arc<dyn StreamLauncher> {
     Arc::new(InProcessLauncher {
         repo: repo.to_owned(),
         warehouse: warehouse.clone(),
         kv,
         kafka_brokers,
+        fetch_max_wait,
     })
 }
 
@@ -266,6 +277,7 @@ struct InProcessLauncher {
     warehouse: WarehouseSpec,
     kv: SharedKv,
     kafka_brokers: Option<String>,
+    fetch_max_wait: Option<Duration>,
 }
 
 impl StreamLauncher for InProcessLauncher {
@@ -279,6 +291,7 @@ impl StreamLauncher for InProcessLauncher {
         let repo_dir = self.repo.clone();
         let warehouse = self.warehouse.clone();
         let kv = self.kv.clone();
+        let fetch_max_wait = self.fetch_max_wait;
         let brokers: Vec<String> = self
             .kafka_brokers
             .iter()
@@ -295,11 +308,13 @@ impl StreamLauncher for InProcessLauncher {
                 .ok_or_else(|| format!("{} is not in the repo (any more)", job.conf_path))?;
             let warehouse = warehouse.open().map_err(|e| format!("{e:#}"))?;
             let kv = kv.get().await.map_err(|e| e.to_string())?;
+            let defaults = chronoflow_stream::StreamOptions::default();
             let options = chronoflow_stream::StreamOptions {
                 brokers,
                 status_file: Some(status_file),
                 repo_dir: Some(repo_dir.clone()),
-                ..Default::default()
+                max_wait: fetch_max_wait.unwrap_or(defaults.max_wait),
+                ..defaults
             };
             let status = Arc::new(std::sync::Mutex::new(
                 chronoflow_stream::StreamStatus::default(),
