@@ -175,9 +175,7 @@ struct Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        if let Some(prefetch) = self.prefetch.take() {
-            prefetch.answers.abort();
-        }
+        self.cancel_prefetch();
     }
 }
 
@@ -324,9 +322,7 @@ impl Stream {
                     self.set_state("retrying", Some(message));
                     self.write_status();
                     // Reconnect from scratch: the broker may have come back elsewhere.
-                    if let Some(prefetch) = self.prefetch.take() {
-                        prefetch.answers.abort();
-                    }
+                    self.cancel_prefetch();
                     self.client = None;
                     for t in &mut self.topics {
                         for p in t.partitions.values_mut() {
@@ -541,9 +537,9 @@ impl Stream {
                 .map_err(|e| Step::Retry(format!("fetching: {e}")))?,
             Some(stale) => {
                 stale.answers.abort();
-                self.fetch().await
+                self.fetch_from(&self.fetch_positions()).await
             }
-            None => self.fetch().await,
+            None => self.fetch_from(&self.fetch_positions()).await,
         }?;
         let mut fetched: Vec<(usize, i32, Vec<RecordAndOffset>)> = Vec::new();
         for (ti, p, result) in answers {
@@ -601,19 +597,12 @@ impl Stream {
             .collect();
         if !self.options.until_caught_up || !self.caught_up_after(&from) {
             self.prefetch = Some(Prefetch {
-                answers: tokio::spawn(fetch_partitions(
-                    self.fetch_requests(&from),
-                    self.options.max_wait,
-                    self.options.max_fetch_bytes,
-                    self.brokers.join(","),
-                )),
+                answers: tokio::spawn(self.fetch_from(&from)),
                 from,
             });
         }
         if let Err(e) = self.store(fetched).await {
-            if let Some(prefetch) = self.prefetch.take() {
-                prefetch.answers.abort();
-            }
+            self.cancel_prefetch();
             return Err(e);
         }
         Ok(self.caught_up())
@@ -642,8 +631,14 @@ impl Stream {
         })
     }
 
-    fn fetch_requests(&self, from: &[(usize, i32, i64)]) -> Vec<FetchRequest> {
-        from.iter()
+    /// One fetch from each partition in `from`, at its position; owns what it needs, so it can
+    /// run as a task of its own while a batch is stored.
+    fn fetch_from(
+        &self,
+        from: &[(usize, i32, i64)],
+    ) -> impl Future<Output = std::result::Result<Vec<FetchAnswer>, Step>> + Send + 'static {
+        let requests = from
+            .iter()
             .filter_map(|&(ti, p, next)| {
                 let client = self.topics[ti].partitions.get(&p)?.client.clone()?;
                 Some(FetchRequest {
@@ -653,18 +648,19 @@ impl Stream {
                     from: next,
                 })
             })
-            .collect()
-    }
-
-    /// One fetch from every connected partition, from its next record not stored.
-    async fn fetch(&self) -> std::result::Result<Vec<FetchAnswer>, Step> {
+            .collect();
         fetch_partitions(
-            self.fetch_requests(&self.fetch_positions()),
+            requests,
             self.options.max_wait,
             self.options.max_fetch_bytes,
             self.brokers.join(","),
         )
-        .await
+    }
+
+    fn cancel_prefetch(&mut self) {
+        if let Some(prefetch) = self.prefetch.take() {
+            prefetch.answers.abort();
+        }
     }
 
     fn caught_up(&self) -> bool {
@@ -924,7 +920,6 @@ fn value_of(
         .and_then(|(_, r)| r.record.value.clone())
 }
 
-/// What one round of fetching could not do.
 /// A fetch from one partition.
 struct FetchRequest {
     topic: usize,
@@ -972,6 +967,7 @@ async fn fetch_partitions(
         })
 }
 
+/// What one round of fetching could not do.
 enum Step {
     /// The broker or KV store is unreachable: retry after a backoff.
     Retry(String),

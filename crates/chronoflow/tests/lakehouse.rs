@@ -46,8 +46,10 @@ fn python(python: &Path, script: &str, args: &[&str]) {
 const TABLES: [&str; 4] = ["purchases", "returns", "users", "checkouts"];
 
 /// The quickstart imported into `s`'s warehouse (chronoflow's format), each table also exported
-/// as one Parquet file (with `ds`) into `dir`.
-fn imported_and_exported(s: &Setup, dir: &Path) {
+/// as one Parquet file (with `ds`) into the returned folder (`exported` in `s`'s directory).
+fn imported_and_exported(s: &Setup) -> PathBuf {
+    let dir = s.dir.path().join("exported");
+    std::fs::create_dir_all(&dir).unwrap();
     for t in TABLES {
         s.import(
             &format!("data.{t}"),
@@ -64,6 +66,22 @@ fn imported_and_exported(s: &Setup, dir: &Path) {
             file.to_str().unwrap(),
         ]);
     }
+    dir
+}
+
+/// pyiceberg writes the `exported` quickstart tables as Iceberg tables under `s3://BUCKET/iceberg`
+/// on moto, with their SQLite catalog at `db` (local).
+fn pyiceberg_wrote_to_s3(py: &Path, exported: &Path, db: &Path, s3: &common::s3::S3) {
+    python(
+        py,
+        ICEBERG_WRITE,
+        &[
+            exported.to_str().unwrap(),
+            db.to_str().unwrap(),
+            &format!("s3://{}/iceberg", s3.bucket),
+            &s3.port.to_string(),
+        ],
+    );
 }
 
 /// The training set and a GroupBy backfilled from `s`'s sources, as sorted JSON rows.
@@ -115,9 +133,7 @@ fn a_parquet_folder_written_by_pyspark_is_a_source_of_the_quickstart_backfill() 
         return;
     };
     let ours = Setup::new(None);
-    let exported = ours.dir.path().join("exported");
-    std::fs::create_dir_all(&exported).unwrap();
-    imported_and_exported(&ours, &exported);
+    let exported = imported_and_exported(&ours);
     let expected = backfilled(&ours);
 
     let spark = Setup::new(None);
@@ -193,9 +209,7 @@ fn an_iceberg_table_in_a_sqlite_catalog_is_a_source_of_the_quickstart_backfill()
         return;
     };
     let ours = Setup::new(None);
-    let exported = ours.dir.path().join("exported");
-    std::fs::create_dir_all(&exported).unwrap();
-    imported_and_exported(&ours, &exported);
+    let exported = imported_and_exported(&ours);
     let expected = backfilled(&ours);
 
     let mut iceberg = Setup::new(None);
@@ -390,9 +404,7 @@ fn a_delta_table_written_by_python_deltalake_is_a_source_of_the_quickstart_backf
         return;
     };
     let ours = Setup::new(None);
-    let exported = ours.dir.path().join("exported");
-    std::fs::create_dir_all(&exported).unwrap();
-    imported_and_exported(&ours, &exported);
+    let exported = imported_and_exported(&ours);
     let expected = backfilled(&ours);
 
     let delta = Setup::new(None);
@@ -419,9 +431,7 @@ fn the_quickstart_in_delta_equals_the_parquet_run_and_others_read_its_outputs() 
         return;
     };
     let parquet = Setup::new(None);
-    let exported = parquet.dir.path().join("exported");
-    std::fs::create_dir_all(&exported).unwrap();
-    imported_and_exported(&parquet, &exported);
+    imported_and_exported(&parquet);
     let expected = backfilled(&parquet);
 
     // One switch: every table the warehouse creates, sources and outputs, is Delta.
@@ -659,9 +669,7 @@ fn on_s3_spark_parquet_and_delta_sources_and_delta_outputs_equal_the_local_run()
         return;
     };
     let local = Setup::new(None);
-    let exported = local.dir.path().join("exported");
-    std::fs::create_dir_all(&exported).unwrap();
-    imported_and_exported(&local, &exported);
+    let exported = imported_and_exported(&local);
     let expected = backfilled(&local);
 
     let spark = local.dir.path().join("spark");
@@ -748,24 +756,13 @@ fn on_s3_an_iceberg_table_pyiceberg_wrote_is_a_source_of_the_quickstart_backfill
         return;
     };
     let local = Setup::new(None);
-    let exported = local.dir.path().join("exported");
-    std::fs::create_dir_all(&exported).unwrap();
-    imported_and_exported(&local, &exported);
+    let exported = imported_and_exported(&local);
     let expected = backfilled(&local);
 
     let s3 = common::s3::S3::start(&moto, local.dir.path());
     let mut on_s3 = Setup::new(None);
     let db = on_s3.dir.path().join("catalog.db");
-    python(
-        &py,
-        ICEBERG_WRITE,
-        &[
-            exported.to_str().unwrap(),
-            db.to_str().unwrap(),
-            &format!("s3://{}/iceberg", s3.bucket),
-            &s3.port.to_string(),
-        ],
-    );
+    pyiceberg_wrote_to_s3(&py, &exported, &db, &s3);
     // What the catalog points at is in the bucket: nothing is read from this machine but the
     // catalog file.
     python(
@@ -802,23 +799,12 @@ fn on_s3_an_iceberg_table_read_with_refused_credentials_is_an_error_naming_it() 
         return;
     };
     let local = Setup::new(None);
-    let exported = local.dir.path().join("exported");
-    std::fs::create_dir_all(&exported).unwrap();
-    imported_and_exported(&local, &exported);
+    let exported = imported_and_exported(&local);
 
     let s3 = common::s3::S3::start(&moto, local.dir.path());
     let mut iceberg = Setup::new(None);
     let db = iceberg.dir.path().join("catalog.db");
-    python(
-        &py,
-        ICEBERG_WRITE,
-        &[
-            exported.to_str().unwrap(),
-            db.to_str().unwrap(),
-            &format!("s3://{}/iceberg", s3.bucket),
-            &s3.port.to_string(),
-        ],
-    );
+    pyiceberg_wrote_to_s3(&py, &exported, &db, &s3);
     // The warehouse stays local: only the Iceberg tables are on S3.
     iceberg.env = s3
         .env()
