@@ -28,7 +28,7 @@ def main():
         if r["batch"] > 1:
             feast_best[r["store"]] = max(feast_best.get(r["store"], 0), r["events_per_s"])
     peer = {"embedded": "sqlite", "redis": "redis"}
-    print("| writer | store | events | seconds | events/s | vs Feast push (batched), same kind of store |")
+    print("| writer | store | events | seconds | events/s | vs Feast's fastest push, same kind of store |")
     print("|---|---|---:|---:|---:|---:|")
     for r in ingest:
         store = r["label"].split("-")[-1]
@@ -36,12 +36,15 @@ def main():
         ratio = f"{r['events_per_s'] / other:.1f}x" if other else "-"
         steady = f" (steady {r['steady_events_per_s']:,}/s)" if r.get("steady_events_per_s") else ""
         if r.get("consumer_cpu_s") is not None and r.get("broker_cpu_s") is not None:
-            steady += f"; CPU s: consumer {r['consumer_cpu_s']}, tansu {r['broker_cpu_s']}"
+            us = r["consumer_cpu_s"] / r["records"] * 1e6
+            steady += (f"; CPU s: consumer {r['consumer_cpu_s']} ({us:.1f} µs/event), tansu {r['broker_cpu_s']} "
+                       f"({r['broker_cpu_s'] / r['records'] * 1e6:.1f} µs/record)")
         print(f"| chronoflow consumer{steady} | {store} | "
               f"{r['records']:,} | {r['seconds']} | {r['events_per_s']:,} | {ratio} |")
     for r in feast:
         how = f"push of {r['batch']:,} rows" if r["batch"] > 1 else "push of 1 row"
-        ratio = "1x" if r["batch"] > 1 else "-"
+        best = feast_best.get(r["store"])
+        ratio = f"{r['events_per_s'] / best:.2f}x" if best and r["batch"] > 1 else "-"
         print(f"| Feast {how} (p50 {r['push_ms_p50']} ms, p99 {r['push_ms_p99']} ms a push) | {r['store']} | "
               f"{r['events']:,} | {r['seconds']} | {r['events_per_s']:,} | {ratio} |")
 

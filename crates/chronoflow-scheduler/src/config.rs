@@ -155,6 +155,9 @@ pub struct StreamingConfig {
     /// How long the broker may hold a consumer's fetch open (`--fetch-max-wait-ms`); unset, the
     /// consumer's default. Brokers that always wait this long (tansu) add it to freshness.
     pub fetch_max_wait_ms: Option<u64>,
+    /// The most bytes a consumer fetches from one partition per request (`--max-fetch-bytes`,
+    /// 1024 or more); unset, the consumer's default.
+    pub max_fetch_bytes: Option<i32>,
 }
 
 impl Default for StreamingConfig {
@@ -165,6 +168,7 @@ impl Default for StreamingConfig {
             alert_after_crashes: 5,
             stop_grace_seconds: 10,
             fetch_max_wait_ms: None,
+            max_fetch_bytes: None,
         }
     }
 }
@@ -296,6 +300,13 @@ impl SchedulerConfig {
         if self.heartbeat_timeout_seconds <= self.heartbeat_interval_seconds {
             return Err("heartbeat_timeout_seconds must exceed heartbeat_interval_seconds".into());
         }
+        if let Some(bytes) = self.streaming.max_fetch_bytes
+            && bytes < 1024
+        {
+            return Err(format!(
+                "streaming.max_fetch_bytes must be 1024 or more, not {bytes}"
+            ));
+        }
         if self.streaming.backoff_max_seconds == 0 {
             return Err("streaming.backoff_max_seconds must be 1 or more".into());
         }
@@ -386,6 +397,19 @@ mod tests {
                 c.streaming.alert_after_crashes
             ),
             (30, 3)
+        );
+        let c = SchedulerConfig::parse(
+            "[streaming]\nfetch_max_wait_ms = 20\nmax_fetch_bytes = 4194304",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.streaming.fetch_max_wait_ms, c.streaming.max_fetch_bytes),
+            (Some(20), Some(4 << 20))
+        );
+        let err = SchedulerConfig::parse("[streaming]\nmax_fetch_bytes = 100").unwrap_err();
+        assert!(
+            err.contains("max_fetch_bytes") && err.contains("100"),
+            "{err}"
         );
         let err = SchedulerConfig::parse("[streaming]\nalert_after_crashes = 0").unwrap_err();
         assert!(err.contains("alert_after_crashes"), "{err}");

@@ -610,11 +610,15 @@ impl ChildProcessLauncher {
         ChildProcessLauncher::new(argv, stop_grace).with_env("CHRONOFLOW_KV", kv)
     }
 
-    /// The consumers get `--fetch-max-wait-ms`, when set.
-    pub fn with_fetch_max_wait_ms(mut self, ms: Option<u64>) -> Self {
-        if let Some(ms) = ms {
+    /// The consumers get `--fetch-max-wait-ms` and `--max-fetch-bytes`, when set.
+    pub fn with_fetch_options(mut self, max_wait_ms: Option<u64>, max_bytes: Option<i32>) -> Self {
+        if let Some(ms) = max_wait_ms {
             self.argv
                 .extend(["--fetch-max-wait-ms".to_owned(), ms.to_string()]);
+        }
+        if let Some(bytes) = max_bytes {
+            self.argv
+                .extend(["--max-fetch-bytes".to_owned(), bytes.to_string()]);
         }
         self
     }

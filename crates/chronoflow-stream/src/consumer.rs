@@ -48,9 +48,11 @@ pub enum StartFrom {
     Latest,
 }
 
-/// About 2,000 records of 128 bytes per partition and fetch: small batches keep freshness high
-/// and a killed consumer's repeated work small; the per-batch cost is a few milliseconds.
-pub const DEFAULT_MAX_FETCH_BYTES: i32 = 256 << 10;
+/// Kafka's own default per partition (`max.partition.fetch.bytes`): about 8,000 records of 128
+/// bytes. A live stream's fetches are far smaller; this bounds how a lagging one catches up,
+/// and what a killed consumer redoes. Smaller costs brokers more: tansu rescans a partition's
+/// backlog for every fetch, so at 256 KiB it spent 2.5 times the CPU per record (BENCHMARKS.md).
+pub const DEFAULT_MAX_FETCH_BYTES: i32 = 1 << 20;
 
 /// How long the broker may hold a fetch open waiting for records, by default.
 pub const DEFAULT_FETCH_MAX_WAIT_MS: u64 = 100;

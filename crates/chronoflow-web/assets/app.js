@@ -1286,7 +1286,9 @@
       render(c, d) {
         const ts = d.tables || [];
         setHTML(c, ts.length ? `<table class="list"><thead><tr><th scope="col">Table</th><th scope="col" class="num">Partitions</th><th scope="col">Newest</th><th scope="col" class="num">Rows (newest)</th><th scope="col">Quality</th></tr></thead><tbody>` +
-          ts.map((t) => `<tr><td>${a(L.table(t.name), t.name)}</td><td class="num">${fmtInt(t.partitions)}</td><td class="mono">${esc(t.newest || '—')}</td><td class="num">${fmtInt(t.rows)}</td>
+          ts.map((t) => t.error
+            ? `<tr data-testid="table-unreadable"><td>${a(L.table(t.name), t.name)}</td><td colspan="4" class="err">unreadable: ${esc(t.error)}</td></tr>`
+            : `<tr><td>${a(L.table(t.name), t.name)}</td><td class="num">${fmtInt(t.partitions)}</td><td class="mono">${esc(t.newest || '—')}</td><td class="num">${fmtInt(t.rows)}</td>
             <td>${t.flagged ? `<span class="flag" title="partitions whose row count dropped or jumped">⚑ ${fmtInt(t.flagged)} flagged</span>` : '<span class="muted">✓ ok</span>'}</td></tr>`).join('') + '</tbody></table>' : '<p class="empty">No tables.</p>');
       },
     });

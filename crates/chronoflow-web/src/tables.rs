@@ -14,7 +14,7 @@ use chronoflow_config::PartitionDate;
 use chronoflow_engine::{
     EngineError, PartitionStats, RowCountCheck, RowFlag, TableName, Warehouse, flag_row_counts,
 };
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -71,32 +71,54 @@ struct TableSummary {
     /// Rows of the newest partition.
     rows: Option<u64>,
     flagged: usize,
+    /// Why the table's metadata or partitions could not be read: it is listed all the same, so
+    /// one broken table (a corrupt Delta log, an Iceberg catalog gone) does not hide the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl TableSummary {
+    fn unreadable(name: &TableName, error: impl std::fmt::Display) -> TableSummary {
+        TableSummary {
+            name: name.to_string(),
+            partitions: 0,
+            newest: None,
+            rows: None,
+            flagged: 0,
+            error: Some(error.to_string()),
+        }
+    }
 }
 
 async fn tables(State(ctx): State<WebState>) -> Result<Json<Value>> {
-    let names = ctx.warehouse.tables().await?;
+    let listing = ctx.warehouse.table_listing().await?;
     let ratio = ctx.quality_ratio;
     let warehouse = &ctx.warehouse;
-    let summaries: Vec<Option<TableSummary>> = futures::stream::iter(names)
-        .map(|name| async move {
+    let summaries: Vec<Option<TableSummary>> = futures::stream::iter(listing)
+        .map(|listed| async move {
+            let name = listed.name;
+            if let Some(e) = listed.error {
+                return Some(TableSummary::unreadable(&name, e));
+            }
             let parts = match partitions(warehouse, &name, ratio).await {
                 Ok(p) => p,
                 // Dropped since it was listed.
-                Err(WebError::Engine(EngineError::TableNotFound { .. })) => return Ok(None),
-                Err(e) => return Err(e),
+                Err(WebError::Engine(EngineError::TableNotFound { .. })) => return None,
+                Err(e) => return Some(TableSummary::unreadable(&name, e)),
             };
             let newest = parts.last().map(|(p, _)| p);
-            Ok(Some(TableSummary {
+            Some(TableSummary {
                 name: name.to_string(),
                 partitions: parts.len(),
                 newest: newest.map(|p| p.ds.to_string()),
                 rows: newest.and_then(|p| p.rows),
                 flagged: parts.iter().filter(|(_, c)| c.flag.is_some()).count(),
-            }))
+                error: None,
+            })
         })
         .buffered(TABLES_AT_ONCE)
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
     let tables: Vec<TableSummary> = summaries.into_iter().flatten().collect();
     Ok(Json(json!({ "tables": tables })))
 }

@@ -437,6 +437,43 @@ async fn freshness_lags_behind_yesterday() {
     assert_eq!(purchases["lag_days"], Value::Null);
 }
 
+/// Regression: one table whose metadata could not be read failed the whole tables page (500),
+/// hiding every readable table with it.
+#[tokio::test]
+async fn tables_page_failed_as_a_whole_when_one_table_was_unreadable() {
+    let s = Setup::new().await;
+    std::fs::write(s.dir.path().join("wh/data/users/_table.json"), "{ not json")
+        .expect("corrupt the table's metadata");
+    let app = s.app(None).await;
+    let (status, list) = call(&app, "GET", "/api/v1/ui/tables", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let tables = list["tables"].as_array().expect("tables");
+    let names: Vec<&str> = tables.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "data.checkouts",
+            "data.purchases",
+            "data.returns",
+            "data.users"
+        ]
+    );
+    let users = &tables[3];
+    let error = users["error"].as_str().unwrap_or_else(|| panic!("{users}"));
+    assert!(
+        error.contains("data.users") || error.contains("users/_table.json"),
+        "{error}"
+    );
+    assert_eq!(users["partitions"], 0);
+    for readable in &tables[..3] {
+        assert!(readable.get("error").is_none(), "{readable}");
+        assert!(
+            readable["partitions"].as_u64().unwrap_or(0) > 0,
+            "{readable}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn tables_show_partitions_flags_and_lineage() {
     let s = Setup::new().await;

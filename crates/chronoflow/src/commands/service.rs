@@ -233,7 +233,7 @@ fn stream_supervisor(
                 streaming.kafka_brokers.as_deref(),
                 Duration::from_secs(streaming.stop_grace_seconds),
             )
-            .with_fetch_max_wait_ms(streaming.fetch_max_wait_ms),
+            .with_fetch_options(streaming.fetch_max_wait_ms, streaming.max_fetch_bytes),
         )
     } else {
         in_process_launcher(
@@ -241,7 +241,10 @@ fn stream_supervisor(
             warehouse,
             kv,
             streaming.kafka_brokers.clone(),
-            streaming.fetch_max_wait_ms.map(Duration::from_millis),
+            FetchOptions {
+                max_wait: streaming.fetch_max_wait_ms.map(Duration::from_millis),
+                max_bytes: streaming.max_fetch_bytes,
+            },
         )
     };
     Ok(Arc::new(StreamSupervisor::new(
@@ -261,15 +264,22 @@ pub fn in_process_launcher(
     warehouse: &WarehouseSpec,
     kv: SharedKv,
     kafka_brokers: Option<String>,
-    fetch_max_wait: Option<Duration>,
+    fetch: FetchOptions,
 ) -> Arc<dyn StreamLauncher> {
     Arc::new(InProcessLauncher {
         repo: repo.to_owned(),
         warehouse: warehouse.clone(),
         kv,
         kafka_brokers,
-        fetch_max_wait,
+        fetch,
     })
+}
+
+/// `[streaming]`'s fetch settings for in-process consumers; unset, the consumer's defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FetchOptions {
+    pub max_wait: Option<Duration>,
+    pub max_bytes: Option<i32>,
 }
 
 struct InProcessLauncher {
@@ -277,7 +287,7 @@ struct InProcessLauncher {
     warehouse: WarehouseSpec,
     kv: SharedKv,
     kafka_brokers: Option<String>,
-    fetch_max_wait: Option<Duration>,
+    fetch: FetchOptions,
 }
 
 impl StreamLauncher for InProcessLauncher {
@@ -291,7 +301,7 @@ impl StreamLauncher for InProcessLauncher {
         let repo_dir = self.repo.clone();
         let warehouse = self.warehouse.clone();
         let kv = self.kv.clone();
-        let fetch_max_wait = self.fetch_max_wait;
+        let fetch = self.fetch;
         let brokers: Vec<String> = self
             .kafka_brokers
             .iter()
@@ -313,7 +323,8 @@ impl StreamLauncher for InProcessLauncher {
                 brokers,
                 status_file: Some(status_file),
                 repo_dir: Some(repo_dir.clone()),
-                max_wait: fetch_max_wait.unwrap_or(defaults.max_wait),
+                max_wait: fetch.max_wait.unwrap_or(defaults.max_wait),
+                max_fetch_bytes: fetch.max_bytes.unwrap_or(defaults.max_fetch_bytes),
                 ..defaults
             };
             let status = Arc::new(std::sync::Mutex::new(
