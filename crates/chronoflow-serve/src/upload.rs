@@ -56,44 +56,98 @@ pub async fn upload(
 ) -> Result<PartitionInfo> {
     let gb = group_by_of(loaded, "upload")?;
     let upload = online::compute_upload(warehouse, gb, ds).await?;
-    let n = upload.entries.len() + 1;
-    let mut key_bytes = BinaryBuilder::with_capacity(n, n * 16);
-    let mut value_bytes = BinaryBuilder::with_capacity(n, n * 64);
-    let mut key_json = StringBuilder::new();
-    let mut value_json = StringBuilder::new();
     let info = StoredServingInfo {
         config,
         info: upload.info,
     };
-    key_bytes.append_value(SERVING_INFO_KEY);
-    value_bytes.append_value(codec::encode(&info));
-    key_json.append_null();
-    value_json.append_value(to_json(loaded, &info.info)?);
-    // Each computed value is dropped once encoded, so the columns fill as the values go.
+    let mut columns = UploadColumns::new(upload.entries.len() + 1, UPLOAD_BATCH_BYTES);
+    columns.push(
+        SERVING_INFO_KEY,
+        &codec::encode(&info),
+        None,
+        &to_json(loaded, &info.info)?,
+    );
+    // Each computed value is dropped once encoded, so the columns fill as the values go; a
+    // batch is cut before any column nears Arrow's 2 GiB per array.
+    let mut batches = Vec::new();
     for (key, value) in upload.entries {
-        key_bytes.append_value(codec::key_bytes(&key));
-        value_bytes.append_value(codec::encode(&value));
-        key_json.append_value(to_json(loaded, &key)?);
-        value_json.append_value(to_json(loaded, &value)?);
+        columns.push(
+            &codec::key_bytes(&key),
+            &codec::encode(&value),
+            Some(&to_json(loaded, &key)?),
+            &to_json(loaded, &value)?,
+        );
+        if columns.full() {
+            batches.push(columns.finish());
+        }
     }
-    let schema = Schema::new(vec![
-        Field::new("key_bytes", DataType::Binary, false),
-        Field::new("value_bytes", DataType::Binary, false),
-        Field::new("key_json", DataType::Utf8, true),
-        Field::new("value_json", DataType::Utf8, false),
-    ]);
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(key_bytes.finish()),
-        Arc::new(value_bytes.finish()),
-        Arc::new(key_json.finish()),
-        Arc::new(value_json.finish()),
-    ];
-    // Every column got one value per entry, of its declared type.
-    let batch = RecordBatch::try_new(Arc::new(schema), columns).expect("consistent columns");
+    batches.push(columns.finish());
     let table = TableName::parse(&upload_table(&loaded.output_table(), loaded.dialect))?;
     Ok(warehouse
-        .write_partition(&table, "ds", ds, &[batch])
+        .write_partition(&table, "ds", ds, &batches)
         .await?)
+}
+
+/// Bytes a column of one upload batch may hold before the batch is cut (Arrow's binary and
+/// string arrays address theirs with `i32` offsets: 2 GiB).
+const UPLOAD_BATCH_BYTES: usize = 256 << 20;
+
+/// The columns of an upload table's batch, filled one entry at a time.
+struct UploadColumns {
+    /// Bytes per column at which the batch is full.
+    limit: usize,
+    key_bytes: BinaryBuilder,
+    value_bytes: BinaryBuilder,
+    key_json: StringBuilder,
+    value_json: StringBuilder,
+}
+
+impl UploadColumns {
+    fn new(entries: usize, limit: usize) -> UploadColumns {
+        let n = entries.min(1 << 20);
+        UploadColumns {
+            limit,
+            key_bytes: BinaryBuilder::with_capacity(n, n * 16),
+            value_bytes: BinaryBuilder::with_capacity(n, n * 64),
+            key_json: StringBuilder::new(),
+            value_json: StringBuilder::new(),
+        }
+    }
+
+    fn push(&mut self, key: &[u8], value: &[u8], key_json: Option<&str>, value_json: &str) {
+        self.key_bytes.append_value(key);
+        self.value_bytes.append_value(value);
+        self.key_json.append_option(key_json);
+        self.value_json.append_value(value_json);
+    }
+
+    fn full(&self) -> bool {
+        [
+            self.key_bytes.values_slice().len(),
+            self.value_bytes.values_slice().len(),
+            self.key_json.values_slice().len(),
+            self.value_json.values_slice().len(),
+        ]
+        .into_iter()
+        .any(|bytes| bytes >= self.limit)
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("key_bytes", DataType::Binary, false),
+            Field::new("value_bytes", DataType::Binary, false),
+            Field::new("key_json", DataType::Utf8, true),
+            Field::new("value_json", DataType::Utf8, false),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.key_bytes.finish()),
+            Arc::new(self.value_bytes.finish()),
+            Arc::new(self.key_json.finish()),
+            Arc::new(self.value_json.finish()),
+        ];
+        // Every column got one value per entry, of its declared type.
+        RecordBatch::try_new(Arc::new(schema), columns).expect("consistent columns")
+    }
 }
 
 fn to_json<T: serde::Serialize>(loaded: &LoadedConfig, value: &T) -> Result<String> {
@@ -334,4 +388,42 @@ pub async fn append_streamed(
         kv.append(dataset, chunk.to_vec()).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `upload` of returns.v1 for 10M users built one batch whose `value_json` passed
+    /// 2 GiB, and Arrow's builder panicked ("byte array offset overflow"). Batches are now cut
+    /// at a byte limit; here a small one, with every entry kept in order.
+    #[test]
+    fn upload_of_10m_keys_panicked_with_byte_array_offset_overflow() {
+        let mut columns = UploadColumns::new(1000, 4096);
+        let mut batches = Vec::new();
+        for i in 0..1000u32 {
+            let json = format!("{{\"user_id\": {i}, \"padding\": \"{}\"}}", "x".repeat(40));
+            columns.push(&i.to_be_bytes(), json.as_bytes(), Some(&json), &json);
+            if columns.full() {
+                batches.push(columns.finish());
+            }
+        }
+        batches.push(columns.finish());
+        assert!(batches.len() > 10, "{} batches", batches.len());
+        let mut next = 0u32;
+        for batch in &batches {
+            let values = batch.column(3).as_string::<i32>();
+            assert!(
+                values.values().len() < 4096 + 100,
+                "{}",
+                values.values().len()
+            );
+            for v in values.iter() {
+                let v = v.expect("value_json is never null");
+                assert!(v.starts_with(&format!("{{\"user_id\": {next},")), "{v}");
+                next += 1;
+            }
+        }
+        assert_eq!(next, 1000);
+    }
 }
