@@ -5,15 +5,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt32Type};
-use chronoflow_config::{Accuracy, Aggregation, GroupBy, LoadedConfig, PartitionDate, Source};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, UInt32Type};
+use chronoflow_config::{
+    Accuracy, Aggregation, GroupBy, LoadedConfig, Operation, PartitionDate, Source,
+};
 use datafusion::datasource::MemTable;
 
 use crate::aggregate::{Out, OutKind, out_kind};
 use crate::error::{EngineError, Result};
 use crate::features::{
-    AsOf, Feature, FeatureScratch, KeyedRows, build_column, compute_features, feature_type,
-    plan_features,
+    AsOf, Feature, FeatureScratch, FeatureSink, KeyedRows, Numbers, build_column,
+    compute_features_into, feature_type, plan_features,
 };
 use crate::shard::{IndexedBatches, MemoryLimit, ShardedRows, SpillDir};
 use crate::source::{self, DS, PartitionBounds, TS, TimeMode};
@@ -101,19 +103,45 @@ impl LoadedGroupBy {
         as_of: AsOf,
         scratch: &mut FeatureScratch<'s>,
     ) -> Result<Vec<Option<Out>>> {
+        let mut out = Vec::with_capacity(self.feature_count());
+        self.features_of_rows_into(key, rows, as_of, scratch, &mut out)?;
+        Ok(out)
+    }
+
+    /// How many features each key has.
+    pub(crate) fn feature_count(&self) -> usize {
+        match &self.shape {
+            Shape::Aggregated { features, .. } => features.len(),
+            Shape::Selected { columns, .. } => columns.len(),
+        }
+    }
+
+    /// [`Self::features_of_rows`], each value handed to `sink`.
+    pub(crate) fn features_of_rows_into<'s>(
+        &'s self,
+        key: &Key,
+        rows: &[u32],
+        as_of: AsOf,
+        scratch: &mut FeatureScratch<'s>,
+        sink: &mut impl FeatureSink,
+    ) -> Result<()> {
         match &self.shape {
             Shape::Aggregated {
                 aggregations,
                 features,
                 ..
-            } => Ok(compute_features(
-                aggregations,
-                features,
-                &self.rows,
-                rows,
-                as_of,
-                scratch,
-            )),
+            } => {
+                compute_features_into(
+                    aggregations,
+                    features,
+                    &self.rows,
+                    rows,
+                    as_of,
+                    scratch,
+                    sink,
+                );
+                Ok(())
+            }
             Shape::Selected {
                 columns, values, ..
             } => {
@@ -133,9 +161,10 @@ impl LoadedGroupBy {
                         found = Some(r as usize);
                     }
                 }
-                Ok((0..columns.len())
-                    .map(|c| found.and_then(|r| values[c][r].clone()).map(Out::Scalar))
-                    .collect())
+                for c in 0..columns.len() {
+                    sink.value(found.and_then(|r| values[c][r].clone()).map(Out::Scalar));
+                }
+                Ok(())
             }
         }
     }
@@ -251,6 +280,18 @@ pub(crate) fn index_group_by(
     gb: &GroupBy,
     loaded: &[(RecordBatch, bool)],
 ) -> Result<LoadedGroupBy> {
+    index_group_by_with(gb, loaded, &[])
+}
+
+/// [`index_group_by`], holding as plain numbers ([`KeyedRows::numbers`]) the inputs that only
+/// `readers` (the GroupBys computed from the index) aggregate, all of them by the in-place
+/// paths of [`compute_features_into`]: SUM, COUNT, AVERAGE and LAST_K (k > 0), without
+/// buckets, over event rows. Online serving reads the index's `inputs` itself, so it passes none.
+fn index_group_by_with(
+    gb: &GroupBy,
+    loaded: &[(RecordBatch, bool)],
+    readers: &[&GroupBy],
+) -> Result<LoadedGroupBy> {
     let name = gb.metadata.name.as_str();
     let no_aggregations: &[Aggregation] = &[];
     let aggregations = gb.aggregations.as_deref().unwrap_or(no_aggregations);
@@ -265,7 +306,27 @@ pub(crate) fn index_group_by(
         Some(aggs) => aggregated_shape(name, aggs, first, &columns)?,
         None => selected_shape(gb, &first.schema())?,
     };
-    let rows = index_rows(gb, loaded, &mut shape, &columns)?;
+    let in_place = |input: &String| {
+        !readers.is_empty()
+            && loaded.iter().all(|(_, entity)| !entity)
+            && readers.iter().all(|r| {
+                r.aggregations.as_ref().is_some_and(|aggs| {
+                    aggs.iter().filter(|a| &a.input_column == input).all(|a| {
+                        a.buckets.is_empty()
+                            && match a.operation {
+                                Operation::Count | Operation::Sum | Operation::Average => true,
+                                Operation::LastK => a.k.unwrap_or(0) > 0,
+                                _ => false,
+                            }
+                    })
+                })
+            })
+    };
+    let numeric: Vec<bool> = match &shape {
+        Shape::Aggregated { .. } => columns.inputs.iter().map(in_place).collect(),
+        Shape::Selected { .. } => Vec::new(),
+    };
+    let rows = index_rows(gb, loaded, &mut shape, &columns, &numeric)?;
     Ok(LoadedGroupBy {
         name: name.to_owned(),
         keys: gb.key_columns.clone(),
@@ -277,6 +338,7 @@ pub(crate) fn index_group_by(
 
 /// Indexes rows once for several GroupBys that index them alike ([`same_index`] of the first
 /// and each other): one [`LoadedGroupBy`] per GroupBy, in order, sharing the indexed rows.
+/// Inputs only the in-place paths read are held as numbers (see [`index_group_by_with`]).
 pub(crate) fn index_group_bys(
     gbs: &[&GroupBy],
     loaded: &[(RecordBatch, bool)],
@@ -284,7 +346,7 @@ pub(crate) fn index_group_bys(
     let Some((first_gb, others)) = gbs.split_first() else {
         return Ok(Vec::new());
     };
-    let first = index_group_by(first_gb, loaded)?;
+    let first = index_group_by_with(first_gb, loaded, gbs)?;
     let mut out = Vec::with_capacity(gbs.len());
     for gb in others {
         let name = gb.metadata.name.as_str();
@@ -456,7 +518,8 @@ fn selected_shape(gb: &GroupBy, schema: &arrow::datatypes::Schema) -> Result<Sha
 }
 
 /// One index row per source row (a list input adds one per extra element), grouped by key;
-/// a selecting GroupBy's values go into its `shape`.
+/// a selecting GroupBy's values go into its `shape`. An input marked in `numeric` whose
+/// columns are all `Int64` or all `Float64` goes into [`KeyedRows::numbers`] instead.
 ///
 /// Two passes: the first reads each source row's key, time and partition; the second copies
 /// the columns straight into their final layout (each key's rows contiguous, by time, ties in
@@ -466,6 +529,7 @@ fn index_rows(
     loaded: &[(RecordBatch, bool)],
     shape: &mut Shape,
     columns: &IndexedColumns,
+    numeric: &[bool],
 ) -> Result<KeyedRows> {
     let name = gb.metadata.name.as_str();
     let read = |batch: &RecordBatch, names: &[String]| -> Result<Vec<ArrayRef>> {
@@ -596,7 +660,60 @@ fn index_rows(
         rows.ts = order.iter().map(|&i| ts_of[i as usize]).collect();
         rows.ds = order.iter().map(|&i| ds_of[i as usize]).collect();
         rows.is_entity = order.iter().map(|i| loaded[source_row(i).0].1).collect();
+        rows.numbers = (0..numeric.len()).map(|_| None).collect();
         for (c, column) in target.iter_mut().enumerate() {
+            let all = |t: DataType| inputs.iter().all(|cs| cs[c].data_type() == &t);
+            let numbers = if !numeric.get(c).copied().unwrap_or(false) {
+                None
+            } else if all(DataType::Int64) {
+                let typed: Vec<&arrow::array::Int64Array> = inputs
+                    .iter()
+                    .map(|cs| cs[c].as_primitive::<Int64Type>())
+                    .collect();
+                Some(Numbers::Int {
+                    values: order
+                        .iter()
+                        .map(|i| {
+                            let (b, r) = source_row(i);
+                            typed[b].value(r)
+                        })
+                        .collect(),
+                    valid: order
+                        .iter()
+                        .map(|i| {
+                            let (b, r) = source_row(i);
+                            typed[b].is_valid(r)
+                        })
+                        .collect(),
+                })
+            } else if all(DataType::Float64) {
+                let typed: Vec<&arrow::array::Float64Array> = inputs
+                    .iter()
+                    .map(|cs| cs[c].as_primitive::<Float64Type>())
+                    .collect();
+                Some(Numbers::Float {
+                    values: order
+                        .iter()
+                        .map(|i| {
+                            let (b, r) = source_row(i);
+                            typed[b].value(r)
+                        })
+                        .collect(),
+                    valid: order
+                        .iter()
+                        .map(|i| {
+                            let (b, r) = source_row(i);
+                            typed[b].is_valid(r)
+                        })
+                        .collect(),
+                })
+            } else {
+                None
+            };
+            if let Some(numbers) = numbers {
+                rows.numbers[c] = Some(numbers);
+                continue;
+            }
             *column = order
                 .iter()
                 .map(|i| {

@@ -16,9 +16,9 @@ use chronoflow_config::{
     Accuracy, Dialect, GroupBy, Join, JoinPart, LoadedConfig, PartitionDate, Source,
 };
 
-use crate::aggregate::Out;
 use crate::error::{EngineError, Result};
-use crate::features::{AsOf, FeatureScratch, build_column};
+use crate::feature_columns::{FeatureColumn, concat_columns};
+use crate::features::{AsOf, ColumnsSink, FeatureScratch};
 use crate::jobs::{LoadedGroupBy, arrow_err, derive, same_index, source_table};
 use crate::shard::{IndexedBatches, MemoryLimit, ShardedRows, SpillDir, shard_of};
 use crate::source::{self, DS, PartitionBounds, TS, TimeMode};
@@ -573,13 +573,7 @@ impl<'j> PartRun<'j> {
             if run.len() < RUN_ROWS && g + 1 < groups.positions.len() {
                 continue;
             }
-            let values = features_in_parallel(loaded, part, left, keys, data, &run)?;
-            let columns = out
-                .fields
-                .iter()
-                .zip(&values)
-                .map(|(f, v)| build_column(f.name(), f.data_type(), v))
-                .collect::<Result<Vec<_>>>()?;
+            let columns = features_in_parallel(loaded, part, left, keys, data, &run, &out.fields)?;
             let mut start = 0;
             for end in ends.drain(..) {
                 batches.push(
@@ -611,7 +605,7 @@ impl<'j> PartRun<'j> {
 }
 
 /// [`features_of_rows`] over the machine's cores: the rows are cut into one contiguous run per
-/// thread and the runs' values concatenated, so the result is the same as on one thread.
+/// thread and the runs' columns concatenated, so the result is the same as on one thread.
 fn features_in_parallel(
     loaded: &LoadedConfig,
     part: &JoinPart,
@@ -619,18 +613,21 @@ fn features_in_parallel(
     keys: &[ArrayRef],
     data: &LoadedGroupBy,
     positions: &[u32],
-) -> Result<Vec<Vec<Option<Out>>>> {
+    fields: &[Field],
+) -> Result<Vec<ArrayRef>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Below this, a thread costs more than it saves.
     const MIN_ROWS_PER_THREAD: usize = 20_000;
     let threads = threads.min(positions.len() / MIN_ROWS_PER_THREAD).max(1);
     if threads == 1 {
-        return features_of_rows(loaded, part, left, keys, data, positions);
+        return features_of_rows(loaded, part, left, keys, data, positions, fields);
     }
-    let runs: Vec<Result<Vec<Vec<Option<Out>>>>> = std::thread::scope(|scope| {
+    let runs: Vec<Result<Vec<ArrayRef>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = positions
             .chunks(positions.len().div_ceil(threads))
-            .map(|run| scope.spawn(move || features_of_rows(loaded, part, left, keys, data, run)))
+            .map(|run| {
+                scope.spawn(move || features_of_rows(loaded, part, left, keys, data, run, fields))
+            })
             .collect();
         handles
             .into_iter()
@@ -640,21 +637,11 @@ fn features_in_parallel(
             })
             .collect()
     });
-    let mut values: Vec<Vec<Option<Out>>> = Vec::new();
-    for run in runs {
-        let run = run?;
-        if values.is_empty() {
-            values = run;
-        } else {
-            for (all, mut more) in values.iter_mut().zip(run) {
-                all.append(&mut more);
-            }
-        }
-    }
-    Ok(values)
+    concat_columns(runs.into_iter().collect::<Result<Vec<_>>>()?)
 }
 
-/// Per feature, its value for each of the live rows at `positions` (one shard's, in order).
+/// Per feature (`fields`), the column of its values for the live rows at `positions` (one
+/// shard's, in order).
 fn features_of_rows(
     loaded: &LoadedConfig,
     part: &JoinPart,
@@ -662,10 +649,11 @@ fn features_of_rows(
     keys: &[ArrayRef],
     data: &LoadedGroupBy,
     positions: &[u32],
-) -> Result<Vec<Vec<Option<Out>>>> {
-    let n_features = data.feature_names().len();
-    let mut values: Vec<Vec<Option<Out>>> = (0..n_features)
-        .map(|_| Vec::with_capacity(positions.len()))
+    fields: &[Field],
+) -> Result<Vec<ArrayRef>> {
+    let mut columns: Vec<FeatureColumn> = fields
+        .iter()
+        .map(|f| FeatureColumn::new(f.name(), f.data_type(), positions.len()))
         .collect();
     let temporal = part.group_by.accuracy() == Accuracy::Temporal;
     let entity_only = part
@@ -675,7 +663,7 @@ fn features_of_rows(
         .all(|s| matches!(s, Source::Entities(_)));
     let inclusive = loaded.dialect == Dialect::Zipline;
     // SNAPSHOT rows of one key and day share their features: the first row's position in
-    // `values`, by the key's rows (their address names the key) and the day.
+    // `columns`, by the key's rows (their address names the key) and the day.
     let mut memo: HashMap<(usize, PartitionDate), usize, foldhash::fast::RandomState> =
         HashMap::default();
     let mut key: Key = Vec::with_capacity(keys.len());
@@ -697,12 +685,24 @@ fn features_of_rows(
             (Some(_), [Some(Val::Int(v))]) => data.rows_of_int(*v).unwrap_or_default(),
             _ => data.rows_of(&key),
         };
-        let features = if key.iter().any(Option::is_none) {
-            vec![None; n_features]
+        let mut sink = ColumnsSink {
+            columns: &mut columns,
+            next: 0,
+        };
+        if key.iter().any(Option::is_none) {
+            for c in sink.columns.iter_mut() {
+                c.push(None);
+            }
         } else if !left.event_left {
-            data.features_of_rows(&key, rows, AsOf::end_of(left.a[p]), &mut scratch)?
+            data.features_of_rows_into(
+                &key,
+                rows,
+                AsOf::end_of(left.a[p]),
+                &mut scratch,
+                &mut sink,
+            )?;
         } else if temporal && !entity_only {
-            data.features_of_rows(
+            data.features_of_rows_into(
                 &key,
                 rows,
                 AsOf::Time {
@@ -711,32 +711,27 @@ fn features_of_rows(
                     a: left.a[p],
                 },
                 &mut scratch,
-            )?
+                &mut sink,
+            )?;
         } else {
             // SNAPSHOT: exactly the GroupBy backfill of the day before.
             let d = left.a[p].add_days(-1);
-            if rows.is_empty() {
-                data.features_of_rows(&key, rows, AsOf::end_of(d), &mut scratch)?
-            } else {
+            if !rows.is_empty() {
                 match memo.entry((rows.as_ptr() as usize, d)) {
                     std::collections::hash_map::Entry::Occupied(first) => {
                         let first = *first.get();
-                        for column in values.iter_mut() {
-                            let v = column[first].clone();
-                            column.push(v);
+                        for c in sink.columns.iter_mut() {
+                            c.repeat(first);
                         }
                         continue;
                     }
                     std::collections::hash_map::Entry::Vacant(slot) => {
                         slot.insert(i);
-                        data.features_of_rows(&key, rows, AsOf::end_of(d), &mut scratch)?
                     }
                 }
             }
-        };
-        for (column, f) in values.iter_mut().zip(features) {
-            column.push(f);
+            data.features_of_rows_into(&key, rows, AsOf::end_of(d), &mut scratch, &mut sink)?;
         }
     }
-    Ok(values)
+    columns.into_iter().map(FeatureColumn::finish).collect()
 }
