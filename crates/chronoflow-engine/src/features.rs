@@ -510,10 +510,10 @@ fn sum_windows(
     rows: &[u32],
     as_of: AsOf,
 ) {
-    let Some(((c, _), _)) = windows.first() else {
+    let Some(&((c, _), _)) = windows.first() else {
         return;
     };
-    with_input!(data, *c, |values| sum_windows_of(
+    with_input!(data, c, |values| sum_windows_of(
         windows, values, data, rows, as_of
     ))
 }

@@ -564,15 +564,34 @@ fn index_rows(
         .flatten()
         .any(|c| matches!(c.data_type(), DataType::List(_) | DataType::LargeList(_)));
 
-    // Pass 1: where each keyed source row is, its key, time and partition.
+    // Pass 1: each source row's key (rows whose key columns are all null count for none).
     let total: usize = loaded.iter().map(|(b, _)| b.num_rows()).sum();
     let mut interner = KeyInterner::for_batches(loaded.iter().map(|(b, _)| b), &gb.key_columns);
-    let mut located: Vec<(u32, u32)> = Vec::with_capacity(total);
     let mut key_of: Vec<u32> = Vec::with_capacity(total);
-    let mut ts_of: Vec<Option<i64>> = Vec::with_capacity(total);
-    let mut ds_of: Vec<PartitionDate> = Vec::with_capacity(total);
-    for (b, (batch, _)) in loaded.iter().enumerate() {
+    for (batch, _) in loaded {
         let keys = read(batch, &gb.key_columns)?;
+        for r in 0..batch.num_rows() {
+            key_of.push(interner.id(&keys, r).unwrap_or(NO_KEY));
+        }
+    }
+    let key_count = interner.len();
+    let mut key_start: Vec<usize> = vec![0; key_count + 1];
+    for &k in key_of.iter().filter(|&&k| k != NO_KEY) {
+        key_start[k as usize + 1] += 1;
+    }
+    for k in 0..key_count {
+        key_start[k + 1] += key_start[k];
+    }
+
+    // Pass 2: each keyed row's time, place and partition, put straight where its key's rows
+    // go (a counting sort: rows of one key keep their load order), then each key's rows
+    // sorted by time (rows without time first; ties in load order, as the sort is stable).
+    // The columns are then read in that order from these records, in sequence, and only the
+    // input values from the source rows.
+    let mut sorted: Vec<Located> = vec![Located::default(); key_start[key_count]];
+    let mut next = key_start.clone();
+    let mut i = 0;
+    for (b, (batch, _)) in loaded.iter().enumerate() {
         let ts = batch
             .column_by_name(TS)
             .expect("loaded sources have __ts")
@@ -584,10 +603,11 @@ fn index_rows(
         // Partitions are few and rows come grouped by them: parse each ds text once per run.
         let mut last_ds: Option<(&str, PartitionDate)> = None;
         for r in 0..batch.num_rows() {
-            let Some(id) = interner.id(&keys, r) else {
-                // Every key column null: the row counts for no key.
+            let k = key_of[i];
+            i += 1;
+            if k == NO_KEY {
                 continue;
-            };
+            }
             let text = ds.value(r);
             let row_ds = match last_ds {
                 Some((t, d)) if t == text => d,
@@ -600,35 +620,22 @@ fn index_rows(
                     d
                 }
             };
-            located.push((b as u32, r as u32));
-            key_of.push(id);
-            ts_of.push((!ts.is_null(r)).then(|| ts.value(r)));
-            ds_of.push(row_ds);
+            let at = &mut next[k as usize];
+            sorted[*at] = Located {
+                has_ts: !ts.is_null(r),
+                ts: ts.value(r),
+                b: b as u32,
+                r: r as u32,
+                ds: row_ds,
+            };
+            *at += 1;
         }
     }
+    drop(key_of);
+    sort_each_key(&mut sorted, &key_start);
 
-    // The order: keys by id, each key's rows by time (rows without time first), ties in load
-    // order (a stable sort).
-    let key_count = interner.len();
-    let mut key_start: Vec<usize> = vec![0; key_count + 1];
-    for &k in &key_of {
-        key_start[k as usize + 1] += 1;
-    }
-    for k in 0..key_count {
-        key_start[k + 1] += key_start[k];
-    }
-    let mut order: Vec<u32> = vec![0; located.len()];
-    let mut next = key_start.clone();
-    for (i, &k) in key_of.iter().enumerate() {
-        order[next[k as usize]] = i as u32;
-        next[k as usize] += 1;
-    }
-    for k in 0..key_count {
-        order[key_start[k]..key_start[k + 1]].sort_by_key(|&i| ts_of[i as usize]);
-    }
-
-    // Pass 2: the columns in that order (grown row by row only with list inputs).
-    let capacity = if lists { located.len() } else { 0 };
+    // The columns in that order (grown row by row only with list inputs).
+    let capacity = if lists { sorted.len() } else { 0 };
     let mut rows = KeyedRows {
         ts: Vec::with_capacity(capacity),
         ds: Vec::with_capacity(capacity),
@@ -650,105 +657,59 @@ fn index_rows(
     let mut key_rows: Vec<std::ops::Range<u32>> = Vec::with_capacity(key_count);
     if !lists {
         // The common case: scalar inputs, one index row per source row, so each key's rows are
-        // its run of `order`. Built column by column: each loop's reads are independent of
-        // one another, so the CPU overlaps their cache misses (the reads jump across the
-        // source rows; in one loop over every column they were most of the index's time).
-        let source_row = |i: &u32| {
-            let (b, r) = located[*i as usize];
-            (b as usize, r as usize)
-        };
-        rows.ts = order.iter().map(|&i| ts_of[i as usize]).collect();
-        rows.ds = order.iter().map(|&i| ds_of[i as usize]).collect();
-        rows.is_entity = order.iter().map(|i| loaded[source_row(i).0].1).collect();
-        rows.numbers = (0..numeric.len()).map(|_| None).collect();
-        for (c, column) in target.iter_mut().enumerate() {
-            let all = |t: DataType| inputs.iter().all(|cs| cs[c].data_type() == &t);
-            let numbers = if !numeric.get(c).copied().unwrap_or(false) {
-                None
-            } else if all(DataType::Int64) {
-                let typed: Vec<&arrow::array::Int64Array> = inputs
-                    .iter()
-                    .map(|cs| cs[c].as_primitive::<Int64Type>())
-                    .collect();
-                Some(Numbers::Int {
-                    values: order
+        // its run of `sorted`. The times, partitions and row ids on one thread, the values
+        // (read across the source rows) on another.
+        let sorted = &sorted;
+        let inputs = &inputs;
+        let readers = &readers;
+        let buckets = &buckets;
+        let origins = &origins;
+        let (placed, values) = std::thread::scope(|scope| {
+            let placed = scope.spawn(move || {
+                let ts: Vec<Option<i64>> =
+                    sorted.iter().map(|l| l.has_ts.then_some(l.ts)).collect();
+                let ds: Vec<PartitionDate> = sorted.iter().map(|l| l.ds).collect();
+                let is_entity: Vec<bool> = if loaded.iter().all(|(_, entity)| !entity) {
+                    vec![false; sorted.len()]
+                } else {
+                    sorted.iter().map(|l| loaded[l.b as usize].1).collect()
+                };
+                let origin: Vec<u32> = if with_origin {
+                    // A batch without the column (not streamed) is never mixed with streamed
+                    // ones; 0 keeps the columns aligned if it were.
+                    sorted
                         .iter()
-                        .map(|i| {
-                            let (b, r) = source_row(i);
-                            typed[b].value(r)
+                        .map(|l| {
+                            origins[l.b as usize]
+                                .as_ref()
+                                .map_or(0, |o| o.value(l.r as usize))
                         })
-                        .collect(),
-                    valid: order
-                        .iter()
-                        .map(|i| {
-                            let (b, r) = source_row(i);
-                            typed[b].is_valid(r)
-                        })
-                        .collect(),
-                })
-            } else if all(DataType::Float64) {
-                let typed: Vec<&arrow::array::Float64Array> = inputs
-                    .iter()
-                    .map(|cs| cs[c].as_primitive::<Float64Type>())
-                    .collect();
-                Some(Numbers::Float {
-                    values: order
-                        .iter()
-                        .map(|i| {
-                            let (b, r) = source_row(i);
-                            typed[b].value(r)
-                        })
-                        .collect(),
-                    valid: order
-                        .iter()
-                        .map(|i| {
-                            let (b, r) = source_row(i);
-                            typed[b].is_valid(r)
-                        })
-                        .collect(),
-                })
-            } else {
-                None
-            };
-            if let Some(numbers) = numbers {
-                rows.numbers[c] = Some(numbers);
-                continue;
-            }
-            *column = order
-                .iter()
-                .map(|i| {
-                    let (b, r) = source_row(i);
-                    readers[b][c].get(r)
-                })
-                .collect();
-        }
-        for (c, column) in rows.buckets.iter_mut().enumerate() {
-            *column = order
-                .iter()
-                .map(|i| {
-                    let (b, r) = source_row(i);
-                    val_at(buckets[b][c].as_ref(), r).map(|v| v.key_text())
-                })
-                .collect();
-        }
-        if with_origin {
-            // A batch without the column (not streamed) is never mixed with streamed ones; 0
-            // keeps the columns aligned if it were.
-            rows.origin = order
-                .iter()
-                .map(|i| {
-                    let (b, r) = source_row(i);
-                    origins[b].as_ref().map_or(0, |o| o.value(r))
-                })
-                .collect();
-        }
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let row_ids: Vec<u32> = (0..sorted.len() as u32).collect();
+                (ts, ds, is_entity, origin, row_ids)
+            });
+            let values = gather_values(sorted, inputs, readers, buckets, numeric);
+            (
+                placed
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                values,
+            )
+        });
+        (rows.ts, rows.ds, rows.is_entity, rows.origin, rows.row_ids) = placed;
+        let (vals, numbers, bucket_values) = values;
+        *target = vals;
+        rows.numbers = numbers;
+        rows.buckets = bucket_values;
         key_rows.extend((0..key_count).map(|k| key_start[k] as u32..key_start[k + 1] as u32));
     }
     for k in (0..key_count).filter(|_| lists) {
         let first = rows.ts.len() as u32;
-        for &i in &order[key_start[k]..key_start[k + 1]] {
-            let i = i as usize;
-            let (b, r) = (located[i].0 as usize, located[i].1 as usize);
+        for l in &sorted[key_start[k]..key_start[k + 1]] {
+            let (b, r) = (l.b as usize, l.r as usize);
             // A list input adds an index row per extra element.
             let per_row = values_per_row(&inputs[b], r);
             for values_of_row in &per_row {
@@ -758,8 +719,8 @@ fn index_rows(
             }
             let added = per_row.len();
             for _ in 0..added {
-                rows.ts.push(ts_of[i]);
-                rows.ds.push(ds_of[i]);
+                rows.ts.push(l.has_ts.then_some(l.ts));
+                rows.ds.push(l.ds);
                 rows.is_entity.push(loaded[b].1);
                 for (c, bucket) in buckets[b].iter().enumerate() {
                     rows.buckets[c].push(val_at(bucket.as_ref(), r).map(|v| v.key_text()));
@@ -774,9 +735,132 @@ fn index_rows(
         }
         key_rows.push(first..rows.ts.len() as u32);
     }
-    rows.row_ids = (0..rows.ts.len() as u32).collect();
+    if lists {
+        rows.row_ids = (0..rows.ts.len() as u32).collect();
+    }
     (rows.by_key, rows.by_int_key) = interner.into_maps(key_rows);
     Ok(rows)
+}
+
+/// No key: a source row whose key columns are all null.
+const NO_KEY: u32 = u32::MAX;
+
+/// A keyed source row as the index orders it: its time, where it is (batch `b`, row `r`), and
+/// its partition. 24 bytes, so ordering moves little.
+#[derive(Debug, Clone, Copy)]
+struct Located {
+    has_ts: bool,
+    ts: i64,
+    b: u32,
+    r: u32,
+    ds: PartitionDate,
+}
+
+impl Default for Located {
+    fn default() -> Self {
+        Located {
+            has_ts: false,
+            ts: 0,
+            b: 0,
+            r: 0,
+            ds: PartitionDate::from_ymd(1970, 1, 1).expect("1970-01-01 is a valid date"),
+        }
+    }
+}
+
+/// Sorts each key's run of `sorted` (`key_start[k]..key_start[k + 1]`) by time, rows without
+/// time first, ties kept in order; the keys split in two halves of about equal rows, sorted on
+/// two threads when there are many.
+fn sort_each_key(sorted: &mut [Located], key_start: &[usize]) {
+    fn sort_runs(rows: &mut [Located], starts: &[usize], offset: usize) {
+        for w in starts.windows(2) {
+            rows[w[0] - offset..w[1] - offset].sort_by_key(|l| (l.has_ts, l.ts));
+        }
+    }
+    let total = sorted.len();
+    const MIN_ROWS_IN_PARALLEL: usize = 100_000;
+    if total < MIN_ROWS_IN_PARALLEL || key_start.len() < 3 {
+        sort_runs(sorted, key_start, 0);
+        return;
+    }
+    // The first key starting at or past half the rows.
+    let mid = key_start.partition_point(|&s| s < total / 2).min(key_start.len() - 1);
+    let (front, back) = sorted.split_at_mut(key_start[mid]);
+    std::thread::scope(|scope| {
+        scope.spawn(|| sort_runs(front, &key_start[..=mid], 0));
+        sort_runs(back, &key_start[mid..], key_start[mid]);
+    });
+}
+
+/// Per input, its values in `sorted` order: as `Option<Val>`s, or as plain numbers
+/// ([`KeyedRows::numbers`]) where `numeric` allows and every batch's column is `Int64` or
+/// every one `Float64`; and per bucket column, each row's bucket.
+#[allow(clippy::type_complexity)]
+fn gather_values(
+    sorted: &[Located],
+    inputs: &[Vec<ArrayRef>],
+    readers: &[Vec<ValReader>],
+    buckets: &[Vec<ArrayRef>],
+    numeric: &[bool],
+) -> (
+    Vec<Vec<Option<Val>>>,
+    Vec<Option<Numbers>>,
+    Vec<Vec<Option<String>>>,
+) {
+    let columns = readers.first().map_or(0, Vec::len);
+    let mut vals: Vec<Vec<Option<Val>>> = (0..columns).map(|_| Vec::new()).collect();
+    let mut numbers: Vec<Option<Numbers>> = (0..numeric.len()).map(|_| None).collect();
+    for (c, column) in vals.iter_mut().enumerate() {
+        let all = |t: DataType| inputs.iter().all(|cs| cs[c].data_type() == &t);
+        if numeric.get(c).copied().unwrap_or(false) {
+            if all(DataType::Int64) {
+                let typed: Vec<&arrow::array::Int64Array> = inputs
+                    .iter()
+                    .map(|cs| cs[c].as_primitive::<Int64Type>())
+                    .collect();
+                let (values, valid) = sorted
+                    .iter()
+                    .map(|l| {
+                        let a = typed[l.b as usize];
+                        (a.value(l.r as usize), a.is_valid(l.r as usize))
+                    })
+                    .unzip();
+                numbers[c] = Some(Numbers::Int { values, valid });
+                continue;
+            }
+            if all(DataType::Float64) {
+                let typed: Vec<&arrow::array::Float64Array> = inputs
+                    .iter()
+                    .map(|cs| cs[c].as_primitive::<Float64Type>())
+                    .collect();
+                let (values, valid) = sorted
+                    .iter()
+                    .map(|l| {
+                        let a = typed[l.b as usize];
+                        (a.value(l.r as usize), a.is_valid(l.r as usize))
+                    })
+                    .unzip();
+                numbers[c] = Some(Numbers::Float { values, valid });
+                continue;
+            }
+        }
+        *column = sorted
+            .iter()
+            .map(|l| readers[l.b as usize][c].get(l.r as usize))
+            .collect();
+    }
+    let bucket_columns = buckets.first().map_or(0, Vec::len);
+    let bucket_values = (0..bucket_columns)
+        .map(|c| {
+            sorted
+                .iter()
+                .map(|l| {
+                    val_at(buckets[l.b as usize][c].as_ref(), l.r as usize).map(|v| v.key_text())
+                })
+                .collect()
+        })
+        .collect();
+    (vals, numbers, bucket_values)
 }
 
 /// Dense ids for the keys of a GroupBy's rows, in first-seen order. A single 64-bit integer

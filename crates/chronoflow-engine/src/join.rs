@@ -642,6 +642,11 @@ fn features_in_parallel(
 
 /// Per feature (`fields`), the column of its values for the live rows at `positions` (one
 /// shard's, in order).
+///
+/// The rows are computed in the order of their keys' rows in the index, not in left order:
+/// rows of one key one after another, and keys in the order the index holds them, so the index
+/// is read in sequence instead of at random (at 100,000 keys it is far larger than the caches).
+/// The columns are then put back in left order.
 fn features_of_rows(
     loaded: &LoadedConfig,
     part: &JoinPart,
@@ -675,16 +680,34 @@ fn features_of_rows(
         }
         _ => None,
     };
-    let mut scratch = FeatureScratch::default();
+    let rows_of = |key: &Key| match (int_key, key.as_slice()) {
+        (Some(_), [Some(Val::Int(v))]) => data.rows_of_int(*v).unwrap_or_default(),
+        _ => data.rows_of(key),
+    };
+    // Each row's key's rows, then the order to compute the rows in: by where those rows are
+    // (keys without rows first), then left order.
+    let mut order: Vec<(usize, u32)> = Vec::with_capacity(positions.len());
+    let mut found: Vec<&[u32]> = Vec::with_capacity(positions.len());
     for (i, &p) in positions.iter().enumerate() {
-        let p = p as usize;
+        let r = left.live[p as usize];
+        key.clear();
+        key.extend(key_readers.iter().map(|k| k.get(r)));
+        let rows = rows_of(&key);
+        let at = if rows.is_empty() { 0 } else { rows.as_ptr() as usize };
+        order.push((at, i as u32));
+        found.push(rows);
+    }
+    order.sort_unstable();
+    let mut scratch = FeatureScratch::default();
+    // Where each row's values went: the left-order row `i` is row `placed[i]` of `columns`.
+    let mut placed: Vec<u32> = vec![0; positions.len()];
+    for (j, &(_, i)) in order.iter().enumerate() {
+        placed[i as usize] = j as u32;
+        let p = positions[i as usize] as usize;
         let r = left.live[p];
         key.clear();
         key.extend(key_readers.iter().map(|k| k.get(r)));
-        let rows = match (int_key, key.as_slice()) {
-            (Some(_), [Some(Val::Int(v))]) => data.rows_of_int(*v).unwrap_or_default(),
-            _ => data.rows_of(&key),
-        };
+        let rows = found[i as usize];
         let mut sink = ColumnsSink {
             columns: &mut columns,
             next: 0,
@@ -726,12 +749,26 @@ fn features_of_rows(
                         continue;
                     }
                     std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(i);
+                        slot.insert(j);
                     }
                 }
             }
             data.features_of_rows_into(&key, rows, AsOf::end_of(d), &mut scratch, &mut sink)?;
         }
     }
-    columns.into_iter().map(FeatureColumn::finish).collect()
+    let computed = columns
+        .into_iter()
+        .map(FeatureColumn::finish)
+        .collect::<Result<Vec<_>>>()?;
+    if placed.iter().enumerate().all(|(i, &j)| i as u32 == j) {
+        return Ok(computed);
+    }
+    let placed = UInt32Array::from(placed);
+    computed
+        .iter()
+        .map(|c| {
+            arrow::compute::take(c.as_ref(), &placed, None)
+                .map_err(arrow_err("putting features back in left order".to_owned()))
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use futures::StreamExt;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chronoflow_config::{PartitionDate, Query};
 use datafusion::datasource::MemTable;
@@ -106,12 +107,14 @@ pub async fn load_each(
     let mut rows = 0;
     // Whether the query only picks and renames columns of partitions with this schema.
     let mut renames: Option<(SchemaRef, Option<Renames>)> = None;
-    for d in &read.dates {
-        let batches = warehouse
-            .read_partition(table, *d)
-            .await?
+    // The next partition is read (its files decoded on another core) while one is evaluated.
+    let mut partitions = futures::stream::iter(read.dates.iter().copied())
+        .map(|d| async move { (d, warehouse.read_partition(table, d).await) })
+        .buffered(2);
+    while let Some((d, batches)) = partitions.next().await {
+        let batches = batches?
             .iter()
-            .map(|b| with_partition(b, &read.partition_column, *d, table))
+            .map(|b| with_partition(b, &read.partition_column, d, table))
             .collect::<Result<Vec<_>>>()?;
         let Some(schema) = batches.first().map(RecordBatch::schema) else {
             continue;

@@ -625,7 +625,16 @@ impl Warehouse {
                 .bytes()
                 .await
                 .map_err(Self::store_error(&path))?;
-            out.extend(read_parquet_bytes(bytes, path.as_ref())?);
+            // Decoded on the blocking pool: a reader of several partitions at once (see
+            // `source::load_each`) decodes them on as many cores.
+            let name = path.to_string();
+            let decoded = tokio::task::spawn_blocking(move || read_parquet_bytes(bytes, &name))
+                .await
+                .map_err(|e| EngineError::Io {
+                    path: path.to_string(),
+                    source: std::io::Error::other(e),
+                })??;
+            out.extend(decoded);
         }
         Ok(out)
     }
