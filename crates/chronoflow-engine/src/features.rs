@@ -614,7 +614,10 @@ fn last_k_of<I: InputValues>(
     // Present: `event_rows` gives only rows with a value.
     let value = |r: usize| values.at(r).expect("event_rows gives rows with values");
     // By time, then value; a stable sort keeps ties' order (as `sort_by_time_then_value`).
-    tail.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| I::cmp(value(x.1), value(y.1))));
+    // The rows are in time order already: only rows tied in time can move.
+    if tail.windows(2).any(|w| w[0].0 == w[1].0) {
+        tail.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| I::cmp(value(x.1), value(y.1))));
+    }
     sink.list(tail.iter().rev().take(k).map(|(_, r)| I::val(value(*r))));
 }
 

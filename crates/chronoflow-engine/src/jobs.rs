@@ -784,7 +784,9 @@ fn sort_each_key(sorted: &mut [Located], key_start: &[usize]) {
         return;
     }
     // The first key starting at or past half the rows.
-    let mid = key_start.partition_point(|&s| s < total / 2).min(key_start.len() - 1);
+    let mid = key_start
+        .partition_point(|&s| s < total / 2)
+        .min(key_start.len() - 1);
     let (front, back) = sorted.split_at_mut(key_start[mid]);
     std::thread::scope(|scope| {
         scope.spawn(|| sort_runs(front, &key_start[..=mid], 0));

@@ -6,7 +6,6 @@
 //! output group (a left partition), and put back in left order when the group is written. With
 //! one shard nothing is spilled; with more, results are the same, in bounded memory.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
@@ -667,10 +666,11 @@ fn features_of_rows(
         .iter()
         .all(|s| matches!(s, Source::Entities(_)));
     let inclusive = loaded.dialect == Dialect::Zipline;
-    // SNAPSHOT rows of one key and day share their features: the first row's position in
-    // `columns`, by the key's rows (their address names the key) and the day.
-    let mut memo: HashMap<(usize, PartitionDate), usize, foldhash::fast::RandomState> =
-        HashMap::default();
+    // SNAPSHOT rows of one key and day share their features: per day, the first row's
+    // position in `columns`. Rows come key by key (see below), so only the current key's days
+    // are kept: `memo_of` is the address of its rows (which names the key).
+    let mut memo: Vec<(PartitionDate, usize)> = Vec::new();
+    let mut memo_of: usize = 0;
     let mut key: Key = Vec::with_capacity(keys.len());
     let key_readers: Vec<ValReader> = keys.iter().map(|k| ValReader::new(k.as_ref())).collect();
     // A single 64-bit integer key on both sides is looked up by its value.
@@ -693,7 +693,11 @@ fn features_of_rows(
         key.clear();
         key.extend(key_readers.iter().map(|k| k.get(r)));
         let rows = rows_of(&key);
-        let at = if rows.is_empty() { 0 } else { rows.as_ptr() as usize };
+        let at = if rows.is_empty() {
+            0
+        } else {
+            rows.as_ptr() as usize
+        };
         order.push((at, i as u32));
         found.push(rows);
     }
@@ -740,18 +744,17 @@ fn features_of_rows(
             // SNAPSHOT: exactly the GroupBy backfill of the day before.
             let d = left.a[p].add_days(-1);
             if !rows.is_empty() {
-                match memo.entry((rows.as_ptr() as usize, d)) {
-                    std::collections::hash_map::Entry::Occupied(first) => {
-                        let first = *first.get();
-                        for c in sink.columns.iter_mut() {
-                            c.repeat(first);
-                        }
-                        continue;
-                    }
-                    std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(j);
-                    }
+                if memo_of != rows.as_ptr() as usize {
+                    memo_of = rows.as_ptr() as usize;
+                    memo.clear();
                 }
+                if let Some(&(_, first)) = memo.iter().find(|(day, _)| *day == d) {
+                    for c in sink.columns.iter_mut() {
+                        c.repeat(first);
+                    }
+                    continue;
+                }
+                memo.push((d, j));
             }
             data.features_of_rows_into(&key, rows, AsOf::end_of(d), &mut scratch, &mut sink)?;
         }

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use futures::StreamExt;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chronoflow_config::{PartitionDate, Query};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
 
 use crate::error::{EngineError, Result};
 use crate::table_name::TableName;
@@ -637,14 +637,24 @@ mod tests {
             Field::new("user_id", DataType::Int64, true),
             Field::new("ts", DataType::Int64, true),
             Field::new("value", DataType::Int64, true),
-            Field::new("at", DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None), true),
+            Field::new(
+                "at",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                true,
+            ),
             Field::new("ds", DataType::Utf8, false),
         ]));
         let batch = |n: i64| {
             let columns: Vec<ArrayRef> = vec![
-                Arc::new(Int64Array::from_iter((0..n).map(|i| (i % 3 != 0).then_some(i)))),
-                Arc::new(Int64Array::from_iter_values((0..n).map(|i| 1_700_000_000_000 + i))),
-                Arc::new(Int64Array::from_iter((0..n).map(|i| (i % 5 != 0).then_some(i * 7)))),
+                Arc::new(Int64Array::from_iter(
+                    (0..n).map(|i| (i % 3 != 0).then_some(i)),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|i| 1_700_000_000_000 + i),
+                )),
+                Arc::new(Int64Array::from_iter(
+                    (0..n).map(|i| (i % 5 != 0).then_some(i * 7)),
+                )),
                 Arc::new(TimestampMillisecondArray::from_iter_values(0..n)),
                 Arc::new(StringArray::from_iter_values((0..n).map(|_| "2023-11-14"))),
             ];

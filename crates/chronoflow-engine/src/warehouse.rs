@@ -1537,7 +1537,8 @@ fn write_row_group_in_parallel<W: std::io::Write + Send>(
         }
     }
     // Leaves dealt to threads in turn, so wide and narrow columns spread out.
-    let mut work: Vec<Vec<(usize, _, Vec<ArrowLeafColumn>)>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut work: Vec<Vec<(usize, _, Vec<ArrowLeafColumn>)>> =
+        (0..threads).map(|_| Vec::new()).collect();
     for (i, (writer, leaves)) in writers.into_iter().zip(leaves).enumerate() {
         work[i % threads].push((i, writer, leaves));
     }
@@ -1651,10 +1652,17 @@ mod tests {
             let columns: Vec<ArrayRef> = vec![
                 base.column(0).clone(),
                 base.column(1).clone(),
-                Arc::new(Float64Array::from_iter((from..from + n).map(|i| (i % 3 != 0).then(|| i as f64 / 3.0)))),
+                Arc::new(Float64Array::from_iter(
+                    (from..from + n).map(|i| (i % 3 != 0).then(|| i as f64 / 3.0)),
+                )),
                 Arc::new(lists.finish()),
             ];
-            let mut fields: Vec<Field> = base.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut fields: Vec<Field> = base
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
             fields.push(Field::new("avg", DataType::Float64, true));
             fields.push(Field::new("last", columns[3].data_type().clone(), true));
             RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
@@ -1665,7 +1673,8 @@ mod tests {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
             .build();
-        let mut writer = ArrowWriter::try_new(&mut alone, batches[0].schema(), Some(props)).unwrap();
+        let mut writer =
+            ArrowWriter::try_new(&mut alone, batches[0].schema(), Some(props)).unwrap();
         for b in &batches {
             writer.write(b).unwrap();
         }
