@@ -161,8 +161,8 @@ impl LoadedGroupBy {
                         found = Some(r as usize);
                     }
                 }
-                for c in 0..columns.len() {
-                    sink.value(found.and_then(|r| values[c][r].clone()).map(Out::Scalar));
+                for column in values.iter().take(columns.len()) {
+                    sink.value(found.and_then(|r| column[r].clone()).map(Out::Scalar));
                 }
                 Ok(())
             }
