@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::aggregate::{Out, OutKind, compute};
 use crate::error::{EngineError, Result};
+use crate::feature_columns::FeatureColumn;
 use crate::value::{ScalarKind, Val};
 use crate::window::{end_of_day, oldest_partition, window_start};
 
@@ -36,8 +37,13 @@ pub struct KeyedRows {
     pub ts: Vec<Option<i64>>,
     pub ds: Vec<PartitionDate>,
     pub is_entity: Vec<bool>,
-    /// Per distinct input column: its values (aggregations over one column share them).
+    /// Per distinct input column: its values (aggregations over one column share them). Empty
+    /// for an input held in [`Self::numbers`].
     pub inputs: Vec<Vec<Option<Val>>>,
+    /// Per distinct input column (or empty: none): its values as plain numbers, when only the
+    /// in-place paths over event rows (SUM, COUNT, AVERAGE, LAST_K) read it: 9 bytes a row
+    /// instead of an `Option<Val>`'s 24.
+    pub numbers: Vec<Option<Numbers>>,
     /// Whether every row comes from an event source (then a window is found by binary search).
     pub all_events: bool,
     /// Per bucket column: the bucket of each row.
@@ -54,7 +60,19 @@ pub struct KeyedRows {
     pub row_ids: Vec<u32>,
 }
 
+/// An input column of 64-bit numbers: values, and whether each row has one.
+#[derive(Debug)]
+pub enum Numbers {
+    Int { values: Vec<i64>, valid: Vec<bool> },
+    Float { values: Vec<f64>, valid: Vec<bool> },
+}
+
 impl KeyedRows {
+    /// Input `c` as plain numbers, if it is held so.
+    pub fn numbers(&self, c: usize) -> Option<&Numbers> {
+        self.numbers.get(c).and_then(Option::as_ref)
+    }
+
     /// The row indices of a key's rows (`range`, from [`Self::by_key`]). A non-empty key's
     /// slice starts where no other key's does: its address identifies the key.
     pub fn rows(&self, range: &Range<u32>) -> &[u32] {
@@ -101,6 +119,43 @@ pub struct FeatureScratch<'d> {
     sums_used: usize,
     by_bucket: BTreeMap<&'d str, Vec<(i64, &'d Val)>>,
     sorted: Vec<(i64, &'d Val)>,
+    /// LAST_K's last rows: `(ts, row)`.
+    tail: Vec<(i64, usize)>,
+}
+
+/// Where [`compute_features_into`] puts a key's values: one per feature, in order.
+pub trait FeatureSink {
+    fn value(&mut self, v: Option<Out>);
+    /// A LAST_K value: the list of `items` (what `Some(Out::List(items))` would hold).
+    fn list(&mut self, items: impl Iterator<Item = Val>);
+}
+
+impl FeatureSink for Vec<Option<Out>> {
+    fn value(&mut self, v: Option<Out>) {
+        self.push(v);
+    }
+
+    fn list(&mut self, items: impl Iterator<Item = Val>) {
+        self.push(Some(Out::List(items.collect())));
+    }
+}
+
+/// Typed columns as a [`FeatureSink`]: a key's values go to the columns in turn.
+pub(crate) struct ColumnsSink<'c> {
+    pub(crate) columns: &'c mut [FeatureColumn],
+    pub(crate) next: usize,
+}
+
+impl FeatureSink for ColumnsSink<'_> {
+    fn value(&mut self, v: Option<Out>) {
+        self.columns[self.next].push(v);
+        self.next += 1;
+    }
+
+    fn list(&mut self, items: impl Iterator<Item = Val>) {
+        self.columns[self.next].push_list(items);
+        self.next += 1;
+    }
 }
 
 /// The features of one key (`rows`: its row indices) as of `as_of`, in `features` order.
@@ -112,6 +167,21 @@ pub fn compute_features<'d>(
     as_of: AsOf,
     scratch: &mut FeatureScratch<'d>,
 ) -> Vec<Option<Out>> {
+    let mut out = Vec::with_capacity(features.len());
+    compute_features_into(aggregations, features, data, rows, as_of, scratch, &mut out);
+    out
+}
+
+/// [`compute_features`], each value handed to `sink` as it is computed.
+pub fn compute_features_into<'d>(
+    aggregations: &[Aggregation],
+    features: &[Feature],
+    data: &'d KeyedRows,
+    rows: &[u32],
+    as_of: AsOf,
+    scratch: &mut FeatureScratch<'d>,
+    sink: &mut impl FeatureSink,
+) {
     scratch.used = 0;
     scratch.sums_used = 0;
     // Event rows only: every window ends at the same row.
@@ -120,78 +190,82 @@ pub fn compute_features<'d>(
     } else {
         rows
     };
-    features
-        .iter()
-        .map(|f| {
-            let agg = &aggregations[f.aggregation];
-            // Event rows only: the window's rows are a time-ordered run, read in place.
-            if f.bucket.is_none() && data.all_events {
-                let k = agg.k.unwrap_or(0) as usize;
-                match agg.operation {
-                    Operation::Count | Operation::Sum | Operation::Average => {
-                        return scratch.sums_of(f, data, rows, as_of).finish(agg.operation);
-                    }
-                    Operation::LastK if k > 0 => {
-                        return last_k(f, k, data, rows, as_of, &mut scratch.sorted);
-                    }
-                    _ => {}
+    for f in features {
+        let agg = &aggregations[f.aggregation];
+        // Event rows only: the window's rows are a time-ordered run, read in place.
+        if f.bucket.is_none() && data.all_events {
+            let k = agg.k.unwrap_or(0) as usize;
+            match agg.operation {
+                Operation::Count | Operation::Sum | Operation::Average => {
+                    sink.value(
+                        scratch
+                            .sums_of(f, aggregations, features, data, rows, as_of)
+                            .finish(agg.operation),
+                    );
+                    continue;
                 }
+                Operation::LastK if k > 0 => {
+                    last_k(f, k, data, rows, as_of, &mut scratch.tail, sink);
+                    continue;
+                }
+                _ => {}
             }
-            // Only the order-sensitive operations need ties broken by value; rows already come in time order.
-            let ordered = matches!(
-                agg.operation,
-                Operation::First | Operation::Last | Operation::FirstK | Operation::LastK
-            );
-            match f.bucket {
-                None => {
-                    // Aggregations of one column over one window count the same rows: count them once.
-                    let slot = (f.input, f.window);
-                    let used = scratch.used;
-                    let i = match scratch.counted[..used].iter().position(|(s, _)| *s == slot) {
-                        Some(i) => i,
-                        None => {
-                            if used == scratch.counted.len() {
-                                scratch.counted.push((slot, Vec::new()));
-                            }
-                            let (s, rows_of) = &mut scratch.counted[used];
-                            *s = slot;
-                            count_rows(f, data, rows, as_of, rows_of, &mut scratch.by_bucket);
-                            scratch.used += 1;
-                            used
+        }
+        // Only the order-sensitive operations need ties broken by value; rows already come in time order.
+        let ordered = matches!(
+            agg.operation,
+            Operation::First | Operation::Last | Operation::FirstK | Operation::LastK
+        );
+        let value = match f.bucket {
+            None => {
+                // Aggregations of one column over one window count the same rows: count them once.
+                let slot = (f.input, f.window);
+                let used = scratch.used;
+                let i = match scratch.counted[..used].iter().position(|(s, _)| *s == slot) {
+                    Some(i) => i,
+                    None => {
+                        if used == scratch.counted.len() {
+                            scratch.counted.push((slot, Vec::new()));
                         }
-                    };
-                    let counted = &scratch.counted[i].1;
-                    if ordered {
-                        // Sorted apart: the shared rows keep time order with ties as loaded,
-                        // which a floating-point sum's result depends on.
-                        let sorted = &mut scratch.sorted;
-                        sorted.clear();
-                        sorted.extend_from_slice(counted);
-                        sort_by_time_then_value(sorted);
-                        compute(agg, sorted)
-                    } else {
-                        compute(agg, counted)
+                        let (s, rows_of) = &mut scratch.counted[used];
+                        *s = slot;
+                        count_rows(f, data, rows, as_of, rows_of, &mut scratch.by_bucket);
+                        scratch.used += 1;
+                        used
                     }
-                }
-                Some(_) => {
-                    let FeatureScratch {
-                        by_bucket, sorted, ..
-                    } = scratch;
-                    count_rows(f, data, rows, as_of, sorted, by_bucket);
-                    let map: Vec<(String, Out)> = by_bucket
-                        .iter_mut()
-                        .filter_map(|(b, rows)| {
-                            if ordered {
-                                sort_by_time_then_value(rows);
-                            }
-                            compute(agg, rows).map(|o| ((*b).to_owned(), o))
-                        })
-                        .collect();
-                    (!map.is_empty()).then_some(Out::Buckets(map))
+                };
+                let counted = &scratch.counted[i].1;
+                if ordered {
+                    // Sorted apart: the shared rows keep time order with ties as loaded,
+                    // which a floating-point sum's result depends on.
+                    let sorted = &mut scratch.sorted;
+                    sorted.clear();
+                    sorted.extend_from_slice(counted);
+                    sort_by_time_then_value(sorted);
+                    compute(agg, sorted)
+                } else {
+                    compute(agg, counted)
                 }
             }
-        })
-        .collect()
+            Some(_) => {
+                let FeatureScratch {
+                    by_bucket, sorted, ..
+                } = scratch;
+                count_rows(f, data, rows, as_of, sorted, by_bucket);
+                let map: Vec<(String, Out)> = by_bucket
+                    .iter_mut()
+                    .filter_map(|(b, rows)| {
+                        if ordered {
+                            sort_by_time_then_value(rows);
+                        }
+                        compute(agg, rows).map(|o| ((*b).to_owned(), o))
+                    })
+                    .collect();
+                (!map.is_empty()).then_some(Out::Buckets(map))
+            }
+        };
+        sink.value(value);
+    }
 }
 
 /// What SUM, COUNT and AVERAGE need of the rows counted over one window: computed in one
@@ -208,29 +282,14 @@ struct WindowSums {
 }
 
 impl WindowSums {
-    fn of<'d>(counted: impl Iterator<Item = (i64, &'d Val)>) -> WindowSums {
-        // The float sum starts where `f64`'s `Sum` (what `compute` uses) starts, at -0.0, and
-        // adds in the same order: the same result to the bit (a test holds them together).
-        let mut sums = WindowSums {
+    /// No rows yet. The float sum starts where `f64`'s `Sum` (what `compute` uses) starts, at
+    /// -0.0, and [`Self::add`] adds in the same order: the same result to the bit (a test holds
+    /// them together).
+    fn empty() -> WindowSums {
+        WindowSums {
             floats: -0.0,
             ..WindowSums::default()
-        };
-        for (_, v) in counted {
-            if sums.rows == 0 {
-                sums.first_int = matches!(v, Val::Int(_));
-            }
-            sums.rows += 1;
-            match v {
-                Val::Int(i) => {
-                    sums.ints = sums.ints.wrapping_add(*i);
-                    sums.floats += *i as f64;
-                }
-                Val::Float(f) => sums.floats += *f,
-                Val::Bool(b) => sums.floats += f64::from(u8::from(*b)),
-                Val::Str(_) => {}
-            }
         }
-        sums
     }
 
     /// `operation` (COUNT, SUM or AVERAGE) of the rows, as [`compute`] gives it.
@@ -246,14 +305,66 @@ impl WindowSums {
         };
         out.is_finite().then_some(Out::Float(out))
     }
+
+    /// [`Self::add`] of `Val::Int(i)`.
+    #[inline]
+    fn add_int(&mut self, i: i64) {
+        if self.rows == 0 {
+            self.first_int = true;
+        }
+        self.rows += 1;
+        self.ints = self.ints.wrapping_add(i);
+        self.floats += i as f64;
+    }
+
+    /// [`Self::add`] of `Val::Float(f)`.
+    #[inline]
+    fn add_float(&mut self, f: f64) {
+        if self.rows == 0 {
+            self.first_int = false;
+        }
+        self.rows += 1;
+        self.floats += f;
+    }
+
+    /// Adds one counted value (in time order), as `compute` would count it.
+    #[inline]
+    fn add(&mut self, v: &Val) {
+        if self.rows == 0 {
+            self.first_int = matches!(v, Val::Int(_));
+        }
+        self.rows += 1;
+        match v {
+            Val::Int(i) => {
+                self.ints = self.ints.wrapping_add(*i);
+                self.floats += *i as f64;
+            }
+            Val::Float(f) => self.floats += *f,
+            Val::Bool(b) => self.floats += f64::from(u8::from(*b)),
+            Val::Str(_) => {}
+        }
+    }
+}
+
+/// Whether feature `f` is SUM, COUNT or AVERAGE read in place by [`FeatureScratch::sums_of`].
+fn summed(aggregations: &[Aggregation], f: &Feature) -> bool {
+    f.bucket.is_none()
+        && matches!(
+            aggregations[f.aggregation].operation,
+            Operation::Count | Operation::Sum | Operation::Average
+        )
 }
 
 impl<'d> FeatureScratch<'d> {
-    /// The sums of the rows feature `f` (no bucket, event rows only) counts, computed once per
-    /// `(input, window)` and call.
+    /// The sums of the rows feature `f` (no bucket, event rows only) counts. The first call for
+    /// an input computes the sums of every window the summed `features` read it over, in one
+    /// pass over the rows of the widest (each window's values still added in time order).
+    #[allow(clippy::too_many_arguments)]
     fn sums_of(
         &mut self,
         f: &Feature,
+        aggregations: &[Aggregation],
+        features: &[Feature],
         data: &'d KeyedRows,
         rows: &[u32],
         as_of: AsOf,
@@ -262,54 +373,252 @@ impl<'d> FeatureScratch<'d> {
         if let Some((_, sums)) = self.sums[..self.sums_used].iter().find(|(s, _)| *s == slot) {
             return *sums;
         }
-        let sums = WindowSums::of(event_rows(
-            f.window,
-            &data.inputs[f.input],
-            data,
-            rows,
-            as_of,
-        ));
-        if self.sums_used == self.sums.len() {
-            self.sums.push((slot, sums));
-        } else {
-            self.sums[self.sums_used] = (slot, sums);
+        let first = self.sums_used;
+        for g in features {
+            if g.input == f.input
+                && summed(aggregations, g)
+                && !self.sums[first..self.sums_used]
+                    .iter()
+                    .any(|(s, _)| s.1 == g.window)
+            {
+                let entry = ((g.input, g.window), WindowSums::default());
+                if self.sums_used == self.sums.len() {
+                    self.sums.push(entry);
+                } else {
+                    self.sums[self.sums_used] = entry;
+                }
+                self.sums_used += 1;
+            }
         }
-        self.sums_used += 1;
-        sums
+        let windows = &mut self.sums[first..self.sums_used];
+        sum_windows(windows, data, rows, as_of);
+        windows
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .map(|(_, sums)| *sums)
+            .expect("the feature's own window is among its input's summed windows")
+    }
+}
+
+/// An input column as the in-place paths read it: an `Option<Val>` per row, or plain numbers.
+trait InputValues: Copy {
+    type V: Copy;
+    /// Row `r`'s value, if it has one.
+    fn at(self, r: usize) -> Option<Self::V>;
+    /// [`WindowSums::add`] of the value.
+    fn add(sums: &mut WindowSums, v: Self::V);
+    /// [`Val`]'s order of the values.
+    fn cmp(a: Self::V, b: Self::V) -> std::cmp::Ordering;
+    fn val(v: Self::V) -> Val;
+}
+
+impl<'d> InputValues for &'d [Option<Val>] {
+    type V = &'d Val;
+    #[inline]
+    fn at(self, r: usize) -> Option<&'d Val> {
+        self[r].as_ref()
+    }
+    #[inline]
+    fn add(sums: &mut WindowSums, v: &'d Val) {
+        sums.add(v);
+    }
+    fn cmp(a: &'d Val, b: &'d Val) -> std::cmp::Ordering {
+        a.cmp(b)
+    }
+    fn val(v: &'d Val) -> Val {
+        v.clone()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Ints<'d> {
+    values: &'d [i64],
+    valid: &'d [bool],
+}
+
+impl InputValues for Ints<'_> {
+    type V = i64;
+    #[inline]
+    fn at(self, r: usize) -> Option<i64> {
+        self.valid[r].then(|| self.values[r])
+    }
+    #[inline]
+    fn add(sums: &mut WindowSums, v: i64) {
+        sums.add_int(v);
+    }
+    fn cmp(a: i64, b: i64) -> std::cmp::Ordering {
+        a.cmp(&b)
+    }
+    fn val(v: i64) -> Val {
+        Val::Int(v)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Floats<'d> {
+    values: &'d [f64],
+    valid: &'d [bool],
+}
+
+impl InputValues for Floats<'_> {
+    type V = f64;
+    #[inline]
+    fn at(self, r: usize) -> Option<f64> {
+        self.valid[r].then(|| self.values[r])
+    }
+    #[inline]
+    fn add(sums: &mut WindowSums, v: f64) {
+        sums.add_float(v);
+    }
+    fn cmp(a: f64, b: f64) -> std::cmp::Ordering {
+        a.total_cmp(&b)
+    }
+    fn val(v: f64) -> Val {
+        Val::Float(v)
+    }
+}
+
+/// Runs `$body` with `$v` bound to input `$c` of `$data` as an [`InputValues`] of its storage.
+macro_rules! with_input {
+    ($data:expr, $c:expr, |$v:ident| $body:expr) => {
+        match $data.numbers($c) {
+            Some(Numbers::Int { values, valid }) => {
+                let $v = Ints { values, valid };
+                $body
+            }
+            Some(Numbers::Float { values, valid }) => {
+                let $v = Floats { values, valid };
+                $body
+            }
+            None => {
+                let $v: &[Option<Val>] = &$data.inputs[$c];
+                $body
+            }
+        }
+    };
+}
+
+/// Up to this many windows of one input are summed in one pass (more go in several).
+const MAX_WINDOWS_PER_PASS: usize = 8;
+
+/// The sums of `windows` (each `(input, window)`) of the rows [`event_rows`] gives: one pass
+/// over the rows of all of them, each row added to every window it counts for, so each
+/// window's values are added in time order.
+fn sum_windows(
+    windows: &mut [(CountedFor, WindowSums)],
+    data: &KeyedRows,
+    rows: &[u32],
+    as_of: AsOf,
+) {
+    let Some(&((c, _), _)) = windows.first() else {
+        return;
+    };
+    with_input!(data, c, |values| sum_windows_of(
+        windows, values, data, rows, as_of
+    ))
+}
+
+fn sum_windows_of<I: InputValues>(
+    windows: &mut [(CountedFor, WindowSums)],
+    values: I,
+    data: &KeyedRows,
+    rows: &[u32],
+    as_of: AsOf,
+) {
+    if windows.len() > MAX_WINDOWS_PER_PASS {
+        let (head, tail) = windows.split_at_mut(MAX_WINDOWS_PER_PASS);
+        sum_windows_of(head, values, data, rows, as_of);
+        sum_windows_of(tail, values, data, rows, as_of);
+        return;
+    }
+    let AsOf::Time { end, inclusive, a } = as_of;
+    // Per window: the first row of its run (by time), and its oldest partition.
+    let mut lo = [0usize; MAX_WINDOWS_PER_PASS];
+    let mut oldest = [None; MAX_WINDOWS_PER_PASS];
+    let ts = contiguous(data, rows);
+    for (j, ((_, window), sums)) in windows.iter_mut().enumerate() {
+        *sums = WindowSums::empty();
+        if let Some(w) = window {
+            let s = window_start(end, *w);
+            let before_start = |t: Option<i64>| t.is_none_or(|t| t < s);
+            lo[j] = match ts {
+                Some(ts) => ts.partition_point(|t| before_start(*t)),
+                None => rows.partition_point(|r| before_start(data.ts[*r as usize])),
+            };
+            oldest[j] = Some(oldest_partition(a, *w));
+        }
+    }
+    let n = windows.len();
+    let first = lo[..n].iter().copied().min().unwrap_or(0).min(rows.len());
+    for (i, &r) in rows.iter().enumerate().skip(first) {
+        let r = r as usize;
+        let Some(v) = values.at(r) else {
+            continue;
+        };
+        let Some(t) = data.ts[r] else { continue };
+        let p = data.ds[r];
+        let before_end = if inclusive { t <= end } else { t < end };
+        if p > a || !before_end {
+            continue;
+        }
+        // At or after a window's first row, a row's time is within it (rows are in time order).
+        for j in 0..n {
+            if i >= lo[j] && oldest[j].is_none_or(|o| p >= o) {
+                I::add(&mut windows[j].1, v);
+            }
+        }
     }
 }
 
 /// LAST_K with `k > 0` of the rows feature `f` (no bucket, event rows only) counts, as
-/// [`compute`] gives it from all of them: only the last `k` rows and any tied in time with the
-/// k-th from last are read, from the end. Sorted by `(ts, value)` keeping their order
-/// otherwise, they are the tail of all the rows so sorted.
-fn last_k<'d>(
+/// [`compute`] gives it from all of them, into `sink`: only the last `k` rows and any tied in
+/// time with the k-th from last are read, from the end. Sorted by `(ts, value)` keeping their
+/// order otherwise, they are the tail of all the rows so sorted.
+fn last_k(
     f: &Feature,
     k: usize,
-    data: &'d KeyedRows,
+    data: &KeyedRows,
     rows: &[u32],
     as_of: AsOf,
-    tail: &mut Vec<(i64, &'d Val)>,
-) -> Option<Out> {
+    tail: &mut Vec<(i64, usize)>,
+    sink: &mut impl FeatureSink,
+) {
+    with_input!(data, f.input, |values| last_k_of(
+        f, k, values, data, rows, as_of, tail, sink
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn last_k_of<I: InputValues>(
+    f: &Feature,
+    k: usize,
+    values: I,
+    data: &KeyedRows,
+    rows: &[u32],
+    as_of: AsOf,
+    tail: &mut Vec<(i64, usize)>,
+    sink: &mut impl FeatureSink,
+) {
     tail.clear();
-    for row in event_rows(f.window, &data.inputs[f.input], data, rows, as_of).rev() {
+    for row in event_rows(f.window, values, data, rows, as_of).rev() {
         if tail.len() >= k && row.0 < tail[k - 1].0 {
             break;
         }
         tail.push(row);
     }
     if tail.is_empty() {
-        return None;
+        sink.value(None);
+        return;
     }
     tail.reverse();
-    sort_by_time_then_value(tail);
-    Some(Out::List(
-        tail.iter()
-            .rev()
-            .take(k)
-            .map(|(_, v)| (*v).clone())
-            .collect(),
-    ))
+    // Present: `event_rows` gives only rows with a value.
+    let value = |r: usize| values.at(r).expect("event_rows gives rows with values");
+    // By time, then value; a stable sort keeps ties' order (as `sort_by_time_then_value`).
+    // The rows are in time order already: only rows tied in time can move.
+    if tail.windows(2).any(|w| w[0].0 == w[1].0) {
+        tail.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| I::cmp(value(x.1), value(y.1))));
+    }
+    sink.list(tail.iter().rev().take(k).map(|(_, r)| I::val(value(*r))));
 }
 
 /// How many of `rows` (in time order, rows without time first) are before the end of `as_of`.
@@ -334,17 +643,14 @@ fn contiguous<'d>(data: &'d KeyedRows, rows: &[u32]) -> Option<&'d [Option<i64>]
 
 /// The rows a feature without bucket over `values` counts as of `as_of` when every row is an
 /// event row (`data.all_events`), given `rows` up to the end of `as_of` ([`end_of_rows`]):
-/// what [`count_rows`] collects, in the same (time) order, read in place.
-fn event_rows<'d, 'r>(
+/// what [`count_rows`] collects, in the same (time) order, read in place, as `(ts, row)`.
+fn event_rows<'r, I: InputValues + 'r>(
     window: Option<Window>,
-    values: &'d [Option<Val>],
-    data: &'d KeyedRows,
+    values: I,
+    data: &'r KeyedRows,
     rows: &'r [u32],
     as_of: AsOf,
-) -> impl DoubleEndedIterator<Item = (i64, &'d Val)> + 'r
-where
-    'd: 'r,
-{
+) -> impl DoubleEndedIterator<Item = (i64, usize)> + 'r {
     let AsOf::Time { end, inclusive, a } = as_of;
     let (start, oldest) = match window {
         Some(w) => (Some(window_start(end, w)), Some(oldest_partition(a, w))),
@@ -357,14 +663,14 @@ where
     });
     rows[lo.min(rows.len())..].iter().filter_map(move |&r| {
         let r = r as usize;
-        let v = values[r].as_ref()?;
+        values.at(r)?;
         let t = data.ts[r]?;
         let p = data.ds[r];
         let before_end = if inclusive { t <= end } else { t < end };
         if p > a || !before_end || start.is_some_and(|s| t < s) || oldest.is_some_and(|o| p < o) {
             return None;
         }
-        Some((t, v))
+        Some((t, r))
     })
 }
 
@@ -770,6 +1076,101 @@ mod tests {
             }).collect::<Vec<_>>());
             prop_assert_eq!(bits(&run), bits(&examined));
             prop_assert_eq!(bits(&by_index), bits(&examined));
+        }
+
+        /// An input held as plain numbers (`KeyedRows::numbers`: all ints or all floats, with
+        /// nulls) gives what the same values held as `Option<Val>` give, floats to the bit,
+        /// through both the in-place paths and the columns a Join writes.
+        #[test]
+        fn inputs_held_as_numbers_give_what_vals_give(
+            rows in proptest::collection::vec(
+                (prop_oneof![9 => (0i64..96).prop_map(|h| Some(h * 3_600_000)), 1 => Just(None)],
+                 0i64..2,
+                 prop_oneof![4 => (-3i64..4).prop_map(Some), 1 => Just(None)]),
+                0..40),
+            floats in any::<bool>(),
+            end_hour in 0i64..110,
+            inclusive in any::<bool>(),
+            k in 1u32..5,
+        ) {
+            let day0 = PartitionDate::parse("2024-01-01").unwrap();
+            let mut rows = rows;
+            rows.sort_by_key(|(ts, _, _)| *ts);
+            let mut vals = KeyedRows {
+                inputs: vec![Vec::new()],
+                all_events: true,
+                ..KeyedRows::default()
+            };
+            let (mut ints, mut fs, mut valid) = (Vec::new(), Vec::new(), Vec::new());
+            for (ts, late, v) in &rows {
+                let day = ts.map_or(0, |t| t.div_euclid(DAY));
+                vals.ts.push(ts.map(|t| day0.epoch_millis() + t));
+                vals.ds.push(day0.add_days(day + late));
+                vals.is_entity.push(false);
+                // Floats with fractions (and -0.0 for 0) so the float sums' order shows.
+                let f = |x: i64| if x == 0 { -0.0 } else { x as f64 * 0.1 };
+                vals.inputs[0].push(v.map(|x| if floats { Val::Float(f(x)) } else { Val::Int(x) }));
+                ints.push(v.unwrap_or_default());
+                fs.push(v.map_or(0.0, f));
+                valid.push(v.is_some());
+            }
+            vals.row_ids = (0..rows.len() as u32).collect();
+            let numbers = KeyedRows {
+                ts: vals.ts.clone(),
+                ds: vals.ds.clone(),
+                is_entity: vals.is_entity.clone(),
+                inputs: vec![Vec::new()],
+                numbers: vec![Some(if floats {
+                    Numbers::Float { values: fs, valid }
+                } else {
+                    Numbers::Int { values: ints, valid }
+                })],
+                all_events: true,
+                row_ids: vals.row_ids.clone(),
+                ..KeyedRows::default()
+            };
+            let windows = [
+                Window { length: 1, unit: TimeUnit::Hours },
+                Window { length: 1, unit: TimeUnit::Days },
+                Window { length: 2, unit: TimeUnit::Days },
+            ];
+            let aggs = vec![
+                aggregation(Operation::Sum, &windows, None),
+                aggregation(Operation::Count, &windows, None),
+                aggregation(Operation::Average, &windows, None),
+                aggregation(Operation::LastK, &[], Some(k)),
+                aggregation(Operation::LastK, &windows[1..2], Some(k)),
+                aggregation(Operation::Sum, &[], None),
+            ];
+            let kind = if floats { crate::value::ScalarKind::Float } else { crate::value::ScalarKind::Int };
+            let kinds: Vec<OutKind> = aggs.iter().map(|a| out_kind(a.operation, kind).unwrap()).collect();
+            let features = plan_features(&aggs, &kinds, &vec![0; aggs.len()], &[]);
+            let end = day0.epoch_millis() + end_hour * 3_600_000;
+            let as_of = AsOf::Time { end, inclusive, a: crate::window::date_of(end) };
+            let from_vals = compute_features(&aggs, &features, &vals, &vals.row_ids, as_of, &mut FeatureScratch::default());
+            let from_numbers = compute_features(&aggs, &features, &numbers, &numbers.row_ids, as_of, &mut FeatureScratch::default());
+            let bits = |o: &[Option<Out>]| format!("{:?}", o.iter().map(|v| match v {
+                Some(Out::Float(x)) => format!("F{:x}", x.to_bits()),
+                other => format!("{other:?}"),
+            }).collect::<Vec<_>>());
+            prop_assert_eq!(bits(&from_numbers), bits(&from_vals));
+            // The columns a Join writes, value by value and with a row repeated (as SNAPSHOT
+            // rows of one key and day are), equal the columns built from the values.
+            let types: Vec<DataType> = features.iter().map(|f| feature_type(f.kind, false)).collect();
+            let mut columns: Vec<FeatureColumn> = features
+                .iter()
+                .zip(&types)
+                .map(|(f, t)| FeatureColumn::new(&f.name, t, 2))
+                .collect();
+            compute_features_into(&aggs, &features, &numbers, &numbers.row_ids, as_of, &mut FeatureScratch::default(), &mut ColumnsSink { columns: &mut columns, next: 0 });
+            for c in columns.iter_mut() {
+                c.repeat(0);
+            }
+            for ((c, t), v) in columns.into_iter().zip(&types).zip(&from_vals) {
+                let expected = build_column("x", t, &[v.clone(), v.clone()]).unwrap();
+                let got = c.finish().unwrap();
+                prop_assert_eq!(got.to_data(), expected.to_data());
+            }
         }
     }
 }

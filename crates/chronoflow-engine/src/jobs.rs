@@ -5,15 +5,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt32Type};
-use chronoflow_config::{Accuracy, Aggregation, GroupBy, LoadedConfig, PartitionDate, Source};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, UInt32Type};
+use chronoflow_config::{
+    Accuracy, Aggregation, GroupBy, LoadedConfig, Operation, PartitionDate, Source,
+};
 use datafusion::datasource::MemTable;
 
 use crate::aggregate::{Out, OutKind, out_kind};
 use crate::error::{EngineError, Result};
 use crate::features::{
-    AsOf, Feature, FeatureScratch, KeyedRows, build_column, compute_features, feature_type,
-    plan_features,
+    AsOf, Feature, FeatureScratch, FeatureSink, KeyedRows, Numbers, build_column,
+    compute_features_into, feature_type, plan_features,
 };
 use crate::shard::{IndexedBatches, MemoryLimit, ShardedRows, SpillDir};
 use crate::source::{self, DS, PartitionBounds, TS, TimeMode};
@@ -101,19 +103,45 @@ impl LoadedGroupBy {
         as_of: AsOf,
         scratch: &mut FeatureScratch<'s>,
     ) -> Result<Vec<Option<Out>>> {
+        let mut out = Vec::with_capacity(self.feature_count());
+        self.features_of_rows_into(key, rows, as_of, scratch, &mut out)?;
+        Ok(out)
+    }
+
+    /// How many features each key has.
+    pub(crate) fn feature_count(&self) -> usize {
+        match &self.shape {
+            Shape::Aggregated { features, .. } => features.len(),
+            Shape::Selected { columns, .. } => columns.len(),
+        }
+    }
+
+    /// [`Self::features_of_rows`], each value handed to `sink`.
+    pub(crate) fn features_of_rows_into<'s>(
+        &'s self,
+        key: &Key,
+        rows: &[u32],
+        as_of: AsOf,
+        scratch: &mut FeatureScratch<'s>,
+        sink: &mut impl FeatureSink,
+    ) -> Result<()> {
         match &self.shape {
             Shape::Aggregated {
                 aggregations,
                 features,
                 ..
-            } => Ok(compute_features(
-                aggregations,
-                features,
-                &self.rows,
-                rows,
-                as_of,
-                scratch,
-            )),
+            } => {
+                compute_features_into(
+                    aggregations,
+                    features,
+                    &self.rows,
+                    rows,
+                    as_of,
+                    scratch,
+                    sink,
+                );
+                Ok(())
+            }
             Shape::Selected {
                 columns, values, ..
             } => {
@@ -133,9 +161,10 @@ impl LoadedGroupBy {
                         found = Some(r as usize);
                     }
                 }
-                Ok((0..columns.len())
-                    .map(|c| found.and_then(|r| values[c][r].clone()).map(Out::Scalar))
-                    .collect())
+                for column in values.iter().take(columns.len()) {
+                    sink.value(found.and_then(|r| column[r].clone()).map(Out::Scalar));
+                }
+                Ok(())
             }
         }
     }
@@ -251,6 +280,18 @@ pub(crate) fn index_group_by(
     gb: &GroupBy,
     loaded: &[(RecordBatch, bool)],
 ) -> Result<LoadedGroupBy> {
+    index_group_by_with(gb, loaded, &[])
+}
+
+/// [`index_group_by`], holding as plain numbers ([`KeyedRows::numbers`]) the inputs that only
+/// `readers` (the GroupBys computed from the index) aggregate, all of them by the in-place
+/// paths of [`compute_features_into`]: SUM, COUNT, AVERAGE and LAST_K (k > 0), without
+/// buckets, over event rows. Online serving reads the index's `inputs` itself, so it passes none.
+fn index_group_by_with(
+    gb: &GroupBy,
+    loaded: &[(RecordBatch, bool)],
+    readers: &[&GroupBy],
+) -> Result<LoadedGroupBy> {
     let name = gb.metadata.name.as_str();
     let no_aggregations: &[Aggregation] = &[];
     let aggregations = gb.aggregations.as_deref().unwrap_or(no_aggregations);
@@ -265,7 +306,27 @@ pub(crate) fn index_group_by(
         Some(aggs) => aggregated_shape(name, aggs, first, &columns)?,
         None => selected_shape(gb, &first.schema())?,
     };
-    let rows = index_rows(gb, loaded, &mut shape, &columns)?;
+    let in_place = |input: &String| {
+        !readers.is_empty()
+            && loaded.iter().all(|(_, entity)| !entity)
+            && readers.iter().all(|r| {
+                r.aggregations.as_ref().is_some_and(|aggs| {
+                    aggs.iter().filter(|a| &a.input_column == input).all(|a| {
+                        a.buckets.is_empty()
+                            && match a.operation {
+                                Operation::Count | Operation::Sum | Operation::Average => true,
+                                Operation::LastK => a.k.unwrap_or(0) > 0,
+                                _ => false,
+                            }
+                    })
+                })
+            })
+    };
+    let numeric: Vec<bool> = match &shape {
+        Shape::Aggregated { .. } => columns.inputs.iter().map(in_place).collect(),
+        Shape::Selected { .. } => Vec::new(),
+    };
+    let rows = index_rows(gb, loaded, &mut shape, &columns, &numeric)?;
     Ok(LoadedGroupBy {
         name: name.to_owned(),
         keys: gb.key_columns.clone(),
@@ -277,6 +338,7 @@ pub(crate) fn index_group_by(
 
 /// Indexes rows once for several GroupBys that index them alike ([`same_index`] of the first
 /// and each other): one [`LoadedGroupBy`] per GroupBy, in order, sharing the indexed rows.
+/// Inputs only the in-place paths read are held as numbers (see [`index_group_by_with`]).
 pub(crate) fn index_group_bys(
     gbs: &[&GroupBy],
     loaded: &[(RecordBatch, bool)],
@@ -284,7 +346,7 @@ pub(crate) fn index_group_bys(
     let Some((first_gb, others)) = gbs.split_first() else {
         return Ok(Vec::new());
     };
-    let first = index_group_by(first_gb, loaded)?;
+    let first = index_group_by_with(first_gb, loaded, gbs)?;
     let mut out = Vec::with_capacity(gbs.len());
     for gb in others {
         let name = gb.metadata.name.as_str();
@@ -456,7 +518,8 @@ fn selected_shape(gb: &GroupBy, schema: &arrow::datatypes::Schema) -> Result<Sha
 }
 
 /// One index row per source row (a list input adds one per extra element), grouped by key;
-/// a selecting GroupBy's values go into its `shape`.
+/// a selecting GroupBy's values go into its `shape`. An input marked in `numeric` whose
+/// columns are all `Int64` or all `Float64` goes into [`KeyedRows::numbers`] instead.
 ///
 /// Two passes: the first reads each source row's key, time and partition; the second copies
 /// the columns straight into their final layout (each key's rows contiguous, by time, ties in
@@ -466,6 +529,7 @@ fn index_rows(
     loaded: &[(RecordBatch, bool)],
     shape: &mut Shape,
     columns: &IndexedColumns,
+    numeric: &[bool],
 ) -> Result<KeyedRows> {
     let name = gb.metadata.name.as_str();
     let read = |batch: &RecordBatch, names: &[String]| -> Result<Vec<ArrayRef>> {
@@ -500,15 +564,34 @@ fn index_rows(
         .flatten()
         .any(|c| matches!(c.data_type(), DataType::List(_) | DataType::LargeList(_)));
 
-    // Pass 1: where each keyed source row is, its key, time and partition.
+    // Pass 1: each source row's key (rows whose key columns are all null count for none).
     let total: usize = loaded.iter().map(|(b, _)| b.num_rows()).sum();
     let mut interner = KeyInterner::for_batches(loaded.iter().map(|(b, _)| b), &gb.key_columns);
-    let mut located: Vec<(u32, u32)> = Vec::with_capacity(total);
     let mut key_of: Vec<u32> = Vec::with_capacity(total);
-    let mut ts_of: Vec<Option<i64>> = Vec::with_capacity(total);
-    let mut ds_of: Vec<PartitionDate> = Vec::with_capacity(total);
-    for (b, (batch, _)) in loaded.iter().enumerate() {
+    for (batch, _) in loaded {
         let keys = read(batch, &gb.key_columns)?;
+        for r in 0..batch.num_rows() {
+            key_of.push(interner.id(&keys, r).unwrap_or(NO_KEY));
+        }
+    }
+    let key_count = interner.len();
+    let mut key_start: Vec<usize> = vec![0; key_count + 1];
+    for &k in key_of.iter().filter(|&&k| k != NO_KEY) {
+        key_start[k as usize + 1] += 1;
+    }
+    for k in 0..key_count {
+        key_start[k + 1] += key_start[k];
+    }
+
+    // Pass 2: each keyed row's time, place and partition, put straight where its key's rows
+    // go (a counting sort: rows of one key keep their load order), then each key's rows
+    // sorted by time (rows without time first; ties in load order, as the sort is stable).
+    // The columns are then read in that order from these records, in sequence, and only the
+    // input values from the source rows.
+    let mut sorted: Vec<Located> = vec![Located::default(); key_start[key_count]];
+    let mut next = key_start.clone();
+    let mut i = 0;
+    for (b, (batch, _)) in loaded.iter().enumerate() {
         let ts = batch
             .column_by_name(TS)
             .expect("loaded sources have __ts")
@@ -520,10 +603,11 @@ fn index_rows(
         // Partitions are few and rows come grouped by them: parse each ds text once per run.
         let mut last_ds: Option<(&str, PartitionDate)> = None;
         for r in 0..batch.num_rows() {
-            let Some(id) = interner.id(&keys, r) else {
-                // Every key column null: the row counts for no key.
+            let k = key_of[i];
+            i += 1;
+            if k == NO_KEY {
                 continue;
-            };
+            }
             let text = ds.value(r);
             let row_ds = match last_ds {
                 Some((t, d)) if t == text => d,
@@ -536,35 +620,22 @@ fn index_rows(
                     d
                 }
             };
-            located.push((b as u32, r as u32));
-            key_of.push(id);
-            ts_of.push((!ts.is_null(r)).then(|| ts.value(r)));
-            ds_of.push(row_ds);
+            let at = &mut next[k as usize];
+            sorted[*at] = Located {
+                has_ts: !ts.is_null(r),
+                ts: ts.value(r),
+                b: b as u32,
+                r: r as u32,
+                ds: row_ds,
+            };
+            *at += 1;
         }
     }
+    drop(key_of);
+    sort_each_key(&mut sorted, &key_start);
 
-    // The order: keys by id, each key's rows by time (rows without time first), ties in load
-    // order (a stable sort).
-    let key_count = interner.len();
-    let mut key_start: Vec<usize> = vec![0; key_count + 1];
-    for &k in &key_of {
-        key_start[k as usize + 1] += 1;
-    }
-    for k in 0..key_count {
-        key_start[k + 1] += key_start[k];
-    }
-    let mut order: Vec<u32> = vec![0; located.len()];
-    let mut next = key_start.clone();
-    for (i, &k) in key_of.iter().enumerate() {
-        order[next[k as usize]] = i as u32;
-        next[k as usize] += 1;
-    }
-    for k in 0..key_count {
-        order[key_start[k]..key_start[k + 1]].sort_by_key(|&i| ts_of[i as usize]);
-    }
-
-    // Pass 2: the columns in that order (grown row by row only with list inputs).
-    let capacity = if lists { located.len() } else { 0 };
+    // The columns in that order (grown row by row only with list inputs).
+    let capacity = if lists { sorted.len() } else { 0 };
     let mut rows = KeyedRows {
         ts: Vec::with_capacity(capacity),
         ds: Vec::with_capacity(capacity),
@@ -586,52 +657,59 @@ fn index_rows(
     let mut key_rows: Vec<std::ops::Range<u32>> = Vec::with_capacity(key_count);
     if !lists {
         // The common case: scalar inputs, one index row per source row, so each key's rows are
-        // its run of `order`. Built column by column: each loop's reads are independent of
-        // one another, so the CPU overlaps their cache misses (the reads jump across the
-        // source rows; in one loop over every column they were most of the index's time).
-        let source_row = |i: &u32| {
-            let (b, r) = located[*i as usize];
-            (b as usize, r as usize)
-        };
-        rows.ts = order.iter().map(|&i| ts_of[i as usize]).collect();
-        rows.ds = order.iter().map(|&i| ds_of[i as usize]).collect();
-        rows.is_entity = order.iter().map(|i| loaded[source_row(i).0].1).collect();
-        for (c, column) in target.iter_mut().enumerate() {
-            *column = order
-                .iter()
-                .map(|i| {
-                    let (b, r) = source_row(i);
-                    readers[b][c].get(r)
-                })
-                .collect();
-        }
-        for (c, column) in rows.buckets.iter_mut().enumerate() {
-            *column = order
-                .iter()
-                .map(|i| {
-                    let (b, r) = source_row(i);
-                    val_at(buckets[b][c].as_ref(), r).map(|v| v.key_text())
-                })
-                .collect();
-        }
-        if with_origin {
-            // A batch without the column (not streamed) is never mixed with streamed ones; 0
-            // keeps the columns aligned if it were.
-            rows.origin = order
-                .iter()
-                .map(|i| {
-                    let (b, r) = source_row(i);
-                    origins[b].as_ref().map_or(0, |o| o.value(r))
-                })
-                .collect();
-        }
+        // its run of `sorted`. The times, partitions and row ids on one thread, the values
+        // (read across the source rows) on another.
+        let sorted = &sorted;
+        let inputs = &inputs;
+        let readers = &readers;
+        let buckets = &buckets;
+        let origins = &origins;
+        let (placed, values) = std::thread::scope(|scope| {
+            let placed = scope.spawn(move || {
+                let ts: Vec<Option<i64>> =
+                    sorted.iter().map(|l| l.has_ts.then_some(l.ts)).collect();
+                let ds: Vec<PartitionDate> = sorted.iter().map(|l| l.ds).collect();
+                let is_entity: Vec<bool> = if loaded.iter().all(|(_, entity)| !entity) {
+                    vec![false; sorted.len()]
+                } else {
+                    sorted.iter().map(|l| loaded[l.b as usize].1).collect()
+                };
+                let origin: Vec<u32> = if with_origin {
+                    // A batch without the column (not streamed) is never mixed with streamed
+                    // ones; 0 keeps the columns aligned if it were.
+                    sorted
+                        .iter()
+                        .map(|l| {
+                            origins[l.b as usize]
+                                .as_ref()
+                                .map_or(0, |o| o.value(l.r as usize))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let row_ids: Vec<u32> = (0..sorted.len() as u32).collect();
+                (ts, ds, is_entity, origin, row_ids)
+            });
+            let values = gather_values(sorted, inputs, readers, buckets, numeric);
+            (
+                placed
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                values,
+            )
+        });
+        (rows.ts, rows.ds, rows.is_entity, rows.origin, rows.row_ids) = placed;
+        let (vals, numbers, bucket_values) = values;
+        *target = vals;
+        rows.numbers = numbers;
+        rows.buckets = bucket_values;
         key_rows.extend((0..key_count).map(|k| key_start[k] as u32..key_start[k + 1] as u32));
     }
     for k in (0..key_count).filter(|_| lists) {
         let first = rows.ts.len() as u32;
-        for &i in &order[key_start[k]..key_start[k + 1]] {
-            let i = i as usize;
-            let (b, r) = (located[i].0 as usize, located[i].1 as usize);
+        for l in &sorted[key_start[k]..key_start[k + 1]] {
+            let (b, r) = (l.b as usize, l.r as usize);
             // A list input adds an index row per extra element.
             let per_row = values_per_row(&inputs[b], r);
             for values_of_row in &per_row {
@@ -641,8 +719,8 @@ fn index_rows(
             }
             let added = per_row.len();
             for _ in 0..added {
-                rows.ts.push(ts_of[i]);
-                rows.ds.push(ds_of[i]);
+                rows.ts.push(l.has_ts.then_some(l.ts));
+                rows.ds.push(l.ds);
                 rows.is_entity.push(loaded[b].1);
                 for (c, bucket) in buckets[b].iter().enumerate() {
                     rows.buckets[c].push(val_at(bucket.as_ref(), r).map(|v| v.key_text()));
@@ -657,9 +735,134 @@ fn index_rows(
         }
         key_rows.push(first..rows.ts.len() as u32);
     }
-    rows.row_ids = (0..rows.ts.len() as u32).collect();
+    if lists {
+        rows.row_ids = (0..rows.ts.len() as u32).collect();
+    }
     (rows.by_key, rows.by_int_key) = interner.into_maps(key_rows);
     Ok(rows)
+}
+
+/// No key: a source row whose key columns are all null.
+const NO_KEY: u32 = u32::MAX;
+
+/// A keyed source row as the index orders it: its time, where it is (batch `b`, row `r`), and
+/// its partition. 24 bytes, so ordering moves little.
+#[derive(Debug, Clone, Copy)]
+struct Located {
+    has_ts: bool,
+    ts: i64,
+    b: u32,
+    r: u32,
+    ds: PartitionDate,
+}
+
+impl Default for Located {
+    fn default() -> Self {
+        Located {
+            has_ts: false,
+            ts: 0,
+            b: 0,
+            r: 0,
+            ds: PartitionDate::from_ymd(1970, 1, 1).expect("1970-01-01 is a valid date"),
+        }
+    }
+}
+
+/// Sorts each key's run of `sorted` (`key_start[k]..key_start[k + 1]`) by time, rows without
+/// time first, ties kept in order; the keys split in two halves of about equal rows, sorted on
+/// two threads when there are many.
+fn sort_each_key(sorted: &mut [Located], key_start: &[usize]) {
+    fn sort_runs(rows: &mut [Located], starts: &[usize], offset: usize) {
+        for w in starts.windows(2) {
+            rows[w[0] - offset..w[1] - offset].sort_by_key(|l| (l.has_ts, l.ts));
+        }
+    }
+    let total = sorted.len();
+    const MIN_ROWS_IN_PARALLEL: usize = 100_000;
+    if total < MIN_ROWS_IN_PARALLEL || key_start.len() < 3 {
+        sort_runs(sorted, key_start, 0);
+        return;
+    }
+    // The first key starting at or past half the rows.
+    let mid = key_start
+        .partition_point(|&s| s < total / 2)
+        .min(key_start.len() - 1);
+    let (front, back) = sorted.split_at_mut(key_start[mid]);
+    std::thread::scope(|scope| {
+        scope.spawn(|| sort_runs(front, &key_start[..=mid], 0));
+        sort_runs(back, &key_start[mid..], key_start[mid]);
+    });
+}
+
+/// Per input, its values in `sorted` order: as `Option<Val>`s, or as plain numbers
+/// ([`KeyedRows::numbers`]) where `numeric` allows and every batch's column is `Int64` or
+/// every one `Float64`; and per bucket column, each row's bucket.
+#[allow(clippy::type_complexity)]
+fn gather_values(
+    sorted: &[Located],
+    inputs: &[Vec<ArrayRef>],
+    readers: &[Vec<ValReader>],
+    buckets: &[Vec<ArrayRef>],
+    numeric: &[bool],
+) -> (
+    Vec<Vec<Option<Val>>>,
+    Vec<Option<Numbers>>,
+    Vec<Vec<Option<String>>>,
+) {
+    let columns = readers.first().map_or(0, Vec::len);
+    let mut vals: Vec<Vec<Option<Val>>> = (0..columns).map(|_| Vec::new()).collect();
+    let mut numbers: Vec<Option<Numbers>> = (0..numeric.len()).map(|_| None).collect();
+    for (c, column) in vals.iter_mut().enumerate() {
+        let all = |t: DataType| inputs.iter().all(|cs| cs[c].data_type() == &t);
+        if numeric.get(c).copied().unwrap_or(false) {
+            if all(DataType::Int64) {
+                let typed: Vec<&arrow::array::Int64Array> = inputs
+                    .iter()
+                    .map(|cs| cs[c].as_primitive::<Int64Type>())
+                    .collect();
+                let (values, valid) = sorted
+                    .iter()
+                    .map(|l| {
+                        let a = typed[l.b as usize];
+                        (a.value(l.r as usize), a.is_valid(l.r as usize))
+                    })
+                    .unzip();
+                numbers[c] = Some(Numbers::Int { values, valid });
+                continue;
+            }
+            if all(DataType::Float64) {
+                let typed: Vec<&arrow::array::Float64Array> = inputs
+                    .iter()
+                    .map(|cs| cs[c].as_primitive::<Float64Type>())
+                    .collect();
+                let (values, valid) = sorted
+                    .iter()
+                    .map(|l| {
+                        let a = typed[l.b as usize];
+                        (a.value(l.r as usize), a.is_valid(l.r as usize))
+                    })
+                    .unzip();
+                numbers[c] = Some(Numbers::Float { values, valid });
+                continue;
+            }
+        }
+        *column = sorted
+            .iter()
+            .map(|l| readers[l.b as usize][c].get(l.r as usize))
+            .collect();
+    }
+    let bucket_columns = buckets.first().map_or(0, Vec::len);
+    let bucket_values = (0..bucket_columns)
+        .map(|c| {
+            sorted
+                .iter()
+                .map(|l| {
+                    val_at(buckets[l.b as usize][c].as_ref(), l.r as usize).map(|v| v.key_text())
+                })
+                .collect()
+        })
+        .collect();
+    (vals, numbers, bucket_values)
 }
 
 /// Dense ids for the keys of a GroupBy's rows, in first-seen order. A single 64-bit integer

@@ -9,6 +9,7 @@ pub mod consistency_report;
 mod drift;
 mod error;
 pub mod export;
+mod feature_columns;
 pub mod features;
 pub mod import;
 pub mod jobs;

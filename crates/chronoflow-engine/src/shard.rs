@@ -386,7 +386,8 @@ impl<'g> ShardedRows<'g> {
     /// Shard `s`'s rows, indexed (each shard is taken once).
     pub(crate) fn index(&mut self, s: usize) -> Result<LoadedGroupBy> {
         let loaded = self.take(s)?;
-        crate::jobs::index_group_by(self.gb, &loaded)
+        let mut indexed = crate::jobs::index_group_bys(&[self.gb], &loaded)?;
+        Ok(indexed.remove(0))
     }
 
     /// Shard `s`'s rows indexed once for each of `gbs`, which index them as this one does

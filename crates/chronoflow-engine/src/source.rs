@@ -11,6 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chronoflow_config::{PartitionDate, Query};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
 
 use crate::error::{EngineError, Result};
 use crate::table_name::TableName;
@@ -69,6 +70,15 @@ pub async fn load(
         Some(b) => b.schema(),
         None => read.empty_schema(warehouse, table).await?,
     };
+    if !batches.is_empty()
+        && batches.iter().all(|b| b.schema() == schema)
+        && let Some(plan) = Renames::of(&schema, query, time, &read.partition_column).await
+    {
+        return plan.apply(&batches).map_err(|source| EngineError::Arrow {
+            context: format!("{config}: reading {table}"),
+            source,
+        });
+    }
     evaluate(
         schema,
         batches,
@@ -95,26 +105,47 @@ pub async fn load_each(
 ) -> Result<u64> {
     let read = Reading::plan(warehouse, table, query, bounds).await?;
     let mut rows = 0;
-    for d in &read.dates {
-        let batches = warehouse
-            .read_partition(table, *d)
-            .await?
+    // Whether the query only picks and renames columns of partitions with this schema.
+    let mut renames: Option<(SchemaRef, Option<Renames>)> = None;
+    // The next partition is read (its files decoded on another core) while one is evaluated.
+    let mut partitions = futures::stream::iter(read.dates.iter().copied())
+        .map(|d| async move { (d, warehouse.read_partition(table, d).await) })
+        .buffered(2);
+    while let Some((d, batches)) = partitions.next().await {
+        let batches = batches?
             .iter()
-            .map(|b| with_partition(b, &read.partition_column, *d, table))
+            .map(|b| with_partition(b, &read.partition_column, d, table))
             .collect::<Result<Vec<_>>>()?;
         let Some(schema) = batches.first().map(RecordBatch::schema) else {
             continue;
         };
-        let evaluated = evaluate(
-            schema,
-            batches,
-            query,
-            time,
-            &read.partition_column,
-            config,
-            table,
-        )
-        .await?;
+        let known = renames.as_ref().filter(|(s, _)| *s == schema);
+        let plan = match known {
+            Some((_, plan)) => plan.clone(),
+            None => {
+                let plan = Renames::of(&schema, query, time, &read.partition_column).await;
+                renames = Some((schema.clone(), plan.clone()));
+                plan
+            }
+        };
+        let evaluated = match plan {
+            Some(plan) => plan.apply(&batches).map_err(|source| EngineError::Arrow {
+                context: format!("{config}: reading {table}"),
+                source,
+            })?,
+            None => {
+                evaluate(
+                    schema,
+                    batches,
+                    query,
+                    time,
+                    &read.partition_column,
+                    config,
+                    table,
+                )
+                .await?
+            }
+        };
         rows += evaluated.num_rows() as u64;
         each(evaluated)?;
     }
@@ -215,12 +246,26 @@ pub async fn evaluate(
     table: &TableName,
 ) -> Result<RecordBatch> {
     let ctx = session();
-    let carries_origin = schema.field_with_name(ORIGIN).is_ok();
-    let mem = MemTable::try_new(schema, vec![batches])
+    let mem = MemTable::try_new(schema.clone(), vec![batches])
         .map_err(|e| df_error(config, table, "registering", e))?;
     ctx.register_table("__src", Arc::new(mem))
         .map_err(|e| df_error(config, table, "registering", e))?;
+    let sql = query_sql(&ctx, &schema, query, time, partition_column).await;
+    match run(&ctx, &sql).await {
+        Ok(b) => Ok(b),
+        Err(e) => Err(explain_failure(&ctx, query, config, table, e).await),
+    }
+}
 
+/// The SQL [`evaluate`] runs over `__src` (registered in `ctx`, with `schema`).
+async fn query_sql(
+    ctx: &SessionContext,
+    schema: &SchemaRef,
+    query: &Query,
+    time: TimeMode,
+    partition_column: &str,
+) -> String {
+    let carries_origin = schema.field_with_name(ORIGIN).is_ok();
     let mut columns: Vec<String> = match &query.selects {
         Some(selects) => selects
             .iter()
@@ -229,7 +274,7 @@ pub async fn evaluate(
         None => vec!["*".to_owned()],
     };
     let ts_expr = match (&query.time_column, time) {
-        (Some(t), _) if is_timestamp(&ctx, t).await => {
+        (Some(t), _) if is_timestamp(ctx, t).await => {
             format!("CAST(to_timestamp_millis({t}) AS BIGINT)")
         }
         (Some(t), _) => format!("CAST({t} AS BIGINT)"),
@@ -257,10 +302,107 @@ pub async fn evaluate(
                 .join(" AND ")
         )
     };
-    let sql = format!("SELECT {} FROM __src{wheres}", columns.join(", "));
-    match run(&ctx, &sql).await {
-        Ok(b) => Ok(b),
-        Err(e) => Err(explain_failure(&ctx, query, config, table, e).await),
+    format!("SELECT {} FROM __src{wheres}", columns.join(", "))
+}
+
+/// A query that only picks and renames columns (the common `selects` of `col` per output
+/// column, a 64-bit integer time column, no `wheres`), applied without DataFusion: per
+/// partition, planning and running the SQL cost more than reading the rows. Used only where
+/// DataFusion plans the query to exactly this schema.
+#[derive(Clone)]
+struct Renames {
+    schema: SchemaRef,
+    /// Per output column, the input column it is.
+    columns: Vec<usize>,
+}
+
+impl Renames {
+    /// The renames `query` makes of rows with `schema`, if that is all it does.
+    async fn of(
+        schema: &SchemaRef,
+        query: &Query,
+        time: TimeMode,
+        partition_column: &str,
+    ) -> Option<Renames> {
+        // A bare identifier, not one SQL reads as something else (a literal or a function
+        // without parentheses).
+        let plain = |e: &str| {
+            let mut chars = e.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && ![
+                    "true",
+                    "false",
+                    "null",
+                    "current_date",
+                    "current_time",
+                    "current_timestamp",
+                    "localtime",
+                    "localtimestamp",
+                    "current_user",
+                    "session_user",
+                    "user",
+                ]
+                .contains(&e.to_ascii_lowercase().as_str())
+        };
+        let index = |e: &str| schema.index_of(e).ok();
+        if !query.wheres.is_empty() {
+            return None;
+        }
+        let mut columns: Vec<usize> = match &query.selects {
+            Some(selects) => selects
+                .values()
+                .map(|e| plain(e).then(|| index(e)).flatten())
+                .collect::<Option<_>>()?,
+            None => (0..schema.fields().len()).collect(),
+        };
+        let ts = query.time_column.as_deref().filter(|t| plain(t))?;
+        let ts = index(ts).filter(|&i| schema.field(i).data_type() == &DataType::Int64)?;
+        columns.push(ts);
+        columns.push(index(partition_column)?);
+        if let Ok(origin) = schema.index_of(ORIGIN) {
+            columns.push(origin);
+        }
+        // What DataFusion makes of the query: the same columns, named and typed alike.
+        let ctx = session();
+        let mem = MemTable::try_new(schema.clone(), vec![Vec::new()]).ok()?;
+        ctx.register_table("__src", Arc::new(mem)).ok()?;
+        let sql = query_sql(&ctx, schema, query, time, partition_column).await;
+        let planned = ctx.sql_with_options(&sql, queries_only()).await.ok()?;
+        let planned: SchemaRef = Arc::new(planned.schema().as_arrow().clone());
+        let ours = planned.fields().len() == columns.len()
+            && planned.fields().iter().zip(&columns).all(|(f, &c)| {
+                let input = schema.field(c);
+                f.data_type() == input.data_type()
+                    && f.is_nullable() == input.is_nullable()
+                    && f.metadata() == input.metadata()
+            });
+        ours.then_some(Renames {
+            schema: planned,
+            columns,
+        })
+    }
+
+    /// The query's rows of `batches` (in order, as one batch).
+    fn apply(
+        &self,
+        batches: &[RecordBatch],
+    ) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+        let picked = batches
+            .iter()
+            .map(|b| {
+                RecordBatch::try_new(
+                    self.schema.clone(),
+                    self.columns.iter().map(|&c| b.column(c).clone()).collect(),
+                )
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        match picked.as_slice() {
+            [only] => Ok(only.clone()),
+            _ => arrow::compute::concat_batches(&self.schema, &picked),
+        }
     }
 }
 
@@ -483,6 +625,95 @@ mod tests {
                 .downcast_ref::<arrow::array::Int64Array>()
                 .unwrap();
             assert_eq!(ts.values().to_vec(), expected.to_vec());
+        }
+    }
+
+    /// A query that only renames columns is applied without DataFusion: it must give what
+    /// DataFusion gives, schema included; anything more goes through DataFusion.
+    #[tokio::test]
+    async fn a_query_that_only_renames_columns_gives_what_datafusion_gives() {
+        use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("user_id", DataType::Int64, true),
+            Field::new("ts", DataType::Int64, true),
+            Field::new("value", DataType::Int64, true),
+            Field::new(
+                "at",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                true,
+            ),
+            Field::new("ds", DataType::Utf8, false),
+        ]));
+        let batch = |n: i64| {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from_iter(
+                    (0..n).map(|i| (i % 3 != 0).then_some(i)),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|i| 1_700_000_000_000 + i),
+                )),
+                Arc::new(Int64Array::from_iter(
+                    (0..n).map(|i| (i % 5 != 0).then_some(i * 7)),
+                )),
+                Arc::new(TimestampMillisecondArray::from_iter_values(0..n)),
+                Arc::new(StringArray::from_iter_values((0..n).map(|_| "2023-11-14"))),
+            ];
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        };
+        let batches = vec![batch(5), batch(0), batch(9)];
+        let table = TableName::parse("data.events").unwrap();
+        let renaming = |selects: &[(&str, &str)], time: &str| Query {
+            selects: Some(
+                selects
+                    .iter()
+                    .map(|(n, e)| ((*n).to_owned(), (*e).to_owned()))
+                    .collect(),
+            ),
+            time_column: Some(time.to_owned()),
+            ..Query::default()
+        };
+        for query in [
+            renaming(&[("user_id", "user_id"), ("value", "value")], "ts"),
+            renaming(&[("key", "user_id"), ("v", "value"), ("v2", "value")], "ts"),
+            Query {
+                time_column: Some("ts".to_owned()),
+                ..Query::default()
+            },
+        ] {
+            let plan = Renames::of(&schema, &query, TimeMode::EventTime, "ds")
+                .await
+                .expect("only renames");
+            let fast = plan.apply(&batches).unwrap();
+            let slow = evaluate(
+                schema.clone(),
+                batches.clone(),
+                &query,
+                TimeMode::EventTime,
+                "ds",
+                "bench.v1",
+                &table,
+            )
+            .await
+            .unwrap();
+            assert_eq!(fast, slow, "{query:?}");
+        }
+        for query in [
+            renaming(&[("user_id", "user_id"), ("value", "value + 1")], "ts"),
+            renaming(&[("user_id", "user_id"), ("now", "current_date")], "ts"),
+            renaming(&[("user_id", "user_id")], "at"),
+            renaming(&[("user_id", "missing")], "ts"),
+            Query {
+                wheres: vec!["value > 3".to_owned()],
+                ..renaming(&[("user_id", "user_id")], "ts")
+            },
+            Query::default(),
+        ] {
+            assert!(
+                Renames::of(&schema, &query, TimeMode::EventTime, "ds")
+                    .await
+                    .is_none(),
+                "{query:?}"
+            );
         }
     }
 

@@ -625,7 +625,16 @@ impl Warehouse {
                 .bytes()
                 .await
                 .map_err(Self::store_error(&path))?;
-            out.extend(read_parquet_bytes(bytes, path.as_ref())?);
+            // Decoded on the blocking pool: a reader of several partitions at once (see
+            // `source::load_each`) decodes them on as many cores.
+            let name = path.to_string();
+            let decoded = tokio::task::spawn_blocking(move || read_parquet_bytes(bytes, &name))
+                .await
+                .map_err(|e| EngineError::Io {
+                    path: path.to_string(),
+                    source: std::io::Error::other(e),
+                })??;
+            out.extend(decoded);
         }
         Ok(out)
     }
@@ -1479,13 +1488,98 @@ pub(crate) fn write_parquet_bytes(batches: &[RecordBatch], path: &str) -> Result
             ZstdLevel::try_new(1).expect("valid level"),
         ))
         .build();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props)).map_err(perr)?;
-    for b in batches {
-        writer.write(b).map_err(perr)?;
+    let mut writer =
+        ArrowWriter::try_new(&mut buf, schema.clone(), Some(props.clone())).map_err(perr)?;
+    // One row group of many columns: its columns are encoded and compressed on every core.
+    // Below these sizes, or past one row group, the writer does it alone.
+    const MIN_ROWS_IN_PARALLEL: usize = 10_000;
+    if threads > 1
+        && rows >= MIN_ROWS_IN_PARALLEL
+        && rows <= props.max_row_group_row_count().unwrap_or(usize::MAX)
+        && props.max_row_group_bytes().is_none()
+        && schema.fields().len() > 1
+    {
+        let (file, factory) = writer.into_serialized_writer().map_err(perr)?;
+        write_row_group_in_parallel(file, &factory, &schema, batches, threads).map_err(perr)?;
+    } else {
+        for b in batches {
+            writer.write(b).map_err(perr)?;
+        }
+        writer.close().map_err(perr)?;
     }
-    writer.close().map_err(perr)?;
     Ok(Bytes::from(buf))
+}
+
+/// Writes `batches` as one row group of `file` and closes it, as [`ArrowWriter`] writes a row
+/// group (the same leaves, in the same order, to the same column writers), with the columns
+/// encoded on `threads` threads.
+fn write_row_group_in_parallel<W: std::io::Write + Send>(
+    mut file: parquet::file::writer::SerializedFileWriter<W>,
+    factory: &parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    threads: usize,
+) -> std::result::Result<(), parquet::errors::ParquetError> {
+    use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowLeafColumn, compute_leaves};
+    let writers = factory.create_column_writers(0)?;
+    // Per leaf column (as the writers are ordered), its leaves in each batch.
+    let mut leaves: Vec<Vec<ArrowLeafColumn>> = writers.iter().map(|_| Vec::new()).collect();
+    for b in batches.iter().filter(|b| b.num_rows() > 0) {
+        let mut next = 0;
+        for (field, column) in schema.fields().iter().zip(b.columns()) {
+            for leaf in compute_leaves(field, column)? {
+                leaves[next].push(leaf);
+                next += 1;
+            }
+        }
+    }
+    // Leaves dealt to threads in turn, so wide and narrow columns spread out.
+    let mut work: Vec<Vec<(usize, _, Vec<ArrowLeafColumn>)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for (i, (writer, leaves)) in writers.into_iter().zip(leaves).enumerate() {
+        work[i % threads].push((i, writer, leaves));
+    }
+    let encoded: Vec<std::result::Result<Vec<(usize, ArrowColumnChunk)>, _>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = work
+                .into_iter()
+                .map(|columns| {
+                    scope.spawn(move || {
+                        columns
+                            .into_iter()
+                            .map(|(i, mut writer, leaves)| {
+                                for leaf in &leaves {
+                                    writer.write(leaf)?;
+                                }
+                                Ok((i, writer.close()?))
+                            })
+                            .collect::<std::result::Result<Vec<_>, parquet::errors::ParquetError>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+    let mut chunks: Vec<(usize, ArrowColumnChunk)> = Vec::new();
+    for e in encoded {
+        chunks.extend(e?);
+    }
+    chunks.sort_by_key(|(i, _)| *i);
+    let mut row_group = file.next_row_group()?;
+    for (_, chunk) in chunks {
+        chunk.append_to_row_group(&mut row_group)?;
+    }
+    row_group.close()?;
+    file.close()?;
+    Ok(())
 }
 
 /// The rows of a Parquet file. The parquet crate can panic on a damaged file (found by
@@ -1536,6 +1630,60 @@ mod tests {
         let ids = Int64Array::from_iter_values(0..n);
         let names = StringArray::from_iter((0..n).map(|i| Some(format!("n{i}"))));
         RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(names)]).unwrap()
+    }
+
+    /// Columns encoded on several threads give the very bytes one `ArrowWriter` gives.
+    #[test]
+    fn parquet_written_in_parallel_is_byte_for_byte_what_one_writer_writes() {
+        use arrow::array::{ArrayRef, Float64Array, Int64Builder, ListBuilder};
+        let part = |from: i64, n: i64| {
+            let mut lists = ListBuilder::new(Int64Builder::new());
+            for i in from..from + n {
+                if i % 7 == 0 {
+                    lists.append(false);
+                } else {
+                    for j in 0..i % 4 {
+                        lists.values().append_option((j != 2).then_some(i * j));
+                    }
+                    lists.append(true);
+                }
+            }
+            let base = batch(n);
+            let columns: Vec<ArrayRef> = vec![
+                base.column(0).clone(),
+                base.column(1).clone(),
+                Arc::new(Float64Array::from_iter(
+                    (from..from + n).map(|i| (i % 3 != 0).then(|| i as f64 / 3.0)),
+                )),
+                Arc::new(lists.finish()),
+            ];
+            let mut fields: Vec<Field> = base
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.push(Field::new("avg", DataType::Float64, true));
+            fields.push(Field::new("last", columns[3].data_type().clone(), true));
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+        };
+        let batches = vec![part(0, 12_000), part(12_000, 0), part(12_000, 9_000)];
+        let parallel = write_parquet_bytes(&batches, "t.parquet").unwrap();
+        let mut alone = Vec::new();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(&mut alone, batches[0].schema(), Some(props)).unwrap();
+        for b in &batches {
+            writer.write(b).unwrap();
+        }
+        writer.close().unwrap();
+        assert_eq!(parallel.as_ref(), alone.as_slice());
+        let read = read_parquet_bytes(parallel, "t.parquet").unwrap();
+        let read = arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
+        let written = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        assert_eq!(read, written);
     }
 
     #[test]
