@@ -794,6 +794,23 @@ fn sort_each_key(sorted: &mut [Located], key_start: &[usize]) {
     });
 }
 
+/// Input `c`'s values in `sorted` order with their validity, every batch's column being a `T`.
+fn gather_primitive<T: arrow::datatypes::ArrowPrimitiveType>(
+    sorted: &[Located],
+    inputs: &[Vec<ArrayRef>],
+    c: usize,
+) -> (Vec<T::Native>, Vec<bool>) {
+    let typed: Vec<&arrow::array::PrimitiveArray<T>> =
+        inputs.iter().map(|cs| cs[c].as_primitive::<T>()).collect();
+    sorted
+        .iter()
+        .map(|l| {
+            let a = typed[l.b as usize];
+            (a.value(l.r as usize), a.is_valid(l.r as usize))
+        })
+        .unzip()
+}
+
 /// Per input, its values in `sorted` order: as `Option<Val>`s, or as plain numbers
 /// ([`KeyedRows::numbers`]) where `numeric` allows and every batch's column is `Int64` or
 /// every one `Float64`; and per bucket column, each row's bucket.
@@ -816,32 +833,12 @@ fn gather_values(
         let all = |t: DataType| inputs.iter().all(|cs| cs[c].data_type() == &t);
         if numeric.get(c).copied().unwrap_or(false) {
             if all(DataType::Int64) {
-                let typed: Vec<&arrow::array::Int64Array> = inputs
-                    .iter()
-                    .map(|cs| cs[c].as_primitive::<Int64Type>())
-                    .collect();
-                let (values, valid) = sorted
-                    .iter()
-                    .map(|l| {
-                        let a = typed[l.b as usize];
-                        (a.value(l.r as usize), a.is_valid(l.r as usize))
-                    })
-                    .unzip();
+                let (values, valid) = gather_primitive::<Int64Type>(sorted, inputs, c);
                 numbers[c] = Some(Numbers::Int { values, valid });
                 continue;
             }
             if all(DataType::Float64) {
-                let typed: Vec<&arrow::array::Float64Array> = inputs
-                    .iter()
-                    .map(|cs| cs[c].as_primitive::<Float64Type>())
-                    .collect();
-                let (values, valid) = sorted
-                    .iter()
-                    .map(|l| {
-                        let a = typed[l.b as usize];
-                        (a.value(l.r as usize), a.is_valid(l.r as usize))
-                    })
-                    .unzip();
+                let (values, valid) = gather_primitive::<Float64Type>(sorted, inputs, c);
                 numbers[c] = Some(Numbers::Float { values, valid });
                 continue;
             }

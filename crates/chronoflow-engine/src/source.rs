@@ -70,25 +70,55 @@ pub async fn load(
         Some(b) => b.schema(),
         None => read.empty_schema(warehouse, table).await?,
     };
-    if !batches.is_empty()
-        && batches.iter().all(|b| b.schema() == schema)
-        && let Some(plan) = Renames::of(&schema, query, time, &read.partition_column).await
-    {
-        return plan.apply(&batches).map_err(|source| EngineError::Arrow {
-            context: format!("{config}: reading {table}"),
-            source,
-        });
-    }
-    evaluate(
+    let plan = if !batches.is_empty() && batches.iter().all(|b| b.schema() == schema) {
+        Renames::of(&schema, query, time, &read.partition_column).await
+    } else {
+        None
+    };
+    evaluate_with(
+        plan.as_ref(),
         schema,
         batches,
         query,
         time,
-        &read.partition_column,
+        &read,
         config,
         table,
     )
     .await
+}
+
+/// `batches` through `query`: by `renames` when the query only renames their columns, else by
+/// DataFusion ([`evaluate`]).
+#[allow(clippy::too_many_arguments)]
+async fn evaluate_with(
+    renames: Option<&Renames>,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    query: &Query,
+    time: TimeMode,
+    read: &Reading,
+    config: &str,
+    table: &TableName,
+) -> Result<RecordBatch> {
+    match renames {
+        Some(plan) => plan.apply(&batches).map_err(|source| EngineError::Arrow {
+            context: format!("{config}: reading {table}"),
+            source,
+        }),
+        None => {
+            evaluate(
+                schema,
+                batches,
+                query,
+                time,
+                &read.partition_column,
+                config,
+                table,
+            )
+            .await
+        }
+    }
 }
 
 /// Like [`load`], but one partition at a time: `each` gets every partition's evaluated rows (and
@@ -128,24 +158,17 @@ pub async fn load_each(
                 plan
             }
         };
-        let evaluated = match plan {
-            Some(plan) => plan.apply(&batches).map_err(|source| EngineError::Arrow {
-                context: format!("{config}: reading {table}"),
-                source,
-            })?,
-            None => {
-                evaluate(
-                    schema,
-                    batches,
-                    query,
-                    time,
-                    &read.partition_column,
-                    config,
-                    table,
-                )
-                .await?
-            }
-        };
+        let evaluated = evaluate_with(
+            plan.as_ref(),
+            schema,
+            batches,
+            query,
+            time,
+            &read,
+            config,
+            table,
+        )
+        .await?;
         rows += evaluated.num_rows() as u64;
         each(evaluated)?;
     }
