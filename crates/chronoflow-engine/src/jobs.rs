@@ -193,32 +193,6 @@ pub(crate) fn source_table(source: &Source, config: &str) -> Result<TableName> {
     TableName::parse(table)
 }
 
-/// Loads what a GroupBy needs to answer queries as of any date in `first..=last`.
-pub(crate) async fn load_group_by(
-    warehouse: &Warehouse,
-    gb: &GroupBy,
-    first: PartitionDate,
-    last: PartitionDate,
-) -> Result<LoadedGroupBy> {
-    let name = gb.metadata.name.clone();
-    let mut loaded: Vec<(RecordBatch, bool)> = Vec::new();
-    for read in source_reads(gb, first, last)? {
-        loaded.push((
-            source::load(
-                warehouse,
-                &read.table,
-                read.query,
-                read.bounds,
-                read.time,
-                &name,
-            )
-            .await?,
-            read.entity,
-        ));
-    }
-    index_group_by(gb, &loaded)
-}
-
 /// One source of a GroupBy as a computation over `first..=last` reads it.
 pub(crate) struct SourceRead<'a> {
     pub(crate) table: TableName,
@@ -1091,7 +1065,8 @@ pub async fn backfill_group_by_within(
         return Ok(Vec::new());
     };
     let mut spill = SpillDir::new()?;
-    let mut sharded = ShardedRows::load(warehouse, gb, (first, last), limit, 0, &mut spill).await?;
+    let mut sharded =
+        ShardedRows::load(warehouse, gb, (first, last), limit, (0, 0), &mut spill).await?;
     let count = sharded.count();
     let mut shards = Vec::with_capacity(count);
     let mut key_names = Vec::new();

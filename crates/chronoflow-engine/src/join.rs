@@ -405,9 +405,15 @@ impl JoinRows {
                 })
                 .sum();
             let other = left.live.len() as u64 * features * OUTPUT_BYTES_PER_FEATURE;
-            let mut sharded =
-                ShardedRows::load(warehouse, &part.group_by, range, limit, other, &mut spill)
-                    .await?;
+            let mut sharded = ShardedRows::load(
+                warehouse,
+                &part.group_by,
+                range,
+                limit,
+                (other, 0),
+                &mut spill,
+            )
+            .await?;
             let count = sharded.count();
             let mut runs: Vec<PartRun> = together
                 .iter()

@@ -30,7 +30,7 @@ pub mod window;
 
 pub use error::{EngineError, Result};
 pub use quality::{DEFAULT_QUALITY_RATIO, RowCountCheck, RowFlag, flag_row_counts};
-pub use shard::{MemoryLimit, parse_memory_limit};
+pub use shard::{BatchStore, MemoryLimit, SpillDir, parse_memory_limit};
 pub use table_name::TableName;
 pub use warehouse::{
     ColumnStats, PartitionInfo, PartitionStats, RemovedFile, VacuumReport, Warehouse,

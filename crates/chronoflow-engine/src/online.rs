@@ -35,6 +35,7 @@ use crate::features::{
 };
 use crate::jobs::{self, Shape};
 use crate::partial::{self, Partial, has_partial};
+use crate::shard::{MemoryLimit, ShardedRows, SpillDir};
 use crate::source::{self, PartitionBounds, TimeMode};
 use crate::table_name::TableName;
 use crate::value::{ScalarKind, Val};
@@ -223,121 +224,192 @@ fn stored_error(group_by: &str, message: impl Into<String>) -> EngineError {
     }
 }
 
-/// Computes the upload of `gb` as of the end of `ds`.
+/// Computes the upload of `gb` as of the end of `ds`, all in memory.
 pub async fn compute_upload(
     warehouse: &Warehouse,
     gb: &GroupBy,
     ds: PartitionDate,
 ) -> Result<Upload> {
-    let temporal = is_temporal(gb);
-    if temporal && gb.sources.iter().any(|s| matches!(s, Source::Entities(_))) {
-        return Err(input_error(
-            gb,
-            "a TEMPORAL GroupBy mixing entity and event sources cannot be served yet",
-        ));
-    }
-    // TEMPORAL: read what windows as of `a = D+1` reach, but only partitions up to D.
-    let (first, last) = if temporal {
-        (ds.add_days(1), ds)
-    } else {
-        (ds, ds)
-    };
-    let data = jobs::load_group_by(warehouse, gb, first, last).await?;
-    let mut keys: Vec<&Key> = data.rows.by_key.keys().collect();
-    keys.sort();
-    let mut entries = Vec::with_capacity(keys.len());
-    let mut tiled = false;
-    if temporal {
-        let Shape::Aggregated {
-            aggregations,
-            input_kinds,
-            features,
-            ..
-        } = &data.shape
-        else {
-            // `is_temporal` requires aggregations, and a GroupBy with them loads aggregated.
-            unreachable!("temporal GroupBys aggregate");
+    let mut spill = SpillDir::new()?;
+    let unbounded = MemoryLimit { bytes: u64::MAX };
+    let mut shards = UploadShards::load(warehouse, gb, ds, unbounded, 0, &mut spill).await?;
+    let mut entries = Vec::new();
+    let info = shards.compute(0, |key, value| {
+        entries.push((key.clone(), value));
+        Ok::<_, EngineError>(())
+    })?;
+    Ok(Upload { info, entries })
+}
+
+/// The rows an upload of `gb` as of the end of `ds` reads, split by key into as many shards as
+/// `limit` requires, so that its values are computed (and handed on) one shard at a time.
+pub struct UploadShards<'g> {
+    gb: &'g GroupBy,
+    ds: PartitionDate,
+    temporal: bool,
+    rows: ShardedRows<'g>,
+}
+
+impl<'g> UploadShards<'g> {
+    /// Reads `gb`'s rows for the upload of `ds`; the caller's output costs about
+    /// `output_row_bytes` per row while a shard is computed.
+    pub async fn load(
+        warehouse: &Warehouse,
+        gb: &'g GroupBy,
+        ds: PartitionDate,
+        limit: MemoryLimit,
+        output_row_bytes: u64,
+        spill: &mut SpillDir,
+    ) -> Result<UploadShards<'g>> {
+        let temporal = is_temporal(gb);
+        if temporal && gb.sources.iter().any(|s| matches!(s, Source::Entities(_))) {
+            return Err(input_error(
+                gb,
+                "a TEMPORAL GroupBy mixing entity and event sources cannot be served yet",
+            ));
+        }
+        // TEMPORAL: read what windows as of `a = D+1` reach, but only partitions up to D.
+        let range = if temporal {
+            (ds.add_days(1), ds)
+        } else {
+            (ds, ds)
         };
-        tiled = aggregations
-            .iter()
-            .zip(input_kinds)
-            .all(|(a, k)| has_partial(a, *k) && a.buckets.is_empty());
-        let reach = Reach::of(aggregations, ds);
-        let rows = &data.rows;
-        let end = end_of_day(ds);
-        for key in keys {
-            let mut kept: Vec<OnlineRow> = Vec::new();
-            let mut tiles: Vec<BTreeMap<i64, Option<Partial>>> =
-                vec![BTreeMap::new(); features.len()];
-            for r in data.rows.by_key[key].clone() {
-                let r = r as usize;
-                let (Some(ts), p) = (rows.ts[r], rows.ds[r]) else {
-                    continue;
-                };
-                if reach.start.is_some_and(|s| ts < s) || reach.oldest.is_some_and(|o| p < o) {
-                    continue;
-                }
-                if !tiled || date_of(ts) != p {
-                    kept.push(OnlineRow::of(rows, r, ts));
-                    continue;
-                }
-                // In its own day's partition: whenever its time is in a window, rule 1 holds.
-                for (f, tiles) in features.iter().zip(tiles.iter_mut()) {
-                    let Some(v) = &rows.inputs[f.input][r] else {
-                        continue;
-                    };
-                    let start = match f.window {
-                        Some(w) if ts < window_start(end, w) => continue,
-                        Some(w) => round_down(ts, tail_hop(w.millis())),
-                        None => i64::MIN,
-                    };
-                    let agg = &aggregations[f.aggregation];
-                    Partial::of(agg, ts, v)
-                        .and_then(|p| p.add_to(agg, tiles.entry(start).or_default()))
-                        .map_err(|e| input_error(gb, format!("feature {}: {e}", f.name)))?;
-                }
-            }
-            if !kept.is_empty() || tiles.iter().any(|t| !t.is_empty()) {
-                let tiles = tiles
-                    .into_iter()
-                    .map(|t| t.into_iter().filter_map(|(s, p)| Some((s, p?))).collect())
-                    .collect();
-                entries.push((key.clone(), BatchValue::Temporal { tiles, rows: kept }));
-            }
-        }
-    } else {
-        let mut scratch = FeatureScratch::default();
-        for key in keys {
-            let features = data.features(key, AsOf::end_of(ds), &mut scratch)?;
-            if features.iter().any(Option::is_some) {
-                entries.push((key.clone(), BatchValue::Finalized(features)));
-            }
-        }
+        let rows =
+            ShardedRows::load(warehouse, gb, range, limit, (0, output_row_bytes), spill).await?;
+        Ok(UploadShards {
+            gb,
+            ds,
+            temporal,
+            rows,
+        })
     }
-    let key_kinds = data
-        .key_types
-        .iter()
-        // `index_group_by` only records key types it made from a `ScalarKind`.
-        .map(|t| ScalarKind::of(t).expect("keys were checked when loading"))
-        .collect();
-    let aggregation_kinds = match &data.shape {
-        Shape::Aggregated { kinds, .. } => kinds.clone(),
-        Shape::Selected { .. } => Vec::new(),
-    };
-    Ok(Upload {
-        info: ServingInfo {
+
+    /// How many shards there are.
+    pub fn count(&self) -> usize {
+        self.rows.count()
+    }
+
+    /// Computes shard `s` (each is computed once): hands `each` every key of it that has a
+    /// value, in key order, with its value. Returns the upload's description, the same for
+    /// every shard.
+    pub fn compute<E: From<EngineError>>(
+        &mut self,
+        s: usize,
+        mut each: impl FnMut(&Key, BatchValue) -> std::result::Result<(), E>,
+    ) -> std::result::Result<ServingInfo, E> {
+        let (gb, ds) = (self.gb, self.ds);
+        let data = self.rows.index_with_inputs(s)?;
+        let mut keys: Vec<&Key> = data.rows.by_key.keys().collect();
+        keys.sort();
+        let tiled = match &data.shape {
+            Shape::Aggregated {
+                aggregations,
+                input_kinds,
+                ..
+            } if self.temporal => aggregations
+                .iter()
+                .zip(input_kinds)
+                .all(|(a, k)| has_partial(a, *k) && a.buckets.is_empty()),
+            _ => false,
+        };
+        if self.temporal {
+            for key in keys {
+                if let Some(value) = temporal_value(gb, ds, &data, key, tiled)? {
+                    each(key, value)?;
+                }
+            }
+        } else {
+            let mut scratch = FeatureScratch::default();
+            for key in keys {
+                let features = data.features(key, AsOf::end_of(ds), &mut scratch)?;
+                if features.iter().any(Option::is_some) {
+                    each(key, BatchValue::Finalized(features))?;
+                }
+            }
+        }
+        let key_kinds = data
+            .key_types
+            .iter()
+            // `index_group_by` only records key types it made from a `ScalarKind`.
+            .map(|t| ScalarKind::of(t).expect("keys were checked when loading"))
+            .collect();
+        let aggregation_kinds = match &data.shape {
+            Shape::Aggregated { kinds, .. } => kinds.clone(),
+            Shape::Selected { .. } => Vec::new(),
+        };
+        Ok(ServingInfo {
             group_by: gb.metadata.name.clone(),
             batch_ds: ds.to_string(),
-            temporal,
+            temporal: self.temporal,
             tiled,
             key_columns: data.keys.clone(),
             key_kinds,
             aggregation_kinds,
             features: data.feature_names(),
             row_schema: RowSchema::of(&data.shape),
-        },
-        entries,
-    })
+        })
+    }
+}
+
+/// A TEMPORAL GroupBy's value for `key` as of the end of `ds`: its tiles (when `tiled`) and the
+/// rows tiles cannot hold; `None` when no window ending after `ds` counts any of its rows.
+fn temporal_value(
+    gb: &GroupBy,
+    ds: PartitionDate,
+    data: &jobs::LoadedGroupBy,
+    key: &Key,
+    tiled: bool,
+) -> Result<Option<BatchValue>> {
+    let Shape::Aggregated {
+        aggregations,
+        features,
+        ..
+    } = &data.shape
+    else {
+        // `is_temporal` requires aggregations, and a GroupBy with them loads aggregated.
+        unreachable!("temporal GroupBys aggregate");
+    };
+    let reach = Reach::of(aggregations, ds);
+    let rows = &data.rows;
+    let end = end_of_day(ds);
+    let mut kept: Vec<OnlineRow> = Vec::new();
+    let mut tiles: Vec<BTreeMap<i64, Option<Partial>>> = vec![BTreeMap::new(); features.len()];
+    for r in data.rows.by_key[key].clone() {
+        let r = r as usize;
+        let (Some(ts), p) = (rows.ts[r], rows.ds[r]) else {
+            continue;
+        };
+        if reach.start.is_some_and(|s| ts < s) || reach.oldest.is_some_and(|o| p < o) {
+            continue;
+        }
+        if !tiled || date_of(ts) != p {
+            kept.push(OnlineRow::of(rows, r, ts));
+            continue;
+        }
+        // In its own day's partition: whenever its time is in a window, rule 1 holds.
+        for (f, tiles) in features.iter().zip(tiles.iter_mut()) {
+            let Some(v) = &rows.inputs[f.input][r] else {
+                continue;
+            };
+            let start = match f.window {
+                Some(w) if ts < window_start(end, w) => continue,
+                Some(w) => round_down(ts, tail_hop(w.millis())),
+                None => i64::MIN,
+            };
+            let agg = &aggregations[f.aggregation];
+            Partial::of(agg, ts, v)
+                .and_then(|p| p.add_to(agg, tiles.entry(start).or_default()))
+                .map_err(|e| input_error(gb, format!("feature {}: {e}", f.name)))?;
+        }
+    }
+    if kept.is_empty() && tiles.iter().all(BTreeMap::is_empty) {
+        return Ok(None);
+    }
+    let tiles = tiles
+        .into_iter()
+        .map(|t| t.into_iter().filter_map(|(s, p)| Some((s, p?))).collect())
+        .collect();
+    Ok(Some(BatchValue::Temporal { tiles, rows: kept }))
 }
 
 /// The oldest time and partition any window ending after the end of `ds` can count; `None`

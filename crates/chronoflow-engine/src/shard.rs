@@ -232,6 +232,26 @@ impl BatchStore {
     }
 }
 
+impl BatchStore {
+    /// Every batch pushed, in order, read back one at a time (a spill file's are not all held).
+    pub fn into_batches(self) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + Send>> {
+        match self {
+            BatchStore::Memory(batches) => Ok(Box::new(batches.into_iter().map(Ok))),
+            BatchStore::Disk { path, writer, .. } => {
+                if let Some(mut w) = writer {
+                    w.finish().map_err(ipc_err(&path))?;
+                }
+                let file = File::open(&path).map_err(io_err(&path))?;
+                let reader =
+                    StreamReader::try_new(BufReader::new(file), None).map_err(ipc_err(&path))?;
+                Ok(Box::new(
+                    reader.map(move |b| b.map_err(|e| ipc_err(&path)(e))),
+                ))
+            }
+        }
+    }
+}
+
 /// Batches written once, each read back by its index: a shard's outputs, one per output group.
 pub enum IndexedBatches {
     Memory(Vec<RecordBatch>),
@@ -303,13 +323,14 @@ pub(crate) struct ShardedRows<'g> {
 
 impl<'g> ShardedRows<'g> {
     /// Reads `gb`'s sources partition by partition into as many shards as `limit` requires, given
-    /// that `other_bytes` of the limit are taken by the caller's own rows.
+    /// that `other_bytes` of the limit are taken by the caller's own rows, and that the caller's
+    /// output for a shard adds up to `output_row_bytes` per row.
     pub(crate) async fn load(
         warehouse: &Warehouse,
         gb: &'g GroupBy,
         (first, last): (PartitionDate, PartitionDate),
         limit: MemoryLimit,
-        other_bytes: u64,
+        (other_bytes, output_row_bytes): (u64, u64),
         spill: &mut SpillDir,
     ) -> Result<ShardedRows<'g>> {
         let name = gb.metadata.name.as_str();
@@ -318,7 +339,8 @@ impl<'g> ShardedRows<'g> {
         for read in &reads {
             rows += source::count_rows(warehouse, &read.table, read.query, read.bounds).await?;
         }
-        let count = limit.shards_for(1, rows.saturating_mul(indexed_row_bytes(gb)) + other_bytes);
+        let row_bytes = indexed_row_bytes(gb) + output_row_bytes;
+        let count = limit.shards_for(1, rows.saturating_mul(row_bytes) + other_bytes);
         let mut shards: Vec<Vec<(BatchStore, bool)>> = (0..count).map(|_| Vec::new()).collect();
         for read in &reads {
             let mut stores: Option<Vec<BatchStore>> = None;
@@ -388,6 +410,13 @@ impl<'g> ShardedRows<'g> {
         let loaded = self.take(s)?;
         let mut indexed = crate::jobs::index_group_bys(&[self.gb], &loaded)?;
         Ok(indexed.remove(0))
+    }
+
+    /// Shard `s`'s rows indexed with every input kept as values (`KeyedRows::inputs`), which
+    /// online serving reads itself; each shard is taken once.
+    pub(crate) fn index_with_inputs(&mut self, s: usize) -> Result<LoadedGroupBy> {
+        let loaded = self.take(s)?;
+        crate::jobs::index_group_by(self.gb, &loaded)
     }
 
     /// Shard `s`'s rows indexed once for each of `gbs`, which index them as this one does

@@ -46,9 +46,11 @@ mod foreign;
 mod formats;
 mod hive;
 mod iceberg;
+mod part_files;
 
 use foreign::{ForeignTable, Formats};
 pub use formats::{CatalogSpec, CatalogType, TableFormat, TableFormats, TableSpec, Visibility};
+pub use part_files::{PartitionFiles, PartitionWriter};
 
 const MANIFEST: &str = "_manifest.json";
 const TABLE_META: &str = "_table.json";
@@ -1586,16 +1588,20 @@ fn write_row_group_in_parallel<W: std::io::Write + Send>(
 /// tests/import_fuzz.rs: an assertion in its RLE decoder on a flipped byte), so a panic while
 /// decoding is turned into an error naming the file.
 pub(crate) fn read_parquet_bytes(bytes: Bytes, path: &str) -> Result<Vec<RecordBatch>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_parquet(bytes, path)))
-        .unwrap_or_else(|panic| {
-            let why = crate::error::panic_message(panic.as_ref());
-            Err(EngineError::Parquet {
-                path: path.to_owned(),
-                source: parquet::errors::ParquetError::General(format!(
-                    "the file is damaged (the decoder failed: {why})"
-                )),
-            })
+    catch_decoder_panic(path, || decode_parquet(bytes, path))
+}
+
+/// `decode()`, with a panic of the parquet crate's decoder turned into an error naming `path`.
+fn catch_decoder_panic<T>(path: &str, decode: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let why = crate::error::panic_message(panic.as_ref());
+        Err(EngineError::Parquet {
+            path: path.to_owned(),
+            source: parquet::errors::ParquetError::General(format!(
+                "the file is damaged (the decoder failed: {why})"
+            )),
         })
+    })
 }
 
 fn decode_parquet(bytes: Bytes, path: &str) -> Result<Vec<RecordBatch>> {

@@ -2,6 +2,8 @@
 //! warehouse's upload table), `upload-to-kv` (that partition into the KV store, switched in
 //! atomically), `metadata-upload` (definitions the fetcher reads), and streaming replay.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringBuilder};
@@ -9,14 +11,14 @@ use arrow::datatypes::{DataType, Field, Schema};
 use chronoflow_config::naming::{self, batch_dataset, streaming_dataset, upload_table};
 use chronoflow_config::{Config, GroupBy, LoadedConfig, PartitionDate};
 use chronoflow_engine::online;
-use chronoflow_engine::warehouse::PartitionInfo;
+use chronoflow_engine::warehouse::{PartitionFiles, PartitionInfo, PartitionWriter};
 use chronoflow_engine::window::DAY;
-use chronoflow_engine::{EngineError, TableName, Warehouse};
+use chronoflow_engine::{BatchStore, EngineError, MemoryLimit, SpillDir, TableName, Warehouse};
 
 use crate::codec::{self, Origin, SERVING_INFO_KEY, StoredConfig, StoredServingInfo, StreamedRow};
 use crate::error::{Result, ServeError};
 use crate::kv::{Entry, KvStore};
-use chronoflow_engine::online::{BatchValue, StreamedRows};
+use chronoflow_engine::online::{BatchValue, Key, StreamedRows};
 
 /// Entries per KV write while loading a batch.
 const CHUNK: usize = 5_000;
@@ -47,50 +49,184 @@ pub fn stored_config(repo_dir: &std::path::Path, loaded: &LoadedConfig) -> Resul
 }
 
 /// `upload`: computes what serving needs of GroupBy `loaded` as of the end of `ds`, and writes it
-/// as partition `ds` of its upload table (`key_bytes`, `value_bytes`, and both as JSON to read).
+/// as partition `ds` of its upload table (`key_bytes`, `value_bytes`, and both as JSON to read),
+/// within the machine's default memory limit.
 pub async fn upload(
     warehouse: &Warehouse,
     loaded: &LoadedConfig,
     config: StoredConfig,
     ds: PartitionDate,
 ) -> Result<PartitionInfo> {
+    upload_within(
+        warehouse,
+        loaded,
+        config,
+        ds,
+        MemoryLimit::default_for_machine(),
+    )
+    .await
+}
+
+/// [`upload`], holding about `limit`: past it the GroupBy's keys are split into shards, each
+/// shard's entries computed and spilled in key order, and the shards merged back, so the
+/// partition's rows are the same whatever the limit (its serving info row, then keys ascending).
+pub async fn upload_within(
+    warehouse: &Warehouse,
+    loaded: &LoadedConfig,
+    config: StoredConfig,
+    ds: PartitionDate,
+    limit: MemoryLimit,
+) -> Result<PartitionInfo> {
     let gb = group_by_of(loaded, "upload")?;
-    let upload = online::compute_upload(warehouse, gb, ds).await?;
+    let mut spill = SpillDir::new()?;
+    let mut shards =
+        online::UploadShards::load(warehouse, gb, ds, limit, UPLOAD_ROW_BYTES, &mut spill).await?;
+    let count = shards.count();
+    let mut runs = Vec::with_capacity(count);
+    let mut info = None;
+    for s in 0..count {
+        let mut run = match count {
+            1 => BatchStore::memory(),
+            _ => BatchStore::disk(&mut spill, "upload", upload_schema())?,
+        };
+        // Each computed value is dropped once encoded, so the columns fill as the values go; a
+        // batch is cut well before any column nears Arrow's 2 GiB per array.
+        let mut columns = UploadColumns::new(RUN_BATCH_BYTES);
+        let shard_info = shards.compute(s, |key, value| -> Result<()> {
+            columns.push(
+                &codec::key_bytes(key),
+                &codec::encode(&value),
+                Some(&to_json(loaded, key)?),
+                &to_json(loaded, &value)?,
+            );
+            if columns.full() {
+                run.push(columns.finish())?;
+            }
+            Ok(())
+        })?;
+        run.push(columns.finish())?;
+        runs.push(run);
+        info.get_or_insert(shard_info);
+    }
     let info = StoredServingInfo {
         config,
-        info: upload.info,
+        // `UploadShards` has at least one shard.
+        info: info.expect("one shard at least"),
     };
-    let mut columns = UploadColumns::new(upload.entries.len() + 1, UPLOAD_BATCH_BYTES);
+    let table = TableName::parse(&upload_table(&loaded.output_table(), loaded.dialect))?;
+    let mut writer = warehouse.partition_writer(&table, "ds", ds);
+    let mut columns = UploadColumns::new(RUN_BATCH_BYTES);
     columns.push(
         SERVING_INFO_KEY,
         &codec::encode(&info),
         None,
         &to_json(loaded, &info.info)?,
     );
-    // Each computed value is dropped once encoded, so the columns fill as the values go; a
-    // batch is cut before any column nears Arrow's 2 GiB per array.
-    let mut batches = Vec::new();
-    for (key, value) in upload.entries {
-        columns.push(
-            &codec::key_bytes(&key),
-            &codec::encode(&value),
-            Some(&to_json(loaded, &key)?),
-            &to_json(loaded, &value)?,
-        );
-        if columns.full() {
-            batches.push(columns.finish());
-        }
-    }
-    batches.push(columns.finish());
-    let table = TableName::parse(&upload_table(&loaded.output_table(), loaded.dialect))?;
-    Ok(warehouse
-        .write_partition(&table, "ds", ds, &batches)
-        .await?)
+    writer.write(columns.finish()).await?;
+    merge_runs(runs, &mut writer).await?;
+    Ok(writer.commit().await?)
 }
 
-/// Bytes a column of one upload batch may hold before the batch is cut (Arrow's binary and
-/// string arrays address theirs with `i32` offsets: 2 GiB).
-const UPLOAD_BATCH_BYTES: usize = 256 << 20;
+/// What one source row may add to the upload while its shard is computed: its key's value
+/// (tiles or the row itself), encoded and as JSON. Measured: 1.6 KB per key, everything held,
+/// for one row a key.
+const UPLOAD_ROW_BYTES: u64 = 1024;
+
+/// Bytes a column of a spilled or written upload batch may hold before the batch is cut: small,
+/// as the merge holds one batch of each shard.
+const RUN_BATCH_BYTES: usize = 4 << 20;
+
+fn upload_schema() -> arrow::datatypes::SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("key_bytes", DataType::Binary, false),
+        Field::new("value_bytes", DataType::Binary, false),
+        Field::new("key_json", DataType::Utf8, true),
+        Field::new("value_json", DataType::Utf8, false),
+    ]))
+}
+
+/// Writes the entries of `runs` (each sorted by key, their keys disjoint) to `writer` in key
+/// order: one batch of each run held at a time.
+async fn merge_runs(runs: Vec<BatchStore>, writer: &mut PartitionWriter<'_>) -> Result<()> {
+    if runs.len() == 1 {
+        for batch in runs.into_iter().flat_map(|r| r.into_batches()).flatten() {
+            writer.write(batch?).await?;
+        }
+        return Ok(());
+    }
+    let mut heads = Vec::with_capacity(runs.len());
+    let mut order = BinaryHeap::new();
+    for (i, run) in runs.into_iter().enumerate() {
+        let mut head = RunHead::new(run.into_batches()?);
+        if let Some(key) = head.advance()? {
+            order.push(Reverse((key, i)));
+        }
+        heads.push(head);
+    }
+    let mut out = UploadColumns::new(RUN_BATCH_BYTES);
+    while let Some(Reverse((_, i))) = order.pop() {
+        let head = &mut heads[i];
+        head.push_current(&mut out);
+        if out.full() {
+            writer.write(out.finish()).await?;
+        }
+        if let Some(key) = head.advance()? {
+            order.push(Reverse((key, i)));
+        }
+    }
+    writer.write(out.finish()).await?;
+    Ok(())
+}
+
+/// A spilled run of upload entries, read a batch at a time, at its current row.
+struct RunHead {
+    batches: Box<dyn Iterator<Item = std::result::Result<RecordBatch, EngineError>> + Send>,
+    batch: Option<RecordBatch>,
+    /// The current row; `advance` moves to the next.
+    row: usize,
+}
+
+impl RunHead {
+    fn new(
+        batches: Box<dyn Iterator<Item = std::result::Result<RecordBatch, EngineError>> + Send>,
+    ) -> RunHead {
+        RunHead {
+            batches,
+            batch: None,
+            row: 0,
+        }
+    }
+
+    /// Moves to the next entry and returns its key (`None` at the end of the run).
+    fn advance(&mut self) -> Result<Option<Key>> {
+        self.row += 1;
+        loop {
+            if let Some(batch) = &self.batch
+                && self.row < batch.num_rows()
+            {
+                let bytes = batch.column(0).as_binary::<i32>().value(self.row);
+                // Written by `upload_within` from keys: they decode.
+                return Ok(Some(codec::key_of(bytes).expect("spilled keys decode")));
+            }
+            match self.batches.next() {
+                None => return Ok(None),
+                Some(batch) => (self.batch, self.row) = (Some(batch?), 0),
+            }
+        }
+    }
+
+    fn push_current(&self, out: &mut UploadColumns) {
+        let batch = self.batch.as_ref().expect("a run is popped at an entry");
+        let r = self.row;
+        let key_json = batch.column(2).as_string::<i32>();
+        out.push(
+            batch.column(0).as_binary::<i32>().value(r),
+            batch.column(1).as_binary::<i32>().value(r),
+            (!key_json.is_null(r)).then(|| key_json.value(r)),
+            batch.column(3).as_string::<i32>().value(r),
+        );
+    }
+}
 
 /// The columns of an upload table's batch, filled one entry at a time.
 struct UploadColumns {
@@ -103,12 +239,11 @@ struct UploadColumns {
 }
 
 impl UploadColumns {
-    fn new(entries: usize, limit: usize) -> UploadColumns {
-        let n = entries.min(1 << 20);
+    fn new(limit: usize) -> UploadColumns {
         UploadColumns {
             limit,
-            key_bytes: BinaryBuilder::with_capacity(n, n * 16),
-            value_bytes: BinaryBuilder::with_capacity(n, n * 64),
+            key_bytes: BinaryBuilder::new(),
+            value_bytes: BinaryBuilder::new(),
             key_json: StringBuilder::new(),
             value_json: StringBuilder::new(),
         }
@@ -133,12 +268,6 @@ impl UploadColumns {
     }
 
     fn finish(&mut self) -> RecordBatch {
-        let schema = Schema::new(vec![
-            Field::new("key_bytes", DataType::Binary, false),
-            Field::new("value_bytes", DataType::Binary, false),
-            Field::new("key_json", DataType::Utf8, true),
-            Field::new("value_json", DataType::Utf8, false),
-        ]);
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.key_bytes.finish()),
             Arc::new(self.value_bytes.finish()),
@@ -146,7 +275,7 @@ impl UploadColumns {
             Arc::new(self.value_json.finish()),
         ];
         // Every column got one value per entry, of its declared type.
-        RecordBatch::try_new(Arc::new(schema), columns).expect("consistent columns")
+        RecordBatch::try_new(upload_schema(), columns).expect("consistent columns")
     }
 }
 
@@ -168,7 +297,7 @@ pub async fn upload_to_kv(
 ) -> Result<usize> {
     group_by_of(loaded, "upload-to-kv")?;
     let table = TableName::parse(&upload_table(&loaded.output_table(), loaded.dialect))?;
-    let batches = match warehouse.read_partition(&table, ds).await {
+    let files = match warehouse.partition_files(&table, ds).await {
         Err(EngineError::PartitionNotFound { .. } | EngineError::TableNotFound { .. }) => {
             return Err(ServeError::Config {
                 name: loaded.name().to_owned(),
@@ -179,30 +308,16 @@ pub async fn upload_to_kv(
         }
         other => other?,
     };
-    // The entries are read where the partition's arrays hold them: checked in one pass, then
-    // copied out one chunk at a time as they are written. (Copying every entry out first held the
-    // partition twice: 1M keys of a TEMPORAL GroupBy took 1 GB.)
-    let mut columns = Vec::with_capacity(batches.len());
-    for batch in &batches {
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_binary_opt::<i32>())
-                .ok_or_else(|| ServeError::Config {
-                    name: loaded.name().to_owned(),
-                    message: format!("{table} partition {ds} has no binary column {name:?}"),
-                })
-        };
-        columns.push((column("key_bytes")?, column("value_bytes")?));
-    }
-    let entries = || {
-        columns.iter().flat_map(|(keys, values)| {
-            (0..keys.len())
-                .filter(|&r| !keys.is_null(r) && !values.is_null(r))
-                .map(|r| (keys.value(r), values.value(r)))
-        })
-    };
-    let total = check_upload(entries()).map_err(|message| ServeError::Config {
+    // Read twice, a part file at a time and only the two columns served: checked whole before
+    // anything is loaded, then loaded. (Reading the partition at once held its JSON columns
+    // too: 5.9 GB for 10M keys of a TEMPORAL GroupBy.)
+    let mut check = UploadCheck::default();
+    for_each_entry(warehouse, &files, &table, loaded, |key, value| {
+        check.entry(key, value);
+        Ok(())
+    })
+    .await?;
+    let total = check.finish().map_err(|message| ServeError::Config {
         name: loaded.name().to_owned(),
         message: format!("{table} partition {ds}: {message}; upload it again"),
     })?;
@@ -215,19 +330,40 @@ pub async fn upload_to_kv(
     kv.begin_batch(&dataset, &version).await?;
     let mut done = 0;
     let mut chunk: Vec<Entry> = Vec::with_capacity(CHUNK.min(total));
-    for (key, value) in entries() {
-        chunk.push((key.to_vec(), value.to_vec()));
-        if chunk.len() == CHUNK {
-            done += chunk.len();
-            kv.put_batch(&dataset, &version, std::mem::take(&mut chunk))
-                .await?;
-            progress(done, total);
+    let mut files_read = 0;
+    while files_read < files.len() {
+        let batches = read_entries(warehouse, &files, files_read, &table, loaded).await?;
+        files_read += 1;
+        for (keys, values) in &batches {
+            for r in 0..keys.len() {
+                if keys.is_null(r) || values.is_null(r) {
+                    continue;
+                }
+                chunk.push((keys.value(r).to_vec(), values.value(r).to_vec()));
+                if chunk.len() == CHUNK {
+                    done += chunk.len();
+                    kv.put_batch(&dataset, &version, std::mem::take(&mut chunk))
+                        .await?;
+                    progress(done, total);
+                }
+            }
         }
     }
     if !chunk.is_empty() {
         done += chunk.len();
         kv.put_batch(&dataset, &version, chunk).await?;
         progress(done, total);
+    }
+    if done != total {
+        // The partition was rewritten between the check and the load: this load is not
+        // committed (the slot is cleared by the next one).
+        return Err(ServeError::Config {
+            name: loaded.name().to_owned(),
+            message: format!(
+                "{table} partition {ds} changed while it was loaded ({total} entries checked, \
+                 {done} loaded); run upload-to-kv again"
+            ),
+        });
     }
     kv.commit_batch(&dataset, &version).await?;
     // The batch now covers the streamed rows of its day and before: housekeeping, so the
@@ -257,35 +393,103 @@ pub async fn prune_streamed(
     .await
 }
 
-/// Checks that an upload partition's entries decode as the fetcher will read them: one serving
-/// info of this layout, and keys and batch values that decode. What the KV serves is then known
-/// to be readable, whatever happened to the partition since `upload` wrote it. Returns how many
-/// entries there are.
-fn check_upload<'a>(
-    entries: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-) -> std::result::Result<usize, String> {
-    let mut infos = 0;
-    let mut count = 0;
-    for (i, (key, value)) in entries.enumerate() {
-        count += 1;
-        if key == SERVING_INFO_KEY {
-            infos += 1;
-            codec::decode::<StoredServingInfo>(value, "serving info")
-                .map_err(|e| format!("its serving info row: {e}"))?;
-        } else if codec::key_of(key).is_none() {
-            return Err(format!("row {i} has a key that cannot be decoded"));
-        } else {
-            codec::decode::<BatchValue>(value, "value").map_err(|e| format!("row {i}: {e}"))?;
+/// The key and value columns of part file `i` of an upload partition, batch by batch.
+async fn read_entries(
+    warehouse: &Warehouse,
+    files: &PartitionFiles,
+    i: usize,
+    table: &TableName,
+    loaded: &LoadedConfig,
+) -> Result<Vec<(arrow::array::BinaryArray, arrow::array::BinaryArray)>> {
+    let batches = warehouse
+        .read_partition_file(files, i, &["key_bytes", "value_bytes"])
+        .await?;
+    batches
+        .iter()
+        .map(|batch| {
+            let column = |c: usize| {
+                batch
+                    .column(c)
+                    .as_binary_opt::<i32>()
+                    .cloned()
+                    .ok_or_else(|| ServeError::Config {
+                        name: loaded.name().to_owned(),
+                        message: format!(
+                            "{table}: column {:?} is not binary",
+                            batch.schema().field(c).name()
+                        ),
+                    })
+            };
+            Ok((column(0)?, column(1)?))
+        })
+        .collect()
+}
+
+/// Calls `each` with every entry (key and value bytes) of an upload partition, one part file
+/// read at a time.
+async fn for_each_entry(
+    warehouse: &Warehouse,
+    files: &PartitionFiles,
+    table: &TableName,
+    loaded: &LoadedConfig,
+    mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
+    for i in 0..files.len() {
+        for (keys, values) in read_entries(warehouse, files, i, table, loaded).await? {
+            for r in 0..keys.len() {
+                if !keys.is_null(r) && !values.is_null(r) {
+                    each(keys.value(r), values.value(r))?;
+                }
+            }
         }
     }
-    match infos {
-        1 => Ok(count),
-        0 => Err(
-            "it has no serving info row of this chronoflow's layout (uploaded by an older \
-             version, or damaged)"
-                .to_owned(),
-        ),
-        n => Err(format!("it has {n} serving info rows")),
+    Ok(())
+}
+
+/// Checks that an upload partition's entries decode as the fetcher will read them: one serving
+/// info of this layout, and keys and batch values that decode. What the KV serves is then known
+/// to be readable, whatever happened to the partition since `upload` wrote it.
+#[derive(Default)]
+struct UploadCheck {
+    entries: usize,
+    infos: usize,
+    /// The first entry that does not decode.
+    failure: Option<String>,
+}
+
+impl UploadCheck {
+    fn entry(&mut self, key: &[u8], value: &[u8]) {
+        let i = self.entries;
+        self.entries += 1;
+        if self.failure.is_some() {
+            return;
+        }
+        if key == SERVING_INFO_KEY {
+            self.infos += 1;
+            if let Err(e) = codec::decode::<StoredServingInfo>(value, "serving info") {
+                self.failure = Some(format!("its serving info row: {e}"));
+            }
+        } else if codec::key_of(key).is_none() {
+            self.failure = Some(format!("row {i} has a key that cannot be decoded"));
+        } else if let Err(e) = codec::decode::<BatchValue>(value, "value") {
+            self.failure = Some(format!("row {i}: {e}"));
+        }
+    }
+
+    /// How many entries there are, or what is wrong with them.
+    fn finish(self) -> std::result::Result<usize, String> {
+        if let Some(failure) = self.failure {
+            return Err(failure);
+        }
+        match self.infos {
+            1 => Ok(self.entries),
+            0 => Err(
+                "it has no serving info row of this chronoflow's layout (uploaded by an older \
+                 version, or damaged)"
+                    .to_owned(),
+            ),
+            n => Err(format!("it has {n} serving info rows")),
+        }
     }
 }
 
@@ -399,7 +603,7 @@ mod tests {
     /// at a byte limit; here a small one, with every entry kept in order.
     #[test]
     fn upload_of_10m_keys_panicked_with_byte_array_offset_overflow() {
-        let mut columns = UploadColumns::new(1000, 4096);
+        let mut columns = UploadColumns::new(4096);
         let mut batches = Vec::new();
         for i in 0..1000u32 {
             let json = format!("{{\"user_id\": {i}, \"padding\": \"{}\"}}", "x".repeat(40));

@@ -426,8 +426,9 @@ pub struct RunArgs {
     /// Recompute partitions that already exist (by default only missing ones are computed).
     #[arg(long)]
     pub force: bool,
-    /// Memory a backfill step plans to hold (e.g. 2GB, 512MiB, 25%); past it, a GroupBy's rows
-    /// are split by key and spilled to the temp directory. Results do not depend on it.
+    /// Memory a backfill step or an upload plans to hold (e.g. 2GB, 512MiB, 25%); past it, a
+    /// GroupBy's rows are split by key and spilled to the temp directory. Results do not depend
+    /// on it.
     /// Default: a sixteenth of the machine's memory.
     #[arg(long, value_name = "SIZE", env = "CHRONOFLOW_MEMORY_LIMIT", value_parser = chronoflow_engine::parse_memory_limit)]
     pub memory_limit: Option<chronoflow_engine::MemoryLimit>,

@@ -232,9 +232,13 @@ async fn upload(
 ) -> anyhow::Result<()> {
     for ds in range.dates() {
         let started = std::time::Instant::now();
-        let info = online::upload(warehouse, loaded, stored_config(args, loaded)?, ds)
-            .await
-            .with_context(|| format!("uploading {} for {ds}", loaded.name()))?;
+        let limit = args
+            .memory_limit
+            .unwrap_or_else(chronoflow_engine::MemoryLimit::default_for_machine);
+        let info =
+            online::upload_within(warehouse, loaded, stored_config(args, loaded)?, ds, limit)
+                .await
+                .with_context(|| format!("uploading {} for {ds}", loaded.name()))?;
         eprintln!(
             "upload {} ds={ds}: {} keys in {:.2?}",
             loaded.name(),
