@@ -7,14 +7,16 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
-use arrow::compute::{CastOptions, cast_with_options, concat_batches};
+use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chronoflow_config::PartitionDate;
 
 use crate::error::{EngineError, Result};
 use crate::schema::check_unique_names;
+use crate::shard::{BatchStore, MemoryLimit, SpillDir};
 use crate::table_name::TableName;
-use crate::warehouse::{PartitionInfo, Warehouse, read_parquet_bytes};
+use crate::warehouse::{PartitionInfo, Warehouse, catch_decoder_panic};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// What an import wrote.
 #[derive(Debug, Clone)]
@@ -33,11 +35,32 @@ pub struct ImportReport {
 ///
 /// The file's columns must fit the table's schema by the rule of `schema::evolve` (checked
 /// before anything is written); names must be unique and, in a CSV header, not empty.
+/// Holds about the machine's default [`MemoryLimit`] ([`import_file_within`]).
 pub async fn import_file(
     warehouse: &Warehouse,
     table: &TableName,
     file: &Path,
     partition_column: &str,
+) -> Result<ImportReport> {
+    import_file_within(
+        warehouse,
+        table,
+        file,
+        partition_column,
+        MemoryLimit::default_for_machine(),
+    )
+    .await
+}
+
+/// [`import_file`], holding about `limit`: the file is read a batch at a time, each batch's rows
+/// go to their day, and once the days' rows pass half the limit they are spilled to the temp
+/// directory. Nothing is written before the whole file has been read and checked.
+pub async fn import_file_within(
+    warehouse: &Warehouse,
+    table: &TableName,
+    file: &Path,
+    partition_column: &str,
+    limit: MemoryLimit,
 ) -> Result<ImportReport> {
     let name = file.display().to_string();
     let current = match warehouse.schema(table).await {
@@ -45,14 +68,8 @@ pub async fn import_file(
         Err(EngineError::TableNotFound { .. }) => None,
         Err(e) => return Err(e),
     };
-    let batches = read_file(file, current.as_deref().map(|s| (table, s)))?;
-    let schema = batches
-        .first()
-        .map(RecordBatch::schema)
-        .ok_or_else(|| EngineError::Input {
-            file: name.clone(),
-            message: "the file has no rows".to_owned(),
-        })?;
+    let mut rows_of_file = FileRows::open(file, current.as_deref().map(|s| (table, s)))?;
+    let schema = rows_of_file.schema();
     let column = schema
         .index_of(partition_column)
         .map_err(|_| EngineError::Input {
@@ -75,7 +92,7 @@ pub async fn import_file(
             ),
         });
     }
-    let data_schema = Schema::new(
+    let data_schema = Arc::new(Schema::new(
         schema
             .fields()
             .iter()
@@ -83,16 +100,31 @@ pub async fn import_file(
             .filter(|(i, _)| *i != column)
             .map(|(_, f)| f.as_ref().clone())
             .collect::<Vec<Field>>(),
-    );
-    let all = concat_batches(&schema, &batches).map_err(|source| EngineError::Arrow {
-        context: format!("reading {name}"),
-        source,
-    })?;
-    // One copy of the file's rows at a time: at 100M rows the batches were 4 GB more.
-    drop(batches);
-    let by_day = rows_by_partition(&all, column, &name, partition_column)?;
+    ));
+    let mut days = DayRows::new(limit, data_schema.clone())?;
+    let mut rows = 0u64;
+    while let Some(batch) = rows_of_file.next_batch()? {
+        let by_day = rows_by_partition(&batch, column, &name, partition_column, rows)?;
+        for (ds, indices) in by_day {
+            let taken =
+                crate::values::take_rows(&batch, &indices, Some(column)).map_err(|source| {
+                    EngineError::Arrow {
+                        context: format!("splitting {name} by {partition_column}"),
+                        source,
+                    }
+                })?;
+            days.push(ds, taken)?;
+        }
+        rows += batch.num_rows() as u64;
+    }
+    if rows == 0 {
+        return Err(EngineError::Input {
+            file: name,
+            message: "the file has no rows".to_owned(),
+        });
+    }
     // Checked once before writing, so a file that does not fit leaves the table untouched.
-    if let Some(first) = by_day.keys().next() {
+    if let Some(first) = days.first_day() {
         let partition = format!("{partition_column}={first}");
         crate::schema::evolve(table, &partition, current.as_deref(), &data_schema).map_err(
             |e| EngineError::Input {
@@ -103,29 +135,84 @@ pub async fn import_file(
     }
 
     let mut partitions = Vec::new();
-    for (ds, rows) in by_day {
-        let batch = crate::values::take_rows(&all, &rows, Some(column)).map_err(|source| {
-            EngineError::Arrow {
-                context: format!("splitting {name} by {partition_column}"),
-                source,
-            }
-        })?;
-        partitions.push(
-            warehouse
-                .write_partition(table, partition_column, ds, &[batch])
-                .await?,
-        );
+    let (_spill, days) = days.into_days();
+    for (ds, store) in days {
+        let mut writer = warehouse.partition_writer(table, partition_column, ds);
+        for batch in store.into_batches()? {
+            writer.write(batch?).await?;
+        }
+        partitions.push(writer.commit().await?);
     }
-    let schema = warehouse
-        .schema(table)
-        .await?
-        .unwrap_or_else(|| Arc::new(data_schema));
+    let schema = warehouse.schema(table).await?.unwrap_or(data_schema);
     Ok(ImportReport {
         table: table.clone(),
-        rows: all.num_rows() as u64,
+        rows,
         partitions,
         schema,
     })
+}
+
+/// An import's rows by partition day: in memory until they pass half the limit, then spilled
+/// (every day's rows so far, and all that follow).
+struct DayRows {
+    budget: usize,
+    held: usize,
+    schema: SchemaRef,
+    spill: Option<SpillDir>,
+    days: BTreeMap<PartitionDate, BatchStore>,
+}
+
+impl DayRows {
+    fn new(limit: MemoryLimit, schema: SchemaRef) -> Result<DayRows> {
+        Ok(DayRows {
+            budget: usize::try_from(limit.bytes / 2).unwrap_or(usize::MAX),
+            held: 0,
+            schema,
+            spill: None,
+            days: BTreeMap::new(),
+        })
+    }
+
+    fn push(&mut self, ds: PartitionDate, batch: RecordBatch) -> Result<()> {
+        if self.spill.is_none() {
+            self.held += batch.get_array_memory_size();
+            if self.held > self.budget {
+                self.spill_all()?;
+            }
+        }
+        let store = match self.days.entry(ds) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(match &mut self.spill {
+                None => BatchStore::memory(),
+                Some(spill) => BatchStore::disk(spill, "import", self.schema.clone())?,
+            }),
+        };
+        store.push(batch)
+    }
+
+    /// Moves every day's rows to a spill file; later rows go to files too.
+    fn spill_all(&mut self) -> Result<()> {
+        let spill = self.spill.insert(SpillDir::new()?);
+        for store in self.days.values_mut() {
+            let mut disk = BatchStore::disk(spill, "import", self.schema.clone())?;
+            for batch in store.take_all()? {
+                disk.push(batch)?;
+            }
+            *store = disk;
+        }
+        self.held = 0;
+        Ok(())
+    }
+
+    fn first_day(&self) -> Option<PartitionDate> {
+        self.days.keys().next().copied()
+    }
+
+    /// The days in order with their rows, and the spill directory their files are in (which
+    /// must outlive reading them).
+    fn into_days(self) -> (Option<SpillDir>, BTreeMap<PartitionDate, BatchStore>) {
+        (self.spill, self.days)
+    }
 }
 
 /// Row indices per partition date; a null or malformed date is an error naming the row and value.
@@ -134,6 +221,7 @@ fn rows_by_partition(
     column: usize,
     file: &str,
     column_name: &str,
+    rows_before: u64,
 ) -> Result<BTreeMap<PartitionDate, Vec<u32>>> {
     let values = batch.column(column);
     let text = |row: usize| -> Option<String> {
@@ -172,46 +260,97 @@ fn rows_by_partition(
                 file: file.to_owned(),
                 message: format!(
                     "row {}: partition column {column_name:?} holds {}, not a yyyy-MM-dd date",
-                    row + 1,
+                    rows_before + row as u64 + 1,
                     raw.map_or("null".to_owned(), |r| format!("{r:?}"))
                 ),
             })?;
         let index = u32::try_from(row).map_err(|_| EngineError::Input {
             file: file.to_owned(),
-            message: "more than 4 billion rows in one file".to_owned(),
+            message: "more than 4 billion rows in one batch".to_owned(),
         })?;
         out.entry(ds).or_default().push(index);
     }
     Ok(out)
 }
 
-/// The rows of `file`; CSV columns the table has (`table`) are read as its types.
-fn read_file(file: &Path, table: Option<(&TableName, &Schema)>) -> Result<Vec<RecordBatch>> {
-    let name = file.display().to_string();
-    let bytes = std::fs::read(file).map_err(|source| EngineError::Io {
-        path: name.clone(),
-        source,
-    })?;
-    let batches = match file
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("parquet") | Some("pq") => read_parquet_bytes(bytes.into(), &name)?,
-        Some("csv") => read_csv(bytes, &name, table)?,
-        _ => {
-            return Err(EngineError::Input {
-                file: name,
-                message: "unknown file type: expected .csv or .parquet".to_owned(),
-            });
-        }
-    };
-    if let Some(first) = batches.first() {
-        check_unique_names(&first.schema(), &name)?;
-    }
-    Ok(batches)
+/// The rows of a file being imported, a batch at a time; CSV columns the table has are read as
+/// its types.
+enum FileRows {
+    Parquet {
+        name: String,
+        schema: SchemaRef,
+        reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    },
+    Csv(Box<CsvRows>),
 }
+
+impl FileRows {
+    fn open(file: &Path, table: Option<(&TableName, &Schema)>) -> Result<FileRows> {
+        let name = file.display().to_string();
+        let open = || {
+            std::fs::File::open(file).map_err(|source| EngineError::Io {
+                path: name.clone(),
+                source,
+            })
+        };
+        let rows = match file
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("parquet") | Some("pq") => {
+                let file = open()?;
+                let perr = |source| EngineError::Parquet {
+                    path: name.clone(),
+                    source,
+                };
+                let reader = catch_decoder_panic(&name, || {
+                    ParquetRecordBatchReaderBuilder::try_new(file)
+                        .and_then(|b| b.with_batch_size(PARQUET_BATCH_ROWS).build())
+                        .map_err(perr)
+                })?;
+                FileRows::Parquet {
+                    schema: arrow::array::RecordBatchReader::schema(&reader),
+                    name,
+                    reader,
+                }
+            }
+            Some("csv") => FileRows::Csv(Box::new(CsvRows::open(file, &name, table)?)),
+            _ => {
+                return Err(EngineError::Input {
+                    file: name,
+                    message: "unknown file type: expected .csv or .parquet".to_owned(),
+                });
+            }
+        };
+        check_unique_names(&rows.schema(), &file.display().to_string())?;
+        Ok(rows)
+    }
+
+    fn schema(&self) -> SchemaRef {
+        match self {
+            FileRows::Parquet { schema, .. } => schema.clone(),
+            FileRows::Csv(csv) => csv.schema.clone(),
+        }
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        match self {
+            FileRows::Parquet { name, reader, .. } => {
+                let next = catch_decoder_panic(name, || Ok(reader.next()))?;
+                next.transpose().map_err(|source| EngineError::Arrow {
+                    context: format!("reading {name}"),
+                    source,
+                })
+            }
+            FileRows::Csv(csv) => csv.next_batch(),
+        }
+    }
+}
+
+/// Rows per batch read from a Parquet file being imported.
+const PARQUET_BATCH_ROWS: usize = 64 << 10;
 
 /// Cells Arrow's CSV reader decodes at once. It reserves room for a whole batch up front (an
 /// offset and about 8 bytes of text per cell), so rows per batch shrink as columns grow: a fixed
@@ -224,75 +363,122 @@ fn csv_batch_rows(columns: usize) -> usize {
     (CSV_BATCH_CELLS / columns.max(1)).clamp(1, 65_536)
 }
 
-/// Reads every field as text first, then gives each column its type: the table's, or the one
-/// its values show. Doing the conversion here (not in Arrow's CSV reader) lets an error name the
-/// row, the column and the value, and lets an integer too large for Int64 become Float64.
-fn read_csv(
-    bytes: Vec<u8>,
-    name: &str,
-    table: Option<(&TableName, &Schema)>,
-) -> Result<Vec<RecordBatch>> {
-    let arrow_err = |source| EngineError::Arrow {
-        context: format!("reading {name}"),
-        source,
-    };
-    let format = arrow::csv::reader::Format::default().with_header(true);
-    let (header, _) = format
-        .infer_schema(std::io::Cursor::new(&bytes), Some(0))
-        .map_err(arrow_err)?;
-    if let Some(i) = header
-        .fields()
-        .iter()
-        .position(|f| f.name().trim().is_empty())
-    {
-        return Err(EngineError::Input {
-            file: name.to_owned(),
-            message: format!("column {} has no name in the header row", i + 1),
-        });
-    }
-    check_unique_names(&header, name)?;
-    let text = Arc::new(Schema::new(
-        header
+/// A CSV file's rows: every field read as text first, then each column given its type (the
+/// table's, or the one its values show, found by a first pass over the file). Doing the
+/// conversion here (not in Arrow's CSV reader) lets an error name the row, the column and the
+/// value, and lets an integer too large for Int64 become Float64.
+struct CsvRows {
+    name: String,
+    schema: SchemaRef,
+    /// Per column, the table it takes its type from (`None`: inferred).
+    from_table: Vec<Option<TableName>>,
+    text: arrow::csv::reader::BufReader<std::io::BufReader<std::fs::File>>,
+    rows_before: usize,
+}
+
+impl CsvRows {
+    fn open(file: &Path, name: &str, table: Option<(&TableName, &Schema)>) -> Result<CsvRows> {
+        let arrow_err = |source| EngineError::Arrow {
+            context: format!("reading {name}"),
+            source,
+        };
+        let open = || {
+            std::fs::File::open(file).map_err(|source| EngineError::Io {
+                path: name.to_owned(),
+                source,
+            })
+        };
+        let format = arrow::csv::reader::Format::default().with_header(true);
+        let (header, _) = format.infer_schema(open()?, Some(0)).map_err(arrow_err)?;
+        if let Some(i) = header
             .fields()
             .iter()
-            .map(|f| Field::new(f.name(), DataType::Utf8, true))
-            .collect::<Vec<_>>(),
-    ));
-    let reader = arrow::csv::ReaderBuilder::new(text.clone())
-        .with_format(format)
-        .with_batch_size(csv_batch_rows(text.fields().len()))
-        .build(std::io::Cursor::new(bytes))
-        .map_err(arrow_err)?;
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(arrow_err)?;
-
-    let mut fields = Vec::with_capacity(text.fields().len());
-    for (i, f) in text.fields().iter().enumerate() {
-        let column = batches.iter().map(|b| b.column(i).as_string::<i32>());
-        let known = table.and_then(|(_, s)| s.field_with_name(f.name()).ok());
-        let data_type = match known {
-            Some(field) => field.data_type().clone(),
-            None => infer_type(column),
+            .position(|f| f.name().trim().is_empty())
+        {
+            return Err(EngineError::Input {
+                file: name.to_owned(),
+                message: format!("column {} has no name in the header row", i + 1),
+            });
+        }
+        check_unique_names(&header, name)?;
+        let text_schema = Arc::new(Schema::new(
+            header
+                .fields()
+                .iter()
+                .map(|f| Field::new(f.name(), DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
+        let text_reader = || -> Result<_> {
+            arrow::csv::ReaderBuilder::new(text_schema.clone())
+                .with_format(format.clone())
+                .with_batch_size(csv_batch_rows(text_schema.fields().len()))
+                .build_buffered(std::io::BufReader::new(open()?))
+                .map_err(arrow_err)
         };
-        fields.push(Field::new(f.name(), data_type, true));
+        let known: Vec<Option<&Field>> = text_schema
+            .fields()
+            .iter()
+            .map(|f| table.and_then(|(_, s)| s.field_with_name(f.name()).ok()))
+            .collect();
+        // The first pass, for the columns whose type the values decide.
+        let mut guesses = vec![TypeGuess::default(); known.len()];
+        if known.iter().any(Option::is_none) {
+            for batch in text_reader()? {
+                let batch = batch.map_err(arrow_err)?;
+                for (i, guess) in guesses.iter_mut().enumerate() {
+                    if known[i].is_none() {
+                        guess.see(batch.column(i).as_string::<i32>());
+                    }
+                }
+            }
+        }
+        let fields: Vec<Field> = text_schema
+            .fields()
+            .iter()
+            .zip(&known)
+            .zip(&guesses)
+            .map(|((f, known), guess)| {
+                let data_type = match known {
+                    Some(field) => field.data_type().clone(),
+                    None => guess.data_type(),
+                };
+                Field::new(f.name(), data_type, true)
+            })
+            .collect();
+        Ok(CsvRows {
+            name: name.to_owned(),
+            schema: Arc::new(Schema::new(fields)),
+            from_table: known
+                .iter()
+                .map(|k| k.and(table.map(|(t, _)| t.clone())))
+                .collect(),
+            text: text_reader()?,
+            rows_before: 0,
+        })
     }
-    let schema = Arc::new(Schema::new(fields));
-    let mut out = Vec::with_capacity(batches.len());
-    let mut first_row = 0usize;
-    for batch in &batches {
-        let columns = schema
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let name = self.name.as_str();
+        let arrow_err = |source| EngineError::Arrow {
+            context: format!("reading {name}"),
+            source,
+        };
+        let Some(batch) = self.text.next().transpose().map_err(arrow_err)? else {
+            return Ok(None);
+        };
+        let columns = self
+            .schema
             .fields()
             .iter()
             .enumerate()
             .map(|(i, field)| {
-                let from_table = table
-                    .filter(|(_, s)| s.field_with_name(field.name()).is_ok())
-                    .map(|(t, _)| t);
+                let from_table = self.from_table[i].as_ref();
                 convert(batch.column(i).as_string::<i32>(), field, from_table).map_err(
                     |(row, value)| EngineError::Input {
                         file: name.to_owned(),
                         message: format!(
                             "row {}, column {:?}: {value:?} is not a {}{}",
-                            first_row + row + 1,
+                            self.rows_before + row + 1,
                             field.name(),
                             field.data_type(),
                             from_table.map_or(String::new(), |t| format!(
@@ -303,31 +489,59 @@ fn read_csv(
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        first_row += batch.num_rows();
-        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(arrow_err)?);
+        self.rows_before += batch.num_rows();
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map(Some)
+            .map_err(arrow_err)
     }
-    Ok(out)
 }
 
-/// The type the text values of a column show: Int64 if all are integers that fit, Float64 if
-/// all are numbers, Boolean if all are `true`/`false`, else Utf8 (also when all are null).
-fn infer_type<'a>(column: impl Iterator<Item = &'a StringArray>) -> DataType {
-    let (mut ints, mut floats, mut bools, mut any) = (true, true, true, false);
-    for value in column.flat_map(|a| a.iter().flatten()) {
-        any = true;
-        ints &= value.parse::<i64>().is_ok() && is_integer_text(value);
-        floats &= parse_float(value).is_some();
-        bools &= value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false");
-        if !ints && !floats && !bools {
-            return DataType::Utf8;
+/// What the text values of a column seen so far show.
+#[derive(Clone)]
+struct TypeGuess {
+    ints: bool,
+    floats: bool,
+    bools: bool,
+    any: bool,
+}
+
+impl Default for TypeGuess {
+    fn default() -> Self {
+        TypeGuess {
+            ints: true,
+            floats: true,
+            bools: true,
+            any: false,
         }
     }
-    match (any, ints, floats, bools) {
-        (false, ..) => DataType::Utf8,
-        (_, true, ..) => DataType::Int64,
-        (_, _, true, _) => DataType::Float64,
-        (_, _, _, true) => DataType::Boolean,
-        _ => DataType::Utf8,
+}
+
+impl TypeGuess {
+    fn see(&mut self, column: &StringArray) {
+        if !(self.ints || self.floats || self.bools) {
+            return;
+        }
+        for value in column.iter().flatten() {
+            self.any = true;
+            self.ints &= value.parse::<i64>().is_ok() && is_integer_text(value);
+            self.floats &= parse_float(value).is_some();
+            self.bools &= value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false");
+            if !self.ints && !self.floats && !self.bools {
+                return;
+            }
+        }
+    }
+
+    /// Int64 if all are integers that fit, Float64 if all are numbers, Boolean if all are
+    /// `true`/`false`, else Utf8 (also when all are null).
+    fn data_type(&self) -> DataType {
+        match (self.any, self.ints, self.floats, self.bools) {
+            (false, ..) => DataType::Utf8,
+            (_, true, ..) => DataType::Int64,
+            (_, _, true, _) => DataType::Float64,
+            (_, _, _, true) => DataType::Boolean,
+            _ => DataType::Utf8,
+        }
     }
 }
 

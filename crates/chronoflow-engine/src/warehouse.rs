@@ -1592,7 +1592,7 @@ pub(crate) fn read_parquet_bytes(bytes: Bytes, path: &str) -> Result<Vec<RecordB
 }
 
 /// `decode()`, with a panic of the parquet crate's decoder turned into an error naming `path`.
-fn catch_decoder_panic<T>(path: &str, decode: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn catch_decoder_panic<T>(path: &str, decode: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
         let why = crate::error::panic_message(panic.as_ref());
         Err(EngineError::Parquet {

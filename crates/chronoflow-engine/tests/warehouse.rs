@@ -1306,3 +1306,80 @@ async fn concurrent_writers_of_one_table_keep_every_partition_and_column() {
         }
     }
 }
+
+/// An import past its memory limit spills its days to disk and writes the rows an import in
+/// memory writes, for Parquet and CSV (whose types are then inferred over the whole file: the
+/// column `late` is an integer until its last row).
+#[tokio::test]
+async fn an_import_past_its_memory_limit_writes_what_an_import_in_memory_writes() {
+    use chronoflow_engine::MemoryLimit;
+    use chronoflow_engine::import::import_file_within;
+    let dir = tempfile::tempdir().unwrap();
+    let n = 200_000usize;
+    let days: Vec<String> = (0..n)
+        .map(|i| format!("2024-01-{:02}", 1 + i % 28))
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("ds", DataType::Utf8, false),
+    ]));
+    let file_rows = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..n as i64)),
+            Arc::new(StringArray::from_iter(
+                (0..n).map(|i| Some(format!("name {i}"))),
+            )),
+            Arc::new(StringArray::from_iter_values(&days)),
+        ],
+    )
+    .unwrap();
+    let parquet = dir.path().join("rows.parquet");
+    parquet_file(&parquet, &file_rows);
+    let mut csv = String::from("id,ds,late\n");
+    for (i, day) in days.iter().enumerate() {
+        let late = if i + 1 == n {
+            "x".to_owned()
+        } else {
+            i.to_string()
+        };
+        csv.push_str(&format!("{i},{day},{late}\n"));
+    }
+    let csv_file = dir.path().join("rows.csv");
+    std::fs::write(&csv_file, csv).unwrap();
+
+    for file in [&parquet, &csv_file] {
+        let mut read = Vec::new();
+        for (i, limit) in [1u64 << 40, 1 << 20].into_iter().enumerate() {
+            let wh = Warehouse::open(dir.path().join(format!("wh{i}")).to_str().unwrap()).unwrap();
+            let t = TableName::parse("data.rows").unwrap();
+            let report = import_file_within(&wh, &t, file, "ds", MemoryLimit { bytes: limit })
+                .await
+                .unwrap();
+            assert_eq!((report.rows, report.partitions.len()), (n as u64, 28));
+            let mut all = Vec::new();
+            for day in 1..=28 {
+                let batches = wh
+                    .read_partition(&t, d(&format!("2024-01-{day:02}")))
+                    .await
+                    .unwrap();
+                all.push(arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap());
+            }
+            read.push(all);
+            std::fs::remove_dir_all(dir.path().join(format!("wh{i}"))).unwrap();
+        }
+        assert_eq!(read[0], read[1], "{}", file.display());
+        assert_eq!(read[0].iter().map(|b| b.num_rows()).sum::<usize>(), n);
+        if file == &csv_file {
+            assert_eq!(
+                read[0][0]
+                    .schema()
+                    .field_with_name("late")
+                    .unwrap()
+                    .data_type(),
+                &DataType::Utf8
+            );
+        }
+    }
+}

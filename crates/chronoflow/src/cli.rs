@@ -673,6 +673,11 @@ pub enum TableCommand {
         /// The column whose `yyyy-MM-dd` values name the partitions.
         #[arg(long, default_value = "ds")]
         partition_column: String,
+        /// Memory the import plans to hold (e.g. 2GB, 512MiB, 25%); past it, rows read are
+        /// spilled to the temp directory until the whole file is read. Default: a sixteenth of
+        /// the machine's memory.
+        #[arg(long, value_name = "SIZE", env = "CHRONOFLOW_MEMORY_LIMIT", value_parser = chronoflow_engine::parse_memory_limit)]
+        memory_limit: Option<chronoflow_engine::MemoryLimit>,
         #[command(flatten)]
         warehouse: WarehouseArg,
     },

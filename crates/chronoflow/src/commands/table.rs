@@ -2,8 +2,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chronoflow_config::PartitionDate;
+use chronoflow_engine::MemoryLimit;
 use chronoflow_engine::export::{ExportFormat, export_table};
-use chronoflow_engine::import::import_file;
+use chronoflow_engine::import::import_file_within;
 use chronoflow_engine::{DEFAULT_QUALITY_RATIO, RowFlag, TableName, Warehouse, flag_row_counts};
 
 use crate::cli::{ExportFormatArg, TableCommand};
@@ -22,11 +23,14 @@ async fn run_async(command: TableCommand) -> anyhow::Result<ExitCode> {
             table,
             file,
             partition_column,
+            memory_limit,
             warehouse,
         } => {
             let warehouse = warehouse.open(None)?;
             let table = TableName::parse(&table)?;
-            let report = import_file(&warehouse, &table, &file, &partition_column).await?;
+            let limit = memory_limit.unwrap_or_else(MemoryLimit::default_for_machine);
+            let report =
+                import_file_within(&warehouse, &table, &file, &partition_column, limit).await?;
             let (first, last) = (report.partitions.first(), report.partitions.last());
             let range = match (first, last) {
                 (Some(f), Some(l)) if f.ds != l.ds => format!("{}..={}", f.ds, l.ds),
