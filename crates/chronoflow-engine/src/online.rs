@@ -1,7 +1,8 @@
 //! What online serving needs of a GroupBy (SPEC §4.6), computed with the backfill's own code so
 //! that a fetch and a backfill cannot disagree.
 //!
-//! [`compute_upload`] prepares, as of the end of day `D`, one value per key:
+//! [`UploadShards`] prepares, as of the end of day `D`, one value per key (a shard of keys at a
+//! time, so an upload holds what its memory limit allows):
 //! - SNAPSHOT: the finalized features, exactly the backfill's partition `D`;
 //! - TEMPORAL: partial aggregates per feature and tail-hop tile (a tile of a window `W` is
 //!   `[t, t + tailHop(W))`; window starts fall on tile starts, so a window takes whole tiles) of
@@ -195,13 +196,6 @@ pub struct ServingInfo {
     pub row_schema: RowSchema,
 }
 
-/// A batch upload: its description and one value per key, keys sorted.
-#[derive(Debug)]
-pub struct Upload {
-    pub info: ServingInfo,
-    pub entries: Vec<(Key, BatchValue)>,
-}
-
 /// Whether fetches add streamed rows and aggregate windows at request time. Mirrors the Join
 /// backfill: a part built only on entity sources is a snapshot whatever its accuracy.
 pub fn is_temporal(gb: &GroupBy) -> bool {
@@ -222,23 +216,6 @@ fn stored_error(group_by: &str, message: impl Into<String>) -> EngineError {
         group_by: group_by.to_owned(),
         message: message.into(),
     }
-}
-
-/// Computes the upload of `gb` as of the end of `ds`, all in memory.
-pub async fn compute_upload(
-    warehouse: &Warehouse,
-    gb: &GroupBy,
-    ds: PartitionDate,
-) -> Result<Upload> {
-    let mut spill = SpillDir::new()?;
-    let unbounded = MemoryLimit { bytes: u64::MAX };
-    let mut shards = UploadShards::load(warehouse, gb, ds, unbounded, 0, &mut spill).await?;
-    let mut entries = Vec::new();
-    let info = shards.compute(0, |key, value| {
-        entries.push((key.clone(), value));
-        Ok::<_, EngineError>(())
-    })?;
-    Ok(Upload { info, entries })
 }
 
 /// The rows an upload of `gb` as of the end of `ds` reads, split by key into as many shards as
