@@ -713,6 +713,7 @@ fn index_rows(
         rows.row_ids = (0..rows.ts.len() as u32).collect();
     }
     (rows.by_key, rows.by_int_key) = interner.into_maps(key_rows);
+    rows.add_running_sums();
     Ok(rows)
 }
 
@@ -808,7 +809,11 @@ fn gather_values(
         if numeric.get(c).copied().unwrap_or(false) {
             if all(DataType::Int64) {
                 let (values, valid) = gather_primitive::<Int64Type>(sorted, inputs, c);
-                numbers[c] = Some(Numbers::Int { values, valid });
+                numbers[c] = Some(Numbers::Int {
+                    values,
+                    valid,
+                    sums: None,
+                });
                 continue;
             }
             if all(DataType::Float64) {
