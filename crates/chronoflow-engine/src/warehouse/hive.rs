@@ -25,7 +25,7 @@ use crate::table_name::TableName;
 
 /// The partition column of a table whose folders name none (it has no partitions yet).
 const DEFAULT_COLUMN: &str = "ds";
-const SUCCESS: &str = "_SUCCESS";
+pub(super) const SUCCESS: &str = "_SUCCESS";
 
 pub(crate) struct HiveTable {
     name: TableName,
