@@ -279,9 +279,9 @@ async fn any_partition_done(location: &Location) -> Result<bool> {
         .await
         .map_err(store_error)?;
     for folder in &listed.common_prefixes {
-        if !folder
+        if folder
             .filename()
-            .is_some_and(|n| partition_folder(n).is_some())
+            .is_none_or(|n| partition_folder(n).is_none())
         {
             continue;
         }
