@@ -615,18 +615,22 @@ impl Warehouse {
             .collect()
     }
 
+    /// The whole content of the file at `path`.
+    async fn file_bytes(&self, path: &Path) -> Result<Bytes> {
+        self.store
+            .get(path)
+            .await
+            .map_err(Self::store_error(path))?
+            .bytes()
+            .await
+            .map_err(Self::store_error(path))
+    }
+
     async fn read_files(&self, dir: &Path, files: &[String]) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         for name in files {
             let path = dir.clone().join(name.as_str());
-            let bytes = self
-                .store
-                .get(&path)
-                .await
-                .map_err(Self::store_error(&path))?
-                .bytes()
-                .await
-                .map_err(Self::store_error(&path))?;
+            let bytes = self.file_bytes(&path).await?;
             // Decoded on the blocking pool: a reader of several partitions at once (see
             // `source::load_each`) decodes them on as many cores.
             let name = path.to_string();

@@ -234,6 +234,28 @@ impl PartitionFiles {
     pub fn rows(&self) -> u64 {
         self.rows
     }
+
+    /// The positions of `columns` in `schema`; a column it lacks is an error naming it.
+    fn column_indices(&self, schema: &Schema, columns: &[&str]) -> Result<Vec<usize>> {
+        columns
+            .iter()
+            .map(|c| {
+                schema.index_of(c).map_err(|_| EngineError::SchemaMismatch {
+                    table: self.table.to_string(),
+                    partition: self.partition.clone(),
+                    column: (*c).to_owned(),
+                    reason: "is not a column of the table".to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    fn arrow_error(&self, source: arrow::error::ArrowError) -> EngineError {
+        EngineError::Arrow {
+            context: format!("{} {}", self.table, self.partition),
+            source,
+        }
+    }
 }
 
 impl Warehouse {
@@ -281,40 +303,17 @@ impl Warehouse {
         columns: &[&str],
     ) -> Result<Vec<RecordBatch>> {
         let project = |batch: &RecordBatch| -> Result<RecordBatch> {
-            let indices = columns
-                .iter()
-                .map(|c| {
-                    batch
-                        .schema()
-                        .index_of(c)
-                        .map_err(|_| EngineError::SchemaMismatch {
-                            table: files.table.to_string(),
-                            partition: files.partition.clone(),
-                            column: (*c).to_owned(),
-                            reason: "is not a column of the table".to_owned(),
-                        })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let indices = files.column_indices(&batch.schema(), columns)?;
             batch
                 .project(&indices)
-                .map_err(|source| EngineError::Arrow {
-                    context: format!("{} {}", files.table, files.partition),
-                    source,
-                })
+                .map_err(|source| files.arrow_error(source))
         };
         let (dir, names, schema) = match &files.files {
             Files::Read(batches) => return batches.iter().map(project).collect(),
             Files::Native { dir, names, schema } => (dir, names, schema),
         };
         let path = dir.clone().join(names[i].as_str());
-        let bytes = self
-            .store
-            .get(&path)
-            .await
-            .map_err(Self::store_error(&path))?
-            .bytes()
-            .await
-            .map_err(Self::store_error(&path))?;
+        let bytes = self.file_bytes(&path).await?;
         let wanted: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
         let name = path.to_string();
         let decoded = tokio::task::spawn_blocking(move || {
@@ -329,24 +328,11 @@ impl Warehouse {
             return decoded.iter().map(project).collect();
         };
         // In the table's schema: an older file may lack a column added since (then null).
-        let indices = columns
-            .iter()
-            .map(|c| {
-                schema.index_of(c).map_err(|_| EngineError::SchemaMismatch {
-                    table: files.table.to_string(),
-                    partition: files.partition.clone(),
-                    column: (*c).to_owned(),
-                    reason: "is not a column of the table".to_owned(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let indices = files.column_indices(schema, columns)?;
         let wanted = Arc::new(
             schema
                 .project(&indices)
-                .map_err(|source| EngineError::Arrow {
-                    context: format!("{} {}", files.table, files.partition),
-                    source,
-                })?,
+                .map_err(|source| files.arrow_error(source))?,
         );
         decoded
             .iter()
