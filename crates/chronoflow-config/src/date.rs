@@ -10,6 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PartitionDate(NaiveDate);
 
+/// Days from 0001-01-01 (day 1 of the common era, as chrono counts) to 1970-01-01.
+const EPOCH_DAYS_FROM_CE: i64 = 719_163;
+
 /// A `ds` string that is not a valid `yyyy-MM-dd` date.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid partition date {0:?}: expected yyyy-MM-dd")]
@@ -54,17 +57,34 @@ impl PartitionDate {
     }
 
     /// Whole days from `self` to `other` (positive when `other` is later).
+    /// The date `days` days after 1970-01-01, saturating at the ends of the calendar. Direct
+    /// (the engine asks it per row and window), where `add_days` from 1970 walks the years.
+    pub fn from_epoch_days(days: i64) -> Self {
+        i32::try_from(days.saturating_add(EPOCH_DAYS_FROM_CE))
+            .ok()
+            .and_then(NaiveDate::from_num_days_from_ce_opt)
+            .map_or(
+                if days < 0 {
+                    PartitionDate(NaiveDate::MIN)
+                } else {
+                    PartitionDate(NaiveDate::MAX)
+                },
+                PartitionDate,
+            )
+    }
+
+    /// Days since 1970-01-01 (negative before it).
+    pub fn epoch_days(self) -> i64 {
+        i64::from(self.0.num_days_from_ce()) - EPOCH_DAYS_FROM_CE
+    }
+
     pub fn days_until(self, other: PartitionDate) -> i64 {
         (other.0 - self.0).num_days()
     }
 
     /// Milliseconds since the epoch of this day's UTC midnight.
     pub fn epoch_millis(self) -> i64 {
-        self.0
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists")
-            .and_utc()
-            .timestamp_millis()
+        self.epoch_days() * 86_400_000
     }
 
     pub fn naive(self) -> NaiveDate {
@@ -142,6 +162,32 @@ mod tests {
         let d = PartitionDate::parse("2024-02-28").unwrap();
         assert!(d.checked_add_days(i64::MAX).is_none());
         assert!(d.add_days(i64::MIN) < d);
+    }
+
+    #[test]
+    fn epoch_days_agree_with_day_arithmetic_from_1970() {
+        let epoch = PartitionDate::from_ymd(1970, 1, 1).unwrap();
+        for days in [-800_000, -1, 0, 1, 59, 365, 19_723, 2_932_896, 5_000_000] {
+            let d = PartitionDate::from_epoch_days(days);
+            assert_eq!(d, epoch.add_days(days), "{days}");
+            assert_eq!(d.epoch_days(), days, "{days}");
+            assert_eq!(
+                d.epoch_millis(),
+                d.naive()
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap()
+                    .and_utc()
+                    .timestamp_millis()
+            );
+        }
+        assert_eq!(
+            PartitionDate::from_epoch_days(i64::MIN),
+            epoch.add_days(i64::MIN)
+        );
+        assert_eq!(
+            PartitionDate::from_epoch_days(i64::MAX),
+            epoch.add_days(i64::MAX)
+        );
     }
 
     #[test]

@@ -568,7 +568,8 @@ const MAX_WINDOWS_PER_PASS: usize = 8;
 
 /// The sums of `windows` (each `(input, window)`) of the rows [`event_rows`] gives: one pass
 /// over the rows of all of them, each row added to every window it counts for, so each
-/// window's values are added in time order.
+/// window's values are added in time order. `rows` end at the end of `as_of`, as
+/// [`compute_features_into`] cuts them ([`end_of_rows`]).
 fn sum_windows(
     windows: &mut [(CountedFor, WindowSums)],
     data: &KeyedRows,
@@ -590,8 +591,21 @@ fn sum_windows(
             .all(|((_, w), _)| regular_rows_count(*w, as_of))
     {
         let first = rows[0] as usize;
+        // The key's irregular rows up to the end, found once for all the windows: a search of
+        // the whole list (of every key) per window misses the caches each time.
+        let from = sums.irregular.partition_point(|&r| (r as usize) < first);
+        let to =
+            from + sums.irregular[from..].partition_point(|&r| (r as usize) < first + ts.len());
+        let irregular = &sums.irregular[from..to];
         for ((_, window), out) in windows.iter_mut() {
-            *out = sum_by_running_sums(*window, (values, valid), sums, data, (first, ts), as_of);
+            *out = sum_by_running_sums(
+                *window,
+                (values, valid),
+                (&sums.before, irregular),
+                data,
+                (first, ts),
+                as_of,
+            );
         }
         return;
     }
@@ -605,28 +619,30 @@ fn sum_windows(
 fn regular_rows_count(window: Option<Window>, as_of: AsOf) -> bool {
     let AsOf::Time { end, inclusive, a } = as_of;
     // The latest time counted is in day `a` or before, so the partition rule (p <= a) holds.
+    // (In milliseconds: `date_of(t) > d` is `t >= end_of_day(d)`; per left row, dates cost.)
     let last = if inclusive { end } else { end - 1 };
-    if date_of(last) > a {
+    if last >= end_of_day(a) {
         return false;
     }
     // The window's first time is in its oldest partition or after.
-    window.is_none_or(|w| date_of(window_start(end, w)) >= oldest_partition(a, w))
+    window.is_none_or(|w| window_start(end, w) >= oldest_partition(a, w).epoch_millis())
 }
 
-/// [`sum_windows_of`] of one window, from running sums: the rows between the window's ends
-/// (the key's rows are `first..first + ts.len()` of the index), less the irregular ones among
-/// them that the window does not count.
+/// [`sum_windows_of`] of one window, from running sums (`before`, see [`RunningSums`]): the
+/// rows between the window's ends, less the `irregular` ones among them (the key's, sorted)
+/// that the window does not count. The key's rows up to the end of `as_of` are
+/// `first..first + ts.len()` of the index.
 fn sum_by_running_sums(
     window: Option<Window>,
     (values, valid): (&[i64], &[bool]),
-    sums: &RunningSums,
+    (before, irregular): (&[i64], &[u32]),
     data: &KeyedRows,
     (first, ts): (usize, &[Option<i64>]),
     as_of: AsOf,
 ) -> WindowSums {
     let AsOf::Time { end, inclusive, a } = as_of;
     let before_end = |t: i64| if inclusive { t <= end } else { t < end };
-    let hi = ts.partition_point(|t| t.is_none_or(before_end));
+    let hi = ts.len();
     let (lo, oldest) = match window {
         Some(w) => {
             let s = window_start(end, w);
@@ -636,13 +652,10 @@ fn sum_by_running_sums(
         None => (0, None),
     };
     let (lo, hi) = (first + lo, first + hi);
-    let mut sum = sums.before[hi].wrapping_sub(sums.before[lo]);
+    let mut sum = before[hi].wrapping_sub(before[lo]);
     let mut rows = hi - lo;
-    let from = sums.irregular.partition_point(|&r| (r as usize) < lo);
-    for &r in sums.irregular[from..]
-        .iter()
-        .take_while(|&&r| (r as usize) < hi)
-    {
+    let from = irregular.partition_point(|&r| (r as usize) < lo);
+    for &r in irregular[from..].iter().take_while(|&&r| (r as usize) < hi) {
         let r = r as usize;
         let counted = valid[r]
             && data.ts[r].is_some_and(before_end)

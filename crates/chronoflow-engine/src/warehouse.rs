@@ -1531,38 +1531,50 @@ fn write_row_group_in_parallel<W: std::io::Write + Send>(
 ) -> std::result::Result<(), parquet::errors::ParquetError> {
     use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowLeafColumn, compute_leaves};
     let writers = factory.create_column_writers(0)?;
-    // Per leaf column (as the writers are ordered), its leaves in each batch.
+    // Per leaf column (as the writers are ordered), its leaves in each batch, and the bytes of
+    // the column it is a leaf of (what encoding it will roughly cost).
     let mut leaves: Vec<Vec<ArrowLeafColumn>> = writers.iter().map(|_| Vec::new()).collect();
+    let mut weight: Vec<usize> = vec![0; writers.len()];
     for b in batches.iter().filter(|b| b.num_rows() > 0) {
         let mut next = 0;
         for (field, column) in schema.fields().iter().zip(b.columns()) {
+            let bytes = column.get_array_memory_size();
             for leaf in compute_leaves(field, column)? {
                 leaves[next].push(leaf);
+                weight[next] += bytes;
                 next += 1;
             }
         }
     }
-    // Leaves dealt to threads in turn, so wide and narrow columns spread out.
-    let mut work: Vec<Vec<(usize, _, Vec<ArrowLeafColumn>)>> =
-        (0..threads).map(|_| Vec::new()).collect();
-    for (i, (writer, leaves)) in writers.into_iter().zip(leaves).enumerate() {
-        work[i % threads].push((i, writer, leaves));
-    }
+    // The heaviest columns first, each taken by the next thread free: the threads end
+    // together (dealt in turn, a thread could get the list columns and run long alone).
+    let mut work: Vec<(usize, usize, _, Vec<ArrowLeafColumn>)> = writers
+        .into_iter()
+        .zip(leaves)
+        .enumerate()
+        .map(|(i, (writer, leaves))| (weight[i], i, writer, leaves))
+        .collect();
+    work.sort_by_key(|(w, i, _, _)| (std::cmp::Reverse(*w), *i));
+    let queue = std::sync::Mutex::new(work.into_iter());
     let encoded: Vec<std::result::Result<Vec<(usize, ArrowColumnChunk)>, _>> =
         std::thread::scope(|scope| {
-            let handles: Vec<_> = work
-                .into_iter()
-                .map(|columns| {
-                    scope.spawn(move || {
-                        columns
-                            .into_iter()
-                            .map(|(i, mut writer, leaves)| {
-                                for leaf in &leaves {
-                                    writer.write(leaf)?;
-                                }
-                                Ok((i, writer.close()?))
-                            })
-                            .collect::<std::result::Result<Vec<_>, parquet::errors::ParquetError>>()
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let next = queue
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .next();
+                            let Some((_, i, mut writer, leaves)) = next else {
+                                return Ok::<_, parquet::errors::ParquetError>(done);
+                            };
+                            for leaf in &leaves {
+                                writer.write(leaf)?;
+                            }
+                            done.push((i, writer.close()?));
+                        }
                     })
                 })
                 .collect();

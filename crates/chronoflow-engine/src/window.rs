@@ -61,7 +61,7 @@ pub fn oldest_partition(a: PartitionDate, window: Window) -> PartitionDate {
 
 /// The end (exclusive) of day `d`: `epoch(d + 1)`.
 pub fn end_of_day(d: PartitionDate) -> i64 {
-    d.add_days(1).epoch_millis()
+    (d.epoch_days() + 1) * DAY
 }
 
 /// The UTC date of epoch millis (saturating at the ends of the calendar).
@@ -71,11 +71,7 @@ pub fn date_of(millis: i64) -> PartitionDate {
 
 /// The date `day` days after 1970-01-01 (saturating at the ends of the calendar).
 pub fn date_of_day(day: i64) -> PartitionDate {
-    epoch_date().add_days(day)
-}
-
-fn epoch_date() -> PartitionDate {
-    PartitionDate::from_ymd(1970, 1, 1).expect("1970-01-01 is a valid date")
+    PartitionDate::from_epoch_days(day)
 }
 
 #[cfg(test)]

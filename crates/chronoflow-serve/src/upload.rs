@@ -6,7 +6,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringBuilder};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, RecordBatch, StringBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use chronoflow_config::naming::{self, batch_dataset, streaming_dataset, upload_table};
 use chronoflow_config::{Config, GroupBy, LoadedConfig, PartitionDate};
@@ -311,16 +313,17 @@ pub async fn upload_to_kv(
     // Read twice, a part file at a time and only the two columns served: checked whole before
     // anything is loaded, then loaded. (Reading the partition at once held its JSON columns
     // too: 5.9 GB for 10M keys of a TEMPORAL GroupBy.)
-    let mut check = UploadCheck::default();
-    for_each_entry(warehouse, &files, &table, loaded, |key, value| {
-        check.entry(key, value);
-        Ok(())
-    })
-    .await?;
-    let total = check.finish().map_err(|message| ServeError::Config {
+    let invalid = |message: String| ServeError::Config {
         name: loaded.name().to_owned(),
         message: format!("{table} partition {ds}: {message}; upload it again"),
-    })?;
+    };
+    let mut check = UploadCheck::default();
+    for i in 0..files.len() {
+        for (key, value) in entries(&read_entries(warehouse, &files, i, &table, loaded).await?) {
+            check.entry(key, value).map_err(invalid)?;
+        }
+    }
+    let total = check.finish().map_err(invalid)?;
     let dataset = batch_dataset(loaded.name());
     // Reloading the day being served (a rerun, a fix) loads a second slot beside it.
     let version = match kv.active_version(&dataset).await? {
@@ -330,22 +333,14 @@ pub async fn upload_to_kv(
     kv.begin_batch(&dataset, &version).await?;
     let mut done = 0;
     let mut chunk: Vec<Entry> = Vec::with_capacity(CHUNK.min(total));
-    let mut files_read = 0;
-    while files_read < files.len() {
-        let batches = read_entries(warehouse, &files, files_read, &table, loaded).await?;
-        files_read += 1;
-        for (keys, values) in &batches {
-            for r in 0..keys.len() {
-                if keys.is_null(r) || values.is_null(r) {
-                    continue;
-                }
-                chunk.push((keys.value(r).to_vec(), values.value(r).to_vec()));
-                if chunk.len() == CHUNK {
-                    done += chunk.len();
-                    kv.put_batch(&dataset, &version, std::mem::take(&mut chunk))
-                        .await?;
-                    progress(done, total);
-                }
+    for i in 0..files.len() {
+        for (key, value) in entries(&read_entries(warehouse, &files, i, &table, loaded).await?) {
+            chunk.push((key.to_vec(), value.to_vec()));
+            if chunk.len() == CHUNK {
+                done += chunk.len();
+                kv.put_batch(&dataset, &version, std::mem::take(&mut chunk))
+                    .await?;
+                progress(done, total);
             }
         }
     }
@@ -400,7 +395,7 @@ async fn read_entries(
     i: usize,
     table: &TableName,
     loaded: &LoadedConfig,
-) -> Result<Vec<(arrow::array::BinaryArray, arrow::array::BinaryArray)>> {
+) -> Result<Vec<(BinaryArray, BinaryArray)>> {
     let batches = warehouse
         .read_partition_file(files, i, &["key_bytes", "value_bytes"])
         .await?;
@@ -425,25 +420,13 @@ async fn read_entries(
         .collect()
 }
 
-/// Calls `each` with every entry (key and value bytes) of an upload partition, one part file
-/// read at a time.
-async fn for_each_entry(
-    warehouse: &Warehouse,
-    files: &PartitionFiles,
-    table: &TableName,
-    loaded: &LoadedConfig,
-    mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
-) -> Result<()> {
-    for i in 0..files.len() {
-        for (keys, values) in read_entries(warehouse, files, i, table, loaded).await? {
-            for r in 0..keys.len() {
-                if !keys.is_null(r) && !values.is_null(r) {
-                    each(keys.value(r), values.value(r))?;
-                }
-            }
-        }
-    }
-    Ok(())
+/// The entries (key and value bytes, both present) of a part file's batches, in order.
+fn entries(batches: &[(BinaryArray, BinaryArray)]) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+    batches.iter().flat_map(|(keys, values)| {
+        (0..keys.len())
+            .filter(|&r| !keys.is_null(r) && !values.is_null(r))
+            .map(|r| (keys.value(r), values.value(r)))
+    })
 }
 
 /// Checks that an upload partition's entries decode as the fetcher will read them: one serving
@@ -453,34 +436,27 @@ async fn for_each_entry(
 struct UploadCheck {
     entries: usize,
     infos: usize,
-    /// The first entry that does not decode.
-    failure: Option<String>,
 }
 
 impl UploadCheck {
-    fn entry(&mut self, key: &[u8], value: &[u8]) {
+    /// Checks the next entry; the first that does not decode is the error.
+    fn entry(&mut self, key: &[u8], value: &[u8]) -> std::result::Result<(), String> {
         let i = self.entries;
         self.entries += 1;
-        if self.failure.is_some() {
-            return;
-        }
         if key == SERVING_INFO_KEY {
             self.infos += 1;
-            if let Err(e) = codec::decode::<StoredServingInfo>(value, "serving info") {
-                self.failure = Some(format!("its serving info row: {e}"));
-            }
+            codec::decode::<StoredServingInfo>(value, "serving info")
+                .map_err(|e| format!("its serving info row: {e}"))?;
         } else if codec::key_of(key).is_none() {
-            self.failure = Some(format!("row {i} has a key that cannot be decoded"));
-        } else if let Err(e) = codec::decode::<BatchValue>(value, "value") {
-            self.failure = Some(format!("row {i}: {e}"));
+            return Err(format!("row {i} has a key that cannot be decoded"));
+        } else {
+            codec::decode::<BatchValue>(value, "value").map_err(|e| format!("row {i}: {e}"))?;
         }
+        Ok(())
     }
 
     /// How many entries there are, or what is wrong with them.
     fn finish(self) -> std::result::Result<usize, String> {
-        if let Some(failure) = self.failure {
-            return Err(failure);
-        }
         match self.infos {
             1 => Ok(self.entries),
             0 => Err(

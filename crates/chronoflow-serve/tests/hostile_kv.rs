@@ -4,17 +4,16 @@
 //! values. Each answer is a value or a clear error, never a panic (issue 11).
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use chronoflow_config::naming::{batch_dataset, streaming_dataset};
 use chronoflow_config::{PartitionDate, Repo};
+use chronoflow_engine::Warehouse;
 use chronoflow_engine::aggregate::Out;
-use chronoflow_engine::import::import_file;
 use chronoflow_engine::online::{BatchValue, OnlineRow, RowSchema, ServingInfo, StreamedRows};
 use chronoflow_engine::partial::Partial;
 use chronoflow_engine::value::{ScalarKind, Val};
 use chronoflow_engine::window::DAY;
-use chronoflow_engine::{TableName, Warehouse};
 use chronoflow_serve::codec::{
     self, SERVING_INFO_KEY, StoredConfig, StoredServingInfo, StreamedRow,
 };
@@ -24,13 +23,10 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use serde_json::{Map, Value, json};
 
-const BATCH_DAY: &str = "2023-11-29";
+use common::{BATCH_DAY, quickstart, quickstart_warehouse, upload_group_by};
+
 const RETURNS: &str = "quickstart.returns.v1";
 const JOIN: &str = "quickstart.training_set.v2";
-
-fn quickstart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/chronon/quickstart")
-}
 
 fn d(s: &str) -> PartitionDate {
     PartitionDate::parse(s).unwrap()
@@ -53,17 +49,7 @@ struct Served {
 impl Served {
     async fn new() -> Served {
         let dir = tempfile::tempdir().unwrap();
-        let warehouse = Warehouse::open(dir.path().join("warehouse").to_str().unwrap()).unwrap();
-        for t in ["purchases", "returns", "users"] {
-            import_file(
-                &warehouse,
-                &TableName::parse(&format!("data.{t}")).unwrap(),
-                &quickstart().join(format!("data/{t}.csv")),
-                "ds",
-            )
-            .await
-            .unwrap();
-        }
+        let warehouse = quickstart_warehouse(dir.path()).await;
         let repo = chronoflow_config::fs::load_repo(&quickstart()).unwrap();
         let kv = SharedKv::new(dir.path().join("kv").display().to_string());
         let s = Served {
@@ -75,19 +61,7 @@ impl Served {
         let store = s.kv.get().await.unwrap();
         for gb in ["purchases", "returns", "users"] {
             let loaded = s.repo.config(&format!("quickstart.{gb}.v1")).unwrap();
-            let stored = upload::stored_config(&quickstart(), loaded).unwrap();
-            upload::upload(&s.warehouse, loaded, stored, d(BATCH_DAY))
-                .await
-                .unwrap();
-            upload::upload_to_kv(
-                &s.warehouse,
-                store.as_ref(),
-                loaded,
-                d(BATCH_DAY),
-                &mut |_, _| {},
-            )
-            .await
-            .unwrap();
+            upload_group_by(&s.warehouse, store.as_ref(), loaded).await;
         }
         let join = s.repo.config(JOIN).unwrap();
         let stored = upload::stored_config(&quickstart(), join).unwrap();

@@ -6,16 +6,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use chronoflow_config::PartitionDate;
-use chronoflow_engine::import::import_file;
-use chronoflow_engine::{TableName, Warehouse};
 use chronoflow_serve::Fetcher;
 use chronoflow_serve::http::{FetchLimits, router};
 use chronoflow_serve::kv::SharedKv;
@@ -25,14 +22,12 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const BATCH_DAY: &str = "2023-11-29";
+mod common;
+use common::{quickstart, quickstart_warehouse, upload_group_by};
+
 const JOIN: &str = "/v1/fetch/join/quickstart/training_set.v2";
 /// 2023-11-30T19:57:14Z, a checkout of user 26.
 const AT: i64 = 1_701_374_234_059;
-
-fn quickstart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/chronon/quickstart")
-}
 
 /// One fetcher over the quickstart's uploads for the whole test binary: redb lets a process
 /// open a store once, and uploading takes seconds.
@@ -54,30 +49,13 @@ fn fetcher() -> Arc<Fetcher> {
 
 /// The quickstart's GroupBys uploaded for `BATCH_DAY` and the Join's definition, as the CLI does.
 async fn uploaded(dir: &Path) -> Arc<Fetcher> {
-    let warehouse = Warehouse::open(dir.join("warehouse").to_str().expect("utf-8")).expect("wh");
-    for t in ["purchases", "returns", "users"] {
-        import_file(
-            &warehouse,
-            &TableName::parse(&format!("data.{t}")).expect("name"),
-            &quickstart().join(format!("data/{t}.csv")),
-            "ds",
-        )
-        .await
-        .expect("import");
-    }
+    let warehouse = quickstart_warehouse(dir).await;
     let repo = chronoflow_config::fs::load_repo(&quickstart()).expect("quickstart repo");
-    let day = PartitionDate::parse(BATCH_DAY).expect("date");
     let kv = SharedKv::new(dir.join("kv").display().to_string());
     let store = kv.get().await.expect("kv");
     for gb in ["purchases", "returns"] {
         let loaded = repo.config(&format!("quickstart.{gb}.v1")).expect("gb");
-        let stored = upload::stored_config(&quickstart(), loaded).expect("stored config");
-        upload::upload(&warehouse, loaded, stored, day)
-            .await
-            .expect("upload");
-        upload::upload_to_kv(&warehouse, store.as_ref(), loaded, day, &mut |_, _| {})
-            .await
-            .expect("upload-to-kv");
+        upload_group_by(&warehouse, store.as_ref(), loaded).await;
     }
     let join = repo.config("quickstart.training_set.v2").expect("join");
     let stored = upload::stored_config(&quickstart(), join).expect("stored config");

@@ -3,44 +3,20 @@
 //! partition of many part files, one file at a time, entry for entry.
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use arrow::array::{AsArray, RecordBatch};
-use chronoflow_config::{Config, PartitionDate};
-use chronoflow_engine::import::import_file;
+use chronoflow_config::Config;
 use chronoflow_engine::online::UploadShards;
-use chronoflow_engine::{MemoryLimit, SpillDir, TableName, Warehouse};
+use chronoflow_engine::{MemoryLimit, SpillDir, TableName};
 use chronoflow_serve::kv::{EmbeddedKv, KvStore};
 use chronoflow_serve::upload;
+use common::{batch_day as day, quickstart, quickstart_warehouse};
 
-const BATCH_DAY: &str = "2023-11-29";
 const GROUP_BYS: [&str; 2] = ["quickstart.purchases.v1", "quickstart.returns.v1"];
 /// Small enough that the quickstart's few thousand rows make dozens of shards.
 const TINY: MemoryLimit = MemoryLimit { bytes: 64 << 10 };
 const UNBOUNDED: MemoryLimit = MemoryLimit { bytes: 1 << 40 };
-
-fn quickstart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/chronon/quickstart")
-}
-
-fn day() -> PartitionDate {
-    PartitionDate::parse(BATCH_DAY).unwrap()
-}
-
-async fn imported(dir: &Path) -> Warehouse {
-    let warehouse = Warehouse::open(dir.join("warehouse").to_str().unwrap()).unwrap();
-    for t in ["purchases", "returns", "users"] {
-        import_file(
-            &warehouse,
-            &TableName::parse(&format!("data.{t}")).unwrap(),
-            &quickstart().join(format!("data/{t}.csv")),
-            "ds",
-        )
-        .await
-        .unwrap();
-    }
-    warehouse
-}
 
 fn upload_table(loaded: &chronoflow_config::LoadedConfig) -> TableName {
     TableName::parse(&chronoflow_config::naming::upload_table(
@@ -57,7 +33,7 @@ fn concat(batches: &[RecordBatch]) -> RecordBatch {
 #[tokio::test]
 async fn an_upload_split_into_shards_writes_the_rows_of_an_upload_in_one_piece() {
     let dir = tempfile::tempdir().unwrap();
-    let warehouse = imported(dir.path()).await;
+    let warehouse = quickstart_warehouse(dir.path()).await;
     let repo = chronoflow_config::fs::load_repo(&quickstart()).unwrap();
     for name in GROUP_BYS {
         let loaded = repo.config(name).unwrap();
@@ -95,7 +71,7 @@ async fn an_upload_split_into_shards_writes_the_rows_of_an_upload_in_one_piece()
 #[tokio::test]
 async fn upload_to_kv_loads_every_entry_of_a_partition_of_many_files() {
     let dir = tempfile::tempdir().unwrap();
-    let warehouse = imported(dir.path()).await;
+    let warehouse = quickstart_warehouse(dir.path()).await;
     let repo = chronoflow_config::fs::load_repo(&quickstart()).unwrap();
     let kv = EmbeddedKv::open(&dir.path().join("kv")).unwrap();
     let loaded = repo.config("quickstart.returns.v1").unwrap();

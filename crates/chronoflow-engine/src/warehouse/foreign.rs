@@ -11,7 +11,7 @@ use std::sync::{Arc, PoisonError};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use chronoflow_config::PartitionDate;
-use object_store::ObjectStoreExt;
+use object_store::{ListResult, ObjectStoreExt};
 
 #[cfg(feature = "delta")]
 use super::delta::DeltaLakeTable;
@@ -91,18 +91,9 @@ impl Warehouse {
             Some(uri) => Location::open(uri)?,
             None => self.table_location(table),
         };
-        let mut found = detect(&location).await?;
-        if found == Some(TableFormat::Parquet)
-            && spec.is_none()
-            && self.formats.new_tables == TableFormat::Delta
-            && !any_partition_done(&location).await?
-        {
-            // Partition folders without a `_SUCCESS` and no `_delta_log`: the first commit of a
-            // Delta table another writer is creating (its data files come before its log).
-            // Not a table yet; looked at again next time. (Seen as a foreign Parquet table, it
-            // failed a concurrent-writers test once in CI.)
-            found = None;
-        }
+        // Unconfigured, it would be created as a Delta table: another writer may be at it.
+        let new_delta = spec.is_none() && self.formats.new_tables == TableFormat::Delta;
+        let found = detect(&location, new_delta).await?;
         let format = match (spec, found) {
             (Some(spec), Some(found)) if spec.format != found => {
                 return Err(EngineError::Corrupt {
@@ -227,8 +218,9 @@ impl Warehouse {
     }
 }
 
-/// The format of the table at `location`, by what its folder holds; `None` when empty.
-async fn detect(location: &Location) -> Result<Option<TableFormat>> {
+/// The format of the table at `location`, by what its folder holds; `None` when empty, or
+/// when a new table there would be Delta (`new_delta`) and one is being created.
+async fn detect(location: &Location, new_delta: bool) -> Result<Option<TableFormat>> {
     // The listing comes first, the table file second: chronoflow records its table file before
     // it writes a partition's folder, so a folder of ours seen in the listing implies a table
     // file the later look finds. The other order mistook a table whose first partitions other
@@ -260,24 +252,22 @@ async fn detect(location: &Location) -> Result<Option<TableFormat>> {
         .collect();
     Ok(if names.contains(&"_delta_log") {
         Some(TableFormat::Delta)
-    } else if names.iter().any(|n| partition_folder(n).is_some()) {
-        Some(TableFormat::Parquet)
-    } else {
+    } else if !names.iter().any(|n| partition_folder(n).is_some()) {
         None
+    } else if new_delta && !any_partition_done(location, &listed).await? {
+        // Partition folders without a `_SUCCESS` and no `_delta_log`: the first commit of a
+        // Delta table another writer is creating (its data files come before its log). Not a
+        // table yet; looked at again next time. (Seen as a foreign Parquet table, it failed a
+        // concurrent-writers test once in CI.)
+        None
+    } else {
+        Some(TableFormat::Parquet)
     })
 }
 
-/// Whether any partition folder at `location` holds the `_SUCCESS` of a finished Hive write.
-async fn any_partition_done(location: &Location) -> Result<bool> {
-    let store_error = |source| EngineError::Store {
-        path: location.uri.clone(),
-        source,
-    };
-    let listed = location
-        .store
-        .list_with_delimiter(Some(&location.root))
-        .await
-        .map_err(store_error)?;
+/// Whether any partition folder of `listed` (the listing of `location`) holds the `_SUCCESS`
+/// of a finished Hive write.
+async fn any_partition_done(location: &Location, listed: &ListResult) -> Result<bool> {
     for folder in &listed.common_prefixes {
         if folder
             .filename()
@@ -289,7 +279,12 @@ async fn any_partition_done(location: &Location) -> Result<bool> {
         match location.store.head(&marker).await {
             Ok(_) => return Ok(true),
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => return Err(store_error(source)),
+            Err(source) => {
+                return Err(EngineError::Store {
+                    path: marker.to_string(),
+                    source,
+                });
+            }
         }
     }
     Ok(false)
