@@ -56,7 +56,6 @@ impl PartitionDate {
         })
     }
 
-    /// Whole days from `self` to `other` (positive when `other` is later).
     /// The date `days` days after 1970-01-01, saturating at the ends of the calendar. Direct
     /// (the engine asks it per row and window), where `add_days` from 1970 walks the years.
     pub fn from_epoch_days(days: i64) -> Self {
@@ -78,6 +77,7 @@ impl PartitionDate {
         i64::from(self.0.num_days_from_ce()) - EPOCH_DAYS_FROM_CE
     }
 
+    /// Whole days from `self` to `other` (positive when `other` is later).
     pub fn days_until(self, other: PartitionDate) -> i64 {
         (other.0 - self.0).num_days()
     }

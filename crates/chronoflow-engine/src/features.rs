@@ -586,9 +586,7 @@ fn sum_windows(
     }) = data.numbers(c)
         && data.all_events
         && let Some(ts) = contiguous(data, rows)
-        && windows
-            .iter()
-            .all(|((_, w), _)| regular_rows_count(*w, as_of))
+        && regular_rows_count(windows.iter().map(|((_, w), _)| *w), as_of)
     {
         let first = rows[0] as usize;
         // The key's irregular rows up to the end, found once for all the windows: a search of
@@ -614,18 +612,18 @@ fn sum_windows(
     ))
 }
 
-/// Whether every row between a window's ends (as of `as_of`) whose partition is its time's day
-/// is counted: then only the irregular rows need a look.
-fn regular_rows_count(window: Option<Window>, as_of: AsOf) -> bool {
+/// Whether every row between each window's ends (as of `as_of`) whose partition is its time's
+/// day is counted: then only the irregular rows need a look.
+fn regular_rows_count(mut windows: impl Iterator<Item = Option<Window>>, as_of: AsOf) -> bool {
     let AsOf::Time { end, inclusive, a } = as_of;
     // The latest time counted is in day `a` or before, so the partition rule (p <= a) holds.
     // (In milliseconds: `date_of(t) > d` is `t >= end_of_day(d)`; per left row, dates cost.)
     let last = if inclusive { end } else { end - 1 };
-    if last >= end_of_day(a) {
-        return false;
-    }
-    // The window's first time is in its oldest partition or after.
-    window.is_none_or(|w| window_start(end, w) >= oldest_partition(a, w).epoch_millis())
+    // And each window's first time is in its oldest partition or after.
+    last < end_of_day(a)
+        && windows.all(|window| {
+            window.is_none_or(|w| window_start(end, w) >= oldest_partition(a, w).epoch_millis())
+        })
 }
 
 /// [`sum_windows_of`] of one window, from running sums (`before`, see [`RunningSums`]): the
@@ -640,14 +638,14 @@ fn sum_by_running_sums(
     (first, ts): (usize, &[Option<i64>]),
     as_of: AsOf,
 ) -> WindowSums {
-    let AsOf::Time { end, inclusive, a } = as_of;
-    let before_end = |t: i64| if inclusive { t <= end } else { t < end };
+    let AsOf::Time { end, a, .. } = as_of;
+    // Every row up to `hi` is before the end, or has no time.
     let hi = ts.len();
     let (lo, oldest) = match window {
         Some(w) => {
             let s = window_start(end, w);
             let lo = ts.partition_point(|t| t.is_none_or(|t| t < s));
-            (lo.min(hi), Some(oldest_partition(a, w)))
+            (lo, Some(oldest_partition(a, w)))
         }
         None => (0, None),
     };
@@ -658,7 +656,7 @@ fn sum_by_running_sums(
     for &r in irregular[from..].iter().take_while(|&&r| (r as usize) < hi) {
         let r = r as usize;
         let counted = valid[r]
-            && data.ts[r].is_some_and(before_end)
+            && data.ts[r].is_some()
             && data.ds[r] <= a
             && oldest.is_none_or(|o| data.ds[r] >= o);
         if !counted {
