@@ -495,51 +495,63 @@ impl<'d> InputValues for &'d [Option<Val>] {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Ints<'d> {
-    values: &'d [i64],
-    valid: &'d [bool],
+/// A number type an input is indexed as ([`KeyedRows::numbers`]).
+trait Number: Copy {
+    /// [`WindowSums::add`] of the number.
+    fn add_to(self, sums: &mut WindowSums);
+    /// [`Val`]'s order of the numbers.
+    fn order(a: Self, b: Self) -> std::cmp::Ordering;
+    fn val(self) -> Val;
 }
 
-impl InputValues for Ints<'_> {
-    type V = i64;
+impl Number for i64 {
     #[inline]
-    fn at(self, r: usize) -> Option<i64> {
-        self.valid[r].then(|| self.values[r])
+    fn add_to(self, sums: &mut WindowSums) {
+        sums.add_int(self);
     }
-    #[inline]
-    fn add(sums: &mut WindowSums, v: i64) {
-        sums.add_int(v);
-    }
-    fn cmp(a: i64, b: i64) -> std::cmp::Ordering {
+    fn order(a: i64, b: i64) -> std::cmp::Ordering {
         a.cmp(&b)
     }
-    fn val(v: i64) -> Val {
-        Val::Int(v)
+    fn val(self) -> Val {
+        Val::Int(self)
     }
 }
 
+impl Number for f64 {
+    #[inline]
+    fn add_to(self, sums: &mut WindowSums) {
+        sums.add_float(self);
+    }
+    fn order(a: f64, b: f64) -> std::cmp::Ordering {
+        a.total_cmp(&b)
+    }
+    fn val(self) -> Val {
+        Val::Float(self)
+    }
+}
+
+/// An input indexed as plain numbers with their validity.
 #[derive(Clone, Copy)]
-struct Floats<'d> {
-    values: &'d [f64],
+struct Plain<'d, T> {
+    values: &'d [T],
     valid: &'d [bool],
 }
 
-impl InputValues for Floats<'_> {
-    type V = f64;
+impl<T: Number> InputValues for Plain<'_, T> {
+    type V = T;
     #[inline]
-    fn at(self, r: usize) -> Option<f64> {
+    fn at(self, r: usize) -> Option<T> {
         self.valid[r].then(|| self.values[r])
     }
     #[inline]
-    fn add(sums: &mut WindowSums, v: f64) {
-        sums.add_float(v);
+    fn add(sums: &mut WindowSums, v: T) {
+        v.add_to(sums);
     }
-    fn cmp(a: f64, b: f64) -> std::cmp::Ordering {
-        a.total_cmp(&b)
+    fn cmp(a: T, b: T) -> std::cmp::Ordering {
+        T::order(a, b)
     }
-    fn val(v: f64) -> Val {
-        Val::Float(v)
+    fn val(v: T) -> Val {
+        v.val()
     }
 }
 
@@ -548,11 +560,11 @@ macro_rules! with_input {
     ($data:expr, $c:expr, |$v:ident| $body:expr) => {
         match $data.numbers($c) {
             Some(Numbers::Int { values, valid, .. }) => {
-                let $v = Ints { values, valid };
+                let $v = Plain { values, valid };
                 $body
             }
             Some(Numbers::Float { values, valid }) => {
-                let $v = Floats { values, valid };
+                let $v = Plain { values, valid };
                 $body
             }
             None => {

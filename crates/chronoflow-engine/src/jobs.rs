@@ -12,7 +12,7 @@ use chronoflow_config::{
 use datafusion::datasource::MemTable;
 
 use crate::aggregate::{Out, OutKind, out_kind};
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Result, joined};
 use crate::features::{
     AsOf, Feature, FeatureScratch, FeatureSink, KeyedRows, Numbers, build_column,
     compute_features_into, feature_type, plan_features,
@@ -666,12 +666,7 @@ fn index_rows(
                 (ts, ds, is_entity, origin, row_ids)
             });
             let values = gather_values(sorted, inputs, readers, buckets, numeric);
-            (
-                placed
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                values,
-            )
+            (joined(placed), values)
         });
         (rows.ts, rows.ds, rows.is_entity, rows.origin, rows.row_ids) = placed;
         let (vals, numbers, bucket_values) = values;

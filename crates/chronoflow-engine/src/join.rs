@@ -15,7 +15,7 @@ use chronoflow_config::{
     Accuracy, Dialect, GroupBy, Join, JoinPart, LoadedConfig, PartitionDate, Source,
 };
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Result, joined};
 use crate::feature_columns::{FeatureColumn, concat_columns};
 use crate::features::{AsOf, ColumnsSink, FeatureScratch};
 use crate::jobs::{LoadedGroupBy, arrow_err, derive, same_index, source_table};
@@ -634,13 +634,7 @@ fn features_in_parallel(
                 scope.spawn(move || features_of_rows(loaded, part, left, keys, data, run, fields))
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+        handles.into_iter().map(joined).collect()
     });
     concat_columns(runs.into_iter().collect::<Result<Vec<_>>>()?)
 }

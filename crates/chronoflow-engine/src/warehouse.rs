@@ -36,7 +36,7 @@ use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Result, joined};
 use crate::schema::{self, ColumnSpec};
 use crate::table_name::TableName;
 
@@ -1578,13 +1578,7 @@ fn write_row_group_in_parallel<W: std::io::Write + Send>(
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
+            handles.into_iter().map(joined).collect()
         });
     let mut chunks: Vec<(usize, ArrowColumnChunk)> = Vec::new();
     for e in encoded {
