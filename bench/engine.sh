@@ -8,7 +8,8 @@
 #
 # SIZES: events per cell (left rows: a tenth). DENSITIES: events per key (keys = events / density).
 # PEERS: any of duckdb (fast exact SQL), duckdb_naive (the range join written from SPEC §4), polars,
-# spark. NAIVE_MAX (default 1000000000): duckdb_naive runs only where events x density <= NAIVE_MAX,
+# polars_chunked (polars split by key into slices of CHUNK_EVENTS events, default 10M, for inputs
+# polars cannot hold whole), spark. NAIVE_MAX (default 1000000000): duckdb_naive runs only where events x density <= NAIVE_MAX,
 # as its join holds ~left x density pairs (about 20 GB at 10M events x 100 per key).
 # REPEAT (default 1): runs of each system per cell (the table shows the median and the range; outputs
 # are compared after the first). TIMEOUT (seconds, default none) stops a system that runs longer.
@@ -123,6 +124,7 @@ for events in "${SIZES[@]}"; do
         duckdb) script=duckdb_fast.py ;;
         duckdb_naive) script=duckdb_join.py ;;
         polars) script=polars_join.py ;;
+        polars_chunked) script=polars_chunked.py ;;
         spark) script=spark_join.py ;;
         *) echo "unknown peer $peer" >&2; exit 2 ;;
       esac

@@ -13,9 +13,10 @@ import argparse
 import json
 import statistics
 
-ORDER = ["chronoflow", "duckdb", "duckdb_naive", "polars", "spark"]
+ORDER = ["chronoflow", "duckdb", "duckdb_naive", "polars", "polars_chunked", "spark"]
 LABEL = {"chronoflow": "chronoflow", "duckdb": "DuckDB 2.0", "duckdb_naive": "DuckDB naive",
-         "polars": "Polars 2.1", "spark": "Spark 4 local[2]"}
+         "polars": "Polars 2.1", "polars_chunked": "Polars 2.1 split by key",
+         "spark": "Spark 4 local[2]"}
 
 
 def main():
