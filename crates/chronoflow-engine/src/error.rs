@@ -87,6 +87,14 @@ pub enum EngineError {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
+/// A scoped thread's result; if it panicked, the panic goes on in the calling thread with its
+/// own payload, as if the work had run there.
+pub(crate) fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// The text of a caught panic (a third-party decoder's or DataFusion's), for the error that
 /// replaces it.
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

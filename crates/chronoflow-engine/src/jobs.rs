@@ -12,7 +12,7 @@ use chronoflow_config::{
 use datafusion::datasource::MemTable;
 
 use crate::aggregate::{Out, OutKind, out_kind};
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Result, joined};
 use crate::features::{
     AsOf, Feature, FeatureScratch, FeatureSink, KeyedRows, Numbers, build_column,
     compute_features_into, feature_type, plan_features,
@@ -638,8 +638,8 @@ fn index_rows(
         let readers = &readers;
         let buckets = &buckets;
         let origins = &origins;
-        let (placed, values) = rayon::join(
-            move || {
+        let (placed, values) = std::thread::scope(|scope| {
+            let placed = scope.spawn(move || {
                 let ts: Vec<Option<i64>> =
                     sorted.iter().map(|l| l.has_ts.then_some(l.ts)).collect();
                 let ds: Vec<PartitionDate> = sorted.iter().map(|l| l.ds).collect();
@@ -664,9 +664,10 @@ fn index_rows(
                 };
                 let row_ids: Vec<u32> = (0..sorted.len() as u32).collect();
                 (ts, ds, is_entity, origin, row_ids)
-            },
-            || gather_values(sorted, inputs, readers, buckets, numeric),
-        );
+            });
+            let values = gather_values(sorted, inputs, readers, buckets, numeric);
+            (joined(placed), values)
+        });
         (rows.ts, rows.ds, rows.is_entity, rows.origin, rows.row_ids) = placed;
         let (vals, numbers, bucket_values) = values;
         *target = vals;
@@ -757,10 +758,10 @@ fn sort_each_key(sorted: &mut [Located], key_start: &[usize]) {
         .partition_point(|&s| s < total / 2)
         .min(key_start.len() - 1);
     let (front, back) = sorted.split_at_mut(key_start[mid]);
-    rayon::join(
-        || sort_runs(front, &key_start[..=mid], 0),
-        || sort_runs(back, &key_start[mid..], key_start[mid]),
-    );
+    std::thread::scope(|scope| {
+        scope.spawn(|| sort_runs(front, &key_start[..=mid], 0));
+        sort_runs(back, &key_start[mid..], key_start[mid]);
+    });
 }
 
 /// Input `c`'s values in `sorted` order with their validity, every batch's column being a `T`.

@@ -14,9 +14,8 @@ use chronoflow_config::naming::{join_part_prefix, prefixed_feature};
 use chronoflow_config::{
     Accuracy, Dialect, GroupBy, Join, JoinPart, LoadedConfig, PartitionDate, Source,
 };
-use rayon::prelude::*;
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Result, joined};
 use crate::feature_columns::{FeatureColumn, concat_columns};
 use crate::features::{AsOf, ColumnsSink, FeatureScratch};
 use crate::jobs::{LoadedGroupBy, arrow_err, derive, same_index, source_table};
@@ -628,11 +627,16 @@ fn features_in_parallel(
     if threads == 1 {
         return features_of_rows(loaded, part, left, keys, data, positions, fields);
     }
-    let runs = positions
-        .par_chunks(positions.len().div_ceil(threads))
-        .map(|run| features_of_rows(loaded, part, left, keys, data, run, fields))
-        .collect::<Result<Vec<_>>>()?;
-    concat_columns(runs)
+    let runs: Vec<Result<Vec<ArrayRef>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = positions
+            .chunks(positions.len().div_ceil(threads))
+            .map(|run| {
+                scope.spawn(move || features_of_rows(loaded, part, left, keys, data, run, fields))
+            })
+            .collect();
+        handles.into_iter().map(joined).collect()
+    });
+    concat_columns(runs.into_iter().collect::<Result<Vec<_>>>()?)
 }
 
 /// Per feature (`fields`), the column of its values for the live rows at `positions` (one

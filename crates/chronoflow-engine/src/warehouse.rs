@@ -34,10 +34,9 @@ use parquet::arrow::parquet_to_arrow_schema;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::WriterProperties;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Result, joined};
 use crate::schema::{self, ColumnSpec};
 use crate::table_name::TableName;
 
@@ -1557,25 +1556,30 @@ fn write_row_group_in_parallel<W: std::io::Write + Send>(
         .collect();
     work.sort_by_key(|(w, i, _, _)| (std::cmp::Reverse(*w), *i));
     let queue = std::sync::Mutex::new(work.into_iter());
-    let encoded: Vec<std::result::Result<Vec<(usize, ArrowColumnChunk)>, _>> = (0..threads)
-        .into_par_iter()
-        .map(|_| {
-            let mut done = Vec::new();
-            loop {
-                let next = queue
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .next();
-                let Some((_, i, mut writer, leaves)) = next else {
-                    return Ok::<_, parquet::errors::ParquetError>(done);
-                };
-                for leaf in &leaves {
-                    writer.write(leaf)?;
-                }
-                done.push((i, writer.close()?));
-            }
-        })
-        .collect();
+    let encoded: Vec<std::result::Result<Vec<(usize, ArrowColumnChunk)>, _>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let next = queue
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .next();
+                            let Some((_, i, mut writer, leaves)) = next else {
+                                return Ok::<_, parquet::errors::ParquetError>(done);
+                            };
+                            for leaf in &leaves {
+                                writer.write(leaf)?;
+                            }
+                            done.push((i, writer.close()?));
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().map(joined).collect()
+        });
     let mut chunks: Vec<(usize, ArrowColumnChunk)> = Vec::new();
     for e in encoded {
         chunks.extend(e?);
