@@ -48,7 +48,12 @@ def main():
         rows = 0
         for i in range(n):
             files = glob.glob(f"{split}/chunk={i}/*.parquet")
-            lf = left_rows(left.filter(c("user_id") % n == i))
+            # Left rows without a key get no features; they ride in the first slice so the
+            # output still has every left row, as polars_join's has.
+            slice_keys = c("user_id") % n == i
+            if i == 0:
+                slice_keys = slice_keys | c("user_id").is_null()
+            lf = left_rows(left.filter(slice_keys))
             if lf.height == 0:
                 continue
             if not files:
