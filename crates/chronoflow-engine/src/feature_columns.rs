@@ -126,6 +126,18 @@ impl FeatureColumn {
                 valid,
                 ..
             } => {
+                let (len, _) = items.size_hint();
+                if item_valid.capacity() == 0 && len > 0 {
+                    // Sized for every row from the first list (LAST_K's are mostly full):
+                    // grown by doubling, the items were copied again at every step.
+                    let items = valid.capacity().max(1) * len;
+                    if *ints {
+                        int_items.reserve(items);
+                    } else {
+                        float_items.reserve(items);
+                    }
+                    item_valid.reserve(items);
+                }
                 for v in items {
                     if *ints {
                         let x = match v {

@@ -17,7 +17,7 @@ use crate::aggregate::{Out, OutKind, compute};
 use crate::error::{EngineError, Result};
 use crate::feature_columns::FeatureColumn;
 use crate::value::{ScalarKind, Val};
-use crate::window::{date_of, end_of_day, oldest_partition, window_start};
+use crate::window::{end_of_day, oldest_partition, window_start};
 
 /// One output column of a GroupBy: an aggregation over a window (or none), for a bucket column (or none).
 #[derive(Debug, Clone)]
@@ -102,13 +102,23 @@ impl RunningSums {
         let mut irregular = Vec::new();
         let (mut sum, mut magnitude) = (0i64, 0u64);
         before.push(0);
+        // The last partition seen and its day's times: partitions are few and rows of a key
+        // mostly share them, so the day is not worked out again per row.
+        let mut day: Option<(PartitionDate, std::ops::Range<i64>)> = None;
         for r in 0..values.len() {
             if valid[r] {
                 sum = sum.wrapping_add(values[r]);
                 magnitude = magnitude.saturating_add(values[r].unsigned_abs());
             }
             before.push(sum);
-            if !(valid[r] && ts[r].is_some_and(|t| date_of(t) == ds[r])) {
+            let times = match &day {
+                Some((d, times)) if *d == ds[r] => times,
+                _ => {
+                    let d = ds[r];
+                    &day.insert((d, d.epoch_millis()..end_of_day(d))).1
+                }
+            };
+            if !(valid[r] && ts[r].is_some_and(|t| times.contains(&t))) {
                 irregular.push(u32::try_from(r).ok()?);
             }
         }

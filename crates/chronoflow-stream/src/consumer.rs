@@ -54,6 +54,12 @@ pub enum StartFrom {
 /// backlog for every fetch, so at 256 KiB it spent 2.5 times the CPU per record (BENCHMARKS.md).
 pub const DEFAULT_MAX_FETCH_BYTES: i32 = 1 << 20;
 
+/// The bytes per partition of a consumer's first fetch; each stored fetch doubles it, up to
+/// `max_fetch_bytes`. A consumer restarted more often than it takes to store one full fetch
+/// (a crash loop, a node that is killed early) still commits something every run; a few small
+/// fetches after each start cost nothing measurable against a long run.
+pub const FIRST_FETCH_BYTES: i32 = 32 << 10;
+
 /// How long the broker may hold a fetch open waiting for records, by default.
 pub const DEFAULT_FETCH_MAX_WAIT_MS: u64 = 100;
 
@@ -173,6 +179,9 @@ struct Stream {
     pruned_for: Option<PartitionDate>,
     /// The fetch in flight while the last batch was being stored.
     prefetch: Option<Prefetch>,
+    /// Bytes per partition of the next fetch: from [`FIRST_FETCH_BYTES`] at the start and after
+    /// every failed round, doubled by each stored fetch up to `options.max_fetch_bytes`.
+    fetch_bytes: i32,
 }
 
 impl Drop for Stream {
@@ -278,7 +287,6 @@ impl Stream {
             checkpoint_name: format!("stream:{}", gb.metadata.name),
             gb: gb.clone(),
             kv,
-            options,
             brokers,
             client: None,
             topics,
@@ -287,6 +295,8 @@ impl Stream {
             last_event_ms: None,
             pruned_for: None,
             prefetch: None,
+            fetch_bytes: FIRST_FETCH_BYTES.min(options.max_fetch_bytes),
+            options,
         })
     }
 
@@ -325,6 +335,7 @@ impl Stream {
                     self.write_status();
                     // Reconnect from scratch: the broker may have come back elsewhere.
                     self.cancel_prefetch();
+                    self.fetch_bytes = FIRST_FETCH_BYTES.min(self.options.max_fetch_bytes);
                     self.client = None;
                     for t in &mut self.topics {
                         for p in t.partitions.values_mut() {
@@ -607,6 +618,10 @@ impl Stream {
             self.cancel_prefetch();
             return Err(e);
         }
+        self.fetch_bytes = self
+            .fetch_bytes
+            .saturating_mul(2)
+            .min(self.options.max_fetch_bytes);
         Ok(self.caught_up())
     }
 
@@ -654,7 +669,7 @@ impl Stream {
         fetch_partitions(
             requests,
             self.options.max_wait,
-            self.options.max_fetch_bytes,
+            self.fetch_bytes,
             self.brokers.join(","),
         )
     }
