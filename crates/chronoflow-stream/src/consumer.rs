@@ -54,13 +54,6 @@ pub enum StartFrom {
 /// backlog for every fetch, so at 256 KiB it spent 2.5 times the CPU per record (BENCHMARKS.md).
 pub const DEFAULT_MAX_FETCH_BYTES: i32 = 1 << 20;
 
-/// The bytes per partition of a consumer's first fetch; each stored fetch multiplies it by
-/// four, up to `max_fetch_bytes` (1 MiB by default, by the fifth fetch). A consumer restarted
-/// more often than it takes to store one full fetch (a crash loop, a node killed early) still
-/// commits something every run. Growing fast keeps the extra fetches few: tansu rescans a
-/// partition's backlog on every fetch, whatever its size.
-pub const FIRST_FETCH_BYTES: i32 = 32 << 10;
-
 /// How long the broker may hold a fetch open waiting for records, by default.
 pub const DEFAULT_FETCH_MAX_WAIT_MS: u64 = 100;
 
@@ -180,10 +173,6 @@ struct Stream {
     pruned_for: Option<PartitionDate>,
     /// The fetch in flight while the last batch was being stored.
     prefetch: Option<Prefetch>,
-    /// Bytes per partition of the next fetch: from [`FIRST_FETCH_BYTES`] at the start and after
-    /// every failed round, four times larger after each stored fetch up to
-    /// `options.max_fetch_bytes`.
-    fetch_bytes: i32,
 }
 
 impl Drop for Stream {
@@ -289,6 +278,7 @@ impl Stream {
             checkpoint_name: format!("stream:{}", gb.metadata.name),
             gb: gb.clone(),
             kv,
+            options,
             brokers,
             client: None,
             topics,
@@ -297,8 +287,6 @@ impl Stream {
             last_event_ms: None,
             pruned_for: None,
             prefetch: None,
-            fetch_bytes: FIRST_FETCH_BYTES.min(options.max_fetch_bytes),
-            options,
         })
     }
 
@@ -337,7 +325,6 @@ impl Stream {
                     self.write_status();
                     // Reconnect from scratch: the broker may have come back elsewhere.
                     self.cancel_prefetch();
-                    self.fetch_bytes = FIRST_FETCH_BYTES.min(self.options.max_fetch_bytes);
                     self.client = None;
                     for t in &mut self.topics {
                         for p in t.partitions.values_mut() {
@@ -620,10 +607,6 @@ impl Stream {
             self.cancel_prefetch();
             return Err(e);
         }
-        self.fetch_bytes = self
-            .fetch_bytes
-            .saturating_mul(4)
-            .min(self.options.max_fetch_bytes);
         Ok(self.caught_up())
     }
 
@@ -671,7 +654,7 @@ impl Stream {
         fetch_partitions(
             requests,
             self.options.max_wait,
-            self.fetch_bytes,
+            self.options.max_fetch_bytes,
             self.brokers.join(","),
         )
     }

@@ -479,8 +479,7 @@ pub struct StreamArgs {
     #[arg(long, value_name = "MS", default_value_t = chronoflow_stream::DEFAULT_FETCH_MAX_WAIT_MS, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub fetch_max_wait_ms: u64,
     /// Streaming: the most bytes fetched from one partition per request (a lagging stream
-    /// catches up in batches of this size). After a start the first fetches are smaller and
-    /// grow to it, so a consumer restarted often still commits.
+    /// catches up in batches of this size).
     #[arg(long, value_name = "BYTES", default_value_t = chronoflow_stream::DEFAULT_MAX_FETCH_BYTES, value_parser = clap::value_parser!(i32).range(1024..))]
     pub max_fetch_bytes: i32,
     /// Streaming: where to begin in a partition that has no stored offset yet.

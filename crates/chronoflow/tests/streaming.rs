@@ -310,11 +310,12 @@ fn a_consumer_killed_at_random_counts_every_event_once() {
             .unwrap(),
         );
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        // Killed within 0.5-2.5 s: less than a debug build on a slow VM took to store one full
-        // fetch (~20,000 records here), so no run got anywhere and this test never finished
-        // (CI, 2026-12-07). A consumer's first fetches are small and grow as they are stored
-        // (FIRST_FETCH_BYTES), so every run that lives past its start commits something.
-        let window: u64 = 2_000;
+        // Killed within 0.5-2.5 s at first, and within a wider window after each kill: a run
+        // commits one fetch (~20,000 records here) at a time, which a debug build on a slow VM
+        // did not finish in 2.5 s, so the kills never let it get anywhere (found on CI,
+        // 2026-12-07). The window grows so some run gets through while most are still killed
+        // in the middle of a fetch.
+        let window = 2_000 + 250 * kills;
         let wait = Duration::from_millis(500 + (seed >> 33) % window);
 
         if let Some(code) = wait_for(&mut child.0, wait) {
