@@ -130,13 +130,13 @@ impl FeatureColumn {
                 if item_valid.capacity() == 0 && len > 0 {
                     // Sized for every row from the first list (LAST_K's are mostly full):
                     // grown by doubling, the items were copied again at every step.
-                    let items = valid.capacity().max(1) * len;
+                    let expected = valid.capacity().max(1) * len;
                     if *ints {
-                        int_items.reserve(items);
+                        int_items.reserve(expected);
                     } else {
-                        float_items.reserve(items);
+                        float_items.reserve(expected);
                     }
-                    item_valid.reserve(items);
+                    item_valid.reserve(expected);
                 }
                 for v in items {
                     if *ints {
