@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, ListArray};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, ListArray};
 use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, FieldRef};
 
@@ -249,28 +249,4 @@ impl FeatureColumn {
             } => build_column(&name, &data_type, &values)?,
         })
     }
-}
-
-/// Columns made apart (one run of rows each), joined end to end.
-pub fn concat_columns(parts: Vec<Vec<ArrayRef>>) -> Result<Vec<ArrayRef>> {
-    let mut parts = parts.into_iter();
-    let Some(first) = parts.next() else {
-        return Ok(Vec::new());
-    };
-    let rest: Vec<Vec<ArrayRef>> = parts.collect();
-    if rest.is_empty() {
-        return Ok(first);
-    }
-    first
-        .iter()
-        .enumerate()
-        .map(|(c, a)| {
-            let mut arrays: Vec<&dyn Array> = vec![a.as_ref()];
-            arrays.extend(rest.iter().map(|p| p[c].as_ref()));
-            arrow::compute::concat(&arrays).map_err(|source| EngineError::Arrow {
-                context: "joining feature columns".to_owned(),
-                source,
-            })
-        })
-        .collect()
 }

@@ -16,7 +16,7 @@ use chronoflow_config::{
 };
 
 use crate::error::{EngineError, Result, joined};
-use crate::feature_columns::{FeatureColumn, concat_columns};
+use crate::feature_columns::FeatureColumn;
 use crate::features::{AsOf, ColumnsSink, FeatureScratch};
 use crate::jobs::{LoadedGroupBy, arrow_err, derive, same_index, source_table};
 use crate::shard::{IndexedBatches, MemoryLimit, ShardedRows, SpillDir, shard_of};
@@ -610,7 +610,8 @@ impl<'j> PartRun<'j> {
 }
 
 /// [`features_of_rows`] over the machine's cores: the rows are cut into one contiguous run per
-/// thread and the runs' columns concatenated, so the result is the same as on one thread.
+/// thread, and the runs' columns dealt back into left order in one copy, so the result is the
+/// same as on one thread.
 fn features_in_parallel(
     loaded: &LoadedConfig,
     part: &JoinPart,
@@ -625,9 +626,10 @@ fn features_in_parallel(
     const MIN_ROWS_PER_THREAD: usize = 20_000;
     let threads = threads.min(positions.len() / MIN_ROWS_PER_THREAD).max(1);
     if threads == 1 {
-        return features_of_rows(loaded, part, left, keys, data, positions, fields);
+        return features_of_rows(loaded, part, left, keys, data, positions, fields)?
+            .in_left_order();
     }
-    let runs: Vec<Result<Vec<ArrayRef>>> = std::thread::scope(|scope| {
+    let runs: Vec<Result<RunFeatures>> = std::thread::scope(|scope| {
         let handles: Vec<_> = positions
             .chunks(positions.len().div_ceil(threads))
             .map(|run| {
@@ -636,16 +638,52 @@ fn features_in_parallel(
             .collect();
         handles.into_iter().map(joined).collect()
     });
-    concat_columns(runs.into_iter().collect::<Result<Vec<_>>>()?)
+    let runs = runs.into_iter().collect::<Result<Vec<_>>>()?;
+    let order: Vec<(usize, usize)> = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(t, run)| run.placed.iter().map(move |&j| (t, j as usize)))
+        .collect();
+    (0..fields.len())
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = runs.iter().map(|r| r.columns[c].as_ref()).collect();
+            arrow::compute::interleave(&arrays, &order)
+                .map_err(arrow_err("putting features back in left order".to_owned()))
+        })
+        .collect()
+}
+
+/// The feature columns of a run of rows, in the order they were computed.
+struct RunFeatures {
+    columns: Vec<ArrayRef>,
+    /// The run's `i`-th row (in left order) is row `placed[i]` of `columns`.
+    placed: Vec<u32>,
+}
+
+impl RunFeatures {
+    /// The columns with their rows in left order.
+    fn in_left_order(self) -> Result<Vec<ArrayRef>> {
+        if self.placed.iter().enumerate().all(|(i, &j)| i as u32 == j) {
+            return Ok(self.columns);
+        }
+        let placed = UInt32Array::from(self.placed);
+        self.columns
+            .iter()
+            .map(|c| {
+                arrow::compute::take(c.as_ref(), &placed, None)
+                    .map_err(arrow_err("putting features back in left order".to_owned()))
+            })
+            .collect()
+    }
 }
 
 /// Per feature (`fields`), the column of its values for the live rows at `positions` (one
-/// shard's, in order).
+/// shard's, in order), with where each row went.
 ///
 /// The rows are computed in the order of their keys' rows in the index, not in left order:
 /// rows of one key one after another, and keys in the order the index holds them, so the index
 /// is read in sequence instead of at random (at 100,000 keys it is far larger than the caches).
-/// The columns are then put back in left order.
+/// The caller puts the columns back in left order.
 fn features_of_rows(
     loaded: &LoadedConfig,
     part: &JoinPart,
@@ -654,7 +692,7 @@ fn features_of_rows(
     data: &LoadedGroupBy,
     positions: &[u32],
     fields: &[Field],
-) -> Result<Vec<ArrayRef>> {
+) -> Result<RunFeatures> {
     let mut columns: Vec<FeatureColumn> = fields
         .iter()
         .map(|f| FeatureColumn::new(f.name(), f.data_type(), positions.len()))
@@ -759,19 +797,9 @@ fn features_of_rows(
             data.features_of_rows_into(&key, rows, AsOf::end_of(d), &mut scratch, &mut sink)?;
         }
     }
-    let computed = columns
+    let columns = columns
         .into_iter()
         .map(FeatureColumn::finish)
         .collect::<Result<Vec<_>>>()?;
-    if placed.iter().enumerate().all(|(i, &j)| i as u32 == j) {
-        return Ok(computed);
-    }
-    let placed = UInt32Array::from(placed);
-    computed
-        .iter()
-        .map(|c| {
-            arrow::compute::take(c.as_ref(), &placed, None)
-                .map_err(arrow_err("putting features back in left order".to_owned()))
-        })
-        .collect()
+    Ok(RunFeatures { columns, placed })
 }

@@ -12,6 +12,7 @@ pub mod export;
 mod feature_columns;
 pub mod features;
 pub mod import;
+mod index;
 pub mod jobs;
 mod join;
 pub mod online;

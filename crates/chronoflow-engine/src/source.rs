@@ -137,10 +137,12 @@ pub async fn load_each(
     let mut rows = 0;
     // Whether the query only picks and renames columns of partitions with this schema.
     let mut renames: Option<(SchemaRef, Option<Renames>)> = None;
-    // The next partition is read (its files decoded on another core) while one is evaluated.
+    // The next partitions are read (their files decoded on the other cores) while one is
+    // evaluated: the decoding is most of the reading's work.
+    let decoders = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let mut partitions = futures::stream::iter(read.dates.iter().copied())
         .map(|d| async move { (d, warehouse.read_partition(table, d).await) })
-        .buffered(2);
+        .buffered(decoders + 1);
     while let Some((d, batches)) = partitions.next().await {
         let batches = batches?
             .iter()
