@@ -10,8 +10,8 @@ use std::hash::BuildHasher;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
+use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::ipc::reader::{FileReader, StreamReader};
 use arrow::ipc::writer::{FileWriter, StreamWriter};
 
@@ -109,6 +109,14 @@ pub fn shard_of(key: &[Option<Val>], shards: usize) -> usize {
 /// The shard of every row of `batch`, keyed by `key_columns` (rows with every key null go to 0:
 /// they count for no key).
 pub fn shards_of_rows(key_columns: &[ArrayRef], rows: usize, shards: usize) -> Vec<u32> {
+    // A single 64-bit integer key (the common case): its one-value key, without a reader per value.
+    if let [only] = key_columns
+        && let Some(ints) = only.as_primitive_opt::<Int64Type>()
+    {
+        return (0..rows)
+            .map(|r| shard_of(&[ints.is_valid(r).then(|| Val::Int(ints.value(r)))], shards) as u32)
+            .collect();
+    }
     let mut key: Vec<Option<Val>> = Vec::with_capacity(key_columns.len());
     (0..rows)
         .map(|r| {
@@ -460,6 +468,22 @@ mod tests {
         let b = [Some(Val::Float(42.0))];
         assert_eq!(shard_of(&a, 7), shard_of(&b, 7));
         assert_eq!(shard_of(&a, 1), 0);
+    }
+
+    #[test]
+    fn an_int64_key_column_is_sharded_as_any_other_column_of_its_values() {
+        let values = [Some(3), None, Some(-9), Some(70_000), Some(i32::MAX)];
+        let int64: ArrayRef = std::sync::Arc::new(arrow::array::Int64Array::from(
+            values.iter().map(|v| v.map(i64::from)).collect::<Vec<_>>(),
+        ));
+        // Int32 is read value by value (`val_at`), the path of every other key type.
+        let int32: ArrayRef = std::sync::Arc::new(arrow::array::Int32Array::from(values.to_vec()));
+        for shards in [2, 5, 64] {
+            assert_eq!(
+                shards_of_rows(&[int64.clone()], values.len(), shards),
+                shards_of_rows(&[int32.clone()], values.len(), shards)
+            );
+        }
     }
 
     #[test]
