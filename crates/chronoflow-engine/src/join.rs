@@ -562,7 +562,7 @@ impl<'j> PartRun<'j> {
         // This shard's rows, group by group, each group in left order. Small groups are
         // computed together (so every core gets a share), then cut back into groups; a run
         // stops growing at RUN_ROWS so the values held before they become columns stay few.
-        const RUN_ROWS: usize = 50_000;
+        const RUN_ROWS: usize = 100_000;
         let schema = Arc::new(Schema::new(out.fields.clone()));
         let mut batches = Vec::with_capacity(groups.positions.len());
         let mut run: Vec<u32> = Vec::new();
@@ -578,16 +578,13 @@ impl<'j> PartRun<'j> {
             if run.len() < RUN_ROWS && g + 1 < groups.positions.len() {
                 continue;
             }
-            let columns = features_in_parallel(loaded, part, left, keys, data, &run, &out.fields)?;
+            let pieces = features_in_parallel(loaded, part, left, keys, data, &run, &out.fields)?;
             let mut start = 0;
             for end in ends.drain(..) {
                 batches.push(
                     RecordBatch::try_new_with_options(
                         schema.clone(),
-                        columns
-                            .iter()
-                            .map(|c| c.slice(start, end - start))
-                            .collect(),
+                        rows_between(&pieces, start..end)?,
                         &arrow::array::RecordBatchOptions::new().with_row_count(Some(end - start)),
                     )
                     .map_err(arrow_err(format!("{name}: building features")))?,
@@ -610,8 +607,9 @@ impl<'j> PartRun<'j> {
 }
 
 /// [`features_of_rows`] over the machine's cores: the rows are cut into one contiguous run per
-/// thread, and the runs' columns dealt back into left order in one copy, so the result is the
-/// same as on one thread.
+/// thread, each run's columns put back in left order by its own thread. Returns the runs'
+/// columns in order (together, the rows of `positions`), so the result is the same as on one
+/// thread without copying the runs into one column.
 fn features_in_parallel(
     loaded: &LoadedConfig,
     part: &JoinPart,
@@ -620,37 +618,59 @@ fn features_in_parallel(
     data: &LoadedGroupBy,
     positions: &[u32],
     fields: &[Field],
-) -> Result<Vec<ArrayRef>> {
+) -> Result<Vec<Vec<ArrayRef>>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Below this, a thread costs more than it saves.
     const MIN_ROWS_PER_THREAD: usize = 20_000;
     let threads = threads.min(positions.len() / MIN_ROWS_PER_THREAD).max(1);
+    let run =
+        |rows| features_of_rows(loaded, part, left, keys, data, rows, fields)?.in_left_order();
     if threads == 1 {
-        return features_of_rows(loaded, part, left, keys, data, positions, fields)?
-            .in_left_order();
+        return Ok(vec![run(positions)?]);
     }
-    let runs: Vec<Result<RunFeatures>> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let handles: Vec<_> = positions
             .chunks(positions.len().div_ceil(threads))
-            .map(|run| {
-                scope.spawn(move || features_of_rows(loaded, part, left, keys, data, run, fields))
-            })
+            .map(|rows| scope.spawn(move || run(rows)))
             .collect();
         handles.into_iter().map(joined).collect()
-    });
-    let runs = runs.into_iter().collect::<Result<Vec<_>>>()?;
-    let order: Vec<(usize, usize)> = runs
-        .iter()
-        .enumerate()
-        .flat_map(|(t, run)| run.placed.iter().map(move |&j| (t, j as usize)))
-        .collect();
-    (0..fields.len())
-        .map(|c| {
-            let arrays: Vec<&dyn Array> = runs.iter().map(|r| r.columns[c].as_ref()).collect();
-            arrow::compute::interleave(&arrays, &order)
-                .map_err(arrow_err("putting features back in left order".to_owned()))
-        })
-        .collect()
+    })
+}
+
+/// Rows `range` of `pieces` (columns of consecutive runs of rows, as [`features_in_parallel`]
+/// gives them): a slice of one piece's columns, joined with the next's only where the range
+/// spans both.
+fn rows_between(pieces: &[Vec<ArrayRef>], range: std::ops::Range<usize>) -> Result<Vec<ArrayRef>> {
+    let mut parts: Vec<Vec<ArrayRef>> = Vec::new();
+    let mut first = 0;
+    for piece in pieces {
+        let end = first + piece.first().map_or(0, |c| c.len());
+        let (from, to) = (range.start.clamp(first, end), range.end.clamp(first, end));
+        if from < to {
+            parts.push(
+                piece
+                    .iter()
+                    .map(|c| c.slice(from - first, to - from))
+                    .collect(),
+            );
+        }
+        first = end;
+    }
+    match parts.as_slice() {
+        // No rows: any piece's columns, emptied.
+        [] => Ok(pieces
+            .first()
+            .map(|p| p.iter().map(|c| c.slice(0, 0)).collect())
+            .unwrap_or_default()),
+        [_] => Ok(parts.remove(0)),
+        _ => (0..parts[0].len())
+            .map(|c| {
+                let arrays: Vec<&dyn Array> = parts.iter().map(|p| p[c].as_ref()).collect();
+                arrow::compute::concat(&arrays)
+                    .map_err(arrow_err("joining feature columns".to_owned()))
+            })
+            .collect(),
+    }
 }
 
 /// The feature columns of a run of rows, in the order they were computed.
@@ -802,4 +822,42 @@ fn features_of_rows(
         .map(FeatureColumn::finish)
         .collect::<Result<Vec<_>>>()?;
     Ok(RunFeatures { columns, placed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+
+    fn ints(values: std::ops::Range<i64>) -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(values))
+    }
+
+    #[test]
+    fn rows_between_pieces_are_the_rows_of_the_pieces_end_to_end() {
+        // Three runs of rows: 0..4, 4..4 (empty) and 4..10, in two columns.
+        let pieces = vec![
+            vec![ints(0..4), ints(100..104)],
+            vec![ints(4..4), ints(104..104)],
+            vec![ints(4..10), ints(104..110)],
+        ];
+        for (start, end) in [
+            (0, 10),
+            (0, 4),
+            (1, 3),
+            (3, 7),
+            (4, 10),
+            (4, 4),
+            (10, 10),
+            (9, 10),
+        ] {
+            let columns = rows_between(&pieces, start..end).expect("rows exist");
+            assert_eq!(columns.len(), 2);
+            assert_eq!(columns[0].as_ref(), ints(start as i64..end as i64).as_ref());
+            assert_eq!(
+                columns[1].as_ref(),
+                ints(100 + start as i64..100 + end as i64).as_ref()
+            );
+        }
+    }
 }

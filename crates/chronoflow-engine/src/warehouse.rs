@@ -632,14 +632,26 @@ impl Warehouse {
             let path = dir.clone().join(name.as_str());
             let bytes = self.file_bytes(&path).await?;
             // Decoded on the blocking pool: a reader of several partitions at once (see
-            // `source::load_each`) decodes them on as many cores.
+            // `source::load_each`) decodes them on as many cores. A file's batches are joined
+            // into one there too: its reader would otherwise copy them on its own thread.
             let name = path.to_string();
-            let decoded = tokio::task::spawn_blocking(move || read_parquet_bytes(bytes, &name))
-                .await
-                .map_err(|e| EngineError::Io {
-                    path: path.to_string(),
-                    source: std::io::Error::other(e),
-                })??;
+            let decoded = tokio::task::spawn_blocking(move || {
+                let batches = read_parquet_bytes(bytes, &name)?;
+                match batches.as_slice() {
+                    [_, _, ..] => arrow::compute::concat_batches(&batches[0].schema(), &batches)
+                        .map(|one| vec![one])
+                        .map_err(|source| EngineError::Arrow {
+                            context: format!("reading {name}"),
+                            source,
+                        }),
+                    _ => Ok(batches),
+                }
+            })
+            .await
+            .map_err(|e| EngineError::Io {
+                path: path.to_string(),
+                source: std::io::Error::other(e),
+            })??;
             out.extend(decoded);
         }
         Ok(out)
@@ -1489,11 +1501,15 @@ pub(crate) fn write_parquet_bytes(batches: &[RecordBatch], path: &str) -> Result
         .first()
         .map(RecordBatch::schema)
         .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("valid level"),
-        ))
-        .build();
+    let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(
+        ZstdLevel::try_new(1).expect("valid level"),
+    ));
+    for (c, field) in schema.fields().iter().enumerate() {
+        if mostly_distinct(batches, c) {
+            props = props.set_column_dictionary_enabled(field.name().as_str().into(), false);
+        }
+    }
+    let props = props.build();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut buf = Vec::new();
@@ -1517,6 +1533,43 @@ pub(crate) fn write_parquet_bytes(batches: &[RecordBatch], path: &str) -> Result
         writer.close().map_err(perr)?;
     }
     Ok(Bytes::from(buf))
+}
+
+/// Whether column `c` of `batches`, a 64-bit number column, has more distinct values than
+/// repeats among its first rows: then a dictionary only costs (interning every value, and a
+/// dictionary page as large as the values), and the column is written plain. Feature columns
+/// of averages and sums, times and keys are mostly so; counts and partitions are not.
+fn mostly_distinct(batches: &[RecordBatch], c: usize) -> bool {
+    const SAMPLE: usize = 1024;
+    let mut seen = std::collections::HashSet::with_capacity(SAMPLE);
+    let mut sampled = 0;
+    for b in batches {
+        let column = b.column(c);
+        let bits = |i: usize| -> Option<u64> {
+            use arrow::array::AsArray;
+            use arrow::datatypes::{Float64Type, Int64Type};
+            match column.data_type() {
+                arrow::datatypes::DataType::Int64 => {
+                    Some(column.as_primitive::<Int64Type>().value(i) as u64)
+                }
+                arrow::datatypes::DataType::Float64 => {
+                    Some(column.as_primitive::<Float64Type>().value(i).to_bits())
+                }
+                _ => None,
+            }
+        };
+        for i in (0..column.len()).filter(|&i| column.is_valid(i)) {
+            let Some(v) = bits(i) else {
+                return false;
+            };
+            seen.insert(v);
+            sampled += 1;
+            if sampled == SAMPLE {
+                return seen.len() * 2 > sampled;
+            }
+        }
+    }
+    sampled > 0 && seen.len() * 2 > sampled
 }
 
 /// Writes `batches` as one row group of `file` and closes it, as [`ArrowWriter`] writes a row
