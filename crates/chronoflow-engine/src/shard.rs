@@ -480,8 +480,8 @@ mod tests {
         let int32: ArrayRef = std::sync::Arc::new(arrow::array::Int32Array::from(values.to_vec()));
         for shards in [2, 5, 64] {
             assert_eq!(
-                shards_of_rows(&[int64.clone()], values.len(), shards),
-                shards_of_rows(&[int32.clone()], values.len(), shards)
+                shards_of_rows(std::slice::from_ref(&int64), values.len(), shards),
+                shards_of_rows(std::slice::from_ref(&int32), values.len(), shards)
             );
         }
     }

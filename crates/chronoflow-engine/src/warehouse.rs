@@ -1501,15 +1501,7 @@ pub(crate) fn write_parquet_bytes(batches: &[RecordBatch], path: &str) -> Result
         .first()
         .map(RecordBatch::schema)
         .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-    let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(
-        ZstdLevel::try_new(1).expect("valid level"),
-    ));
-    for (c, field) in schema.fields().iter().enumerate() {
-        if mostly_distinct(batches, c) {
-            props = props.set_column_dictionary_enabled(field.name().as_str().into(), false);
-        }
-    }
-    let props = props.build();
+    let props = writer_properties(batches, &schema);
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut buf = Vec::new();
@@ -1533,6 +1525,20 @@ pub(crate) fn write_parquet_bytes(batches: &[RecordBatch], path: &str) -> Result
         writer.close().map_err(perr)?;
     }
     Ok(Bytes::from(buf))
+}
+
+/// How [`write_parquet_bytes`] writes `batches` (of `schema`): zstd, and dictionaries only for
+/// the columns whose values repeat ([`mostly_distinct`]).
+fn writer_properties(batches: &[RecordBatch], schema: &SchemaRef) -> WriterProperties {
+    let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(
+        ZstdLevel::try_new(1).expect("valid level"),
+    ));
+    for (c, field) in schema.fields().iter().enumerate() {
+        if mostly_distinct(batches, c) {
+            props = props.set_column_dictionary_enabled(field.name().as_str().into(), false);
+        }
+    }
+    props.build()
 }
 
 /// Whether column `c` of `batches`, a 64-bit number column, has more distinct values than
@@ -1739,9 +1745,10 @@ mod tests {
         let batches = vec![part(0, 12_000), part(12_000, 0), part(12_000, 9_000)];
         let parallel = write_parquet_bytes(&batches, "t.parquet").unwrap();
         let mut alone = Vec::new();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
-            .build();
+        let props = writer_properties(&batches, &batches[0].schema());
+        // Distinct numbers are written plain; strings keep their dictionary.
+        let dictionary = |c: &str| props.dictionary_enabled(&c.into());
+        assert!(!dictionary("id") && !dictionary("avg") && dictionary("name"));
         let mut writer =
             ArrowWriter::try_new(&mut alone, batches[0].schema(), Some(props)).unwrap();
         for b in &batches {
