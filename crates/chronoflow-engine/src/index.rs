@@ -14,10 +14,10 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt32Type};
 use chronoflow_config::{GroupBy, PartitionDate};
 
-use crate::error::{EngineError, Result, joined};
+use crate::error::{Result, joined};
 use crate::features::{KeyedRows, Numbers};
 use crate::jobs::{IndexedColumns, Shape, source_column};
-use crate::source::{self, DS, TS};
+use crate::source::{self, DS, PartitionTexts, TS};
 use crate::value::{Val, ValReader, val_at};
 
 type Key = Vec<Option<Val>>;
@@ -332,26 +332,14 @@ fn place(
             .column_by_name(DS)
             .expect("loaded sources have __ds")
             .as_string::<i32>();
-        // Partitions are few and rows come grouped by them: parse each ds text once per run.
-        let mut last_ds: Option<(&str, PartitionDate)> = None;
+        let mut partitions = PartitionTexts::default();
         for r in 0..batch.num_rows() {
             let k = key_of[i];
             i += 1;
             if !(first..end).contains(&k) {
                 continue;
             }
-            let text = ds.value(r);
-            let row_ds = match last_ds {
-                Some((t, d)) if t == text => d,
-                _ => {
-                    let d = PartitionDate::parse(text).map_err(|e| EngineError::Input {
-                        file: name.to_owned(),
-                        message: e.to_string(),
-                    })?;
-                    last_ds = Some((text, d));
-                    d
-                }
-            };
+            let row_ds = partitions.date(ds.value(r), name)?;
             let at = &mut next[(k - first) as usize];
             let has_ts = !ts.is_null(r);
             out[*at] = Located {

@@ -20,7 +20,7 @@ use crate::feature_columns::FeatureColumn;
 use crate::features::{AsOf, ColumnsSink, FeatureScratch};
 use crate::jobs::{LoadedGroupBy, arrow_err, derive, same_index, source_table};
 use crate::shard::{IndexedBatches, MemoryLimit, ShardedRows, SpillDir, shard_of};
-use crate::source::{self, DS, PartitionBounds, TS, TimeMode};
+use crate::source::{self, DS, PartitionBounds, PartitionTexts, TS, TimeMode};
 use crate::table_name::TableName;
 use crate::value::{Val, ValReader, val_at};
 use crate::warehouse::{PartitionInfo, Warehouse};
@@ -219,20 +219,9 @@ impl<'a> LeftRows<'a> {
             event_left,
             cast_keys: false,
         };
-        let mut last: Option<(&str, PartitionDate)> = None;
+        let mut partitions = PartitionTexts::default();
         for r in 0..batch.num_rows() {
-            let text = texts.value(r);
-            let ds = match last {
-                Some((t, d)) if t == text => d,
-                _ => {
-                    let d = PartitionDate::parse(text).map_err(|e| EngineError::Input {
-                        file: config.to_owned(),
-                        message: e.to_string(),
-                    })?;
-                    last = Some((text, d));
-                    d
-                }
-            };
+            let ds = partitions.date(texts.value(r), config)?;
             if !days.contains(&ds) {
                 continue;
             }

@@ -19,6 +19,30 @@ use crate::warehouse::Warehouse;
 
 pub const TS: &str = "__ts";
 pub const DS: &str = "__ds";
+
+/// The partition dates of a `__ds`-style text column. Rows come grouped by partition, so a text
+/// is parsed once per run of equal texts.
+#[derive(Default)]
+pub(crate) struct PartitionTexts<'a> {
+    last: Option<(&'a str, PartitionDate)>,
+}
+
+impl<'a> PartitionTexts<'a> {
+    /// The date `text` names; an error names `config`, whose rows these are.
+    pub(crate) fn date(&mut self, text: &'a str, config: &str) -> Result<PartitionDate> {
+        if let Some((t, d)) = self.last
+            && t == text
+        {
+            return Ok(d);
+        }
+        let d = PartitionDate::parse(text).map_err(|e| EngineError::Input {
+            file: config.to_owned(),
+            message: e.to_string(),
+        })?;
+        self.last = Some((text, d));
+        Ok(d)
+    }
+}
 /// An input column a query passes through untouched when present (streaming: the position of
 /// each record in its micro-batch, so every output row names the record it came from).
 pub const ORIGIN: &str = "__origin";
